@@ -1,0 +1,94 @@
+"""One builder for every stage table: `build_net(table)` -> `Net` with named stages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from netprobe.archs.blocks import ConvBNAct, FusedMBConv, Head, MBConv
+from netprobe.archs.table import NetSpec, expanded_channels, se_channels
+
+
+@dataclass(frozen=True)
+class FeatureInfo:
+    """One multi-scale tap: the output of a stage, its channels and cumulative stride (P-level)."""
+
+    name: str
+    channels: int
+    stride: int
+
+    @property
+    def level(self) -> int:
+        return self.stride.bit_length() - 1  # stride 8 -> P3
+
+
+class Net(nn.Module):
+    """A backbone whose top-level children are its stages: `stem`, `stage1` ... `stageN`, `head`."""
+
+    def __init__(self, table: NetSpec) -> None:
+        super().__init__()
+        self.table = table
+        act = table.act
+        self.stem = ConvBNAct(3, table.stem, 3, 2, act=act)
+        in_ch, block_id, total = table.stem, 0, max(1, table.num_blocks)
+        infos = [FeatureInfo("stem", table.stem, 2)]
+        for i, (stage, stride) in enumerate(zip(table.stages, table.stage_strides()[1:], strict=True), start=1):
+            blocks: list[nn.Module] = []
+            for row in stage:
+                kind = FusedMBConv if row.fused else MBConv
+                for r in range(row.repeats):
+                    expanded = expanded_channels(in_ch, row)
+                    squeeze = se_channels(in_ch, expanded, row.se, table.se_style) if row.se else 0
+                    blocks.append(kind(in_ch, row.out, row.kernel, row.stride if r == 0 else 1, expanded, squeeze,
+                                       row.act or act, table.se_style, table.drop_path * block_id / total))
+                    in_ch, block_id = row.out, block_id + 1
+            self.add_module(f"stage{i}", nn.Sequential(*blocks))
+            infos.append(FeatureInfo(f"stage{i}", in_ch, stride))
+        self.head = Head(in_ch, table.head, table.head_fc, table.classes, act, table.dropout)
+        self.feature_info = infos
+
+    @property
+    def stage_names(self) -> list[str]:
+        return [name for name, _ in self.named_children()]
+
+    def forward_features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every stage's output (stem and stage1..N), in order: the taps a detection neck consumes."""
+        feats = {}
+        for name, module in self.named_children():
+            if name == "head":
+                break
+            x = module(x)
+            feats[name] = x
+        return feats
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for module in self.children():
+            x = module(x)
+        return x
+
+
+def build_net(table: NetSpec, device: torch.device | str | None = None) -> Net:
+    """Build `table` as a module; on device 'meta' nothing is allocated or initialised."""
+    with torch.device(device or "cpu"):
+        net = Net(table)
+    if str(device) != "meta":
+        _init_weights(net)
+    return net
+
+
+def _init_weights(net: nn.Module) -> None:
+    # The reference implementations' init: He-normal convs, uniform classifier, unit BN.
+    for m in net.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            bound = 1.0 / m.out_features ** 0.5
+            nn.init.uniform_(m.weight, -bound, bound)
+            nn.init.zeros_(m.bias)

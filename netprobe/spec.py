@@ -1,0 +1,310 @@
+"""Spec strings: `ARCH[:key=value,...]` -> stage table, and any stage table -> its canonical spec.
+
+    efficientnet_b4:fused=1-3            the paper's "Fused stage1-3"
+    efficientnetv2_s:width=0.5,depth=0.5
+    custom:stem=24,stages=fmb_r2_k3_s1_e1_c24/mb_r4_k3_s2_e4_c48_se0.25,head=1280
+
+A `custom` spec lists the stage table itself: stages separated by '/', rows of one stage by
+'+', each row `OP_rREPEATS_kKERNEL_sSTRIDE_eEXPAND_cCHANNELS[_seRATIO][_ACT]` with OP `mb`
+(MBConv) or `fmb` (Fused-MBConv), in the spirit of timm's and the official EfficientNetV2
+block strings. Every table prints as such a `custom` spec (its canonical form), which parses
+back to the same table.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from netprobe.archs import transforms
+from netprobe.archs.table import ACTS, OPS, SE_STYLES, BlockSpec, NetSpec, _num
+from netprobe.archs.zoo import ARCHS
+from netprobe.errors import SpecError
+
+CUSTOM = "custom"
+MAX_CHANNELS = 8192
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A parsed spec: the arch, its options as given (normalised), and the stage table they describe."""
+
+    arch: str
+    options: tuple[tuple[str, str], ...]
+    table: NetSpec
+
+    def __str__(self) -> str:
+        return self.arch + (":" + ",".join(f"{k}={v}" for k, v in self.options) if self.options else "")
+
+    @property
+    def canonical(self) -> str:
+        """The full spec: every stage, block and setting spelled out; parses back to the same table."""
+        return format_table(self.table)
+
+
+# ---- values -------------------------------------------------------------------------------------
+
+def _number(key: str, text: str, kind: type, lo: float, hi: float, lo_open: bool = False) -> float:
+    try:
+        value = kind(text)
+    except (ValueError, OverflowError):
+        value = None
+    if value is None or not math.isfinite(value) or value > hi or value < lo or (lo_open and value == lo):
+        what = "an integer" if kind is int else "a number"
+        bound = f"> {lo:g}" if lo_open else f">= {lo:g}"
+        raise SpecError(f"{key}={text!r} is not allowed: {key} must be {what} {bound} and <= {hi:g}")
+    return value
+
+
+def _choice(key: str, text: str, allowed: tuple[str, ...]) -> str:
+    if text not in allowed:
+        raise SpecError(f"{key}={text!r} is not allowed: choose one of {', '.join(allowed)}")
+    return text
+
+
+def _stage_set(text: str, num_stages: int, arch: str) -> tuple[int, ...]:
+    """'1-3', '2,4', '1-3,5', 'all', 'none' -> sorted stage numbers (1-based, after the stem)."""
+    if text == "all":
+        return tuple(range(1, num_stages + 1))
+    if text == "none":
+        return ()
+    chosen: set[int] = set()
+    for part in text.split(","):
+        lo, sep, hi = part.strip().partition("-")
+        try:
+            a = int(lo)
+            b = int(hi) if sep else a
+        except ValueError:
+            raise SpecError(f"fused={text!r}: {part!r} is not a stage number or range; "
+                            "use e.g. fused=1-3, fused=2,4, fused=all or fused=none") from None
+        if not 1 <= a <= b <= num_stages:
+            raise SpecError(f"fused={text!r}: stages {part} do not exist; {arch} has stages 1-{num_stages}")
+        chosen.update(range(a, b + 1))
+    return tuple(sorted(chosen))
+
+
+def _format_stage_set(stages: tuple[int, ...], num_stages: int) -> str:
+    if not stages:
+        return "none"
+    if len(stages) == num_stages:
+        return "all"
+    runs: list[list[int]] = []
+    for s in stages:
+        if runs and s == runs[-1][1] + 1:
+            runs[-1][1] = s
+        else:
+            runs.append([s, s])
+    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+
+
+# ---- block strings ------------------------------------------------------------------------------
+
+_FIELDS = "OP_rREPEATS_kKERNEL_sSTRIDE_eEXPAND_cCHANNELS[_seRATIO][_ACT], e.g. mb_r2_k3_s2_e6_c24_se0.25"
+
+
+def parse_block(text: str) -> BlockSpec:
+    """One stage-table row from its block string, e.g. 'fmb_r4_k3_s2_e4_c48'."""
+    tokens = text.strip().split("_")
+    op = tokens[0]
+    if op not in OPS:
+        raise SpecError(f"block {text!r}: operator {op!r} unknown; use mb (MBConv) or fmb (Fused-MBConv): {_FIELDS}")
+    got: dict[str, str] = {}
+    for tok in tokens[1:]:
+        if tok in ACTS:
+            key, value = "act", tok
+        elif tok.startswith("se"):
+            key, value = "se", tok[2:]
+        elif tok[:1] in ("r", "k", "s", "e", "c"):
+            key, value = tok[0], tok[1:]
+        else:
+            raise SpecError(f"block {text!r}: field {tok!r} unknown; a block reads {_FIELDS}")
+        if key in got:
+            raise SpecError(f"block {text!r}: field {key!r} given twice")
+        got[key] = value
+    if "c" not in got:
+        raise SpecError(f"block {text!r}: output channels missing (cN); a block reads {_FIELDS}")
+    kernel = int(_number(f"block {text!r}: kernel", got.get("k", "3"), int, 1, 15))
+    if kernel % 2 == 0:
+        raise SpecError(f"block {text!r}: kernel k{kernel} is even; use an odd kernel (1, 3, 5, 7, ...)")
+    stride = int(_number(f"block {text!r}: stride", got.get("s", "1"), int, 1, 2))
+    return BlockSpec(
+        op=op,
+        repeats=int(_number(f"block {text!r}: repeats", got.get("r", "1"), int, 1, 64)),
+        kernel=kernel,
+        stride=stride,
+        expand=float(_number(f"block {text!r}: expansion", got.get("e", "1"), float, 0, 16, lo_open=True)),
+        out=int(_number(f"block {text!r}: channels", got["c"], int, 1, MAX_CHANNELS)),
+        se=float(_number(f"block {text!r}: SE ratio", got.get("se", "0"), float, 0, 1)),
+        act=got.get("act"),
+    )
+
+
+def format_block(row: BlockSpec) -> str:
+    parts = [row.op, f"r{row.repeats}", f"k{row.kernel}", f"s{row.stride}", f"e{_num(row.expand)}", f"c{row.out}"]
+    if row.se:
+        parts.append(f"se{_num(row.se)}")
+    if row.act:
+        parts.append(row.act)
+    return "_".join(parts)
+
+
+def parse_stages(text: str) -> tuple[tuple[BlockSpec, ...], ...]:
+    stages = tuple(tuple(parse_block(b) for b in st.split("+")) for st in text.split("/"))
+    if len(stages) > 16 or any(len(st) > 16 for st in stages):
+        raise SpecError("stages: at most 16 stages of at most 16 rows each")
+    return stages
+
+
+def format_table(table: NetSpec) -> str:
+    """The canonical `custom:` spec of a stage table."""
+    stages = "/".join("+".join(format_block(r) for r in st) for st in table.stages)
+    return (f"{CUSTOM}:stem={table.stem},stages={stages},head={table.head},head_fc={table.head_fc},"
+            f"act={table.act},se_style={table.se_style},classes={table.classes},"
+            f"drop_path={_num(table.drop_path)},dropout={_num(table.dropout)},imgsz={table.imgsz}")
+
+
+# ---- options ------------------------------------------------------------------------------------
+
+def _int_key(lo: int, hi: int) -> Callable[[str, str], int]:
+    return lambda key, text: int(_number(key, text, int, lo, hi))
+
+
+def _float_key(lo: float, hi: float, lo_open: bool = False) -> Callable[[str, str], float]:
+    return lambda key, text: float(_number(key, text, float, lo, hi, lo_open))
+
+
+def _fraction(key: str, text: str) -> float:
+    value = _number(key, text, float, 0, 1)
+    if value == 1:
+        raise SpecError(f"{key}={text!r} is not allowed: {key} must be >= 0 and < 1")
+    return float(value)
+
+
+def _fused_kernel(key: str, text: str) -> int:
+    if text == "keep":
+        return 0
+    kernel = int(_number(key, text, int, 1, 15))
+    if kernel % 2 == 0:
+        raise SpecError(f"{key}={text!r} is not allowed: use 'keep' or an odd kernel (1, 3, 5, 7)")
+    return kernel
+
+
+# Keys that describe the table itself (a custom spec needs them; for a named arch they override).
+_TABLE_KEYS: dict[str, Callable[[str, str], object]] = {
+    "stem": _int_key(1, MAX_CHANNELS),
+    "stages": lambda key, text: parse_stages(text),
+    "head": _int_key(1, MAX_CHANNELS),
+    "head_fc": _int_key(0, MAX_CHANNELS),
+    "act": lambda key, text: _choice(key, text, ACTS),
+    "se_style": lambda key, text: _choice(key, text, SE_STYLES),
+    "classes": _int_key(0, 100_000),
+    "drop_path": _fraction,
+    "dropout": _fraction,
+    "imgsz": _int_key(1, 8192),
+}
+# Keys that transform a table (a named arch's or a custom one).
+_VARIANT_KEYS: dict[str, Callable[[str, str], object]] = {
+    "width": _float_key(0, 8, lo_open=True),
+    "depth": _float_key(0, 8, lo_open=True),
+    "fused": lambda key, text: text,  # checked against the number of stages once the table is known
+    "fused_kernel": _fused_kernel,
+    "fused_se": lambda key, text: _choice(key, text, ("drop", "keep")),
+    "se": _float_key(0, 1),
+}
+_NAMED_KEYS = (*_VARIANT_KEYS, "act", "classes", "drop_path", "dropout", "imgsz")
+_CUSTOM_KEYS = (*_TABLE_KEYS, *_VARIANT_KEYS)
+
+
+def _split_options(text: str) -> list[tuple[str, str]]:
+    """'fused=2,4,width=0.5' -> [('fused', '2,4'), ('width', '0.5')]: a part without '=' continues a value."""
+    pairs: list[list[str]] = []
+    for part in text.split(","):
+        if "=" in part:
+            key, _, value = part.partition("=")
+            pairs.append([key.strip(), value.strip()])
+        elif pairs and part.strip():
+            pairs[-1][1] += "," + part.strip()
+        else:
+            raise SpecError(f"option {part!r} has no value; write key=value, e.g. width=0.5")
+    return [(k, v) for k, v in pairs]
+
+
+def unknown_arch_message(name: str) -> str:
+    names = [*ARCHS, CUSTOM]
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+    hint = f"did you mean {' or '.join(close)}?" if close else "known: " + ", ".join(names)
+    return f"unknown arch {name!r}: {hint} ('netprobe list' shows them all)"
+
+
+def parse_spec(text: str) -> Spec:
+    """Parse `ARCH[:key=value,...]` into a `Spec`; anything malformed raises `SpecError` (one line)."""
+    if not isinstance(text, str) or not text.strip():
+        raise SpecError("empty spec: give an arch name such as efficientnetv2_s, optionally with :key=value,...")
+    arch, _, rest = text.strip().partition(":")
+    arch = arch.strip()
+    if arch != CUSTOM and arch not in ARCHS:
+        raise SpecError(unknown_arch_message(arch))
+    allowed = _CUSTOM_KEYS if arch == CUSTOM else _NAMED_KEYS
+    raw = _split_options(rest) if rest.strip() else []
+    values: dict[str, object] = {}
+    for key, value in raw:
+        if key not in allowed:
+            close = difflib.get_close_matches(key, allowed, n=1)
+            hint = f"did you mean {close[0]}? " if close else ""
+            raise SpecError(f"unknown key {key!r} for {arch}: {hint}allowed keys are {', '.join(allowed)}")
+        if key in values:
+            raise SpecError(f"key {key!r} is given twice")
+        values[key] = {**_TABLE_KEYS, **_VARIANT_KEYS}[key](key, value)
+    table = _resolve(arch, values)
+    options = tuple((k, _normalise(k, v, values[k], table)) for k, v in raw)
+    return Spec(arch, options, table)
+
+
+def _normalise(key: str, text: str, value: object, table: NetSpec) -> str:
+    if key == "fused":
+        return _format_stage_set(value, len(table.stages))  # type: ignore[arg-type]
+    if key == "fused_kernel":
+        return "keep" if value == 0 else str(value)
+    if key == "stages":
+        return "/".join("+".join(format_block(r) for r in st) for st in value)  # type: ignore[union-attr]
+    if isinstance(value, float):
+        return _num(value)
+    return str(value)
+
+
+def _resolve(arch: str, values: dict[str, object]) -> NetSpec:
+    if arch == CUSTOM:
+        missing = [k for k in ("stem", "stages", "head") if k not in values]
+        if missing:
+            raise SpecError(f"custom spec needs {', '.join(missing)}: e.g. "
+                            "custom:stem=24,stages=fmb_r2_k3_s1_e1_c24/mb_r4_k3_s2_e4_c48_se0.25,head=1280")
+        table = NetSpec(**{k: v for k, v in values.items() if k in _TABLE_KEYS})  # type: ignore[arg-type]
+        width = depth = 1.0
+    else:
+        spec = ARCHS[arch]
+        table, width, depth = spec.base, spec.width, spec.depth
+    table = transforms.scale(table, width * values.get("width", 1.0), depth * values.get("depth", 1.0))
+    if "fused" in values:
+        stages = _stage_set(values["fused"], len(table.stages), arch)
+        table = transforms.fuse_stages(table, stages, keep_se=values.get("fused_se") == "keep")
+        values["fused"] = tuple(i for i, st in enumerate(table.stages, 1) if all(r.fused for r in st))
+    if values.get("fused_kernel"):
+        table = transforms.set_fused_kernel(table, values["fused_kernel"])  # type: ignore[arg-type]
+    if "se" in values:
+        table = transforms.set_se(table, values["se"])  # type: ignore[arg-type]
+    if arch != CUSTOM:
+        if "act" in values:
+            table = transforms.set_act(table, values["act"])  # type: ignore[arg-type]
+        table = replace(table, **{k: values[k] for k in ("classes", "drop_path", "dropout", "imgsz") if k in values})
+    _check_table(table)
+    return table
+
+
+def _check_table(table: NetSpec) -> None:
+    too_wide = [r.out for st in table.stages for r in st if r.out > MAX_CHANNELS]
+    if too_wide or max(table.stem, table.head, table.head_fc) > MAX_CHANNELS:
+        raise SpecError(f"scaled channels exceed {MAX_CHANNELS}; use a smaller width")
+    if table.num_blocks > 2000:
+        raise SpecError(f"{table.num_blocks} blocks is more than 2000; use a smaller depth")
