@@ -48,29 +48,101 @@ def _in_elems(args: tuple, out: object) -> int:
     return _numel(args[0])
 
 
+# Output shapes of the ops whose meta kernels are written in Python: computing them here keeps
+# counting free of torch._dynamo, which those kernels import (about a second of start-up).
+def _empty(shape, like: torch.Tensor) -> torch.Tensor:
+    # torch.empty, not empty_like: the latter's meta path is Python too (and imports sympy).
+    return torch.empty(tuple(shape), dtype=like.dtype, device=like.device)
+
+
+def _like_input(func, args: tuple, kwargs: dict) -> torch.Tensor:
+    return args[0] if func._schema.name.endswith("_") else _empty(args[0].shape, args[0])
+
+
+def _broadcast(func, args: tuple, kwargs: dict) -> torch.Tensor:
+    if func._schema.name.endswith("_"):
+        return args[0]
+    shapes = [tuple(a.shape) for a in args[:2] if isinstance(a, torch.Tensor)]
+    return _empty(_broadcast_shape(shapes), args[0])
+
+
+def _broadcast_shape(shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
+    # Plain numpy-style broadcasting; torch.broadcast_shapes would import sympy.
+    ndim = max(len(s) for s in shapes)
+    padded = [(1,) * (ndim - len(s)) + s for s in shapes]
+    return tuple(max(dims) if min(dims) != 0 else 0 for dims in zip(*padded, strict=True))
+
+
+def _conv(func, args: tuple, kwargs: dict) -> torch.Tensor:
+    # aten.convolution(input, weight, bias, stride, padding, dilation, transposed, output_padding, groups)
+    x, w, _, stride, padding, dilation, transposed = args[:7]
+    if transposed:
+        return func(*args, **kwargs)
+    spatial = [(n + 2 * p - d * (k - 1) - 1) // s + 1
+               for n, k, s, p, d in zip(x.shape[2:], w.shape[2:], stride, padding, dilation, strict=True)]
+    return _empty((x.shape[0], w.shape[0], *spatial), x)
+
+
+def _batch_norm(func, args: tuple, kwargs: dict) -> tuple:
+    x = args[0]
+    stats = [_empty((0,), x) for _ in func._schema.returns[1:]]
+    return (_empty(x.shape, x), *stats)
+
+
+def _mean(func, args: tuple, kwargs: dict) -> torch.Tensor:
+    x, dims = args[0], args[1] if len(args) > 1 else None
+    keepdim = args[2] if len(args) > 2 else kwargs.get("keepdim", False)
+    dims = {d % x.ndim for d in dims} if dims else set(range(x.ndim))
+    shape = [1 if i in dims else n for i, n in enumerate(x.shape) if keepdim or i not in dims]
+    return _empty(shape, x)
+
+
+def _adaptive_pool(func, args: tuple, kwargs: dict) -> torch.Tensor:
+    x = args[0]
+    return _empty((*x.shape[:-2], *args[1]), x)
+
+
+def _matmul(func, args: tuple, kwargs: dict) -> torch.Tensor:
+    a, b = args[-2], args[-1]
+    return _empty((a.shape[0], b.shape[1]), a)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """How one op counts: its kind, the count as a function of (args, output), and optionally its
+    output as a function of (op, args, kwargs) for the meta device."""
+
+    kind: str
+    count: Callable[[tuple, object], int]
+    meta: Callable | None = None
+
+
 def _packets(*names: str) -> list:
     return [getattr(aten, n) for n in names if hasattr(aten, n)]
 
 
-# Counting rules as data: op -> (kind, formula). One place per op.
-RULES: dict[object, tuple[str, Callable[[tuple, object], int]]] = {}
-for _op in _packets("convolution", "_convolution", "conv2d", "cudnn_convolution", "mkldnn_convolution"):
-    RULES[_op] = ("conv", _conv_macs)
+# Counting rules as data: op -> Rule. One place per op.
+RULES: dict[object, Rule] = {}
+RULES[aten.convolution] = Rule("conv", _conv_macs, _conv)
+for _op in _packets("_convolution", "conv2d", "cudnn_convolution", "mkldnn_convolution"):
+    RULES[_op] = Rule("conv", _conv_macs)
 for _op in _packets("addmm", "mm"):
-    RULES[_op] = ("linear", _mm_macs)
+    RULES[_op] = Rule("linear", _mm_macs, _matmul)
 for _op in _packets("native_batch_norm", "_native_batch_norm_legit", "_native_batch_norm_legit_no_training",
-                    "batch_norm", "cudnn_batch_norm", "_batch_norm_with_update", "_batch_norm_no_update"):
-    RULES[_op] = ("norm", _out_elems)
+                    "_batch_norm_with_update", "_batch_norm_no_update", "cudnn_batch_norm"):
+    RULES[_op] = Rule("norm", _out_elems, _batch_norm)
 for _op in _packets("relu", "relu_", "silu", "silu_", "hardswish", "hardswish_", "gelu", "gelu_", "sigmoid",
-                    "sigmoid_", "hardsigmoid", "hardsigmoid_", "hardtanh", "hardtanh_", "clamp_min", "threshold"):
-    RULES[_op] = ("act", _out_elems)
+                    "sigmoid_", "hardsigmoid", "hardsigmoid_", "hardtanh", "hardtanh_"):
+    RULES[_op] = Rule("act", _out_elems, _like_input)
 for _op in _packets("mul", "mul_", "div", "div_"):
-    RULES[_op] = ("mul", _out_elems)
+    RULES[_op] = Rule("mul", _out_elems, _broadcast)
 for _op in _packets("add", "add_", "sub", "sub_"):
-    RULES[_op] = ("add", _out_elems)
-for _op in _packets("mean", "_adaptive_avg_pool2d", "adaptive_avg_pool2d", "avg_pool2d", "max_pool2d",
-                    "max_pool2d_with_indices"):
-    RULES[_op] = ("pool", _in_elems)
+    RULES[_op] = Rule("add", _out_elems, _broadcast)
+RULES[aten.mean] = Rule("pool", _in_elems, _mean)
+for _op in _packets("_adaptive_avg_pool2d", "adaptive_avg_pool2d"):
+    RULES[_op] = Rule("pool", _in_elems, _adaptive_pool)
+for _op in _packets("avg_pool2d", "max_pool2d", "max_pool2d_with_indices"):
+    RULES[_op] = Rule("pool", _in_elems)
 # Ops that move or describe data without arithmetic.
 FREE = set(_packets(
     "view", "_unsafe_view", "reshape", "t", "transpose", "permute", "expand", "flatten", "squeeze", "unsqueeze",
@@ -124,26 +196,36 @@ class Count:
 
 
 class _OpCounter(TorchDispatchMode):
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        # torch wraps __torch_dispatch__ in a dynamo guard that imports torch._dynamo (about a
+        # second) on first use; this mode never runs under torch.compile, so it needs none.
+        return False
+
     def __init__(self, scope: list[str], modules: dict[str, ModuleCount], by_kind: dict, unsupported: dict):
         super().__init__()
         self.scope, self.modules, self.by_kind, self.unsupported = scope, modules, by_kind, unsupported
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
+        kwargs = kwargs or {}
         packet = func.overloadpacket
         rule = RULES.get(packet)
+        on_meta = any(isinstance(a, torch.Tensor) and a.is_meta for a in args[:1])
+        if rule is not None and rule.meta is not None and on_meta and not kwargs.get("out"):
+            out = rule.meta(func, args, kwargs)
+        else:
+            out = func(*args, **kwargs)
         if rule is None:
             if packet not in FREE:
                 self.unsupported[str(packet)] += 1
             return out
-        kind, formula = rule
-        n = formula(args, out)
+        n = rule.count(args, out)
         record = self.modules[self.scope[-1]]
-        if kind in MAC_KINDS:
+        if rule.kind in MAC_KINDS:
             record.macs += n
         else:
-            record.other[kind] = record.other.get(kind, 0) + n
-        self.by_kind[kind] += n
+            record.other[rule.kind] = record.other.get(rule.kind, 0) + n
+        self.by_kind[rule.kind] += n
         return out
 
 
