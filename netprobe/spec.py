@@ -80,7 +80,9 @@ def _stage_set(text: str, num_stages: int, arch: str) -> tuple[int, ...]:
             raise SpecError(f"fused={text!r}: {part!r} is not a stage number or range; "
                             "use e.g. fused=1-3, fused=2,4, fused=all or fused=none") from None
         if not 1 <= a <= b <= num_stages:
-            raise SpecError(f"fused={text!r}: stages {part} do not exist; {arch} has stages 1-{num_stages}")
+            # Name the range by its parsed numbers: `part` may hold whitespace int() skipped, line breaks too.
+            stages = f"{a}-{b}" if sep else str(a)
+            raise SpecError(f"fused={text!r}: stages {stages} do not exist; {arch} has stages 1-{num_stages}")
         chosen.update(range(a, b + 1))
     return tuple(sorted(chosen))
 

@@ -1,0 +1,183 @@
+"""Side-by-side experiments: the paper's Fused-MBConv ablation (Table 3), its batch/size table
+(Table 2), or any specs. Variants run interleaved in rounds (A B C D, A B C D, ...) so that
+drift on a noisy machine hits all of them alike; each is built fresh and freed in between.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+
+from netprobe.api import build
+from netprobe.bench import BenchConfig, BenchResult, benchmark
+from netprobe.counting import count
+from netprobe.errors import InputError
+from netprobe.reference import PAPER_TABLE2_V100, PAPER_TABLE3
+from netprobe.spec import parse_spec
+
+EXPERIMENTS = ("fused-stages", "batch-imgsz")
+FUSED_VARIANTS = (("No fused", "none"), ("Fused stage1-3", "1-3"), ("Fused stage1-5", "1-5"),
+                  ("Fused stage1-7", "1-7"))
+
+
+@dataclass
+class Variant:
+    label: str
+    spec: str
+    batch: int
+    imgsz: int
+    paper: dict | None = None
+
+
+@dataclass
+class CompareRow:
+    """One variant's counts, its measured train throughput over rounds, and the paper's figures."""
+
+    label: str
+    spec: str
+    batch: int
+    imgsz: int
+    params: int
+    macs: int  # per image at the run size
+    macs_base: int  # per image at the base arch's own image size (what the paper counts)
+    status: str = "ok"
+    train_imgs_per_s: float | None = None
+    imgs_per_s_min: float | None = None
+    imgs_per_s_max: float | None = None
+    rounds: int = 0
+    speedup: float | None = None
+    tflops: float | None = None
+    peak_fraction: float | None = None
+    peak_mem_mb: float | None = None
+    paper: dict | None = None
+    deviation: dict | None = None
+    measurements: list[float] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Settings:
+    device: str
+    batch: int
+    imgsz: int
+    amp: str = "off"
+    channels_last: bool = False
+    warmup: int = 1
+    iters: int = 2
+    rounds: int = 3
+
+
+def default_settings(device: str, base_imgsz: int, batch: int | None, imgsz: int | None,
+                     iters: int | None, rounds: int | None, **options) -> Settings:
+    """CUDA: batch 24 at the base's own size (the paper's setting); CPU: small enough for minutes."""
+    if device == "cuda":
+        s = Settings(device, batch or 24, imgsz or base_imgsz, warmup=3, iters=iters or 10, rounds=rounds or 3,
+                     **options)
+    else:
+        s = Settings(device, batch or 8, imgsz or 128, warmup=1, iters=iters or 2, rounds=rounds or 3, **options)
+    if s.batch < 1 or s.iters < 1 or s.rounds < 1:
+        raise InputError("batch, iters and rounds must each be at least 1")
+    return s
+
+
+def fused_stage_variants(base: str, fused_kernel: str, batch: int, imgsz: int) -> list[Variant]:
+    """The paper's Table 3 rows for `base`, with its figures beside when the base is EfficientNet-B4."""
+    parse_spec(base)
+    if ":" in base:
+        raise InputError(f"--base {base!r}: give a plain arch name; the experiment sets the fused stages itself")
+    n_stages = len(parse_spec(base).table.stages)
+    variants = []
+    for label, fused in FUSED_VARIANTS:
+        last = 0 if fused == "none" else int(fused.split("-")[1])
+        if last > n_stages:
+            continue
+        spec = f"{base}:fused={fused}" + (f",fused_kernel={fused_kernel}" if fused_kernel != "keep" else "")
+        paper = None
+        if base == "efficientnet_b4":
+            p, flops, top1, tpu, v100 = PAPER_TABLE3[fused]
+            paper = {"params_m": p, "macs_b": flops, "top1": top1, "tpu_imgs_per_s": tpu, "v100_imgs_per_s": v100}
+        variants.append(Variant(label, spec, batch, imgsz, paper))
+    return variants
+
+
+def batch_imgsz_variants(base: str, batches: list[int], sizes: list[int]) -> list[Variant]:
+    """The paper's Table 2 grid: each (image size, batch) cell, with the V100 figure where it has one."""
+    parse_spec(base)
+    variants = []
+    for size in sizes:
+        for batch in batches:
+            paper = None
+            if base == "efficientnet_b6" and (size, batch) in PAPER_TABLE2_V100:
+                v100 = PAPER_TABLE2_V100[(size, batch)]
+                paper = {"v100_imgs_per_s": v100, "v100_oom": v100 is None}
+            variants.append(Variant(f"{size}px b{batch}", base, batch, size, paper))
+    return variants
+
+
+def spec_variants(specs: list[str], batch: int, imgsz: int | None) -> list[Variant]:
+    return [Variant(s, s, batch, imgsz or parse_spec(s).table.imgsz) for s in specs]
+
+
+def _counted_row(v: Variant) -> CompareRow:
+    spec = parse_spec(v.spec)
+    model = build(spec, device="meta")
+    macs = count(model, (1, 3, v.imgsz, v.imgsz)).macs
+    base_size = spec.table.imgsz
+    macs_base = macs if base_size == v.imgsz else count(model, (1, 3, base_size, base_size)).macs
+    return CompareRow(v.label, str(spec), v.batch, v.imgsz, sum(p.numel() for p in model.parameters()), macs,
+                      macs_base, paper=v.paper)
+
+
+def run(variants: list[Variant], settings: Settings,
+        on_measure: Callable[[str, int], None] | None = None) -> Iterator[list[CompareRow]]:
+    """Count every variant, then measure them interleaved; yields the rows after each round.
+
+    A caller that stops early (Ctrl-C) keeps the last rows yielded.
+    """
+    rows = [_counted_row(v) for v in variants]
+    results: list[list[BenchResult]] = [[] for _ in variants]
+    for r in range(settings.rounds):
+        for i, v in enumerate(variants):
+            if on_measure:
+                on_measure(v.label, r)
+            if rows[i].status == "oom":
+                continue  # it will not fit in a later round either
+            results[i].append(benchmark(BenchConfig(
+                v.spec, settings.device, v.batch, v.imgsz, "train", settings.amp, settings.channels_last,
+                warmup=settings.warmup, iters=settings.iters)))
+            _update(rows[i], results[i])
+        _relate(rows)
+        yield rows
+
+
+def _update(row: CompareRow, results: list[BenchResult]) -> None:
+    ok = [r for r in results if r.status == "ok"]
+    last = results[-1]
+    if last.status != "ok" and not ok:
+        row.status = last.status if last.status == "oom" else f"error: {last.error}"
+        row.peak_mem_mb = last.peak_mem_mb
+        return
+    row.measurements = [r.imgs_per_s for r in ok]
+    row.rounds = len(ok)
+    row.train_imgs_per_s = statistics.median(row.measurements)
+    row.imgs_per_s_min, row.imgs_per_s_max = min(row.measurements), max(row.measurements)
+    row.tflops = statistics.median(r.tflops for r in ok)
+    row.peak_fraction = statistics.median(r.peak_fraction for r in ok)
+    row.peak_mem_mb = max(r.peak_mem_mb or 0 for r in ok)
+
+
+def _relate(rows: list[CompareRow]) -> None:
+    """Speed relative to the first row, and deviation from the paper's figures where it has them."""
+    ref = rows[0].train_imgs_per_s
+    paper_ref = (rows[0].paper or {}).get("v100_imgs_per_s")
+    for row in rows:
+        row.speedup = row.train_imgs_per_s / ref if ref and row.train_imgs_per_s else None
+        if row.paper and "params_m" in row.paper:
+            row.deviation = {
+                "params": row.params / 1e6 / row.paper["params_m"] - 1,
+                "macs": row.macs_base / 1e9 / row.paper["macs_b"] - 1,
+                "paper_v100_speedup": row.paper["v100_imgs_per_s"] / paper_ref if paper_ref else None,
+            }
