@@ -8,6 +8,7 @@ step is synchronised once at its end, so timing adds no stalls inside the step.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import gc
 import re
 import statistics
@@ -233,6 +234,15 @@ def _free(device: str) -> None:
     gc.collect()
     if device == "cuda":
         torch.cuda.empty_cache()
+    else:
+        _trim_heap()
+
+
+def _trim_heap() -> None:
+    # glibc keeps freed heap memory for reuse; without giving it back, the next configuration's
+    # peak RSS growth would hide inside what the previous one left.
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 # ---- measurement -------------------------------------------------------------------------------
@@ -254,6 +264,10 @@ def validate(config: BenchConfig) -> Spec:
         raise InputError(f"optimizer {config.optimizer!r} is not allowed; use sgd or adamw")
     size = parse_imgsz(config.imgsz, spec.table.imgsz)
     check_input(spec, size, config.batch)
+    stride = spec.table.min_imgsz()
+    if config.mode == "train" and config.batch * -(-size[0] // stride) * -(-size[1] // stride) < 2:
+        raise InputError(f"batch {config.batch} at {size[0]} px leaves batch norm one value per channel in the "
+                         f"last stage, which cannot train; use batch >= 2 or an image of at least {stride + 1} px")
     return spec
 
 

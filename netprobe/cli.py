@@ -377,15 +377,18 @@ def _report_bench(B, results: list, dev: str, fmt: Format, out: str | None) -> N
                + ", ".join(f"{k} {v:.2f} TFLOP/s" for k, v in peaks.items())
                + f" · Peak MB: {mem} · TFLOP/s counts 2 FLOPs per MAC, train = 3 × forward")
 
+    columns = BENCH_COLUMNS + ([Column("compile_s", "Compile s", lambda v: f"{float(v):.1f}")]
+                               if any(r.compiled for r in results) else [])
+
     def table(console: Console) -> None:
-        console.print(rich_table(BENCH_COLUMNS, records, "netprobe bench", caption))
+        console.print(rich_table(columns, records, "netprobe bench", caption))
         for r in results:
             if r.stages:
                 stage_recs = [s.__dict__ for s in r.stages]
                 console.print(rich_table(STAGE_TIME_COLUMNS, stage_recs, f"Per stage: {r.spec} b{r.batch} {r.imgsz}px "
                                          f"{r.dtype}", "backward GFLOP/s assumes 2 × the forward's work"))
 
-    emit(fmt, table=table, columns=BENCH_COLUMNS, records=records, data=data, caption=caption)
+    emit(fmt, table=table, columns=columns, records=records, data=data, caption=caption)
 
 
 BENCH_RESULT_CSV = [Column(k, k) for k in (
@@ -543,6 +546,8 @@ def _run_compare(C, experiment: str, variants: list, settings, plot: str | None,
                      f"{settings.iters} iters (+{settings.warmup} warm-up), variants interleaved")
     if fmt is Format.table:
         _console().print(settings_line, highlight=False)
+    elif fmt is Format.markdown:
+        print(f"Settings: {settings_line}.\n")
     rows, interrupted = [], False
     with progress_bar() as progress:
         task = progress.add_task("compare", total=settings.rounds * len(variants))

@@ -22,12 +22,29 @@ FUSED_VARIANTS = (("No fused", "none"), ("Fused stage1-3", "1-3"), ("Fused stage
 
 
 @dataclass
+class Settings:
+    device: str
+    batch: int
+    imgsz: int
+    amp: str = "off"
+    channels_last: bool = False
+    warmup: int = 1
+    iters: int = 2
+    rounds: int = 3
+
+
+@dataclass
 class Variant:
     label: str
     spec: str
     batch: int
     imgsz: int
     paper: dict | None = None
+
+    def config(self, settings: Settings) -> BenchConfig:
+        """The train measurement of this variant under `settings`."""
+        return BenchConfig(self.spec, settings.device, self.batch, self.imgsz, "train", settings.amp,
+                           settings.channels_last, warmup=settings.warmup, iters=settings.iters)
 
 
 @dataclass
@@ -56,18 +73,6 @@ class CompareRow:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-@dataclass
-class Settings:
-    device: str
-    batch: int
-    imgsz: int
-    amp: str = "off"
-    channels_last: bool = False
-    warmup: int = 1
-    iters: int = 2
-    rounds: int = 3
 
 
 def default_settings(device: str, base_imgsz: int, batch: int | None, imgsz: int | None,
@@ -145,9 +150,7 @@ def run(variants: list[Variant], settings: Settings,
                 on_measure(v.label, r)
             if rows[i].status == "oom":
                 continue  # it will not fit in a later round either
-            results[i].append(benchmark(BenchConfig(
-                v.spec, settings.device, v.batch, v.imgsz, "train", settings.amp, settings.channels_last,
-                warmup=settings.warmup, iters=settings.iters)))
+            results[i].append(benchmark(v.config(settings)))
             _update(rows[i], results[i])
         _relate(rows)
         yield rows

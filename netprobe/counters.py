@@ -114,7 +114,7 @@ def run_counter(name: str, model: nn.Module, input_shape: tuple[int, ...]) -> Co
             macs, kinds = _RUNNERS[name](model, x)
     except ImportError:
         return CounterResult(name, None, convention=CONVENTIONS[name],
-                             error=f"not installed: pip install {name} (or netprobe[counters])")
+                             error=f"not installed: pip install {name}")
     except Exception as exc:  # a counter that breaks on a model is a result to show, not a crash
         return CounterResult(name, None, convention=CONVENTIONS[name],
                              error=f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")

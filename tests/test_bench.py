@@ -1,0 +1,110 @@
+"""bench: the measurement's arithmetic, OOM as a result, the search, and bad input."""
+
+import pytest
+import torch
+
+from netprobe import bench as B
+from netprobe.errors import InputError
+
+TINY = dict(device="cpu", batch=2, imgsz=64, warmup=1, iters=3)
+
+
+def test_a_train_step_is_split_into_its_phases():
+    r = B.benchmark(B.BenchConfig("mobilenetv3_small:classes=10", **TINY))
+    assert r.status == "ok", r.error
+    assert r.fwd_ms > 0 and r.bwd_ms > 0 and r.opt_ms > 0
+    assert r.step_p10_ms <= r.step_ms <= r.step_p90_ms
+    # medians of the parts come close to the median of their sum
+    assert 0.5 * r.step_ms < r.fwd_ms + r.bwd_ms + r.opt_ms < 1.5 * r.step_ms
+    assert r.imgs_per_s == pytest.approx(2 / (r.step_ms / 1e3))
+    assert r.tflops == pytest.approx(3 * 2 * r.macs_per_img * 2 / (r.step_ms / 1e3) / 1e12)
+    assert 0 < r.peak_fraction < 1
+    assert r.mem_kind == "cpu peak RSS growth" and r.peak_mem_mb is not None
+
+
+def test_inference_has_no_backward_or_optimizer():
+    r = B.benchmark(B.BenchConfig("efficientnet_b0", mode="infer", **TINY))
+    assert r.status == "ok"
+    assert r.bwd_ms is None and r.opt_ms is None
+    assert r.fwd_ms == r.step_ms
+    assert r.tflops == pytest.approx(2 * r.macs_per_img * 2 / (r.step_ms / 1e3) / 1e12)
+
+
+def test_amp_channels_last_and_adamw_run():
+    r = B.benchmark(B.BenchConfig("mobilenetv3_small:classes=10", amp="bf16", channels_last=True,
+                                  optimizer="adamw", **TINY))
+    assert r.status == "ok", r.error
+    assert r.dtype == "bf16" and r.channels_last
+
+
+def test_per_stage_times_cover_every_stage_at_its_real_input():
+    r = B.benchmark(B.BenchConfig("efficientnet_b0:classes=10", per_stage=True, **TINY))
+    names = [s.name for s in r.stages]
+    assert names == ["stem", *[f"stage{i}" for i in range(1, 8)], "head"]
+    assert r.stages[0].in_shape == [3, 64, 64] and r.stages[1].in_shape == [32, 32, 32]
+    assert sum(s.macs for s in r.stages) == r.macs_per_img * 2
+    assert all(s.fwd_ms > 0 and s.bwd_ms > 0 for s in r.stages)
+
+
+def test_out_of_memory_is_a_result_and_the_grid_goes_on(monkeypatch):
+    real = B._measure
+    calls = []
+
+    def measure(spec, config, *args):
+        calls.append(config.batch)
+        if config.batch == 4:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(spec, config, *args)
+
+    monkeypatch.setattr(B, "_measure", measure)
+    configs = B.grid(["mobilenetv3_small:classes=10"], [2, 4, 3], [64], ["train"], device="cpu", warmup=0, iters=1)
+    results = list(B.run_grid(configs))
+    assert [r.status for r in results] == ["ok", "oom", "ok"]
+    assert results[1].imgs_per_s is None and results[1].error == "out of memory"
+
+
+def test_other_failures_are_errors_not_crashes(monkeypatch):
+    monkeypatch.setattr(B, "_measure", lambda *a: (_ for _ in ()).throw(RuntimeError("cuDNN went away")))
+    r = B.benchmark(B.BenchConfig("mobilenetv3_small", **TINY))
+    assert r.status == "error" and "cuDNN went away" in r.error
+
+
+@pytest.mark.parametrize("limit", [1, 2, 37, 64, 1000])
+def test_find_max_batch_searches_to_the_exact_limit(limit):
+    tried = []
+
+    def fits(b):
+        tried.append(b)
+        return b <= limit
+
+    assert B.find_max_batch(fits) == limit
+    assert len(tried) <= 2 * limit.bit_length() + 2  # doubling then bisection, not a scan
+
+
+def test_find_max_batch_when_nothing_fits():
+    assert B.find_max_batch(lambda b: False) == 0
+
+
+def test_cuda_asked_for_but_absent_is_one_clear_line():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(InputError) as err:
+        B.resolve_device("cuda")
+    assert "CUDA is not available" in str(err.value) and "cpu" in str(err.value)
+    assert B.resolve_device("auto") == "cpu"
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("batch", 0, "batch must be at least 1"), ("iters", 0, "iters must be at least 1"),
+    ("warmup", -1, "warmup must be 0 or more"), ("imgsz", 16, "at least 32"), ("imgsz", -5, "at least 32"),
+])
+def test_bad_settings_are_refused_before_any_work(field, value, message):
+    with pytest.raises(InputError, match=message):
+        B.validate(B.BenchConfig("efficientnet_b0", **{field: value}))
+
+
+def test_grid_is_one_config_per_spec_batch_size_mode():
+    configs = B.grid(["a", "b"], [1, 2], [32, 64], ["train", "infer"])
+    assert len(configs) == 16
+    assert {(c.spec, c.batch, c.imgsz, c.mode) for c in configs} == {
+        (s, b, i, m) for s in "ab" for b in (1, 2) for i in (32, 64) for m in ("train", "infer")}

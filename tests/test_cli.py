@@ -1,0 +1,168 @@
+"""The command line: output formats, exit codes, and one clear line for bad input."""
+
+import csv
+import io
+import json
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from netprobe import bench as B
+from netprobe.cli import app
+
+runner = CliRunner()
+
+
+def run(*args):
+    return runner.invoke(app, list(args))
+
+
+def test_list_shows_every_arch():
+    result = run("list", "--format", "json")
+    assert result.exit_code == 0
+    archs = {a["name"]: a for a in json.loads(result.stdout)}
+    assert archs["efficientnetv2_s"]["params"] == 21_458_488
+    assert archs["efficientnetv2_s"]["layout"] == "FFFMMM"
+    assert len(archs) == 14
+
+
+def test_summary_json_has_the_documented_fields():
+    result = run("summary", "efficientnetv2_s", "--format", "json", "--features")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["input"] == [1, 3, 384, 384] and data["params"] == 21_458_488
+    assert data["flops"] == 2 * data["macs"]
+    assert data["canonical"].startswith("custom:stem=24,stages=fmb_r2_k3_s1_e1_c24/")
+    stage = data["stages"][2]
+    assert {k: stage[k] for k in ("name", "op", "repeats", "kernel", "stride", "expand", "se", "out")} == {
+        "name": "stage2", "op": "Fused-MBConv4, k3x3", "repeats": 4, "kernel": 3, "stride": 2, "expand": 4,
+        "se": 0, "out": [48, 96, 96]}
+    assert sum(s["params"] for s in data["stages"]) == data["params"]
+
+
+def test_summary_counters_in_json():
+    result = run("summary", "mobilenetv3_small", "--imgsz", "64", "--counter", "all", "--format", "json")
+    assert result.exit_code == 0, result.output
+    counters = json.loads(result.stdout)["counters"]
+    assert set(counters) == {"native", "fvcore", "thop", "torchinfo"}
+    assert all(isinstance(v, int) for v in counters.values())
+
+
+@pytest.mark.parametrize("fmt", ["csv", "markdown", "table"])
+def test_summary_other_formats_carry_the_stage_table(fmt):
+    result = run("summary", "efficientnet_b0", "--format", fmt, "--depth", "stage")
+    assert result.exit_code == 0
+    if fmt == "csv":
+        rows = list(csv.DictReader(io.StringIO(result.stdout)))
+        assert [r["name"] for r in rows][:2] == ["stem", "stage1"] and rows[1]["op"] == "MBConv1, k3x3, SE0.25"
+    else:
+        assert "MBConv6, k5x5, SE0.25" in result.stdout and "FLOPs = 2 × MACs" in result.stdout
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["summary", "efficientnetv2_z"], "did you mean efficientnetv2_s"),
+    (["summary", "efficientnet_b4:fused=9-12"], "stages 1-7"),
+    (["summary", "efficientnet_b0:width=-1"], "width"),
+    (["summary", "efficientnet_b0", "--imgsz", "0"], "at least 32"),
+    (["bench", "--device", "cpu", "--batch", "0"], "batch must be at least 1"),
+    (["bench", "--device", "cpu", "--iters", "0"], "iters must be at least 1"),
+    (["bench", "--device", "cpu", "--warmup", "-1"], "warmup must be 0 or more"),
+    (["bench", "--device", "cpu", "--imgsz", "-4"], "at least 32"),
+    (["bench", "--device", "cpu", "--batch", "8,x"], "comma list of integers"),
+    (["bench", "--device", "cpu", "--batch", "1", "--imgsz", "32"], "use batch >= 2"),
+    (["compare", "fused-stagez", "--device", "cpu"], "unknown experiment"),
+    (["compare", "efficientnet_b0", "nope_net", "--device", "cpu"], "unknown arch"),
+])
+def test_bad_input_is_one_line_and_exit_2(args, needle):
+    result = run(*args)
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_cuda_absent_is_one_line_and_exit_2():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    result = run("bench", "--device", "cuda")
+    assert result.exit_code == 2 and "CUDA is not available" in result.stderr
+
+
+@pytest.mark.parametrize("args", [["summary", "--format", "yaml"], ["summary", "--counter", "flopz"]])
+def test_unknown_choices_are_typer_usage_errors(args):
+    result = run(*args)
+    assert result.exit_code == 2 and "Invalid value" in result.output
+
+
+def test_bench_json_and_out_file(tmp_path):
+    out = tmp_path / "r.json"
+    result = run("bench", "mobilenetv3_small:classes=10", "--device", "cpu", "--batch", "1,2", "--imgsz", "64",
+                 "--warmup", "0", "--iters", "2", "--mode", "both", "--format", "json", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["device"]["device"] == "cpu" and data["device"]["torch"]
+    assert len(data["results"]) == 4
+    required = {"spec", "device", "dtype", "batch", "imgsz", "mode", "status", "imgs_per_s", "fwd_ms", "bwd_ms",
+                "opt_ms", "step_ms", "peak_mem_mb", "tflops"}
+    assert all(required <= set(r) and r["status"] == "ok" for r in data["results"])
+    assert json.loads(out.read_text())["results"] == data["results"]
+
+
+def test_bench_csv_out(tmp_path):
+    out = tmp_path / "r.csv"
+    result = run("bench", "mobilenetv3_small", "--device", "cpu", "--batch", "2", "--imgsz", "32", "--warmup", "0",
+                 "--iters", "1", "--out", str(out))
+    assert result.exit_code == 0
+    rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    assert rows[0]["status"] == "ok" and float(rows[0]["step_ms"]) > 0
+
+
+def test_ctrl_c_keeps_what_finished(monkeypatch, tmp_path):
+    real = B.benchmark
+    done = []
+
+    def benchmark(config, on_step=None):
+        if done:
+            raise KeyboardInterrupt
+        done.append(config)
+        return real(config, on_step)
+
+    monkeypatch.setattr(B, "benchmark", benchmark)
+    out = tmp_path / "partial.json"
+    result = run("bench", "mobilenetv3_small", "--device", "cpu", "--batch", "2,3,4", "--imgsz", "32", "--warmup",
+                 "0", "--iters", "1", "--format", "json", "--out", str(out))
+    assert result.exit_code == 130
+    assert [r["batch"] for r in json.loads(out.read_text())["results"]] == [2]
+    assert "1 of 3 configurations finished" in result.stderr
+
+
+def test_compare_specs_json_and_plot(tmp_path):
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "c.png"
+    result = run("compare", "mobilenetv3_small:classes=10", "efficientnet_b0:classes=10", "--device", "cpu",
+                 "--batch", "2", "--imgsz", "32", "--rounds", "2", "--iters", "1", "--format", "json",
+                 "--plot", str(png))
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["experiment"] == "specs" and data["batch"] == 2 and data["imgsz"] == 32
+    assert [r["label"] for r in data["rows"]] == ["mobilenetv3_small:classes=10", "efficientnet_b0:classes=10"]
+    assert data["rows"][0]["speedup"] == 1.0 and data["rows"][1]["paper"] is None
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_compare_fused_stages_table_has_the_papers_columns():
+    result = run("compare", "fused-stages", "--base", "efficientnet_b0", "--device", "cpu", "--batch", "2",
+                 "--imgsz", "32", "--rounds", "1", "--iters", "1", "--format", "markdown")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.count("Fused stage1-") == 3 and "No fused" in result.stdout
+
+
+def test_the_console_script_prints_no_traceback():
+    proc = subprocess.run([sys.executable, "-m", "netprobe", "summary", "efficientnetv2_z"], capture_output=True,
+                          text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("error: unknown arch 'efficientnetv2_z'") and "Traceback" not in proc.stderr
