@@ -63,7 +63,7 @@ def emit(fmt: Format, *, table, columns: list[Column], records: list[dict], data
 # ---- list ---------------------------------------------------------------------------------------
 
 @command("list")
-def list_archs(fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.table) -> None:
+def list_command(fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.table) -> None:
     """The supported architectures: family, parameters, default image size and stage layout."""
     from netprobe.api import build, list_archs
 
@@ -308,7 +308,7 @@ def bench(
     mode: Annotated[ModeChoice, typer.Option(help="train step, inference, or both.")] = ModeChoice.train,
     amp: Annotated[AmpChoice, typer.Option(help="Autocast dtype (fp16 adds a gradient scaler).")] = AmpChoice.off,
     channels_last: Annotated[bool, typer.Option("--channels-last", help="NHWC model and input.")] = False,
-    compile: Annotated[bool, typer.Option("--compile", help="torch.compile; compile time reported apart.")]
+    compile_model: Annotated[bool, typer.Option("--compile", help="torch.compile; compile time reported apart.")]
     = False,
     optimizer: Annotated[OptimizerChoice, typer.Option(help="Optimizer of the train step.")] = OptimizerChoice.sgd,
     warmup: Annotated[int, typer.Option(help="Untimed iterations first.")] = 3,
@@ -327,7 +327,9 @@ def bench(
     if threads is not None:
         if threads < 1:
             raise NetprobeError(f"--threads {threads} is not allowed; threads must be at least 1")
-        torch_set_threads(threads)
+        import torch
+
+        torch.set_num_threads(threads)
     if out and not out.endswith((".json", ".csv")):
         raise NetprobeError(f"--out {out!r}: use a file name ending in .json or .csv")
     dev = B.resolve_device(device.value)
@@ -335,7 +337,7 @@ def bench(
         Console(stderr=True).print(f"device: auto → {dev}" + ("" if dev == "cuda" else " (no CUDA available)"))
     modes = ["train", "infer"] if mode is ModeChoice.both else [mode.value]
     configs = B.grid(specs or ["efficientnetv2_s"], _int_list("batch", batch), _int_list("imgsz", imgsz), modes,
-                     device=dev, amp=amp.value, channels_last=channels_last, compile=compile,
+                     device=dev, amp=amp.value, channels_last=channels_last, compile=compile_model,
                      optimizer=optimizer.value, warmup=warmup, iters=iters, per_stage=per_stage)
     for config in configs:
         B.validate(config)
@@ -354,12 +356,6 @@ def bench(
     if interrupted:
         Console(stderr=True).print(f"interrupted: {len(results)} of {len(configs)} configurations finished")
         raise typer.Exit(130)
-
-
-def torch_set_threads(n: int) -> None:
-    import torch
-
-    torch.set_num_threads(n)
 
 
 def _report_bench(B, results: list, dev: str, fmt: Format, out: str | None) -> None:

@@ -210,12 +210,8 @@ def _block_specs(model: Net) -> dict[str, BlockSpec]:
     return specs
 
 
-def _module(model: Net, path: str):
-    return model.get_submodule(path)
-
-
 def _layer_op(model: Net, path: str, rec: ModuleCount) -> str:
-    m = _module(model, path)
+    m = model.get_submodule(path)
     if rec.type == "Conv2d":
         k = m.kernel_size[0]
         kind = "DWConv" if m.groups > 1 and m.groups == m.in_channels else "Conv"
@@ -228,7 +224,7 @@ def _layer_op(model: Net, path: str, rec: ModuleCount) -> str:
 
 
 def _layer_kernel(model: Net, path: str) -> int:
-    m = _module(model, path)
+    m = model.get_submodule(path)
     return m.kernel_size[0] if hasattr(m, "kernel_size") and isinstance(m.kernel_size, tuple) else 0
 
 
