@@ -173,6 +173,10 @@ def _stage_json(row) -> dict:
 def _totals_text(result) -> str:
     other = ", ".join(f"{k} {fmt_si(v)}" for k, v in result.other_by_kind.items())
     unsupported = f"\n[yellow]ops with no counting rule:[/] {result.unsupported}" if result.unsupported else ""
+    ref = result.reference
+    if ref:
+        unsupported += (f"\nPublished ({ref['source']}): {ref['params']:,} params, {ref['gmacs']} GMACs at "
+                        f"{ref['imgsz']} px")
     return (f"[bold]Params[/] {result.params:,} (trainable {result.trainable:,})   "
             f"[bold]MACs[/] {fmt_si(result.macs)}   [bold]FLOPs[/] {fmt_si(result.flops)}   "
             f"[bold]Act.[/] {result.act_mb:.1f} MB\n"

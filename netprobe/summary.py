@@ -9,6 +9,7 @@ from netprobe.archs.builder import Net
 from netprobe.archs.table import BlockSpec
 from netprobe.counting import OTHER_KINDS, Count, ModuleCount, count
 from netprobe.errors import InputError
+from netprobe.reference import TORCHVISION, TORCHVISION_IMGSZ
 from netprobe.spec import Spec, parse_spec
 
 DEPTHS = ("stage", "block", "layer")
@@ -55,6 +56,7 @@ class Summary:
     rows: list[Row]  # at the requested depth
     features: list[dict]
     unsupported: dict[str, int]
+    reference: dict | None = None  # published figures of the plain arch, shown beside ours
     counters: dict[str, dict] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -109,7 +111,17 @@ def summarize(spec: str | Spec, imgsz: str | int | None = None, batch: int = 1, 
         stages=stages, rows=rows, unsupported=result.unsupported,
         features=[{"name": f.name, "channels": f.channels, "stride": f.stride, "level": f"P{f.level}",
                    "shape": list(result.modules[f.name].out_shape[1:])} for f in model.feature_info],
+        reference=_reference(parsed),
     )
+
+
+def _reference(spec: Spec) -> dict | None:
+    """torchvision's published params and GMACs for a plain arch (no options), with the size they are for."""
+    if spec.options or spec.arch not in TORCHVISION:
+        return None
+    params, gmacs = TORCHVISION[spec.arch]
+    return {"source": "torchvision", "params": params, "gmacs": gmacs,
+            "imgsz": TORCHVISION_IMGSZ.get(spec.arch, spec.table.imgsz)}
 
 
 def _totals(mods: list[ModuleCount]) -> tuple[int, int, int, float]:

@@ -119,3 +119,11 @@ def test_the_counter_reports_ops_it_has_no_rule_for():
     result = count(model, shape)
     assert result.macs == 4 * 6 * 6 * 27
     assert "aten.cumsum" in result.unsupported
+
+
+def test_published_figures_come_beside_ours_only_for_the_plain_arch():
+    s = summarize("efficientnet_b4")
+    assert s.reference == {"source": "torchvision", "params": 19_341_616, "gmacs": 4.394, "imgsz": 380}
+    assert s.params == s.reference["params"] and round(s.macs / 1e9, 3) == s.reference["gmacs"]
+    assert summarize("efficientnet_b4:fused=1-3").reference is None
+    assert summarize("efficientnetv2_xl").reference is None  # torchvision has no XL
