@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, replace
 
 from netprobe.api import build
@@ -60,10 +61,7 @@ class Summary:
     counters: dict[str, dict] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        out = asdict(self)
-        out.pop("rows")
-        out["rows"] = [asdict(r) for r in self.rows]
-        return out
+        return asdict(self)
 
 
 def parse_imgsz(text: str | int | None, default: int) -> tuple[int, int]:
@@ -157,9 +155,7 @@ def _stage_rows(model: Net, result: Count) -> list[Row]:
     for i, stage in enumerate(table.stages, start=1):
         name = f"stage{i}"
         op = " / ".join(dict.fromkeys(r.paper_name() for r in stage))
-        stride = 1
-        for r in stage:
-            stride *= r.stride
+        stride = math.prod(r.stride for r in stage)
         rows.append(_make_row(name, op, list(stage), stride, result.modules[name], result.under(name), total, "stage"))
     head_op = "Conv1x1 & Pooling" + (" & FC" if table.classes else "")
     head = BlockSpec("conv", 1, 1, 1, 1, table.head)
