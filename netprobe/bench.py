@@ -289,7 +289,8 @@ def benchmark(config: BenchConfig, on_step: Callable[[], None] | None = None) ->
         result.peak_mem_mb, result.mem_kind = _peak_mb(device, baseline)
     except Exception as exc:
         if not is_oom(exc):
-            result.status, result.error = "error", f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
+            first_line = next(iter(str(exc).splitlines()), "")
+            result.status, result.error = "error", f"{type(exc).__name__}: {first_line}".rstrip(": ")
         else:
             result.status, result.error = "oom", "out of memory"
             result.peak_mem_mb, result.mem_kind = _peak_mb(device, baseline)

@@ -63,10 +63,12 @@ def test_out_of_memory_is_a_result_and_the_grid_goes_on(monkeypatch):
     assert results[1].imgs_per_s is None and results[1].error == "out of memory"
 
 
-def test_other_failures_are_errors_not_crashes(monkeypatch):
-    monkeypatch.setattr(B, "_measure", lambda *a: (_ for _ in ()).throw(RuntimeError("cuDNN went away")))
+@pytest.mark.parametrize("exc,shown", [(RuntimeError("cuDNN went away\nmore"), "RuntimeError: cuDNN went away"),
+                                       (AssertionError(), "AssertionError")])
+def test_other_failures_are_errors_not_crashes(monkeypatch, exc, shown):
+    monkeypatch.setattr(B, "_measure", lambda *a: (_ for _ in ()).throw(exc))
     r = B.benchmark(B.BenchConfig("mobilenetv3_small", **TINY))
-    assert r.status == "error" and "cuDNN went away" in r.error
+    assert r.status == "error" and r.error == shown
 
 
 @pytest.mark.parametrize("limit", [1, 2, 37, 64, 1000])
