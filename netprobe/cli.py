@@ -487,8 +487,9 @@ def compare(
     from netprobe.bench import resolve_device
 
     experiment = what[0] if what[0] in C.EXPERIMENTS else "specs"
-    if experiment == "specs" and len(what) == 1 and ":" not in what[0] and what[0].count("-") == 1:
-        raise NetprobeError(f"unknown experiment {what[0]!r}: use {' or '.join(C.EXPERIMENTS)}, or give specs")
+    if experiment == "specs" and len(what) == 1 and ":" not in what[0] and what[0] not in C.known_archs():
+        raise NetprobeError(f"unknown experiment {what[0]!r}: use {' or '.join(C.EXPERIMENTS)}, or give specs "
+                            "to put side by side ('netprobe list' shows the archs)")
     if experiment != "specs" and len(what) > 1:
         raise NetprobeError(f"{experiment} takes no specs; use --base to choose the arch")
     if plot and not plot.endswith(".png"):

@@ -10,11 +10,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 
 from netprobe.api import build
+from netprobe.archs.zoo import ARCHS
 from netprobe.bench import BenchConfig, BenchResult, benchmark
 from netprobe.counting import count
 from netprobe.errors import InputError
 from netprobe.reference import PAPER_TABLE2_V100, PAPER_TABLE3
-from netprobe.spec import parse_spec
+from netprobe.spec import CUSTOM, parse_spec
 
 EXPERIMENTS = ("fused-stages", "batch-imgsz")
 FUSED_VARIANTS = (("No fused", "none"), ("Fused stage1-3", "1-3"), ("Fused stage1-5", "1-5"),
@@ -73,6 +74,10 @@ class CompareRow:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def known_archs() -> list[str]:
+    return [*ARCHS, CUSTOM]
 
 
 def default_settings(device: str, base_imgsz: int, batch: int | None, imgsz: int | None,

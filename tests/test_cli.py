@@ -73,6 +73,7 @@ def test_summary_other_formats_carry_the_stage_table(fmt):
     (["bench", "--device", "cpu", "--batch", "8,x"], "comma list of integers"),
     (["bench", "--device", "cpu", "--batch", "1", "--imgsz", "32"], "use batch >= 2"),
     (["compare", "fused-stagez", "--device", "cpu"], "unknown experiment"),
+    (["compare", "fusedstages", "--device", "cpu"], "unknown experiment"),
     (["compare", "efficientnet_b0", "nope_net", "--device", "cpu"], "unknown arch"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, needle):
