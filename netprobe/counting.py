@@ -132,7 +132,7 @@ for _op in _packets("native_batch_norm", "_native_batch_norm_legit", "_native_ba
                     "_batch_norm_with_update", "_batch_norm_no_update", "cudnn_batch_norm"):
     RULES[_op] = Rule("norm", _out_elems, _batch_norm)
 for _op in _packets("relu", "relu_", "silu", "silu_", "hardswish", "hardswish_", "gelu", "gelu_", "sigmoid",
-                    "sigmoid_", "hardsigmoid", "hardsigmoid_", "hardtanh", "hardtanh_"):
+                    "sigmoid_", "hardsigmoid", "hardsigmoid_", "hardtanh", "hardtanh_", "clamp_min", "threshold"):
     RULES[_op] = Rule("act", _out_elems, _like_input)
 for _op in _packets("mul", "mul_", "div", "div_"):
     RULES[_op] = Rule("mul", _out_elems, _broadcast)
