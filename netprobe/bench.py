@@ -250,8 +250,6 @@ def _trim_heap() -> None:
 def validate(config: BenchConfig) -> Spec:
     """Check a configuration before any work; returns the parsed spec."""
     spec = parse_spec(config.spec)
-    if config.batch < 1:
-        raise InputError(f"batch {config.batch} is not allowed; batch must be at least 1")
     if config.iters < 1:
         raise InputError(f"iters {config.iters} is not allowed; iters must be at least 1")
     if config.warmup < 0:
