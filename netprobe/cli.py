@@ -12,7 +12,19 @@ import typer
 from rich.console import Console
 
 from netprobe.errors import NetprobeError
-from netprobe.render import Column, Format, fmt_int, fmt_pct, fmt_si, rich_table, to_csv, to_json, to_markdown
+from netprobe.render import (
+    Column,
+    Format,
+    fmt_float,
+    fmt_int,
+    fmt_mb,
+    fmt_pct,
+    fmt_si,
+    rich_table,
+    to_csv,
+    to_json,
+    to_markdown,
+)
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -109,7 +121,7 @@ STAGE_COLUMNS = [
     Column("name", "Stage", justify="left"), Column("op", "Operator", justify="left"), Column("stride", "Stride"),
     Column("channels", "Channels"), Column("repeats", "Layers"), Column("out", "Output C×H×W", _shape),
     Column("p", "P"), Column("params", "Params", fmt_int), Column("macs", "MACs", fmt_si),
-    Column("share", "MACs %", fmt_pct), Column("act_mb", "Act. MB", lambda v: f"{float(v):.1f}"),
+    Column("share", "MACs %", fmt_pct), Column("act_mb", "Act. MB", fmt_float(1)),
 ]
 COUNTER_KINDS = ("conv", "linear", "norm", "act", "mul", "add", "pool")
 
@@ -264,24 +276,21 @@ def _int_list(name: str, text: str | None) -> list:
         raise NetprobeError(f"--{name} {text!r} is not a comma list of integers, e.g. --{name} 8,16") from None
 
 
-def _fmt_ms(value: object) -> str:
-    return f"{float(value):.1f}"  # type: ignore[arg-type]
-
-
 BENCH_COLUMNS = [
     Column("spec", "Spec", justify="left"), Column("batch", "Batch"), Column("imgsz", "Size"),
     Column("mode", "Mode", justify="left"), Column("dtype", "dtype", justify="left"),
-    Column("status", "Status", justify="left"), Column("imgs_per_s", "imgs/s", lambda v: f"{float(v):.1f}"),
-    Column("step_ms", "Step ms", _fmt_ms), Column("spread", "p10–p90 ms", justify="right"),
-    Column("fwd_ms", "Fwd ms", _fmt_ms), Column("bwd_ms", "Bwd ms", _fmt_ms), Column("opt_ms", "Opt ms", _fmt_ms),
-    Column("peak_mem_mb", "Peak MB", lambda v: f"{float(v):,.0f}"),
-    Column("tflops", "TFLOP/s", lambda v: f"{float(v):.3f}"), Column("peak_fraction", "of peak", fmt_pct),
+    Column("status", "Status", justify="left"), Column("imgs_per_s", "imgs/s", fmt_float(1)),
+    Column("step_ms", "Step ms", fmt_float(1)), Column("spread", "p10–p90 ms", justify="right"),
+    Column("fwd_ms", "Fwd ms", fmt_float(1)), Column("bwd_ms", "Bwd ms", fmt_float(1)),
+    Column("opt_ms", "Opt ms", fmt_float(1)),
+    Column("peak_mem_mb", "Peak MB", fmt_mb),
+    Column("tflops", "TFLOP/s", fmt_float(3)), Column("peak_fraction", "of peak", fmt_pct),
 ]
 STAGE_TIME_COLUMNS = [
     Column("name", "Stage", justify="left"), Column("in_shape", "Input C×H×W", _shape),
-    Column("fwd_ms", "Fwd ms", _fmt_ms), Column("bwd_ms", "Bwd ms", _fmt_ms), Column("macs", "MACs", fmt_si),
-    Column("fwd_gflops", "Fwd GFLOP/s", lambda v: f"{float(v):.1f}"),
-    Column("bwd_gflops", "Bwd GFLOP/s", lambda v: f"{float(v):.1f}"),
+    Column("fwd_ms", "Fwd ms", fmt_float(1)), Column("bwd_ms", "Bwd ms", fmt_float(1)), Column("macs", "MACs", fmt_si),
+    Column("fwd_gflops", "Fwd GFLOP/s", fmt_float(1)),
+    Column("bwd_gflops", "Bwd GFLOP/s", fmt_float(1)),
 ]
 
 
@@ -377,7 +386,7 @@ def _report_bench(B, results: list, dev: str, fmt: Format, out: str | None) -> N
                + ", ".join(f"{k} {v:.2f} TFLOP/s" for k, v in peaks.items())
                + f" · Peak MB: {mem} · TFLOP/s counts 2 FLOPs per MAC, train = 3 × forward")
 
-    columns = BENCH_COLUMNS + ([Column("compile_s", "Compile s", lambda v: f"{float(v):.1f}")]
+    columns = BENCH_COLUMNS + ([Column("compile_s", "Compile s", fmt_float(1))]
                                if any(r.compiled for r in results) else [])
 
     def table(console: Console) -> None:
@@ -435,10 +444,10 @@ def _signed_pct(value: object) -> str:
 COMPARE_COLUMNS = [
     Column("label", "Variant", justify="left"), Column("params", "Params", fmt_si),
     Column("macs_base", "MACs @base size", fmt_si), Column("macs", "MACs @run size", fmt_si),
-    Column("status", "Status", justify="left"), Column("train_imgs_per_s", "Train imgs/s", lambda v: f"{v:.2f}"),
+    Column("status", "Status", justify="left"), Column("train_imgs_per_s", "Train imgs/s", fmt_float(2)),
     Column("spread", "min–max", justify="right"), Column("speedup", "Speed vs first", _speed),
-    Column("tflops", "TFLOP/s", lambda v: f"{float(v):.3f}"), Column("peak_fraction", "of peak", fmt_pct),
-    Column("peak_mem_mb", "Peak MB", lambda v: f"{float(v):,.0f}"),
+    Column("tflops", "TFLOP/s", fmt_float(3)), Column("peak_fraction", "of peak", fmt_pct),
+    Column("peak_mem_mb", "Peak MB", fmt_mb),
 ]
 PAPER_COLUMNS = [
     Column("paper_params", "Paper params", lambda v: f"{v}M"), Column("dev_params", "Δ params", _signed_pct),

@@ -106,5 +106,9 @@ def fmt_float(digits: int) -> Callable[[object], str]:
     return lambda value: f"{float(value):.{digits}f}"  # type: ignore[arg-type]
 
 
+def fmt_mb(value: object) -> str:
+    return f"{float(value):,.0f}"  # type: ignore[arg-type]
+
+
 def fmt_pct(value: object) -> str:
     return f"{100 * float(value):.1f}%"  # type: ignore[arg-type]
