@@ -172,7 +172,7 @@ FEATURE_COLUMNS = [Column("level", "Tap", justify="left"), Column("name", "Stage
 def _stage_record(row) -> dict:
     rec = dict(row.__dict__)
     rec["channels"] = row.out[0]
-    rec["p"] = f"P{row.p_level}" if row.p_level >= 0 else "-"
+    rec["p"] = f"P{row.p_level}" if row.p_level is not None else "-"
     return rec
 
 

@@ -1,29 +1,37 @@
-"""The native counter: shapes, parameters and operations of any module, on the `meta` device.
+"""The native counter: shapes, strides, parameters and operations of any module, on the `meta` device.
 
 The model runs on meta tensors (no memory, no arithmetic); a dispatch mode sees every aten
 op and a table of rules turns each into a count, attributed to the innermost module running.
 MACs (multiply-accumulates) come from convolutions and matrix products only, the convention
 of the EfficientNet papers ("FLOPs" there). Everything else (batch norm, activations, the SE
-multiply, residual adds, pooling) is counted apart as element operations, one per output
-element, so the user sees what the conventional number leaves out. An op with no rule is
-reported by name, never silently counted as zero.
+multiply, residual adds, pooling, resizing, concatenation) is counted apart as element
+operations, one per output element, so the user sees what the conventional number leaves out.
+An op with no rule is reported by name, never silently counted as zero.
+
+The same mode follows each tensor's cumulative stride (input pixels per output pixel, per
+spatial dimension) from op to op, so every module's output knows its pyramid level exactly,
+whatever the image size: a stride-2 conv doubles it, an upsample halves it, global pooling
+ends it.
 """
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.weak import WeakTensorKeyDictionary
 
 aten = torch.ops.aten
 
-MAC_KINDS = ("conv", "linear")
-OTHER_KINDS = ("norm", "act", "mul", "add", "pool")
+MAC_KINDS = ("conv", "linear", "matmul")
+OTHER_KINDS = ("norm", "act", "mul", "add", "pool", "resize", "concat")
+
+Stride = tuple[float, ...]  # cumulative stride per spatial dimension
 
 
 def _numel(t: object) -> int:
@@ -31,13 +39,31 @@ def _numel(t: object) -> int:
 
 
 def _conv_macs(args: tuple, out: torch.Tensor) -> int:
-    weight = args[1]  # [out, in/groups, *kernel]
-    return out.numel() * math.prod(weight.shape[1:])
+    x, weight = args[0], args[1]
+    if len(args) > 6 and args[6]:  # transposed: weight [in, out/groups, *k]; every input pixel feeds k taps
+        return x.numel() * math.prod(weight.shape[1:])
+    return out.numel() * math.prod(weight.shape[1:])  # weight [out, in/groups, *kernel]
 
 
 def _mm_macs(args: tuple, out: torch.Tensor) -> int:
     a, b = args[-2], args[-1]  # addmm(bias, a, b) / mm(a, b): [M, K] @ [K, N]
     return a.shape[0] * a.shape[1] * b.shape[1]
+
+
+def _bmm_macs(args: tuple, out: torch.Tensor) -> int:
+    a, b = args[-2], args[-1]  # [B, M, K] @ [B, K, N]
+    return a.shape[0] * a.shape[1] * a.shape[2] * b.shape[2]
+
+
+def _mv_macs(args: tuple, out: torch.Tensor) -> int:
+    a = args[-2]  # mv: [M, K] @ [K]; dot: [K] . [K]
+    return a.numel()
+
+
+def _attention_macs(args: tuple, out: object) -> int:
+    q, k, v = args[:3]  # [..., L, E], [..., S, E], [..., S, Ev]: Q K^T, then (L x S) V
+    batch = math.prod(q.shape[:-2])
+    return batch * q.shape[-2] * k.shape[-2] * (q.shape[-1] + v.shape[-1])
 
 
 def _out_elems(args: tuple, out: object) -> int:
@@ -75,9 +101,11 @@ def _broadcast_shape(shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
 
 def _conv(func, args: tuple, kwargs: dict) -> torch.Tensor:
     # aten.convolution(input, weight, bias, stride, padding, dilation, transposed, output_padding, groups)
-    x, w, _, stride, padding, dilation, transposed = args[:7]
+    x, w, _, stride, padding, dilation, transposed, output_padding, groups = args[:9]
     if transposed:
-        return func(*args, **kwargs)
+        spatial = [(n - 1) * s - 2 * p + d * (k - 1) + op + 1 for n, k, s, p, d, op
+                   in zip(x.shape[2:], w.shape[2:], stride, padding, dilation, output_padding, strict=True)]
+        return _empty((x.shape[0], w.shape[1] * groups, *spatial), x)
     spatial = [(n + 2 * p - d * (k - 1) - 1) // s + 1
                for n, k, s, p, d in zip(x.shape[2:], w.shape[2:], stride, padding, dilation, strict=True)]
     return _empty((x.shape[0], w.shape[0], *spatial), x)
@@ -90,7 +118,7 @@ def _batch_norm(func, args: tuple, kwargs: dict) -> tuple:
 
 
 def _mean(func, args: tuple, kwargs: dict) -> torch.Tensor:
-    x, dims = args[0], args[1] if len(args) > 1 else None
+    x, dims = args[0], args[1] if len(args) > 1 else kwargs.get("dim")
     keepdim = args[2] if len(args) > 2 else kwargs.get("keepdim", False)
     dims = {d % x.ndim for d in dims} if dims else set(range(x.ndim))
     shape = [1 if i in dims else n for i, n in enumerate(x.shape) if keepdim or i not in dims]
@@ -105,6 +133,11 @@ def _adaptive_pool(func, args: tuple, kwargs: dict) -> torch.Tensor:
 def _matmul(func, args: tuple, kwargs: dict) -> torch.Tensor:
     a, b = args[-2], args[-1]
     return _empty((a.shape[0], b.shape[1]), a)
+
+
+def _batched_matmul(func, args: tuple, kwargs: dict) -> torch.Tensor:
+    a, b = args[-2], args[-1]
+    return _empty((a.shape[0], a.shape[1], b.shape[2]), a)
 
 
 @dataclass(frozen=True)
@@ -124,59 +157,103 @@ def _packets(*names: str) -> list:
 # Counting rules as data: op -> Rule. One place per op.
 RULES: dict[object, Rule] = {}
 RULES[aten.convolution] = Rule("conv", _conv_macs, _conv)
-for _op in _packets("_convolution", "conv2d", "cudnn_convolution", "mkldnn_convolution"):
+for _op in _packets("_convolution", "conv2d", "cudnn_convolution", "mkldnn_convolution", "cudnn_convolution_transpose",
+                    "_slow_conv2d_forward", "slow_conv_transpose2d", "_conv_depthwise2d"):
     RULES[_op] = Rule("conv", _conv_macs)
 for _op in _packets("addmm", "mm"):
     RULES[_op] = Rule("linear", _mm_macs, _matmul)
+for _op in _packets("bmm", "baddbmm"):
+    RULES[_op] = Rule("matmul", _bmm_macs, _batched_matmul)
+for _op in _packets("mv", "addmv", "dot", "vdot"):
+    RULES[_op] = Rule("matmul", _mv_macs)
+for _op in _packets("_scaled_dot_product_flash_attention_for_cpu", "_scaled_dot_product_flash_attention",
+                    "_scaled_dot_product_efficient_attention", "_scaled_dot_product_cudnn_attention"):
+    RULES[_op] = Rule("matmul", _attention_macs)
 for _op in _packets("native_batch_norm", "_native_batch_norm_legit", "_native_batch_norm_legit_no_training",
                     "_batch_norm_with_update", "_batch_norm_no_update", "cudnn_batch_norm"):
     RULES[_op] = Rule("norm", _out_elems, _batch_norm)
+for _op in _packets("native_layer_norm", "native_group_norm", "_fused_rms_norm"):
+    RULES[_op] = Rule("norm", _out_elems)
 for _op in _packets("relu", "relu_", "silu", "silu_", "hardswish", "hardswish_", "gelu", "gelu_", "sigmoid",
-                    "sigmoid_", "hardsigmoid", "hardsigmoid_", "hardtanh", "hardtanh_", "clamp_min", "threshold"):
+                    "sigmoid_", "hardsigmoid", "hardsigmoid_", "hardtanh", "hardtanh_", "clamp_min", "clamp_min_",
+                    "threshold", "leaky_relu", "leaky_relu_", "elu", "elu_", "mish", "mish_", "tanh", "tanh_",
+                    "relu6", "prelu", "_prelu_kernel", "softplus", "clamp", "clamp_", "exp", "exp_"):
     RULES[_op] = Rule("act", _out_elems, _like_input)
+for _op in _packets("_softmax", "_log_softmax", "_safe_softmax"):
+    RULES[_op] = Rule("act", _out_elems)
 for _op in _packets("mul", "mul_", "div", "div_"):
     RULES[_op] = Rule("mul", _out_elems, _broadcast)
-for _op in _packets("add", "add_", "sub", "sub_"):
+for _op in _packets("add", "add_", "sub", "sub_", "rsub"):
     RULES[_op] = Rule("add", _out_elems, _broadcast)
+RULES[aten.sum] = Rule("add", _in_elems)
 RULES[aten.mean] = Rule("pool", _in_elems, _mean)
 for _op in _packets("_adaptive_avg_pool2d", "adaptive_avg_pool2d"):
     RULES[_op] = Rule("pool", _in_elems, _adaptive_pool)
-for _op in _packets("avg_pool2d", "max_pool2d", "max_pool2d_with_indices"):
+for _op in _packets("avg_pool2d", "max_pool2d", "max_pool2d_with_indices", "adaptive_max_pool2d", "amax",
+                    "_adaptive_avg_pool3d", "avg_pool3d", "max_pool3d_with_indices", "avg_pool1d", "max_pool1d"):
     RULES[_op] = Rule("pool", _in_elems)
-# Ops that move or describe data without arithmetic.
+for _op in _packets("upsample_nearest2d", "_upsample_nearest_exact2d", "upsample_bilinear2d", "upsample_bicubic2d",
+                    "_upsample_bilinear2d_aa", "upsample_nearest1d", "upsample_linear1d", "upsample_nearest3d",
+                    "upsample_trilinear3d", "pixel_shuffle", "pixel_unshuffle"):
+    RULES[_op] = Rule("resize", _out_elems)
+for _op in _packets("cat", "stack", "constant_pad_nd", "reflection_pad2d", "replication_pad2d"):
+    RULES[_op] = Rule("concat", _out_elems)
+# Ops that move, create or describe data without arithmetic.
 FREE = set(_packets(
     "view", "_unsafe_view", "reshape", "t", "transpose", "permute", "expand", "flatten", "squeeze", "unsqueeze",
-    "detach", "clone", "contiguous", "empty", "empty_like", "zeros", "zeros_like", "ones_like", "new_empty",
-    "as_strided", "slice", "select", "copy_", "_to_copy", "alias", "lift_fresh", "bernoulli_", "native_dropout",
-    "dropout", "empty_strided", "fill_", "zero_", "sym_size", "sym_stride", "sym_numel", "sym_storage_offset",
+    "detach", "clone", "contiguous", "empty", "empty_like", "zeros", "zeros_like", "ones", "ones_like", "new_empty",
+    "new_zeros", "new_ones", "new_full", "full", "full_like", "as_strided", "slice", "select", "copy_", "_to_copy",
+    "alias", "lift_fresh", "lift_fresh_copy", "bernoulli_", "native_dropout", "dropout", "empty_strided", "fill_",
+    "zero_", "sym_size", "sym_stride", "sym_numel", "sym_storage_offset", "split", "split_with_sizes", "chunk",
+    "unbind", "arange", "linspace", "scalar_tensor", "_local_scalar_dense", "unfold", "expand_as", "view_as",
+    "_reshape_alias", "unsafe_split", "unsafe_split_with_sizes", "index_select", "gather", "index",
+    "meshgrid", "randn", "rand", "randint",
+    "normal_", "uniform_", "random_", "_assert_async", "narrow", "repeat", "tile", "roll", "flip",
 ))
 
 
 @dataclass
 class ModuleCount:
-    """What one module does itself (not counting its children) for one input."""
+    """What one module does itself (not counting its children), summed over its calls, for one input."""
 
     path: str  # "" for the root, else dotted, e.g. "stage2.0.body.dw"
     type: str
     params: int = 0
     macs: int = 0
     other: dict[str, int] = field(default_factory=dict)  # element ops by kind
-    out_shape: tuple[int, ...] = ()
+    out_shapes: list[tuple[int, ...]] = field(default_factory=list)  # each tensor output of its last call
+    in_strides: list[Stride | None] = field(default_factory=list)  # cumulative stride of each tensor input
+    out_strides: list[Stride | None] = field(default_factory=list)  # ... and of each tensor output
     leaf_out_elems: int = 0  # output elements of a leaf module: what backward keeps
+    calls: int = 0
 
     @property
     def other_ops(self) -> int:
         return sum(self.other.values())
 
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        """The shape of the (first) tensor output."""
+        return self.out_shapes[0] if self.out_shapes else ()
+
+    @property
+    def in_stride(self) -> Stride | None:
+        return self.in_strides[0] if self.in_strides else None
+
+    @property
+    def out_stride(self) -> Stride | None:
+        return self.out_strides[0] if self.out_strides else None
+
 
 @dataclass
 class Count:
-    """The result of counting a module on one input shape."""
+    """The result of counting a module on one input."""
 
     input_shape: tuple[int, ...]
     modules: dict[str, ModuleCount]
-    by_kind: dict[str, int]  # total per op kind (conv and linear in MACs, the rest element ops)
+    by_kind: dict[str, int]  # total per op kind (conv, linear and matmul in MACs, the rest element ops)
     unsupported: dict[str, int]  # ops with no rule: name -> times seen
+    order: list[str] = field(default_factory=list)  # module paths in the order they first ran
 
     @property
     def params(self) -> int:
@@ -192,7 +269,95 @@ class Count:
 
     def under(self, prefix: str) -> list[ModuleCount]:
         """The module at `prefix` and everything below it."""
+        if not prefix:
+            return list(self.modules.values())
         return [m for p, m in self.modules.items() if p == prefix or p.startswith(prefix + ".")]
+
+
+def pyramid_level(stride: Stride | None) -> int | None:
+    """P-level of a cumulative stride: 8 -> 3. None where there is no spatial map, the stride differs
+    between dimensions, or it is not a power of two."""
+    if not stride or len(set(stride)) != 1:
+        return None
+    s = stride[0]
+    level = round(math.log2(s)) if s > 0 else None
+    return level if level is not None and level >= 0 and 2.0**level == s else None
+
+
+def stride_ratio(out: Stride | None, into: Stride | None) -> int | float | None:
+    """A module's own stride: how much its output's cumulative stride exceeds its input's."""
+    if not out or not into or len(set(out)) != 1 or len(set(into)) != 1:
+        return None
+    ratio = out[0] / into[0]
+    return int(ratio) if float(ratio).is_integer() else round(ratio, 3)
+
+
+def _tensors(value: object) -> Iterator[torch.Tensor]:
+    """The tensors inside an argument or output: itself, or those in (nested) tuples, lists and dicts."""
+    if isinstance(value, torch.Tensor):
+        yield value
+    elif isinstance(value, (tuple, list)):
+        for v in value:
+            yield from _tensors(v)
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _tensors(v)
+
+
+class _StrideTracker:
+    """Cumulative stride of every spatial tensor, propagated op by op (no entry: no spatial map)."""
+
+    def __init__(self, ndim: int) -> None:
+        self.ndim = ndim
+        self.strides: WeakTensorKeyDictionary = WeakTensorKeyDictionary()
+
+    def get(self, t: torch.Tensor) -> Stride | None:
+        return self.strides.get(t) if isinstance(t, torch.Tensor) else None
+
+    def propagate(self, packet, args: tuple, out: object) -> None:
+        first = out[0] if isinstance(out, (tuple, list)) and out else out
+        if not isinstance(first, torch.Tensor) or first.ndim != self.ndim or first in self.strides:
+            return
+        sources = [a for a in _tensors(args) if a.ndim == self.ndim and a in self.strides]
+        if not sources:
+            return
+        src, out_hw = sources[0], tuple(first.shape[2:])
+        factor = self._op_stride(packet, args)
+        if factor is not None:
+            stride = tuple(s * f for s, f in zip(self.strides[src], factor, strict=True))
+        else:
+            same = next((a for a in sources if tuple(a.shape[2:]) == out_hw), None)
+            if same is not None:
+                stride = self.strides[same]
+            elif all(n == 1 for n in out_hw):
+                return  # pooled to one value per channel: no spatial map any more
+            else:  # resized by some other means (upsample, adaptive pool): the size ratio
+                stride = tuple(s * i / o for s, i, o in zip(self.strides[src], src.shape[2:], out_hw, strict=True)
+                               if o) or None
+        if stride and len(stride) == len(out_hw):
+            self.strides[first] = stride
+
+    def _op_stride(self, packet, args: tuple) -> tuple[float, ...] | None:
+        """The stride an op applies by its own arguments (convs and fixed-window pools); None otherwise."""
+        spatial = self.ndim - 2
+        if packet in _CONV_PACKETS:
+            stride = _per_dim(args[3], spatial)
+            return tuple(1 / s for s in stride) if len(args) > 6 and args[6] else stride
+        if packet in _POOL_PACKETS:
+            kernel = _per_dim(args[1], spatial)
+            stride = args[2] if len(args) > 2 and args[2] else kernel
+            return _per_dim(stride, spatial)
+        return None
+
+
+def _per_dim(value: object, n: int) -> tuple[float, ...]:
+    values = list(value) if isinstance(value, (list, tuple)) else [value]
+    return tuple(float(v) for v in (values * n if len(values) == 1 else values))
+
+
+_CONV_PACKETS = {aten.convolution, *_packets("_convolution", "conv2d", "cudnn_convolution", "mkldnn_convolution")}
+_POOL_PACKETS = set(_packets("avg_pool2d", "max_pool2d", "max_pool2d_with_indices", "avg_pool1d", "max_pool1d",
+                             "avg_pool3d", "max_pool3d_with_indices"))
 
 
 class _OpCounter(TorchDispatchMode):
@@ -202,9 +367,11 @@ class _OpCounter(TorchDispatchMode):
         # second) on first use; this mode never runs under torch.compile, so it needs none.
         return False
 
-    def __init__(self, scope: list[str], modules: dict[str, ModuleCount], by_kind: dict, unsupported: dict):
+    def __init__(self, scope: list[str], modules: dict[str, ModuleCount], by_kind: dict, unsupported: dict,
+                 tracker: _StrideTracker):
         super().__init__()
         self.scope, self.modules, self.by_kind, self.unsupported = scope, modules, by_kind, unsupported
+        self.tracker = tracker
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -215,6 +382,7 @@ class _OpCounter(TorchDispatchMode):
             out = rule.meta(func, args, kwargs)
         else:
             out = func(*args, **kwargs)
+        self.tracker.propagate(packet, args, out)
         if rule is None:
             if packet not in FREE:
                 self.unsupported[str(packet)] += 1
@@ -229,40 +397,68 @@ class _OpCounter(TorchDispatchMode):
         return out
 
 
-def count(model: nn.Module, input_shape: tuple[int, ...]) -> Count:
-    """Count `model` on an input of `input_shape` (N, C, H, W).
+def model_device(model: nn.Module) -> torch.device:
+    """Where a module's tensors live: its first parameter's or buffer's device; meta for a module with none."""
+    for t in model.parameters():
+        return t.device
+    for t in model.buffers():
+        return t.device
+    return torch.device("meta")
+
+
+def count(model: nn.Module, input_shape: tuple[int, ...], example: object = None) -> Count:
+    """Count `model` on an input of `input_shape` (N, C, H, W), or on `example` (a tensor, or the
+    positional arguments as a tuple) when its forward takes something else.
 
     Runs on the `meta` device when the model lives there (build it with `device="meta"`):
     no tensor memory, no arithmetic. The model is put in eval mode and left so.
     """
-    device = next(model.parameters()).device
+    device = model_device(model)
     modules: dict[str, ModuleCount] = {}
     scope: list[str] = []
+    order: list[str] = []
     handles = []
+    inputs = example if example is not None else torch.empty(input_shape, device=device)
+    first_input = next(_tensors(inputs), None)
+    tracker = _StrideTracker(first_input.ndim if first_input is not None else 4)
     for path, module in model.named_modules():
         rec = ModuleCount(path, type(module).__name__, params=sum(p.numel() for p in module.parameters(False)))
         modules[path] = rec
         is_leaf = next(module.children(), None) is None
-        handles.append(module.register_forward_pre_hook(lambda m, a, p=path: scope.append(p)))
-        handles.append(module.register_forward_hook(_make_post_hook(scope, rec, is_leaf)))
+        handles.append(module.register_forward_pre_hook(_make_pre_hook(scope, order, rec, tracker)))
+        handles.append(module.register_forward_hook(_make_post_hook(scope, rec, is_leaf, tracker)))
     by_kind: dict[str, int] = defaultdict(int)
     unsupported: dict[str, int] = defaultdict(int)
     model.eval()
+    if first_input is not None and first_input.ndim >= 3:
+        tracker.strides[first_input] = (1.0,) * (first_input.ndim - 2)
+    args = inputs if isinstance(inputs, tuple) else (inputs,)
     try:
-        with torch.no_grad(), _OpCounter(scope, modules, by_kind, unsupported):
-            model(torch.empty(input_shape, device=device))
+        with torch.no_grad(), _OpCounter(scope, modules, by_kind, unsupported, tracker):
+            model(*args)
     finally:
         for h in handles:
             h.remove()
-    return Count(tuple(input_shape), modules, {k: by_kind.get(k, 0) for k in MAC_KINDS + OTHER_KINDS},
-                 dict(unsupported))
+    shape = tuple(first_input.shape) if first_input is not None else tuple(input_shape)
+    return Count(shape, modules, {k: by_kind.get(k, 0) for k in MAC_KINDS + OTHER_KINDS}, dict(unsupported), order)
 
 
-def _make_post_hook(scope: list[str], rec: ModuleCount, is_leaf: bool):
+def _make_pre_hook(scope: list[str], order: list[str], rec: ModuleCount, tracker: _StrideTracker):
+    def hook(module: nn.Module, args: tuple) -> None:
+        scope.append(rec.path)
+        if not rec.calls:
+            order.append(rec.path)
+        rec.calls += 1
+        rec.in_strides = [tracker.get(t) for t in _tensors(args)]
+    return hook
+
+
+def _make_post_hook(scope: list[str], rec: ModuleCount, is_leaf: bool, tracker: _StrideTracker):
     def hook(module: nn.Module, args: tuple, out: object) -> None:
         scope.pop()
-        if isinstance(out, torch.Tensor):
-            rec.out_shape = tuple(out.shape)
-            if is_leaf:
-                rec.leaf_out_elems = out.numel()
+        outs = list(_tensors(out))
+        rec.out_shapes = [tuple(t.shape) for t in outs]
+        rec.out_strides = [tracker.get(t) for t in outs]
+        if is_leaf:
+            rec.leaf_out_elems += sum(t.numel() for t in outs)
     return hook

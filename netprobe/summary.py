@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field, replace
 from netprobe.api import build
 from netprobe.archs.builder import Net
 from netprobe.archs.table import BlockSpec
-from netprobe.counting import OTHER_KINDS, Count, ModuleCount, count
+from netprobe.counting import OTHER_KINDS, Count, ModuleCount, count, pyramid_level, stride_ratio
 from netprobe.errors import InputError
 from netprobe.reference import TORCHVISION, TORCHVISION_IMGSZ
 from netprobe.spec import Spec, parse_spec
@@ -30,7 +30,7 @@ class Row:
     expand: float | list[float]
     se: float | list[float]
     out: list[int]  # C, H, W of this row's output
-    p_level: int  # cumulative stride as a pyramid level: stride 8 -> 3
+    p_level: int | None  # log2 of the output's cumulative stride (8 -> 3); None without a spatial map
     params: int
     macs: int
     share: float  # of all MACs
@@ -107,10 +107,16 @@ def summarize(spec: str | Spec, imgsz: str | int | None = None, batch: int = 1, 
         flops=2 * result.macs, other_ops=result.other_ops,
         other_by_kind={k: result.by_kind[k] for k in OTHER_KINDS}, act_mb=sum(r.act_mb for r in stages),
         stages=stages, rows=rows, unsupported=result.unsupported,
-        features=[{"name": f.name, "channels": f.channels, "stride": f.stride, "level": f"P{f.level}",
-                   "shape": list(result.modules[f.name].out_shape[1:])} for f in model.feature_info],
+        features=[_feature(f.name, result.modules[f.name]) for f in model.feature_info],
         reference=_reference(parsed),
     )
+
+
+def _feature(name: str, rec: ModuleCount) -> dict:
+    """A multi-scale tap as counted: its channels, cumulative stride and P-level at this input."""
+    level = pyramid_level(rec.out_stride)
+    return {"name": name, "channels": rec.out_shape[1], "stride": stride_ratio(rec.out_stride, (1.0,)),
+            "level": f"P{level}" if level is not None else "-", "shape": list(rec.out_shape[1:])}
 
 
 def _reference(spec: Spec) -> dict | None:
@@ -140,7 +146,7 @@ def _make_row(name: str, op: str, rows: list[BlockSpec], stride: int, rec: Modul
     return Row(
         name=name, op=op, repeats=repeats if repeats is not None else sum(r.repeats for r in rows),
         kernel=_uniform([r.kernel for r in rows]), stride=stride, expand=_uniform([r.expand for r in rows]),
-        se=_uniform([r.se for r in rows]), out=list(rec.out_shape[1:]), p_level=0,
+        se=_uniform([r.se for r in rows]), out=list(rec.out_shape[1:]), p_level=pyramid_level(rec.out_stride),
         params=params, macs=macs, share=macs / total_macs if total_macs else 0.0, other_ops=other,
         act_mb=round(act, 3), level=level,
     )
@@ -148,7 +154,6 @@ def _make_row(name: str, op: str, rows: list[BlockSpec], stride: int, rec: Modul
 
 def _stage_rows(model: Net, result: Count) -> list[Row]:
     table, total = model.table, result.macs
-    inputs = result.input_shape
     rows = []
     stem = BlockSpec("conv", 1, 3, 2, 1, table.stem)
     rows.append(_make_row("stem", "Conv3x3", [stem], 2, result.modules["stem"], result.under("stem"), total, "stage"))
@@ -160,17 +165,7 @@ def _stage_rows(model: Net, result: Count) -> list[Row]:
     head_op = "Conv1x1 & Pooling" + (" & FC" if table.classes else "")
     head = BlockSpec("conv", 1, 1, 1, 1, table.head)
     rows.append(_make_row("head", head_op, [head], 1, result.modules["head"], result.under("head"), total, "stage"))
-    _set_levels(rows, inputs)
     return rows
-
-
-def _set_levels(rows: list[Row], input_shape: tuple[int, ...]) -> None:
-    """Pyramid level from the output grid: input 384, output 48 -> stride 8 -> P3; -1 once pooled."""
-    for row in rows:
-        if len(row.out) == 3:
-            row.p_level = (input_shape[2] // max(1, row.out[1])).bit_length() - 1
-        else:  # pooled head output: no spatial grid
-            row.p_level = -1
 
 
 def _deep_rows(model: Net, result: Count, depth: str, stages: list[Row]) -> list[Row]:
@@ -200,9 +195,8 @@ def _deep_rows(model: Net, result: Count, depth: str, stages: list[Row]) -> list
                         repeats=1)
         if not rows_:
             row.kernel, row.expand, row.se = _layer_kernel(model, path), 0, 0
-        row.stride = _layer_stride(model, path)
+        row.stride = stride_ratio(rec.out_stride, rec.in_stride) or 1
         rows.append(row)
-    _set_levels(rows, result.input_shape)
     return rows
 
 
@@ -234,14 +228,5 @@ def _layer_op(model: Net, path: str, rec: ModuleCount) -> str:
 def _layer_kernel(model: Net, path: str) -> int:
     m = model.get_submodule(path)
     return m.kernel_size[0] if hasattr(m, "kernel_size") and isinstance(m.kernel_size, tuple) else 0
-
-
-def _layer_stride(model: Net, path: str) -> int:
-    stride = 1
-    for mod in model.get_submodule(path).modules():
-        s = getattr(mod, "stride", None)
-        if isinstance(s, tuple):
-            stride *= s[0]
-    return stride
 
 
