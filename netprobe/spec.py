@@ -13,15 +13,15 @@ back to the same table.
 
 from __future__ import annotations
 
-import difflib
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from netprobe.archs import transforms
 from netprobe.archs.table import ACTS, OPS, SE_STYLES, BlockSpec, NetSpec, _num
 from netprobe.archs.zoo import ARCHS
-from netprobe.errors import SpecError
+from netprobe.errors import SpecError, closest, quote
 
 CUSTOM = "custom"
 MAX_CHANNELS = 8192
@@ -54,13 +54,13 @@ def _number(key: str, text: str, kind: type, lo: float, hi: float, lo_open: bool
     if value is None or not math.isfinite(value) or value > hi or value < lo or (lo_open and value == lo):
         what = "an integer" if kind is int else "a number"
         bound = f"> {lo:g}" if lo_open else f">= {lo:g}"
-        raise SpecError(f"{key}={text!r} is not allowed: {key} must be {what} {bound} and <= {hi:g}")
+        raise SpecError(f"{key}={quote(text)} is not allowed: {key} must be {what} {bound} and <= {hi:g}")
     return value
 
 
 def _choice(key: str, text: str, allowed: tuple[str, ...]) -> str:
     if text not in allowed:
-        raise SpecError(f"{key}={text!r} is not allowed: choose one of {', '.join(allowed)}")
+        raise SpecError(f"{key}={quote(text)} is not allowed: choose one of {', '.join(allowed)}")
     return text
 
 
@@ -72,19 +72,24 @@ def _stage_set(text: str, num_stages: int, arch: str) -> tuple[int, ...]:
         return ()
     chosen: set[int] = set()
     for part in text.split(","):
-        lo, sep, hi = part.strip().partition("-")
-        try:
-            a = int(lo)
-            b = int(hi) if sep else a
-        except ValueError:
-            raise SpecError(f"fused={text!r}: {part!r} is not a stage number or range; "
-                            "use e.g. fused=1-3, fused=2,4, fused=all or fused=none") from None
+        match = _STAGE_RANGE.fullmatch(part)
+        if not match:
+            what = "an empty entry (two commas, or one at the end)" if not part.strip() else \
+                f"{quote(part)} is not a stage number or range"
+            raise SpecError(f"fused={quote(text)}: {what}; use e.g. fused=1-3, fused=2,4, fused=all or fused=none")
+        a = int(match[1])
+        b = int(match[2]) if match[2] else a
+        if a > b:
+            raise SpecError(f"fused={quote(text)}: {a}-{b} is a reversed range; write it low to high, {b}-{a}")
         if not 1 <= a <= b <= num_stages:
-            # Name the range by its parsed numbers: `part` may hold whitespace int() skipped, line breaks too.
-            stages = f"{a}-{b}" if sep else str(a)
-            raise SpecError(f"fused={text!r}: stages {stages} do not exist; {arch} has stages 1-{num_stages}")
+            stages = f"{a}-{b}" if match[2] else str(a)
+            raise SpecError(f"fused={quote(text)}: stages {stages} do not exist; {arch} has stages 1-{num_stages}")
         chosen.update(range(a, b + 1))
     return tuple(sorted(chosen))
+
+
+# A stage number or a range of them, ASCII digits only (int() would also take '-3', '٣' or '1_0').
+_STAGE_RANGE = re.compile(r"[ \t]*([0-9]{1,4})[ \t]*(?:-[ \t]*([0-9]{1,4})[ \t]*)?")
 
 
 def _format_stage_set(stages: tuple[int, ...], num_stages: int) -> str:
@@ -103,15 +108,22 @@ def _format_stage_set(stages: tuple[int, ...], num_stages: int) -> str:
 
 # ---- block strings ------------------------------------------------------------------------------
 
-_FIELDS = "OP_rREPEATS_kKERNEL_sSTRIDE_eEXPAND_cCHANNELS[_seRATIO][_ACT], e.g. mb_r2_k3_s2_e6_c24_se0.25"
+_FIELDS = ("OP_rREPEATS_kKERNEL_sSTRIDE_eEXPAND_cCHANNELS[_seRATIO][_ACT] (r, k, s, e default to r1, k3, s1, e1), "
+           "e.g. mb_r2_k3_s2_e6_c24_se0.25")
 
 
 def parse_block(text: str) -> BlockSpec:
-    """One stage-table row from its block string, e.g. 'fmb_r4_k3_s2_e4_c48'."""
+    """One stage-table row from its block string, e.g. 'fmb_r4_k3_s2_e4_c48'.
+
+    Only the operator and `c` are required; `r`, `k`, `s` and `e` default to 1, 3, 1 and 1, the SE
+    ratio to 0 (none) and the activation to the network's.
+    """
     tokens = text.strip().split("_")
     op = tokens[0]
+    shown = quote(text)
     if op not in OPS:
-        raise SpecError(f"block {text!r}: operator {op!r} unknown; use mb (MBConv) or fmb (Fused-MBConv): {_FIELDS}")
+        raise SpecError(f"block {shown}: operator {quote(op)} unknown; use mb (MBConv) or fmb (Fused-MBConv): "
+                        f"{_FIELDS}")
     got: dict[str, str] = {}
     for tok in tokens[1:]:
         if tok in ACTS:
@@ -121,24 +133,24 @@ def parse_block(text: str) -> BlockSpec:
         elif tok[:1] in ("r", "k", "s", "e", "c"):
             key, value = tok[0], tok[1:]
         else:
-            raise SpecError(f"block {text!r}: field {tok!r} unknown; a block reads {_FIELDS}")
+            raise SpecError(f"block {shown}: field {quote(tok)} unknown; a block reads {_FIELDS}")
         if key in got:
-            raise SpecError(f"block {text!r}: field {key!r} given twice")
+            raise SpecError(f"block {shown}: field {key!r} given twice")
         got[key] = value
     if "c" not in got:
-        raise SpecError(f"block {text!r}: output channels missing (cN); a block reads {_FIELDS}")
-    kernel = int(_number(f"block {text!r}: kernel", got.get("k", "3"), int, 1, 15))
+        raise SpecError(f"block {shown}: output channels missing (cN); a block reads {_FIELDS}")
+    kernel = int(_number(f"block {shown}: kernel", got.get("k", "3"), int, 1, 15))
     if kernel % 2 == 0:
-        raise SpecError(f"block {text!r}: kernel k{kernel} is even; use an odd kernel (1, 3, 5, 7, ...)")
-    stride = int(_number(f"block {text!r}: stride", got.get("s", "1"), int, 1, 2))
+        raise SpecError(f"block {shown}: kernel k{kernel} is even; use an odd kernel (1, 3, 5, 7, ...)")
+    stride = int(_number(f"block {shown}: stride", got.get("s", "1"), int, 1, 2))
     return BlockSpec(
         op=op,
-        repeats=int(_number(f"block {text!r}: repeats", got.get("r", "1"), int, 1, 64)),
+        repeats=int(_number(f"block {shown}: repeats", got.get("r", "1"), int, 1, 64)),
         kernel=kernel,
         stride=stride,
-        expand=float(_number(f"block {text!r}: expansion", got.get("e", "1"), float, 0, 16, lo_open=True)),
-        out=int(_number(f"block {text!r}: channels", got["c"], int, 1, MAX_CHANNELS)),
-        se=float(_number(f"block {text!r}: SE ratio", got.get("se", "0"), float, 0, 1)),
+        expand=float(_number(f"block {shown}: expansion", got.get("e", "1"), float, 0, 16, lo_open=True)),
+        out=int(_number(f"block {shown}: channels", got["c"], int, 1, MAX_CHANNELS)),
+        se=float(_number(f"block {shown}: SE ratio", got.get("se", "0"), float, 0, 1)),
         act=got.get("act"),
     )
 
@@ -153,10 +165,19 @@ def format_block(row: BlockSpec) -> str:
 
 
 def parse_stages(text: str) -> tuple[tuple[BlockSpec, ...], ...]:
-    stages = tuple(tuple(parse_block(b) for b in st.split("+")) for st in text.split("/"))
-    if len(stages) > 16 or any(len(st) > 16 for st in stages):
+    """Stages separated by '/', rows of one stage by '+'."""
+    stages = text.split("/")
+    if len(stages) > 16 or any(st.count("+") >= 16 for st in stages):
         raise SpecError("stages: at most 16 stages of at most 16 rows each")
-    return stages
+    for i, stage in enumerate(stages, start=1):
+        if not stage.strip():
+            raise SpecError(f"stages={quote(text)}: stage {i} is empty (a '/' at an end or two in a row); "
+                            "separate stages with one '/'")
+        for j, row in enumerate(stage.split("+"), start=1):
+            if not row.strip():
+                raise SpecError(f"stages={quote(text)}: row {j} of stage {i} is empty (a '+' at an end or two in "
+                                "a row); separate rows with one '+'")
+    return tuple(tuple(parse_block(b) for b in st.split("+")) for st in stages)
 
 
 def format_table(table: NetSpec) -> str:
@@ -180,7 +201,7 @@ def _float_key(lo: float, hi: float, lo_open: bool = False) -> Callable[[str, st
 def _fraction(key: str, text: str) -> float:
     value = _number(key, text, float, 0, 1)
     if value == 1:
-        raise SpecError(f"{key}={text!r} is not allowed: {key} must be >= 0 and < 1")
+        raise SpecError(f"{key}={quote(text)} is not allowed: {key} must be >= 0 and < 1")
     return float(value)
 
 
@@ -189,7 +210,7 @@ def _fused_kernel(key: str, text: str) -> int:
         return 0
     kernel = int(_number(key, text, int, 1, 15))
     if kernel % 2 == 0:
-        raise SpecError(f"{key}={text!r} is not allowed: use 'keep' or an odd kernel (1, 3, 5, 7)")
+        raise SpecError(f"{key}={quote(text)} is not allowed: use 'keep' or an odd kernel (1, 3, 5, 7)")
     return kernel
 
 
@@ -222,22 +243,27 @@ _CUSTOM_KEYS = (*_TABLE_KEYS, *_VARIANT_KEYS)
 def _split_options(text: str) -> list[tuple[str, str]]:
     """'fused=2,4,width=0.5' -> [('fused', '2,4'), ('width', '0.5')]: a part without '=' continues a value."""
     pairs: list[list[str]] = []
-    for part in text.split(","):
+    parts = text.split(",")
+    for i, part in enumerate(parts):
         if "=" in part:
             key, _, value = part.partition("=")
             pairs.append([key.strip(), value.strip()])
         elif pairs and part.strip():
             pairs[-1][1] += "," + part.strip()
+        elif not part.strip():
+            where = "at the end" if i == len(parts) - 1 else "at the start" if i == 0 else "between two commas"
+            raise SpecError(f"options {quote(text)}: an empty option {where}; remove the extra comma")
         else:
-            raise SpecError(f"option {part!r} has no value; write key=value, e.g. width=0.5")
+            raise SpecError(f"option {quote(part)} has no value; write key=value, e.g. width=0.5")
     return [(k, v) for k, v in pairs]
 
 
-def unknown_arch_message(name: str) -> str:
-    names = [*ARCHS, CUSTOM]
-    close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+def unknown_arch_message(name: str, extra: tuple[str, ...] = ()) -> str:
+    """'unknown arch': the nearest names by edit distance (ignoring case), else every known one."""
+    names = [*ARCHS, CUSTOM, *extra]
+    close = closest(name, names)
     hint = f"did you mean {' or '.join(close)}?" if close else "known: " + ", ".join(names)
-    return f"unknown arch {name!r}: {hint} ('netprobe list' shows them all)"
+    return f"unknown arch {quote(name)}: {hint} ('netprobe list' shows them all)"
 
 
 def parse_spec(text: str) -> Spec:
@@ -253,11 +279,11 @@ def parse_spec(text: str) -> Spec:
     values: dict[str, object] = {}
     for key, value in raw:
         if key not in allowed:
-            close = difflib.get_close_matches(key, allowed, n=1)
+            close = closest(key, allowed, n=1)
             hint = f"did you mean {close[0]}? " if close else ""
-            raise SpecError(f"unknown key {key!r} for {arch}: {hint}allowed keys are {', '.join(allowed)}")
+            raise SpecError(f"unknown key {quote(key)} for {arch}: {hint}allowed keys are {', '.join(allowed)}")
         if key in values:
-            raise SpecError(f"key {key!r} is given twice")
+            raise SpecError(f"key {quote(key)} is given twice")
         values[key] = {**_TABLE_KEYS, **_VARIANT_KEYS}[key](key, value)
     table = _resolve(arch, values)
     options = tuple((k, _normalise(k, v, values[k], table)) for k, v in raw)

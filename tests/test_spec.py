@@ -325,12 +325,67 @@ def test_fused_stages_out_of_range_names_the_valid_range() -> None:
     ("mb_c8_e0", ["'mb_c8_e0'", "expansion"]),
     ("mb_c8_se2", ["'mb_c8_se2'", "SE ratio"]),
     ("mb_c0", ["'mb_c0'", "channels"]),
-    ("", ["''", "operator"]),
 ])
 def test_malformed_block_in_custom_names_the_block(block: str, names: list[str]) -> None:
     message = spec_error(f"custom:stem=8,stages=mb_c8/{block},head=16")
     for name in names:
         assert name in message
+
+
+@pytest.mark.parametrize(("stages", "names"), [
+    ("mb_c8/", ["stage 2 is empty", "one '/'"]),
+    ("mb_c8//mb_c8", ["stage 2 is empty"]),
+    ("/mb_c8", ["stage 1 is empty"]),
+    ("mb_c8++mb_c8", ["row 2 of stage 1 is empty", "one '+'"]),
+    ("mb_c8/mb_c8+", ["row 2 of stage 2 is empty"]),
+])
+def test_empty_stages_and_rows_are_called_empty_not_an_unknown_operator(stages: str, names: list[str]) -> None:
+    message = spec_error(f"custom:stem=8,stages={stages},head=16")
+    assert "operator" not in message
+    for name in names:
+        assert name in message
+
+
+def test_block_fields_left_out_take_the_documented_defaults() -> None:
+    assert "r, k, s, e default to r1, k3, s1, e1" in spec_error("custom:stem=8,stages=mb_r1,head=16")
+    assert parse_block("mb_c24") == BlockSpec("mb", 1, 3, 1, 1.0, 24)
+    assert parse_block("fmb_c24_s2") == BlockSpec("fmb", 1, 3, 2, 1.0, 24)
+
+
+@pytest.mark.parametrize(("text", "names", "absent"), [
+    ("efficientnet_b4:fused=3-1", ["3-1 is a reversed range", "1-3"], ["do not exist"]),
+    ("efficientnet_b4:fused=1--3", ["'1--3' is not a stage number or range"], ["do not exist"]),
+    ("efficientnet_b4:fused=1-3,", ["empty option at the end", "extra comma"], ["has no value"]),
+    ("efficientnet_b4:fused=1-3,,width=0.5", ["empty option between two commas"], ["has no value"]),
+    ("efficientnet_b4:width=0.5,", ["empty option at the end"], ["has no value"]),
+    ("efficientnet_b4:,width=0.5", ["empty option at the start"], ["has no value"]),
+])
+def test_range_and_comma_mistakes_are_named_for_what_they_are(text: str, names: list[str],
+                                                              absent: list[str]) -> None:
+    message = spec_error(text)
+    for name in names:
+        assert name in message
+    for name in absent:
+        assert name not in message
+
+
+@pytest.mark.parametrize(("typed", "meant"), [
+    ("efficientnet_bo", ["efficientnet_b0"]),
+    ("EFFICIENTNETV2_S", ["efficientnetv2_s"]),
+    ("efficientnet-b4", ["efficientnet_b4"]),
+    ("mobilenet_v3_large", ["mobilenetv3_large"]),
+    ("efficientnetv2_z", ["efficientnetv2_s", "efficientnetv2_m", "efficientnetv2_l"]),
+])
+def test_did_you_mean_ranks_by_typing_distance_ignoring_case(typed: str, meant: list[str]) -> None:
+    message = spec_error(typed)
+    assert f"did you mean {' or '.join(meant)}?" in message
+
+
+def test_echoed_input_is_cut_to_a_readable_length() -> None:
+    for text in ("x" * 100_000, "efficientnet_b4:width=" + "9" * 100_000,
+                 "custom:stem=8,head=8,stages=mb_c8_" + "q" * 100_000):
+        message = spec_error(text)
+        assert len(message) < 600 and "characters)" in message
 
 
 def test_custom_without_stages_says_what_is_missing() -> None:
