@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from netprobe.archs import ARCHS, Arch, Net, build_net
+from netprobe.errors import SpecError, quote
 from netprobe.spec import Spec, parse_spec
 
 
@@ -16,6 +17,9 @@ def build(spec: str | Spec, device: torch.device | str | None = None) -> Net:
     and strides. `model.spec` is the parsed spec and `model.spec.canonical` its full form.
     On `device="meta"` nothing is allocated (shapes and counts only).
     """
+    if not isinstance(spec, str | Spec):
+        raise SpecError(f"build takes a spec string such as 'efficientnet_b4:fused=1-3' (or a parsed Spec); "
+                        f"got {type(spec).__name__} {quote(repr(spec), 40)}")
     parsed = spec if isinstance(spec, Spec) else parse_spec(spec)
     net = build_net(parsed.table, device)
     net.spec = parsed

@@ -20,11 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from netprobe.api import build
-from netprobe.counting import count
-from netprobe.errors import InputError
-from netprobe.spec import Spec, parse_spec
-from netprobe.summary import check_input, parse_imgsz
+from netprobe.counting import _tensors, count, model_device
+from netprobe.errors import InputError, check_range
+from netprobe.target import Target, resolve
 
 AMP_DTYPES = {"off": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 DTYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
@@ -32,20 +30,25 @@ DTYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp
 
 @dataclass(frozen=True)
 class BenchConfig:
-    """One measurement: a spec on a device at a batch and image size, training or inferring."""
+    """One measurement: a model on a device at a batch and image size, training or inferring.
 
-    spec: str
+    `spec` is anything `netprobe.target.resolve` takes: a spec string, a `Target`, an `nn.Module`.
+    """
+
+    spec: object
     device: str = "cpu"
     batch: int = 8
-    imgsz: int | None = None  # None: the arch's own
+    imgsz: int | str | tuple[int, int] | None = None  # N or "HxW"; None: the model's own
     mode: str = "train"  # train | infer
     amp: str = "off"  # off | bf16 | fp16
     channels_last: bool = False
     compile: bool = False
     optimizer: str = "sgd"  # sgd | adamw
-    warmup: int = 3
+    warmup: int = 3  # at least this many untimed steps (and at least MIN_WARMUP_S, until steady)
     iters: int = 10
     per_stage: bool = False
+    in_chans: int | None = None  # None: the model's own, else 3
+    copy: bool = True  # False: time the nn.Module passed in itself (restored afterwards)
 
 
 @dataclass
@@ -53,10 +56,10 @@ class StageTime:
     name: str
     in_shape: list[int]
     fwd_ms: float
-    bwd_ms: float
+    bwd_ms: float | None  # None when inferring
     macs: int  # for the whole batch
     fwd_gflops: float
-    bwd_gflops: float  # backward does about twice the forward's work
+    bwd_gflops: float | None  # backward does about twice the forward's work
 
 
 @dataclass
@@ -67,7 +70,7 @@ class BenchResult:
     device: str
     dtype: str
     batch: int
-    imgsz: int
+    imgsz: int | str  # N, or "HxW" when not square
     mode: str
     status: str  # ok | oom | error
     imgs_per_s: float | None = None
@@ -91,6 +94,10 @@ class BenchResult:
     iters: int = 0
     error: str | None = None
     stages: list[StageTime] = field(default_factory=list)
+    loss: str = ""  # what the train step's loss is
+    warmup_steps: int = 0  # untimed steps it took to reach steady state
+    warmup_s: float = 0.0
+    steady: bool = True  # False: the timed steps were still getting faster
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -162,28 +169,23 @@ class PhaseClock:
         return out
 
 
-_PEAK_CACHE: dict[tuple[str, torch.dtype], float] = {}
-
-
 def peak_tflops(device: str, dtype: torch.dtype) -> float:
-    """The device's dense matmul rate in this dtype, measured (once per run): the roof for TFLOP/s."""
-    key = (device, dtype)
-    if key not in _PEAK_CACHE:
-        n = 8192 if device == "cuda" else 1024
-        a = torch.randn(n, n, device=device, dtype=dtype)
-        b = torch.randn(n, n, device=device, dtype=dtype)
-        reps = 20 if device == "cuda" else 5
-        for _ in range(2):
-            a @ b
-        clock = PhaseClock(device)
-        times = []
-        for _ in range(reps):
-            clock.mark()
-            a @ b
-            clock.mark()
-            times.append(clock.phases_ms()[0])
-        _PEAK_CACHE[key] = 2 * n**3 / (statistics.median(times) / 1e3) / 1e12
-    return _PEAK_CACHE[key]
+    """The device's dense matmul rate in this dtype, measured now: the roof for TFLOP/s. Measured
+    for every configuration, so that a roof that moves between them shows a busy machine."""
+    n = 8192 if device == "cuda" else 1024
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    reps = 20 if device == "cuda" else 5
+    for _ in range(2):
+        a @ b
+    clock = PhaseClock(device)
+    times = []
+    for _ in range(reps):
+        clock.mark()
+        a @ b
+        clock.mark()
+        times.append(clock.phases_ms()[0])
+    return 2 * n**3 / (statistics.median(times) / 1e3) / 1e12
 
 
 # ---- memory ------------------------------------------------------------------------------------
@@ -247,43 +249,64 @@ def _trim_heap() -> None:
 
 # ---- measurement -------------------------------------------------------------------------------
 
-def validate(config: BenchConfig) -> Spec:
-    """Check a configuration before any work; returns the parsed spec."""
-    spec = parse_spec(config.spec)
-    if config.iters < 1:
-        raise InputError(f"iters {config.iters} is not allowed; iters must be at least 1")
-    if config.warmup < 0:
-        raise InputError(f"warmup {config.warmup} is not allowed; warmup must be 0 or more")
+LIMITS = {"batch": (1, 65_536), "iters": (1, 100_000), "warmup": (0, 10_000)}
+MIN_WARMUP_S = {"cpu": 1.0, "cuda": 0.5}  # warm-up lasts at least this long as well as `warmup` steps
+MAX_WARMUP_S = 30.0  # ... and gives up waiting for steady times after this long
+STEADY_TOLERANCE = 0.05  # steady: the last warm-up steps within 5% of the ones before
+TREND_LIMIT = 1.10  # timed steps whose first half is 10% slower than the second are still warming up
+BUSY_SPREAD = 1.3  # p90 / p10 of the timed steps above this: the machine was busy
+
+
+def validate(config: BenchConfig) -> Target:
+    """Check a configuration before any work; returns its target."""
+    target = resolve(config.spec, config.in_chans)
+    for name, (lo, hi) in LIMITS.items():
+        check_range(name, getattr(config, name), lo, hi)
     if config.mode not in ("train", "infer"):
         raise InputError(f"mode {config.mode!r} is not allowed; use train or infer")
     if config.amp not in AMP_DTYPES:
         raise InputError(f"amp {config.amp!r} is not allowed; use off, bf16 or fp16")
     if config.optimizer not in ("sgd", "adamw"):
         raise InputError(f"optimizer {config.optimizer!r} is not allowed; use sgd or adamw")
-    size = parse_imgsz(config.imgsz, spec.table.imgsz)
-    check_input(spec, size, config.batch)
-    stride = spec.table.min_imgsz()
-    if config.mode == "train" and config.batch * -(-size[0] // stride) * -(-size[1] // stride) < 2:
+    size = target.input_size(config.imgsz)
+    target.check_input(size, config.batch)
+    stride = target.min_side
+    if config.mode == "train" and stride > 1 and config.batch * -(-size[0] // stride) * -(-size[1] // stride) < 2:
         raise InputError(f"batch {config.batch} at {size[0]} px leaves batch norm one value per channel in the "
                          f"last stage, which cannot train; use batch >= 2 or an image of at least {stride + 1} px")
-    return spec
+    if config.per_stage and target.kind != "zoo":
+        raise InputError(f"--per-stage times the stages of a netprobe backbone one after another; {target.label} "
+                         "is not one (its stages need not run in sequence): use --breakdown for per-stage times")
+    if not config.copy and target.user_module is None:
+        raise InputError("copy=False times the module you passed in; give an nn.Module, not a spec")
+    return target
 
 
-def benchmark(config: BenchConfig, on_step: Callable[[], None] | None = None) -> BenchResult:
-    """Measure one configuration. Out of memory is a result (`status='oom'`), not an exception."""
-    spec = validate(config)
+def benchmark(config: BenchConfig | object, on_step: Callable[[], None] | None = None, **options) -> BenchResult:
+    """Measure one configuration. Out of memory is a result (`status='oom'`), not an exception.
+
+    `config` is a `BenchConfig`, or a model (spec string, `nn.Module`, `Target`) with the config's
+    fields as keywords: `benchmark(model, device="cpu", batch=8, imgsz=128)`. A module passed in is
+    timed on a copy unless `copy=False`, and is left exactly as it was either way.
+    """
+    if not isinstance(config, BenchConfig):
+        config = BenchConfig(config, **options)
+    elif options:
+        config = replace(config, **options)
+    target = validate(config)
     device = resolve_device(config.device)
     config = replace(config, device=device)
-    imgsz = parse_imgsz(config.imgsz, spec.table.imgsz)[0]
+    size = target.input_size(config.imgsz)
     dtype = AMP_DTYPES[config.amp]
-    macs = count(build(spec, device="meta"), (1, 3, imgsz, imgsz)).macs
-    result = BenchResult(str(spec), device, DTYPE_NAMES[dtype], config.batch, imgsz, config.mode, "ok",
-                         macs_per_img=macs, channels_last=config.channels_last, compiled=config.compile,
-                         optimizer=config.optimizer if config.mode == "train" else "", iters=config.iters)
+    counted = count(target.meta_model(), (1, target.in_chans, *size))
+    result = BenchResult(target.label, device, DTYPE_NAMES[dtype], config.batch, _size_text(size), config.mode,
+                         "ok", macs_per_img=counted.macs, channels_last=config.channels_last,
+                         compiled=config.compile, optimizer=config.optimizer if config.mode == "train" else "",
+                         iters=config.iters, loss=_loss_kind(target, counted) if config.mode == "train" else "")
     _free(device)
     baseline = _reset_peak(device)
     try:
-        _measure(spec, config, imgsz, dtype, result, on_step or (lambda: None))
+        _measure(target, config, size, dtype, result, on_step or (lambda: None))
         result.peak_mem_mb, result.mem_kind = _peak_mb(device, baseline)
     except Exception as exc:
         if not is_oom(exc):
@@ -297,31 +320,128 @@ def benchmark(config: BenchConfig, on_step: Callable[[], None] | None = None) ->
     return result
 
 
-def _measure(spec: Spec, config: BenchConfig, imgsz: int, dtype: torch.dtype, result: BenchResult,
+def _size_text(size: tuple[int, int]) -> int | str:
+    return size[0] if size[0] == size[1] else f"{size[0]}x{size[1]}"
+
+
+def _loss_kind(target: Target, counted) -> str:
+    """Cross-entropy on random labels for a classifier's logits; otherwise a surrogate over every output."""
+    classes = _classes(target, counted)
+    return "cross-entropy" if classes else "surrogate: mean of squares of every output"
+
+
+def _classes(target: Target, counted) -> int:
+    if target.spec is not None:
+        return target.spec.table.classes
+    outs = counted.modules[""].out_shapes
+    return outs[0][1] if len(outs) == 1 and len(outs[0]) == 2 and outs[0][1] > 1 else 0
+
+
+def _measure(target: Target, config: BenchConfig, size: tuple[int, int], dtype: torch.dtype, result: BenchResult,
              on_step: Callable[[], None]) -> None:
     device = config.device
     if device == "cuda":
         torch.backends.cudnn.benchmark = True
-    model = build(spec, device=device)
-    result.params = sum(p.numel() for p in model.parameters())
-    fmt = torch.channels_last if config.channels_last else torch.contiguous_format
-    model = model.to(memory_format=fmt)
-    x = torch.randn(config.batch, 3, imgsz, imgsz, device=device).contiguous(memory_format=fmt)
-    classes = spec.table.classes
-    y = torch.randint(0, max(classes, 1), (config.batch,), device=device)
-    step = _make_step(model, x, y, config, dtype, classes)
-
-    phases_per_step: list[list[float]] = []
-    clock = PhaseClock(device)
-    for i in range(config.warmup + config.iters):
+    result.peak_tflops = peak_tflops(device, dtype)
+    with _model_for(target, config) as model:
+        result.params = sum(p.numel() for p in model.parameters())
+        fmt = torch.channels_last if config.channels_last else torch.contiguous_format
+        model = model.to(memory_format=fmt)
+        x = torch.randn(config.batch, target.in_chans, *size, device=device).contiguous(memory_format=fmt)
+        classes = _classes(target, count(target.meta_model(), (1, target.in_chans, *size))) \
+            if config.mode == "train" else 0
+        y = torch.randint(0, max(classes, 1), (config.batch,), device=device)
+        step = _make_step(model, x, y, config, dtype, classes)
+        clock = PhaseClock(device)
         t0 = time.perf_counter()
         step(clock)
-        phases = clock.phases_ms()
-        if i == 0 and config.compile:
-            result.compile_s = time.perf_counter() - t0
-        if i >= config.warmup:
-            phases_per_step.append(phases)
+        clock.phases_ms()
         on_step()
+        if config.compile:
+            result.compile_s = time.perf_counter() - t0
+        result.warmup_steps, result.warmup_s = _warm_up(step, clock, config, on_step)
+        phases_per_step = _timed(step, clock, config.iters)
+        for _ in range(2):  # still getting faster: those steps were warm-up too
+            if not _trending_down([sum(p) for p in phases_per_step]):
+                break
+            result.warmup_steps += len(phases_per_step)
+            phases_per_step = _timed(step, clock, config.iters)
+        result.steady = not _trending_down([sum(p) for p in phases_per_step])
+        for _ in phases_per_step:
+            on_step()
+        _summarise(result, phases_per_step, config)
+        if config.per_stage:
+            result.stages = stage_times(model, x, dtype, config, target)
+
+
+@contextlib.contextmanager
+def _model_for(target: Target, config: BenchConfig) -> Iterator[nn.Module]:
+    """The module to time: a fresh one (or a copy of the user's), or the user's own with `copy=False`,
+    which gets its parameters, buffers, gradients and training flag back afterwards."""
+    if config.copy or target.user_module is None:
+        yield target.make(config.device)
+        return
+    module = target.user_module
+    if model_device(module).type != config.device:
+        raise InputError(f"copy=False times your module where it is ({model_device(module)}); "
+                         f"move it to {config.device} first, or let netprobe copy it")
+    saved = {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict(keep_vars=True).items()}
+    # Clones: a backward adds into an existing .grad in place.
+    grads = {name: None if p.grad is None else p.grad.detach().clone() for name, p in module.named_parameters()}
+    training = module.training
+    try:
+        yield module
+    finally:
+        with torch.no_grad():
+            for k, v in module.state_dict(keep_vars=True).items():
+                v.copy_(saved[k])
+        for name, p in module.named_parameters():
+            p.grad = grads[name]
+        module.train(training)
+
+
+def _warm_up(step, clock: PhaseClock, config: BenchConfig, on_step: Callable[[], None]) -> tuple[int, float]:
+    """Untimed steps until `warmup` are done, `MIN_WARMUP_S` has passed, and step times stopped
+    falling (the last three within 5% of the three before); at most `MAX_WARMUP_S`."""
+    if config.warmup == 0:
+        return 0, 0.0
+    times: list[float] = []
+    start = time.perf_counter()
+    min_s = MIN_WARMUP_S.get(config.device, 1.0)
+    while True:
+        step(clock)
+        times.append(sum(clock.phases_ms()))
+        if len(times) <= config.warmup:
+            on_step()
+        elapsed = time.perf_counter() - start
+        if len(times) >= config.warmup and ((elapsed >= min_s and _steady(times)) or elapsed >= MAX_WARMUP_S):
+            return len(times), elapsed
+
+
+def _steady(times: list[float]) -> bool:
+    if len(times) < 6:
+        return len(times) >= 2 and abs(times[-1] - times[-2]) <= STEADY_TOLERANCE * times[-2]
+    recent, before = statistics.median(times[-3:]), statistics.median(times[-6:-3])
+    return recent >= before * (1 - STEADY_TOLERANCE)
+
+
+def _trending_down(steps: list[float]) -> bool:
+    """Timed steps whose first half is clearly slower than the second: not yet at steady state."""
+    if len(steps) < 4:
+        return False
+    half = len(steps) // 2
+    return statistics.median(steps[:half]) > TREND_LIMIT * statistics.median(steps[-half:])
+
+
+def _timed(step, clock: PhaseClock, iters: int) -> list[list[float]]:
+    phases = []
+    for _ in range(iters):
+        step(clock)
+        phases.append(clock.phases_ms())
+    return phases
+
+
+def _summarise(result: BenchResult, phases_per_step: list[list[float]], config: BenchConfig) -> None:
     steps = [sum(p) for p in phases_per_step]
     result.step_ms = statistics.median(steps)
     result.step_p10_ms, result.step_p90_ms = _percentile(steps, 10), _percentile(steps, 90)
@@ -332,21 +452,27 @@ def _measure(spec: Spec, config: BenchConfig, imgsz: int, dtype: torch.dtype, re
     result.imgs_per_s = config.batch / (result.step_ms / 1e3)
     work = 3 if config.mode == "train" else 1  # backward is about twice the forward
     result.tflops = work * 2 * result.macs_per_img * config.batch / (result.step_ms / 1e3) / 1e12
-    result.peak_tflops = peak_tflops(device, dtype)
     result.peak_fraction = result.tflops / result.peak_tflops
-    if config.per_stage and config.mode == "train":
-        result.stages = stage_times(model, x, dtype, config, spec)
 
 
 def _make_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: BenchConfig, dtype: torch.dtype,
                classes: int) -> Callable[[PhaseClock], None]:
+    """One step as a training loop (or an inference server) runs it, its phases marked on a clock.
+
+    `classes` > 0: cross-entropy of the logits against random labels `y`; 0: a surrogate loss, the
+    mean square of every floating-point output (detectors, feature extractors), so that backward
+    reaches every parameter that produced an output.
+    """
     device, amp = config.device, dtype != torch.float32
     autocast = (lambda: torch.autocast(device, dtype=dtype)) if amp else contextlib.nullcontext
     if config.compile:
         model = torch.compile(model)
 
-    def loss_of(out: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(out.float(), y) if classes else out.float().pow(2).mean()
+    def loss_of(out: object) -> torch.Tensor:
+        if classes:
+            return F.cross_entropy(out.float(), y)  # type: ignore[union-attr]
+        outs = [t for t in _tensors(out) if t.is_floating_point()]
+        return sum(t.float().pow(2).mean() for t in outs)  # type: ignore[return-value]
 
     if config.mode == "infer":
         model.eval()
@@ -360,7 +486,7 @@ def _make_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: Bench
         return infer
 
     model.train()
-    params = list(model.parameters())
+    params = [p for p in model.parameters() if p.requires_grad]
     opt = (torch.optim.SGD(params, lr=0.01, momentum=0.9) if config.optimizer == "sgd"
            else torch.optim.AdamW(params, lr=1e-3))
     scaler = torch.amp.GradScaler(device) if dtype == torch.float16 else None
@@ -384,38 +510,50 @@ def _make_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: Bench
 
 
 def stage_times(model: nn.Module, x: torch.Tensor, dtype: torch.dtype, config: BenchConfig,
-                spec: Spec) -> list[StageTime]:
-    """Forward and backward time of each stage alone, at its real input shape."""
-    device = config.device
-    per_stage_macs = count(build(spec, device="meta"), (config.batch, *x.shape[1:]))
+                target: Target) -> list[StageTime]:
+    """Time of each stage alone at its real input shape: forward and backward when training, forward
+    (under inference mode) when inferring. The stages are a netprobe backbone's, which run in sequence."""
+    device, train = config.device, config.mode == "train"
+    per_stage_macs = count(target.meta_model(), (config.batch, *x.shape[1:]))
     amp = dtype != torch.float32
     autocast = (lambda: torch.autocast(device, dtype=dtype)) if amp else contextlib.nullcontext
     out: list[StageTime] = []
     inp = x
-    model.train()
+    model.train(train)
     for name, stage in model.named_children():
-        inp = inp.detach().requires_grad_(True)
         fwd, bwd = [], []
         clock = PhaseClock(device)
         for i in range(max(1, config.warmup) + config.iters):
-            clock.mark()
-            with autocast():
-                y = stage(inp)
-            clock.mark()
-            y.float().sum().backward()
-            clock.mark()
-            f, b = clock.phases_ms()
+            f, b = _time_stage(stage, inp, clock, autocast, train)
             if i >= max(1, config.warmup):
                 fwd.append(f)
                 bwd.append(b)
         stage.zero_grad(set_to_none=True)
         macs = sum(m.macs for m in per_stage_macs.under(name))
-        f_ms, b_ms = statistics.median(fwd), statistics.median(bwd)
+        f_ms = statistics.median(fwd)
+        b_ms = statistics.median(bwd) if train else None
         out.append(StageTime(name, list(inp.shape[1:]), f_ms, b_ms, macs, 2 * macs / (f_ms / 1e3) / 1e9,
-                             4 * macs / (b_ms / 1e3) / 1e9))
+                             4 * macs / (b_ms / 1e3) / 1e9 if b_ms else None))
         with torch.no_grad(), autocast():
             inp = stage(inp.detach())
     return out
+
+
+def _time_stage(stage: nn.Module, inp: torch.Tensor, clock: PhaseClock, autocast, train: bool) -> tuple:
+    if not train:
+        clock.mark()
+        with torch.inference_mode(), autocast():
+            stage(inp)
+        clock.mark()
+        return clock.phases_ms()[0], None
+    inp = inp.detach().requires_grad_(True)
+    clock.mark()
+    with autocast():
+        y = stage(inp)
+    clock.mark()
+    y.float().sum().backward()
+    clock.mark()
+    return tuple(clock.phases_ms())
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -426,7 +564,25 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
 
-def grid(specs: list[str], batches: list[int], sizes: list[int | None], modes: list[str],
+def busy_note(results: list[BenchResult]) -> str:
+    """A line for under the table when the numbers look taken on a busy machine, else ''."""
+    ok = [r for r in results if r.status == "ok"]
+    spread = [r for r in ok if r.step_p10_ms and r.step_p90_ms / r.step_p10_ms > BUSY_SPREAD]
+    peaks = [r.peak_tflops for r in ok if r.peak_tflops]
+    reasons = []
+    if spread:
+        worst = max(r.step_p90_ms / r.step_p10_ms for r in spread)
+        reasons.append(f"step times spread widely (p90/p10 up to {worst:.2f}, above {BUSY_SPREAD})")
+    if len(peaks) > 1 and max(peaks) / min(peaks) > 1.15:
+        reasons.append(f"the measured matmul peak moved between configurations ({min(peaks):.2f}–{max(peaks):.2f} "
+                       "TFLOP/s)")
+    if any(not r.steady for r in ok):
+        reasons.append("some timed steps were still getting faster after warm-up")
+    return ("note: " + "; ".join(reasons) + " — the numbers were taken on a busy machine; run again on a quiet "
+            "one") if reasons else ""
+
+
+def grid(specs: list, batches: list[int], sizes: list, modes: list[str],
          **options) -> list[BenchConfig]:
     """One configuration per (spec, batch, imgsz, mode), in that nesting order."""
     return [BenchConfig(spec, batch=b, imgsz=s, mode=m, **options)

@@ -9,13 +9,13 @@ import statistics
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 
-from netprobe.api import build
 from netprobe.archs.zoo import ARCHS
-from netprobe.bench import BenchConfig, BenchResult, benchmark
+from netprobe.bench import LIMITS, BenchConfig, BenchResult, benchmark, validate
 from netprobe.counting import count
-from netprobe.errors import InputError
+from netprobe.errors import InputError, check_range
 from netprobe.reference import PAPER_TABLE2_V100, PAPER_TABLE3
 from netprobe.spec import CUSTOM, parse_spec
+from netprobe.target import resolve
 
 EXPERIMENTS = ("fused-stages", "batch-imgsz")
 FUSED_VARIANTS = (("No fused", "none"), ("Fused stage1-3", "1-3"), ("Fused stage1-5", "1-5"),
@@ -26,7 +26,7 @@ FUSED_VARIANTS = (("No fused", "none"), ("Fused stage1-3", "1-3"), ("Fused stage
 class Settings:
     device: str
     batch: int
-    imgsz: int
+    imgsz: int | str  # N or "HxW"
     amp: str = "off"
     channels_last: bool = False
     warmup: int = 1
@@ -34,12 +34,15 @@ class Settings:
     rounds: int = 3
 
 
+MAX_ROUNDS = 1000
+
+
 @dataclass
 class Variant:
     label: str
-    spec: str
+    spec: object  # anything netprobe.target.resolve takes: a spec string, a Target, an nn.Module
     batch: int
-    imgsz: int
+    imgsz: int | str | None
     paper: dict | None = None
 
     def config(self, settings: Settings) -> BenchConfig:
@@ -55,7 +58,7 @@ class CompareRow:
     label: str
     spec: str
     batch: int
-    imgsz: int
+    imgsz: int | str
     params: int
     macs: int  # per image at the run size
     macs_base: int  # per image at the base arch's own image size (what the paper counts)
@@ -80,16 +83,22 @@ def known_archs() -> list[str]:
     return [*ARCHS, CUSTOM]
 
 
-def default_settings(device: str, base_imgsz: int, batch: int | None, imgsz: int | None,
+def default_settings(device: str, base_imgsz: int, batch: int | None, imgsz: int | str | None,
                      iters: int | None, rounds: int | None, **options) -> Settings:
-    """CUDA: batch 24 at the base's own size (the paper's setting); CPU: small enough for minutes."""
-    if device == "cuda":
-        s = Settings(device, batch or 24, imgsz or base_imgsz, warmup=3, iters=iters or 10, rounds=rounds or 3,
-                     **options)
-    else:
-        s = Settings(device, batch or 8, imgsz or 128, warmup=1, iters=iters or 2, rounds=rounds or 3, **options)
-    if s.batch < 1 or s.iters < 1 or s.rounds < 1:
-        raise InputError("batch, iters and rounds must each be at least 1")
+    """CUDA: batch 24 at the base's own size (the paper's setting); CPU: small enough for minutes.
+
+    Only what is not given (None) takes a default; a value given is checked like bench's.
+    """
+    cuda = device == "cuda"
+
+    def given(value: int | None, default: int) -> int:
+        return default if value is None else value
+
+    s = Settings(device, given(batch, 24 if cuda else 8), given(imgsz, base_imgsz if cuda else 128),
+                 warmup=3 if cuda else 1, iters=given(iters, 10 if cuda else 2), rounds=given(rounds, 3), **options)
+    for name in ("batch", "iters"):
+        check_range(name, getattr(s, name), *LIMITS[name])
+    check_range("rounds", s.rounds, 1, MAX_ROUNDS)
     return s
 
 
@@ -127,17 +136,30 @@ def batch_imgsz_variants(base: str, batches: list[int], sizes: list[int]) -> lis
     return variants
 
 
-def spec_variants(specs: list[str], batch: int, imgsz: int | None) -> list[Variant]:
-    return [Variant(s, s, batch, imgsz or parse_spec(s).table.imgsz) for s in specs]
+def spec_variants(specs: list, batch: int, imgsz: int | str | None) -> list[Variant]:
+    """Any models side by side, each at `imgsz` or its own size."""
+    variants = []
+    for s in specs:
+        target = resolve(s)
+        variants.append(Variant(target.label, target, batch, imgsz))
+    return variants
+
+
+def check_variants(variants: list[Variant], settings: Settings) -> None:
+    """Refuse, before any work, a variant that bench would refuse."""
+    for v in variants:
+        validate(v.config(settings))
 
 
 def _counted_row(v: Variant) -> CompareRow:
-    spec = parse_spec(v.spec)
-    model = build(spec, device="meta")
-    macs = count(model, (1, 3, v.imgsz, v.imgsz)).macs
-    base_size = spec.table.imgsz
-    macs_base = macs if base_size == v.imgsz else count(model, (1, 3, base_size, base_size)).macs
-    return CompareRow(v.label, str(spec), v.batch, v.imgsz, sum(p.numel() for p in model.parameters()), macs,
+    target = resolve(v.spec)
+    model = target.meta_model()
+    size = target.input_size(v.imgsz)
+    macs = count(model, (1, target.in_chans, *size)).macs
+    base = target.imgsz or size
+    macs_base = macs if base == size else count(model, (1, target.in_chans, *base)).macs
+    imgsz = size[0] if size[0] == size[1] else f"{size[0]}x{size[1]}"
+    return CompareRow(v.label, target.label, v.batch, imgsz, sum(p.numel() for p in model.parameters()), macs,
                       macs_base, paper=v.paper)
 
 

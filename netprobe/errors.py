@@ -63,3 +63,9 @@ def closest(name: str, candidates: Iterable[str], n: int = 3) -> list[str]:
         return []
     best = min(d for d, _ in scored)
     return [cand for d, cand in scored if d == best][:n]
+
+
+def check_range(name: str, value: int | float, lo: int | float, hi: int | float) -> None:
+    """Refuse a number outside [lo, hi] in one line that states both bounds."""
+    if not lo <= value <= hi:
+        raise InputError(f"{name} {value:,} is not allowed; {name} must be from {lo:,} to {hi:,}")

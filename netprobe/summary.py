@@ -1,19 +1,28 @@
-"""`summarize(spec)`: the paper-style stage table of a backbone, as plain data."""
+"""`summarize(model)`: the paper-style stage table of any model, as plain data.
+
+Rows come from the target: a zoo backbone's stage table (stem, stage1..N, head, with the papers'
+operator names), or for any other module its top-level children (a container holding most of
+the network opened one level) or, with `stages="auto"`, runs of layers at one stride. Every
+number in a row is counted on the meta device; strides and P-levels are the counter's tracked
+cumulative strides, so they are right at any image size.
+"""
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass, field, replace
+from collections import Counter
+from dataclasses import asdict, dataclass, field
 
-from netprobe.api import build
+from torch import nn
+
 from netprobe.archs.builder import Net
 from netprobe.archs.table import BlockSpec
 from netprobe.counting import OTHER_KINDS, Count, ModuleCount, count, pyramid_level, stride_ratio
 from netprobe.errors import InputError
 from netprobe.reference import TORCHVISION, TORCHVISION_IMGSZ
-from netprobe.spec import Spec, parse_spec
+from netprobe.target import Target, resolve
 
 DEPTHS = ("stage", "block", "layer")
+STAGINGS = ("children", "auto")
 BYTES_PER_ELEM = 4  # activation memory is given for fp32
 MB = 2**20
 
@@ -24,12 +33,8 @@ class Row:
 
     name: str
     op: str
-    repeats: int
-    kernel: int | list[int]
-    stride: int
-    expand: float | list[float]
-    se: float | list[float]
-    out: list[int]  # C, H, W of this row's output
+    out: list[int]  # C, H, W of this row's (first) output; [] when it has no tensor output
+    stride: int | float | None  # this row's own stride; None when it has no spatial map
     p_level: int | None  # log2 of the output's cumulative stride (8 -> 3); None without a spatial map
     params: int
     macs: int
@@ -37,14 +42,22 @@ class Row:
     other_ops: int
     act_mb: float  # fp32 outputs of the leaf layers inside: what backward keeps
     level: str = "stage"
+    repeats: int | None = None  # zoo rows: blocks in the row
+    kernel: int | list[int] | None = None
+    expand: float | list[float] | None = None
+    se: float | list[float] | None = None
+    cum_stride: int | float | None = None  # cumulative stride of the output
+    outs: list[list[int]] = field(default_factory=list)  # every tensor output, for multi-output rows
+    modules: list[str] = field(default_factory=list)  # module paths the row is made of
 
 
 @dataclass
 class Summary:
     """What `netprobe summary` shows; `to_dict()` is its JSON."""
 
-    spec: str
-    canonical: str
+    spec: str  # the target as shown: a spec, an object path, a class name
+    kind: str
+    canonical: str | None
     input: list[int]
     params: int
     trainable: int
@@ -57,6 +70,7 @@ class Summary:
     rows: list[Row]  # at the requested depth
     features: list[dict]
     unsupported: dict[str, int]
+    outputs: list[list[int]] = field(default_factory=list)  # shapes of the model's outputs
     reference: dict | None = None  # published figures of the plain arch, shown beside ours
     counters: dict[str, dict] = field(default_factory=dict)
 
@@ -64,139 +78,130 @@ class Summary:
         return asdict(self)
 
 
-def parse_imgsz(text: str | int | None, default: int) -> tuple[int, int]:
-    """'384' or '384x320' (H x W) -> (H, W); None -> the arch's own size."""
-    if text is None:
-        return default, default
-    parts = str(text).lower().replace("×", "x").split("x")
-    try:
-        sizes = [int(p) for p in parts]
-    except ValueError:
-        raise InputError(f"image size {text!r} is not a number; give N or HxW, e.g. 384 or 384x320") from None
-    if len(sizes) not in (1, 2):
-        raise InputError(f"image size {text!r} is malformed; give N or HxW, e.g. 384 or 384x320")
-    return (sizes[0], sizes[-1])
+def check_depth(depth: str, stages: str) -> None:
+    if depth not in DEPTHS:
+        raise InputError(f"depth {depth!r} is not allowed; use {', '.join(DEPTHS)}")
+    if stages not in STAGINGS:
+        raise InputError(f"stages {stages!r} is not allowed; use {' or '.join(STAGINGS)}")
 
 
-def check_input(spec: Spec, imgsz: tuple[int, int], batch: int) -> None:
-    """Refuse sizes that leave a stage without pixels, and non-positive batches, with one line."""
-    smallest = spec.table.min_imgsz()
-    if min(imgsz) < smallest:
-        size = "x".join(str(s) for s in imgsz)
-        raise InputError(f"image size {size} is too small: {spec.arch} downsamples by {smallest}, "
-                         f"so each side must be at least {smallest}")
-    if max(imgsz) > 8192:
-        raise InputError(f"image size {max(imgsz)} is too large; at most 8192 per side")
-    if batch < 1:
-        raise InputError(f"batch {batch} is not allowed; batch must be at least 1")
+def summarize(model: object, imgsz: str | int | tuple[int, int] | None = None, batch: int = 1,
+              depth: str = "stage", stages: str = "children", in_chans: int | None = None) -> Summary:
+    """Count a model analytically (meta device: no memory, no arithmetic) and lay it out stage by stage.
 
-
-def summarize(spec: str | Spec, imgsz: str | int | None = None, batch: int = 1, depth: str = "stage") -> Summary:
-    """Count a backbone analytically (meta device: no memory, no arithmetic) and lay it out stage by stage."""
-    parsed = spec if isinstance(spec, Spec) else parse_spec(spec)
-    size = parse_imgsz(imgsz, parsed.table.imgsz)
-    check_input(parsed, size, batch)
-    model = build(parsed, device="meta")
-    result = count(model, (batch, 3, *size))
-    stages = _stage_rows(model, result)
-    rows = stages if depth == "stage" else _deep_rows(model, result, depth, stages)
-    params = result.params
+    `model` is a spec string (`efficientnet_b4:fused=1-3`, `module:pkg.mod:factory`, `file.py:factory`,
+    `timm:NAME`), a `Target`, or an `nn.Module`, which is never changed (it is counted on a meta copy).
+    `stages="auto"` groups the layers of any model into runs at one stride instead of its own stages.
+    """
+    check_depth(depth, stages)
+    target = resolve(model, in_chans)
+    size = target.input_size(imgsz)
+    target.check_input(size, batch)
+    net = target.meta_model()
+    result = count_checked(target, net, (batch, target.in_chans, *size))
+    if isinstance(net, Net) and stages == "children":
+        stage_rows = _zoo_stage_rows(net, result)
+        rows = stage_rows if depth == "stage" else _zoo_deep_rows(net, result, depth, stage_rows)
+    else:
+        groups = _stride_groups(result) if stages == "auto" else _child_groups(net, result)
+        stage_rows = [_group_row(g, net, result, "stage") for g in groups]
+        rows = stage_rows if depth == "stage" else _deep_rows(net, result, depth, groups)
+    root = result.modules[""]
     return Summary(
-        spec=str(parsed), canonical=parsed.canonical, input=[batch, 3, *size], params=params,
-        trainable=sum(p.numel() for p in model.parameters() if p.requires_grad), macs=result.macs,
-        flops=2 * result.macs, other_ops=result.other_ops,
-        other_by_kind={k: result.by_kind[k] for k in OTHER_KINDS}, act_mb=sum(r.act_mb for r in stages),
-        stages=stages, rows=rows, unsupported=result.unsupported,
-        features=[_feature(f.name, result.modules[f.name]) for f in model.feature_info],
-        reference=_reference(parsed),
+        spec=target.label, kind=target.kind, canonical=target.canonical, input=list(result.input_shape),
+        params=result.params, trainable=sum(p.numel() for p in net.parameters() if p.requires_grad),
+        macs=result.macs, flops=2 * result.macs, other_ops=result.other_ops,
+        other_by_kind={k: result.by_kind[k] for k in OTHER_KINDS}, act_mb=round(_act_mb(result.under("")), 3),
+        stages=stage_rows, rows=rows, unsupported=result.unsupported,
+        features=_features(net, result, stage_rows), outputs=[list(s) for s in root.out_shapes],
+        reference=_reference(target),
     )
 
 
-def _feature(name: str, rec: ModuleCount) -> dict:
-    """A multi-scale tap as counted: its channels, cumulative stride and P-level at this input."""
-    level = pyramid_level(rec.out_stride)
-    return {"name": name, "channels": rec.out_shape[1], "stride": stride_ratio(rec.out_stride, (1.0,)),
-            "level": f"P{level}" if level is not None else "-", "shape": list(rec.out_shape[1:])}
+def count_checked(target: Target, net: nn.Module, input_shape: tuple[int, ...]) -> Count:
+    """Count, turning a model that fails on this input into one line naming the target and the cause."""
+    try:
+        return count(net, input_shape)
+    except Exception as exc:
+        first = next(iter(str(exc).strip().splitlines()), "")
+        shape = "×".join(map(str, input_shape))
+        raise InputError(f"{target.label} fails on an input of {shape}: {type(exc).__name__}"
+                         + (f": {first[:200]}" if first else "")) from None
 
 
-def _reference(spec: Spec) -> dict | None:
+def _reference(target: Target) -> dict | None:
     """torchvision's published params and GMACs for a plain arch (no options), with the size they are for."""
-    if spec.options or spec.arch not in TORCHVISION:
+    spec = target.spec
+    if spec is None or spec.options or spec.arch not in TORCHVISION:
         return None
     params, gmacs = TORCHVISION[spec.arch]
     return {"source": "torchvision", "params": params, "gmacs": gmacs,
             "imgsz": TORCHVISION_IMGSZ.get(spec.arch, spec.table.imgsz)}
 
 
-def _totals(mods: list[ModuleCount]) -> tuple[int, int, int, float]:
-    params = sum(m.params for m in mods)
-    macs = sum(m.macs for m in mods)
-    other = sum(m.other_ops for m in mods)
-    act = sum(m.leaf_out_elems for m in mods) * BYTES_PER_ELEM / MB
-    return params, macs, other, act
+# ---- shared row arithmetic ----------------------------------------------------------------------
 
+def _act_mb(mods: list[ModuleCount]) -> float:
+    return sum(m.leaf_out_elems for m in mods) * BYTES_PER_ELEM / MB
+
+
+def _row(name: str, op: str, first: ModuleCount, last: ModuleCount, mods: list[ModuleCount], total_macs: int,
+         level: str, paths: list[str] | None = None, **fields) -> Row:
+    """A row over `mods`, entered through `first`'s input and left through `last`'s output."""
+    macs = sum(m.macs for m in mods)
+    out_stride = last.out_stride
+    cum = stride_ratio(out_stride, (1.0,) * len(out_stride)) if out_stride else None
+    return Row(
+        name=name, op=op, out=list(last.out_shape[1:]), stride=stride_ratio(out_stride, first.in_stride),
+        p_level=pyramid_level(out_stride), params=sum(m.params for m in mods), macs=macs,
+        share=macs / total_macs if total_macs else 0.0, other_ops=sum(m.other_ops for m in mods),
+        act_mb=round(_act_mb(mods), 3), level=level, cum_stride=cum,
+        outs=[list(s[1:]) for s in last.out_shapes] if len(last.out_shapes) > 1 else [],
+        modules=paths if paths is not None else [first.path], **fields,
+    )
+
+
+# ---- zoo backbones: the paper's stage table -----------------------------------------------------
 
 def _uniform(values: list):
     return values[0] if len(set(values)) == 1 else values
 
 
-def _make_row(name: str, op: str, rows: list[BlockSpec], stride: int, rec: ModuleCount, mods: list[ModuleCount],
-              total_macs: int, level: str, repeats: int | None = None) -> Row:
-    params, macs, other, act = _totals(mods)
-    return Row(
-        name=name, op=op, repeats=repeats if repeats is not None else sum(r.repeats for r in rows),
-        kernel=_uniform([r.kernel for r in rows]), stride=stride, expand=_uniform([r.expand for r in rows]),
-        se=_uniform([r.se for r in rows]), out=list(rec.out_shape[1:]), p_level=pyramid_level(rec.out_stride),
-        params=params, macs=macs, share=macs / total_macs if total_macs else 0.0, other_ops=other,
-        act_mb=round(act, 3), level=level,
-    )
+def _zoo_fields(rows: list[BlockSpec], repeats: int | None = None) -> dict:
+    return {"repeats": repeats if repeats is not None else sum(r.repeats for r in rows),
+            "kernel": _uniform([r.kernel for r in rows]), "expand": _uniform([r.expand for r in rows]),
+            "se": _uniform([r.se for r in rows])}
 
 
-def _stage_rows(model: Net, result: Count) -> list[Row]:
+def _zoo_stage_rows(model: Net, result: Count) -> list[Row]:
     table, total = model.table, result.macs
-    rows = []
-    stem = BlockSpec("conv", 1, 3, 2, 1, table.stem)
-    rows.append(_make_row("stem", "Conv3x3", [stem], 2, result.modules["stem"], result.under("stem"), total, "stage"))
+    rows = [_named(result, "stem", "Conv3x3", total, _zoo_fields([BlockSpec("conv", 1, 3, 2, 1, table.stem)]))]
     for i, stage in enumerate(table.stages, start=1):
-        name = f"stage{i}"
         op = " / ".join(dict.fromkeys(r.paper_name() for r in stage))
-        stride = math.prod(r.stride for r in stage)
-        rows.append(_make_row(name, op, list(stage), stride, result.modules[name], result.under(name), total, "stage"))
+        rows.append(_named(result, f"stage{i}", op, total, _zoo_fields(list(stage))))
     head_op = "Conv1x1 & Pooling" + (" & FC" if table.classes else "")
-    head = BlockSpec("conv", 1, 1, 1, 1, table.head)
-    rows.append(_make_row("head", head_op, [head], 1, result.modules["head"], result.under("head"), total, "stage"))
+    rows.append(_named(result, "head", head_op, total, _zoo_fields([BlockSpec("conv", 1, 1, 1, 1, table.head)])))
     return rows
 
 
-def _deep_rows(model: Net, result: Count, depth: str, stages: list[Row]) -> list[Row]:
-    """Rows per block (`depth='block'`) or per layer (`depth='layer'`), in execution order."""
-    total = result.macs
-    block_specs = _block_specs(model)
-    rows: list[Row] = []
-    for path, rec in result.modules.items():
-        parts = path.split(".") if path else []
-        if depth == "block" and path in ("stem", "head"):
-            rows.append(next(replace(r, level="block") for r in stages if r.name == path))
+def _named(result: Count, path: str, op: str, total: int, fields: dict, level: str = "stage") -> Row:
+    rec = result.modules[path]
+    return _row(path, op, rec, rec, result.under(path), total, level, **fields)
+
+
+def _zoo_deep_rows(model: Net, result: Count, depth: str, stages: list[Row]) -> list[Row]:
+    """Rows per block (the papers' operator names) or per layer, in execution order."""
+    if depth == "layer":
+        return _layer_rows(model, result)
+    specs = _block_specs(model)
+    rows = []
+    for stage in stages:
+        if stage.name in ("stem", "head"):
+            rows.append(Row(**{**asdict(stage), "level": "block"}))
             continue
-        if depth == "block":
-            is_row = len(parts) == 2 and parts[0].startswith("stage")
-        else:
-            is_row = bool(parts) and (rec.params or rec.macs or rec.other_ops) and (
-                rec.leaf_out_elems or rec.other_ops)
-        if not is_row:
-            continue
-        mods = result.under(path) if depth == "block" else [rec]
-        spec_row = block_specs.get(path)
-        if spec_row is not None:
-            op, rows_ = spec_row.paper_name(), [spec_row]
-        else:
-            op, rows_ = _layer_op(model, path, rec), []
-        row = _make_row(path, op, rows_ or [BlockSpec("conv", 1, 0, 1, 1, 0)], 1, rec, mods, total, depth,
-                        repeats=1)
-        if not rows_:
-            row.kernel, row.expand, row.se = _layer_kernel(model, path), 0, 0
-        row.stride = stride_ratio(rec.out_stride, rec.in_stride) or 1
-        rows.append(row)
+        for path in (p for p in result.modules if p.startswith(stage.name + ".") and p.count(".") == 1):
+            spec = specs[path]
+            rows.append(_named(result, path, spec.paper_name(), result.macs, _zoo_fields([spec], 1), "block"))
     return rows
 
 
@@ -212,21 +217,222 @@ def _block_specs(model: Net) -> dict[str, BlockSpec]:
     return specs
 
 
-def _layer_op(model: Net, path: str, rec: ModuleCount) -> str:
-    m = model.get_submodule(path)
-    if rec.type == "Conv2d":
-        k = m.kernel_size[0]
-        kind = "DWConv" if m.groups > 1 and m.groups == m.in_channels else "Conv"
-        return f"{kind}{k}x{k}"
+# ---- any module: its children, or runs of one stride --------------------------------------------
+
+CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
+OWN_OPS = "(functional ops)"
+
+
+@dataclass
+class Group:
+    """The modules one row is made of: whole subtrees (`whole`), or modules' own counts only."""
+
+    name: str
+    paths: list[str]
+    whole: bool = True
+
+    def modules(self, result: Count) -> list[ModuleCount]:
+        if self.whole:
+            return [m for p in self.paths for m in result.under(p)]
+        return [result.modules[p] for p in self.paths]
+
+
+def _child_groups(model: nn.Module, result: Count) -> list[Group]:
+    """Top-level children in the order they ran; a container that holds most of the network's
+    layers (timm's `blocks`, torchvision's `features`) is opened one level so that stages show."""
+    leaves = _leaf_paths(result)
+    groups: list[Group] = []
+    for path in (p for p in result.order if p and "." not in p):
+        module = model.get_submodule(path)
+        inside = sum(1 for leaf in leaves if leaf == path or leaf.startswith(path + "."))
+        if isinstance(module, CONTAINERS) and len(module) > 1 and inside * 2 >= len(leaves):
+            groups += [Group(f"{path}.{name}", [f"{path}.{name}"]) for name, _ in module.named_children()
+                       if f"{path}.{name}" in result.order]
+        else:
+            groups.append(Group(path, [path]))
+    if not groups:  # a single layer: the model is its own row
+        return [Group("(model)", [""])]
+    return groups + _own_ops_group(result, groups)
+
+
+def _own_ops_group(result: Count, groups: list[Group]) -> list[Group]:
+    """Work the forward of the model (or of an opened container) does itself, outside every row."""
+    covered = {p for g in groups for p in g.paths}
+    inside = {m.path for g in groups if g.whole for m in g.modules(result)} | covered
+    own = [m.path for m in result.modules.values() if (m.macs or m.other_ops) and m.path not in inside]
+    return [Group(OWN_OPS, own, whole=False)] if own else []
+
+
+def _leaf_paths(result: Count) -> list[str]:
+    """Modules without children, in the order they first ran."""
+    return [p for p in result.order if p and not any(q.startswith(p + ".") for q in result.modules)]
+
+
+def _stride_groups(result: Count) -> list[Group]:
+    """Consecutive leaf layers grouped by the cumulative stride of their output: a new row where the
+    resolution changes. Layers without a spatial map inside a run (an SE's pooled branch) stay in it;
+    those after the last spatial layer form the head."""
+    leaves = _leaf_paths(result)
+    strides = [result.modules[p].out_stride for p in leaves]
+    last_spatial = max((i for i, s in enumerate(strides) if s), default=-1)
+    runs: list[tuple[object, list[str]]] = []
+    for i, (path, stride) in enumerate(zip(leaves, strides, strict=True)):
+        key: object = "head" if i > last_spatial else stride or (runs[-1][0] if runs else "input")
+        if not runs or runs[-1][0] != key:
+            runs.append((key, []))
+        runs[-1][1].append(path)
+    # A parent's own work (a residual add, an SE multiply) goes with its last layer.
+    owner = {leaf: i for i, (_, paths) in enumerate(runs) for leaf in paths}
+    for rec in result.modules.values():
+        if rec.path and rec.path not in owner and (rec.macs or rec.other_ops):
+            inside = [owner[leaf] for leaf in leaves if leaf.startswith(rec.path + ".")]
+            if inside:
+                runs[max(inside)][1].append(rec.path)
+    seen: Counter = Counter()
+    groups = []
+    for key, paths in runs:
+        base = f"stride{stride_ratio(key, (1.0,) * len(key))}" if isinstance(key, tuple) else str(key)
+        seen[base] += 1
+        groups.append(Group(base if seen[base] == 1 else f"{base}#{seen[base]}", paths, whole=False))
+    return groups + _own_ops_group(result, groups)
+
+
+def _group_row(group: Group, model: nn.Module, result: Count, level: str) -> Row:
+    mods = group.modules(result)
+    ran = [p for p in result.order if p in group.paths] or group.paths
+    first, last = result.modules[ran[0]], result.modules[ran[-1]]
+    if group.name == OWN_OPS:
+        op = ", ".join(sorted({k for m in mods for k in m.other} | ({"matmul"} if any(m.macs for m in mods)
+                                                                    else set())))
+    elif group.whole and len(group.paths) == 1:
+        op = describe(model, group.paths[0])
+    else:
+        op = _describe_run(model, [p for p in ran if p in set(_leaf_paths(result))], result)
+    if not group.whole and group.name != OWN_OPS:  # a run: out of its last spatial layer, in at its first
+        last = next((result.modules[p] for p in reversed(ran) if result.modules[p].out_stride), last)
+    row = _row(group.name, op, first, last, mods, result.macs, level, paths=group.paths)
+    if group.name == OWN_OPS:  # scattered work: no one output of its own
+        row.out, row.outs, row.stride, row.p_level, row.cum_stride = [], [], None, None, None
+    return row
+
+
+def _describe_run(model: nn.Module, layers: list[str], result: Count) -> str:
+    """A run of layers by the ones that multiply (convs, linears), e.g. '4× Conv1x1, 2× DWConv3x3'."""
+    working = [p for p in layers if result.modules[p].macs] or layers
+    kinds = Counter(describe(model, p) for p in working)
+    return ", ".join(f"{n}× {k}" if n > 1 else k for k, n in kinds.most_common(3)) + (", …" if len(kinds) > 3 else "")
+
+
+def describe(model: nn.Module, path: str) -> str:
+    """A module in a few words: 'DWConv3x3', 'Conv1x1', '4× MBConv', 'Linear'."""
+    module = model.get_submodule(path) if path else model
+    if isinstance(module, nn.modules.conv._ConvNd):
+        k = "x".join(str(v) for v in module.kernel_size)
+        if module.transposed:
+            return f"ConvTranspose{k}"
+        if module.groups > 1:
+            return f"DWConv{k}" if module.groups == module.in_channels else f"Conv{k} g{module.groups}"
+        return f"Conv{k}"
+    children = list(module.children())
+    if isinstance(module, CONTAINERS) and children:
+        kinds = Counter(type(c).__name__ for c in children)
+        return ", ".join(f"{n}× {k}" if n > 1 else k for k, n in kinds.most_common(3)) + (
+            ", …" if len(kinds) > 3 else "")
+    return type(module).__name__
+
+
+def _deep_rows(model: nn.Module, result: Count, depth: str, groups: list[Group]) -> list[Row]:
+    """Each stage row opened up: its blocks (`block`) or its layers (`layer`)."""
+    if depth == "layer":
+        return _layer_rows(model, result)
+    rows = []
+    for group in groups:
+        if group.name == OWN_OPS:
+            rows.append(_group_row(group, model, result, "block"))
+            continue
+        for block in _blocks_of(model, result, group):
+            rows.append(_group_row(block, model, result, "block"))
+    return rows
+
+
+def _blocks_of(model: nn.Module, result: Count, group: Group) -> list[Group]:
+    """The blocks of a stage row: a module's children (and its own ops); for a run of layers, the
+    largest modules lying wholly inside the run."""
+    if group.whole and len(group.paths) == 1 and group.paths[0]:
+        path = group.paths[0]
+        kids = [f"{path}.{n}" for n, _ in model.get_submodule(path).named_children()]
+        kids = [k for k in result.order if k in kids]
+        if not kids:
+            return [group]
+        own = result.modules[path]
+        return [Group(k, [k]) for k in kids] + (
+            [Group(f"{path} (own ops)", [path], whole=False)] if own.macs or own.other_ops else [])
+    members = set(group.paths)
+    leaves = [p for p in _leaf_paths(result) if p in members]
+    blocks: list[str] = []
+    for leaf in leaves:
+        top = leaf
+        parts = leaf.split(".")
+        for i in range(len(parts) - 1, 0, -1):
+            parent = ".".join(parts[:i])
+            if all(q in members for q in _leaf_paths(result) if q.startswith(parent + ".")):
+                top = parent
+            else:
+                break
+        if top not in blocks:
+            blocks.append(top)
+    return [Group(b, [b]) for b in blocks]
+
+
+def _layer_rows(model: nn.Module, result: Count) -> list[Row]:
+    """Every module that does work itself (a leaf layer, or a block's residual add), in execution order."""
+    rows = []
+    for path in [*result.order[1:], ""]:  # the model's own ops (outside every layer) last
+        rec = result.modules[path]
+        if not (rec.params or rec.macs or rec.other_ops) or not (rec.leaf_out_elems or rec.other_ops):
+            continue
+        name = path or OWN_OPS  # the model's own forward, outside every layer
+        rows.append(_row(name, _layer_op(model, path, rec), rec, rec, [rec], result.macs, "layer",
+                         kernel=_layer_kernel(model, path)))
+    return rows
+
+
+def _layer_op(model: nn.Module, path: str, rec: ModuleCount) -> str:
     if rec.type in ("MBConv", "FusedMBConv"):
         return rec.type + " residual add"
     if rec.type == "SqueezeExcite":
         return "SE scale"
-    return rec.type
+    if next(model.get_submodule(path).children(), None) is not None:  # a parent's own ops
+        return f"{rec.type} ({', '.join(sorted(rec.other)) or 'matmul'})"
+    return describe(model, path)
 
 
-def _layer_kernel(model: Net, path: str) -> int:
+def _layer_kernel(model: nn.Module, path: str) -> int | None:
     m = model.get_submodule(path)
-    return m.kernel_size[0] if hasattr(m, "kernel_size") and isinstance(m.kernel_size, tuple) else 0
+    return m.kernel_size[0] if isinstance(getattr(m, "kernel_size", None), tuple) else None
 
 
+# ---- feature taps -------------------------------------------------------------------------------
+
+def _features(model: nn.Module, result: Count, stages: list[Row]) -> list[dict]:
+    """Multi-scale taps a detection neck could consume: a zoo backbone's stages, or for any other
+    model the last stage row at each spatial stride."""
+    if isinstance(model, Net):
+        rows = {r.name: r for r in stages}
+        return [_feature(rows[f.name]) if f.name in rows else _feature_of(f.name, result.modules[f.name])
+                for f in model.feature_info]
+    taps: dict[object, Row] = {}
+    for row in stages:
+        if row.p_level is not None:
+            taps[row.cum_stride] = row
+    return [_feature(row) for row in taps.values()]
+
+
+def _feature(row: Row) -> dict:
+    """A multi-scale tap as counted: its channels, cumulative stride and P-level at this input."""
+    return {"name": row.name, "channels": row.out[0] if row.out else None, "stride": row.cum_stride,
+            "level": f"P{row.p_level}" if row.p_level is not None else "-", "shape": row.out}
+
+
+def _feature_of(name: str, rec: ModuleCount) -> dict:
+    return _feature(_row(name, "", rec, rec, [rec], 0, "stage"))

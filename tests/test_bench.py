@@ -97,8 +97,11 @@ def test_cuda_asked_for_but_absent_is_one_clear_line():
 
 
 @pytest.mark.parametrize("field,value,message", [
-    ("batch", 0, "batch must be at least 1"), ("iters", 0, "iters must be at least 1"),
-    ("warmup", -1, "warmup must be 0 or more"), ("imgsz", 16, "at least 32"), ("imgsz", -5, "at least 32"),
+    ("batch", 0, "batch must be from 1 to 65,536"), ("batch", 10**20, "batch must be from 1 to 65,536"),
+    ("iters", 0, "iters must be from 1 to 100,000"), ("iters", 10**20, "iters must be from 1 to 100,000"),
+    ("warmup", -1, "warmup must be from 0 to 10,000"), ("warmup", 10**20, "warmup must be from 0 to 10,000"),
+    ("imgsz", 16, "at least 32"), ("imgsz", -5, "at least 32"), ("imgsz", "64x16", "at least 32"),
+    ("imgsz", 10**20, "at most 8192"),
 ])
 def test_bad_settings_are_refused_before_any_work(field, value, message):
     with pytest.raises(InputError, match=message):

@@ -1,0 +1,114 @@
+"""The `netprobe` command: the typer app, how user errors and signals end a command, `--version`."""
+
+from __future__ import annotations
+
+import functools
+import signal
+import sys
+from typing import Annotated
+
+import typer
+from rich.text import Text
+from typer import _click
+from typer.core import TyperGroup
+
+from netprobe.errors import NetprobeError
+from netprobe.render import make_console
+
+
+class OneLineErrors(TyperGroup):
+    """Usage errors (an unknown option, a choice that is not one) as one line on stderr, exit 2, like
+    every other user error; an interrupt anywhere is exit 130 (143 for SIGTERM), without a stray line."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except _click.exceptions.NoArgsIsHelpError as exc:
+            exc.show()
+            code = exc.exit_code
+        except _click.exceptions.UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx else "netprobe"
+            say_error(f"{exc.format_message()} (see {where} --help)")
+            code = 2
+        except _click.exceptions.ClickException as exc:
+            say_error(exc.format_message())
+            code = exc.exit_code
+        except typer.Abort:
+            code = 130
+        code = code if isinstance(code, int) else 0
+        if code == 130 and _terminated:
+            code = 143
+        if not standalone_mode:
+            return code
+        sys.exit(code)
+
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
+                  cls=OneLineErrors)
+_terminated = False
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what `timeout`, schedulers and `kill` send): handled like Ctrl-C, exit code 143."""
+
+
+def interrupt_code(exc: KeyboardInterrupt) -> int:
+    return 143 if isinstance(exc, Terminated) or _terminated else 130
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    """Print one error line on stderr (the message as literal text, never markup) and end with `code`."""
+    say_error(message)
+    return typer.Exit(code)
+
+
+def say_error(message: str) -> None:
+    make_console(stderr=True).print(Text("error: ", style="bold red") + Text(message), soft_wrap=True)
+
+
+def command(name: str):
+    """Register a CLI command whose user errors become one line on stderr and exit code 2."""
+
+    def register(fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except NetprobeError as exc:
+                raise fail(str(exc)) from None
+
+        return app.command(name)(wrapper)
+
+    return register
+
+
+def _version(value: bool) -> None:
+    if value:
+        from netprobe import __version__
+
+        print(f"netprobe {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Show the version and exit.")] = False,
+) -> None:
+    """What a CNN is made of, stage by stage, and how fast it trains and infers on your hardware."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    global _terminated
+    _terminated = True
+    raise Terminated
+
+
+def main() -> None:
+    """The console script: SIGTERM becomes an interrupt that keeps finished results."""
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        app()
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as other tools do
+        sys.stderr.close()
+        sys.exit(141)

@@ -1,0 +1,245 @@
+"""`netprobe bench`: time forward, backward and optimizer steps of any model."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from enum import Enum
+from typing import Annotated
+
+import typer
+
+from netprobe.cli.app import command, interrupt_code
+from netprobe.cli.output import Output, note, progress_bar
+from netprobe.errors import InputError, check_range, quote
+from netprobe.render import Column, Format, Report, TableBlock, TextBlock, fmt_float, fmt_mb, fmt_pct, fmt_si, plural
+
+
+class DeviceChoice(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class ModeChoice(str, Enum):
+    train = "train"
+    infer = "infer"
+    both = "both"
+
+
+class AmpChoice(str, Enum):
+    off = "off"
+    bf16 = "bf16"
+    fp16 = "fp16"
+
+
+class OptimizerChoice(str, Enum):
+    sgd = "sgd"
+    adamw = "adamw"
+
+
+def int_list(option: str, text: str | None, lo: int, hi: int) -> list[int]:
+    """'8,16' -> [8, 16], each checked against [lo, hi]."""
+    if text is None:
+        return []
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise InputError(f"{option} {quote(text)} is not a comma list of integers, e.g. {option} 8,16") from None
+    if not values:
+        raise InputError(f"{option} {quote(text)} holds no value; give e.g. {option} 8")
+    for v in values:
+        check_range(option, v, lo, hi)
+    return values
+
+
+def size_list(option: str, text: str | None) -> list[int | str]:
+    """'128,160x128' -> [128, '160x128']: each a valid N (an int) or HxW (a string, H != W)."""
+    from netprobe.target import parse_imgsz
+
+    if text is None:
+        return []
+    values = [parse_imgsz(v.strip()) for v in text.split(",") if v.strip()]
+    if not values:
+        raise InputError(f"{option} {quote(text)} holds no size; give e.g. {option} 224 or {option} 224x160")
+    return [h if h == w else f"{h}x{w}" for h, w in values]
+
+
+def check_threads(threads: int | None) -> None:
+    if threads is not None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        check_range("--threads", threads, 1, cores)
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def _bench_record(result) -> dict:
+    rec = result.to_dict()
+    if result.step_p10_ms is not None:
+        rec["spread"] = f"{result.step_p10_ms:.1f}–{result.step_p90_ms:.1f}"
+    if result.status != "ok":
+        rec["status"] = result.status.upper() if result.status == "oom" else f"error: {result.error}"
+    return rec
+
+
+BENCH_COLUMNS = [
+    Column("spec", "Spec", justify="left", ident=True), Column("batch", "Batch", ident=True),
+    Column("imgsz", "Size", ident=True), Column("mode", "Mode", justify="left", ident=True),
+    Column("dtype", "dtype", justify="left"), Column("status", "Status", justify="left", ident=True),
+    Column("imgs_per_s", "imgs/s", fmt_float(1)), Column("step_ms", "Step ms", fmt_float(1)),
+    Column("spread", "p10–p90 ms"), Column("fwd_ms", "Fwd ms", fmt_float(1)),
+    Column("bwd_ms", "Bwd ms", fmt_float(1)), Column("opt_ms", "Opt ms", fmt_float(1)),
+    Column("peak_mem_mb", "Peak MB", fmt_mb), Column("tflops", "TFLOP/s", fmt_float(3)),
+    Column("peak_fraction", "of peak", fmt_pct),
+]
+STAGE_TIME_COLUMNS = [
+    Column("config", "Config", justify="left", ident=True), Column("name", "Stage", justify="left", ident=True),
+    Column("in_shape", "Input C×H×W", lambda v: "×".join(map(str, v))),  # type: ignore[arg-type]
+    Column("fwd_ms", "Fwd ms", fmt_float(1)), Column("bwd_ms", "Bwd ms", fmt_float(1)),
+    Column("macs", "MACs", fmt_si), Column("fwd_gflops", "Fwd GFLOP/s", fmt_float(1)),
+    Column("bwd_gflops", "Bwd GFLOP/s", fmt_float(1)),
+]
+BENCH_RESULT_CSV = [Column(k, k) for k in (
+    "spec", "device", "dtype", "batch", "imgsz", "mode", "status", "imgs_per_s", "fwd_ms", "bwd_ms", "opt_ms",
+    "step_ms", "step_p10_ms", "step_p90_ms", "peak_mem_mb", "mem_kind", "tflops", "peak_tflops", "peak_fraction",
+    "compile_s", "macs_per_img", "params", "channels_last", "compiled", "optimizer", "iters", "warmup_steps",
+    "steady", "loss", "error")]
+SECTIONS = ("results", "stages")
+
+
+@command("bench")
+def bench(
+    specs: Annotated[list[str] | None, typer.Argument(help="Models to measure (any spec summary takes); default "
+                                                           "efficientnetv2_s.")] = None,
+    device: Annotated[DeviceChoice, typer.Option(help="auto picks CUDA when present.")] = DeviceChoice.auto,
+    batch: Annotated[str, typer.Option(help="Batch size (1-65,536), or a comma list for a grid.")] = "8",
+    imgsz: Annotated[str | None, typer.Option(help="Image size N or HxW, or a comma list; default: the model's "
+                                                   "own.")] = None,
+    mode: Annotated[ModeChoice, typer.Option(help="train step, inference, or both.")] = ModeChoice.train,
+    amp: Annotated[AmpChoice, typer.Option(help="Autocast dtype (fp16 adds a gradient scaler).")] = AmpChoice.off,
+    channels_last: Annotated[bool, typer.Option("--channels-last", help="NHWC model and input.")] = False,
+    compile_model: Annotated[bool, typer.Option("--compile", help="torch.compile; compile time reported apart.")]
+    = False,
+    optimizer: Annotated[OptimizerChoice, typer.Option(help="Optimizer of the train step.")] = OptimizerChoice.sgd,
+    warmup: Annotated[int, typer.Option(help="Untimed steps first, at least (0-10,000); warm-up also lasts until "
+                                             "step times are steady.")] = 3,
+    iters: Annotated[int, typer.Option(help="Timed steps (1-100,000).")] = 10,
+    threads: Annotated[int | None, typer.Option(help="CPU threads (torch.set_num_threads), at most the cores.")]
+    = None,
+    in_chans: Annotated[int | None, typer.Option("--in-chans", help="Input channels; default: the model's own, "
+                                                                     "else 3.")] = None,
+    per_stage: Annotated[bool, typer.Option("--per-stage", help="Time of each stage alone (forward, and backward "
+                                                                "when training).")] = False,
+    find_max_batch: Annotated[bool, typer.Option("--find-max-batch", help="Search the largest batch that fits "
+                                                                          "(CUDA).")] = False,
+    fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format (csv: see --section).")]
+    = Format.table,
+    section: Annotated[str | None, typer.Option(help=f"The table --format csv prints: {', '.join(SECTIONS)}.")]
+    = None,
+    out: Annotated[str | None, typer.Option(help="Also write the results to FILE (.json or .csv), atomically.")]
+    = None,
+) -> None:
+    """Time forward, backward and optimizer steps; memory, achieved TFLOP/s, OOM as a result."""
+    from netprobe import bench as B
+
+    output = Output(fmt.value, SECTIONS, section, {"out": (out, (".json", ".csv"))})
+    check_range("--warmup", warmup, *B.LIMITS["warmup"])
+    check_range("--iters", iters, *B.LIMITS["iters"])
+    if in_chans is not None:
+        check_range("--in-chans", in_chans, 1, 4096)
+    check_threads(threads)
+    dev = B.resolve_device(device.value)
+    modes = ["train", "infer"] if mode is ModeChoice.both else [mode.value]
+    configs = B.grid(specs or ["efficientnetv2_s"], int_list("--batch", batch, *B.LIMITS["batch"]),
+                     size_list("--imgsz", imgsz) or [None], modes, device=dev, amp=amp.value,
+                     channels_last=channels_last, compile=compile_model, optimizer=optimizer.value, warmup=warmup,
+                     iters=iters, per_stage=per_stage, in_chans=in_chans)
+    for config in configs:
+        B.validate(config)
+    if find_max_batch and dev != "cuda":
+        raise InputError("--find-max-batch needs --device cuda: on the CPU, memory is shared with the system and "
+                         "swaps rather than failing cleanly")
+    if device is DeviceChoice.auto:
+        note(f"device: auto → {dev}" + ("" if dev == "cuda" else " (no CUDA available)"))
+    results, stopped = _measure_all(B, configs, find_max_batch)
+    if not results:
+        note("nothing finished: interrupted before the first configuration was measured")
+    else:
+        _report(B, output, results, dev, out)
+    if stopped is not None:
+        note(f"interrupted: {len(results)} of {plural(len(configs), 'configuration')} finished")
+        raise typer.Exit(stopped)
+
+
+def _measure_all(B, configs: list, find_max: bool) -> tuple[list, int | None]:
+    """Measure every configuration (or search each one's largest batch); an interrupt keeps what finished."""
+    results: list = []
+    with progress_bar() as progress:
+        task = progress.add_task("bench", total=len(configs) * (1 if find_max else configs[0].warmup
+                                                                 + configs[0].iters + 1))
+        try:
+            for config in configs:
+                size = config.imgsz or ""
+                progress.update(task, description=f"{config.spec} b{config.batch} {size} {config.mode}")
+                if find_max:
+                    best = _max_batch(B, config)
+                    if best is not None:
+                        results.append(best)
+                    progress.advance(task)
+                else:
+                    results.append(B.benchmark(config, lambda: progress.advance(task)))
+        except KeyboardInterrupt as exc:
+            return results, interrupt_code(exc)
+    return results, None
+
+
+def _max_batch(B, config):
+    tried: dict[int, object] = {}
+
+    def fits(b: int) -> bool:
+        tried[b] = B.benchmark(replace(config, batch=b, warmup=1, iters=2, per_stage=False))
+        return tried[b].status == "ok"
+
+    best = B.find_max_batch(fits)
+    return tried[best] if best else None
+
+
+def _report(B, output: Output, results: list, dev: str, out: str | None) -> None:
+    from netprobe.render import to_csv, to_json
+
+    info = B.device_info(dev)
+    peaks = {r.dtype: r.peak_tflops for r in results if r.peak_tflops}
+    info["peak_tflops_measured"] = peaks
+    busy = B.busy_note(results)
+    data = {"device": info, "results": [r.to_dict() for r in results], "note": busy or None}
+    output.show(bench_report(results, info, busy), data)
+    ok = True
+    if out:
+        text = to_json(data) if out.lower().endswith(".json") else to_csv(BENCH_RESULT_CSV, data["results"])
+        ok = output.write(out, text)
+    output.finish(ok)
+
+
+def bench_report(results: list, info: dict, busy: str) -> Report:
+    records = [_bench_record(r) for r in results]
+    mem = next((r.mem_kind for r in results if r.mem_kind), "")
+    peaks = {r.dtype: r.peak_tflops for r in results if r.peak_tflops}
+    losses = sorted({r.loss for r in results if r.loss})
+    caption = (f"{info['name']} · torch {info['torch']} · {plural(info['threads'], 'thread')} · peak (dense "
+               "matmul, measured): " + ", ".join(f"{k} {v:.2f} TFLOP/s" for k, v in peaks.items())
+               + f" · Peak MB: {mem} · TFLOP/s counts 2 FLOPs per MAC, train = 3 × forward"
+               + (f" · train loss: {'; '.join(losses)}" if losses else "")
+               + (" (a stand-in: no label assignment or real detection loss is timed)"
+                  if any(r.loss.startswith("surrogate") for r in results) else ""))
+    columns = BENCH_COLUMNS + ([Column("compile_s", "Compile s", fmt_float(1))]
+                               if any(r.compiled for r in results) else [])
+    report = Report([TableBlock("results", columns, records, "netprobe bench", caption)])
+    stage_recs = [{**s.__dict__, "config": f"{r.spec} b{r.batch} {r.imgsz}px {r.dtype} {r.mode}"}
+                  for r in results for s in r.stages]
+    if stage_recs:
+        report.add(TableBlock("stages", STAGE_TIME_COLUMNS, stage_recs, "Per stage, each stage alone",
+                              "backward GFLOP/s assumes 2 × the forward's work"))
+    if busy:
+        report.add(TextBlock(busy, "yellow"))
+    return report

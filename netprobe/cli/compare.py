@@ -1,0 +1,208 @@
+"""`netprobe compare`: variants trained side by side, with the paper's figures beside ours."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from netprobe.cli.app import command, interrupt_code
+from netprobe.cli.bench import AmpChoice, DeviceChoice, int_list, size_list
+from netprobe.cli.output import Output, note, progress_bar
+from netprobe.errors import InputError, quote
+from netprobe.render import Column, Format, Report, TableBlock, TextBlock, fmt_float, fmt_mb, fmt_pct, fmt_si, plural
+
+
+def _speed(value: object) -> str:
+    return f"{float(value):.2f}×"  # type: ignore[arg-type]
+
+
+def _signed_pct(value: object) -> str:
+    return f"{100 * float(value):+.1f}%"  # type: ignore[arg-type]
+
+
+COMPARE_COLUMNS = [
+    Column("label", "Variant", justify="left", ident=True), Column("params", "Params", fmt_si),
+    Column("macs_base", "MACs @base size", fmt_si), Column("macs", "MACs @run size", fmt_si),
+    Column("status", "Status", justify="left", ident=True), Column("train_imgs_per_s", "Train imgs/s", fmt_float(2)),
+    Column("spread", "min–max"), Column("speedup", "Speed vs first", _speed),
+    Column("tflops", "TFLOP/s", fmt_float(3)), Column("peak_fraction", "of peak", fmt_pct),
+    Column("peak_mem_mb", "Peak MB", fmt_mb),
+]
+PAPER_COLUMNS = [
+    Column("paper_params", "Paper params", lambda v: f"{v}M"), Column("dev_params", "Δ params", _signed_pct),
+    Column("paper_macs", "Paper FLOPs (MACs)", lambda v: f"{v}B"), Column("dev_macs", "Δ MACs", _signed_pct),
+    Column("paper_v100", "Paper V100 imgs/s"), Column("paper_tpu", "Paper TPUv3 imgs/s"),
+    Column("paper_speedup", "Paper V100 speed", _speed),
+]
+TABLE2_COLUMNS = [Column("paper_v100", "Paper V100 imgs/s (16 GB)")]
+
+
+def _compare_record(row) -> dict:
+    rec = row.to_dict()
+    if row.imgs_per_s_min is not None:
+        rec["spread"] = f"{row.imgs_per_s_min:.2f}–{row.imgs_per_s_max:.2f}"
+    if row.status == "oom":
+        rec["status"] = "OOM"
+    paper, dev = row.paper or {}, row.deviation or {}
+    rec.update(paper_params=paper.get("params_m"), paper_macs=paper.get("macs_b"),
+               paper_v100=("OOM" if paper.get("v100_oom") else paper.get("v100_imgs_per_s")),
+               paper_tpu=paper.get("tpu_imgs_per_s"), dev_params=dev.get("params"), dev_macs=dev.get("macs"),
+               paper_speedup=dev.get("paper_v100_speedup"))
+    return rec
+
+
+def _one(option: str, values: list, experiment: str) -> object:
+    """The single value an option takes outside batch-imgsz; a list there is an error, not its first item."""
+    if len(values) > 1:
+        raise InputError(f"{option} {','.join(map(str, values))}: {experiment} takes one value; a comma list is "
+                         "only for batch-imgsz (or run compare once per value)")
+    return values[0] if values else None
+
+
+@command("compare")
+def compare(
+    what: Annotated[list[str], typer.Argument(help="fused-stages, batch-imgsz, or models to put side by side "
+                                                   "(any spec summary takes).")],
+    base: Annotated[str | None, typer.Option(help="Base arch (fused-stages: efficientnet_b4; batch-imgsz: "
+                                                  "efficientnet_b6).")] = None,
+    device: Annotated[DeviceChoice, typer.Option(help="auto picks CUDA when present.")] = DeviceChoice.auto,
+    batch: Annotated[str | None, typer.Option(help="Batch, 1-65,536 (batch-imgsz: a comma list). Default by "
+                                                   "device.")] = None,
+    imgsz: Annotated[str | None, typer.Option(help="Image size N or HxW (batch-imgsz: a comma list). Default by "
+                                                   "device.")] = None,
+    amp: Annotated[AmpChoice, typer.Option(help="Autocast dtype.")] = AmpChoice.off,
+    channels_last: Annotated[bool, typer.Option("--channels-last", help="NHWC model and input.")] = False,
+    iters: Annotated[int | None, typer.Option(help="Timed iterations per variant per round (1-100,000).")] = None,
+    rounds: Annotated[int | None, typer.Option(help="Interleaved rounds, A B C D, A B C D, ... (1-1,000).")]
+    = None,
+    fused_kernel: Annotated[str, typer.Option(help="Kernel of the fused stages: keep (each stage's own) or an "
+                                                   "odd size such as 3.")] = "keep",
+    plot: Annotated[str | None, typer.Option(help="Write a PNG of throughput and MACs per variant.")] = None,
+    fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.table,
+) -> None:
+    """Train the variants side by side (interleaved rounds), with the paper's figures beside ours."""
+    from netprobe import compare as C
+    from netprobe.bench import LIMITS, resolve_device
+
+    output = Output(fmt.value, ("rows",), None, {"plot": (plot, (".png",))})
+    experiment = what[0] if what[0] in C.EXPERIMENTS else "specs"
+    if experiment != "specs" and len(what) > 1:
+        raise InputError(f"{experiment} takes no models; use --base to choose the arch")
+    if plot:
+        _require_matplotlib()
+    if fused_kernel != "keep" and experiment != "fused-stages":
+        raise InputError("--fused-kernel applies to fused-stages only")
+    batches = int_list("--batch", batch, *LIMITS["batch"])
+    sizes = size_list("--imgsz", imgsz)
+    if experiment == "specs" and len(what) == 1:
+        _check_word(C, what[0])
+    dev = resolve_device(device.value)
+    one_batch = _one("--batch", batches, experiment) if experiment != "batch-imgsz" else None
+    one_size = _one("--imgsz", sizes, experiment) if experiment != "batch-imgsz" else None
+    base = base or ("efficientnet_b6" if experiment == "batch-imgsz" else "efficientnet_b4")
+    from netprobe.target import resolve
+
+    base_size = resolve(base).imgsz or (224, 224)
+    settings = C.default_settings(dev, base_size[0], one_batch, one_size, iters, rounds, amp=amp.value,
+                                  channels_last=channels_last)
+    if experiment == "fused-stages":
+        variants = C.fused_stage_variants(base, fused_kernel, settings.batch, settings.imgsz)
+    elif experiment == "batch-imgsz":
+        cuda = dev == "cuda"
+        variants = C.batch_imgsz_variants(base, batches or ([12, 24] if cuda else [2, 4]),
+                                          sizes or ([380, 512] if cuda else [128, 160]))
+    else:
+        variants = C.spec_variants(what, settings.batch, one_size)
+    C.check_variants(variants, settings)
+    _run_compare(C, output, experiment, variants, settings, plot)
+
+
+def _check_word(C, word: str) -> None:
+    """A single word that is no model: an experiment mistyped, or an unknown arch (its own message)."""
+    from netprobe.errors import SpecError, closest
+    from netprobe.target import resolve
+
+    try:
+        resolve(word)
+    except SpecError as exc:
+        close = closest(word, C.EXPERIMENTS, n=1)
+        if close or ("_" not in word and ":" not in word and word.replace("-", "").isalpha()):
+            hint = f"did you mean {close[0]}?" if close else f"use {' or '.join(C.EXPERIMENTS)}"
+            raise InputError(f"unknown experiment {quote(word)}: {hint} Or give models to put side by side "
+                             "('netprobe list' shows the archs)") from None
+        raise exc from None
+
+
+def _require_matplotlib() -> None:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise InputError("--plot needs matplotlib: pip install matplotlib (or pip install 'netprobe[plot]')") from None
+
+
+def _run_compare(C, output: Output, experiment: str, variants: list, settings, plot: str | None) -> None:
+    from netprobe.bench import device_info
+
+    info = device_info(settings.device)
+    sizes = list(dict.fromkeys(str(v.imgsz) for v in variants))
+    batches = sorted({v.batch for v in variants})
+    settings_line = (f"{experiment} on {info['name']} ({settings.device}, torch {info['torch']}, "
+                     f"{plural(info['threads'], 'thread')}): batch {','.join(map(str, batches))}, "
+                     f"{','.join(sizes)} px, amp {settings.amp}, channels_last {settings.channels_last}, "
+                     f"{plural(settings.rounds, 'round')} × {plural(settings.iters, 'iter')} (+{settings.warmup} "
+                     "warm-up, until steady), variants interleaved")
+    rows, stopped = [], None
+    with progress_bar() as progress:
+        task = progress.add_task("compare", total=settings.rounds * len(variants))
+
+        def step(label: str, r: int) -> None:
+            progress.update(task, description=f"round {r + 1}/{settings.rounds}: {label}")
+
+        try:
+            for rows in C.run(variants, settings, step):
+                progress.update(task, completed=(rows[0].rounds or 0) * len(variants))
+        except KeyboardInterrupt as exc:
+            stopped = interrupt_code(exc)
+    if not rows:
+        note("nothing finished: interrupted before the first round ended")
+        raise typer.Exit(stopped or 130)
+    data = {"experiment": experiment, "device": info, "settings": settings.__dict__,
+            "batch": settings.batch if experiment != "batch-imgsz" else batches,
+            "imgsz": variants[0].imgsz if experiment != "batch-imgsz" else sizes,
+            "rows": [r.to_dict() for r in rows]}
+    output.show(compare_report(experiment, rows, settings_line), data)
+    ok = True
+    if plot:
+        ok = _write_plot(output, rows, plot, settings_line)
+    if stopped is not None:
+        note(f"interrupted: showing {plural(rows[0].rounds, 'finished round')}")
+        output.finish(ok)
+        raise typer.Exit(stopped)
+    output.finish(ok)
+
+
+def compare_report(experiment: str, rows: list, settings_line: str) -> Report:
+    records = [_compare_record(r) for r in rows]
+    has_table3 = any(r.paper and "params_m" in r.paper for r in rows)
+    has_table2 = any(r.paper and "v100_oom" in r.paper for r in rows)
+    columns = COMPARE_COLUMNS + (PAPER_COLUMNS if has_table3 else []) + (TABLE2_COLUMNS if has_table2 else [])
+    caption = "MACs = multiply-accumulates per image (the paper's 'FLOPs'). Train imgs/s: median over rounds."
+    if has_table3 or has_table2:
+        caption += (" Paper columns: EfficientNetV2 paper (arXiv:2104.00298) " + ("Table 3" if has_table3 else
+                    "Table 2") + ", published figures, not measured here.")
+    return Report([TextBlock(f"Settings: {settings_line}."),
+                   TableBlock("rows", columns, records, f"netprobe compare {experiment}", caption)])
+
+
+def _write_plot(output: Output, rows: list, path: str, subtitle: str) -> bool:
+    import io
+
+    from netprobe.plot import plot_compare
+
+    buf = io.BytesIO()
+    plot_compare(rows, buf, subtitle)
+    if output.write(path, buf.getvalue(), "plot"):
+        note(f"plot written to {path}")
+        return True
+    return False
