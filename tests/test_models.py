@@ -6,12 +6,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import fixtures_nets as fx
 import pytest
 import torch
 from torch import nn
 from typer.testing import CliRunner
 
-import fixtures_nets as fx
 import netprobe
 from netprobe.cli import app
 from netprobe.counters import run_counter
