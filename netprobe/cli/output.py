@@ -15,6 +15,8 @@ from netprobe.cli.app import say_error
 from netprobe.errors import InputError, quote
 from netprobe.render import UNLIMITED, Format, Report, make_console, print_report, to_csv, to_json, to_markdown
 
+PATH_LIMIT = 240  # characters of a path shown in a message
+
 
 def stdout_width() -> int | None:
     """COLUMNS when set; the terminal's width on a terminal (None: rich asks it); else unlimited."""
@@ -78,7 +80,8 @@ class Output:
         try:
             write_atomic(path, content)
         except OSError as exc:
-            say_error(f"could not write the {what} to {quote(path)}: {exc.strerror or exc}; they were printed above")
+            say_error(f"could not write the {what} to {quote(path, PATH_LIMIT)}: {exc.strerror or exc}; "
+                      "they were printed above")
             return False
         return True
 
@@ -104,7 +107,7 @@ def note(text: str, style: str = "") -> None:
 def check_destination(path: str, suffixes: tuple[str, ...], option: str) -> None:
     """Refuse before any work a file that could not be written: wrong suffix, a folder, a missing or
     read-only folder (tested by creating and removing a file in it)."""
-    shown = quote(path)
+    shown = quote(path, PATH_LIMIT)
     if suffixes and not path.lower().endswith(suffixes):
         raise InputError(f"--{option} {shown}: give a file name ending in {' or '.join(suffixes)}")
     target = Path(path).expanduser()
@@ -112,13 +115,14 @@ def check_destination(path: str, suffixes: tuple[str, ...], option: str) -> None
         raise InputError(f"--{option} {shown} is a folder; give a file name inside it")
     folder = target.parent
     if not folder.is_dir():
-        raise InputError(f"--{option} {shown}: the folder {quote(str(folder))} does not exist; create it first")
+        raise InputError(f"--{option} {shown}: the folder {quote(str(folder), PATH_LIMIT)} does not exist; "
+                         "create it first")
     try:
         fd, probe = tempfile.mkstemp(dir=folder, prefix=".netprobe-check-")
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
-        raise InputError(f"--{option} {shown}: cannot write in {quote(str(folder))} "
+        raise InputError(f"--{option} {shown}: cannot write in {quote(str(folder), PATH_LIMIT)} "
                          f"({exc.strerror or exc}); choose a writable folder") from None
 
 

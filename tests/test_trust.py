@@ -1,0 +1,344 @@
+"""No wrong number, no lost result, no traceback: one test per class of failure found by hostile input."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import netprobe
+from netprobe import bench as B
+from netprobe.archs import ARCHS
+from netprobe.cli import app
+
+runner = CliRunner()
+ROOT = Path(__file__).resolve().parents[1]
+TINY_BENCH = ["bench", "mobilenetv3_small:classes=10", "--device", "cpu", "--batch", "2", "--imgsz", "32",
+              "--warmup", "0", "--iters", "1"]
+
+
+def run(*args, **env):
+    return runner.invoke(app, list(args), env=env or None)
+
+
+def one_error_line(result, needle: str) -> None:
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], result.stderr
+    assert "Traceback" not in result.output
+
+
+# ---- wrong numbers: P-levels ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("arch", list(ARCHS))
+def test_p_level_is_log2_of_the_cumulative_stride_at_any_size(arch):
+    table = netprobe.parse_spec(arch).table
+    strides = table.stage_strides()  # stem, stage1..N, from the table
+    for size in (table.imgsz, 225, strides[-1] + 1, 97 if strides[-1] <= 97 else strides[-1] * 3 + 1):
+        s = netprobe.summarize(arch, imgsz=size, depth="stage")
+        assert [r.p_level for r in s.stages[:-1]] == [int(math.log2(v)) for v in strides], (arch, size)
+        assert [r.cum_stride for r in s.stages[:-1]] == strides
+        assert s.stages[-1].p_level is None  # the pooled head has no spatial map
+        taps = {f["name"]: f for f in s.features}
+        assert all(taps[r.name]["level"] == f"P{r.p_level}" for r in s.stages[:-1])
+
+
+def test_rows_without_a_spatial_map_have_no_p_level():
+    s = netprobe.summarize("efficientnet_b4:fused=1-3", imgsz=225, depth="layer")
+    se = [r for r in s.rows if ".se." in r.name]
+    assert se and all(r.p_level is None for r in se)  # the SE's pooled branch
+    head = {r.name: r.p_level for r in s.rows if r.name.startswith("head.")}
+    assert [head.pop(f"head.conv.{i}") for i in range(3)] == [5, 5, 5]  # the 1x1 conv, BN, act: before pooling
+    assert head == {"head.pool": None, "head.classifier.1": None}
+    assert next(r for r in s.rows if r.name == "stem.0").p_level == 1  # not P0 at 225 px
+    data = json.loads(run("summary", "efficientnet_b0", "--imgsz", "225", "--format", "json").stdout)
+    assert data["stages"][-1]["p_level"] is None and data["stages"][3]["p_level"] == 3
+
+
+# ---- wrong numbers: compare's options --------------------------------------------------------------
+
+@pytest.mark.parametrize(("option", "value", "needle"), [
+    ("--batch", "0", "--batch must be from 1 to 65,536"),
+    ("--iters", "0", "iters must be from 1 to 100,000"),
+    ("--rounds", "0", "rounds must be from 1 to 1,000"),
+    ("--imgsz", "0", "each side must be at least 32"),
+    ("--batch", "4,16", "fused-stages takes one value"),
+    ("--imgsz", "128,160", "fused-stages takes one value"),
+    ("--batch", "99999999999999999999", "--batch must be from 1 to 65,536"),
+])
+def test_compare_validates_its_options_like_bench(option, value, needle):
+    one_error_line(run("compare", "fused-stages", "--device", "cpu", option, value), needle)
+
+
+# ---- steady state ---------------------------------------------------------------------------------
+
+def test_warm_up_runs_until_step_times_stop_falling(monkeypatch):
+    monkeypatch.setitem(B.MIN_WARMUP_S, "cpu", 0.0)
+    times = iter([50, 40, 32, 26, 21, 17, 14, 12, 11, 10.2, 10, 10.1, 10, 9.9, 10, 10, 10, 10, 10, 10, 10])
+
+    class Clock:
+        def phases_ms(self):
+            return [next(times)]
+
+    steps, _ = B._warm_up(lambda clock: None, Clock(), B.BenchConfig("efficientnet_b0", warmup=3), lambda: None)
+    assert 9 <= steps <= 15  # not 3: the first steps were still getting faster
+
+
+def test_timed_steps_still_falling_are_detected():
+    assert B._trending_down([30, 28, 26, 20, 15, 14, 14, 14])
+    assert not B._trending_down([14, 15, 14, 13, 14, 15, 14, 14])
+
+
+def test_a_busy_machine_is_named_under_the_table():
+    calm = B.BenchResult("a", "cpu", "fp32", 2, 32, "train", "ok", step_ms=10, step_p10_ms=9.5, step_p90_ms=10.5,
+                         peak_tflops=1.0)
+    noisy = B.BenchResult("b", "cpu", "fp32", 2, 32, "train", "ok", step_ms=10, step_p10_ms=8, step_p90_ms=14,
+                          peak_tflops=1.0)
+    moved = B.BenchResult("c", "cpu", "fp32", 2, 32, "train", "ok", step_ms=10, step_p10_ms=9.5, step_p90_ms=10.5,
+                          peak_tflops=0.6)
+    assert B.busy_note([calm, calm]) == ""
+    assert "p90/p10 up to 1.75" in B.busy_note([calm, noisy])
+    assert "peak moved" in B.busy_note([calm, moved]) and "busy machine" in B.busy_note([calm, moved])
+
+
+def test_bench_result_says_how_warm_up_went():
+    r = B.benchmark(B.BenchConfig("mobilenetv3_small:classes=10", device="cpu", batch=2, imgsz=32, warmup=1,
+                                  iters=2))
+    assert r.status == "ok" and r.warmup_steps >= 1 and r.warmup_s >= B.MIN_WARMUP_S["cpu"]
+
+
+# ---- lost results ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("path", "needle"), [
+    ("/nonexistent-folder/r.json", "does not exist"),
+    ("/proc/x.json", "cannot write in '/proc'"),
+    ("/tmp", "give a file name ending in .json or .csv"),
+    ("r.txt", "give a file name ending in .json or .csv"),
+])
+def test_unwritable_destinations_are_refused_before_any_work(monkeypatch, path, needle):
+    monkeypatch.setattr(B, "benchmark", lambda *a, **k: pytest.fail("measured before checking --out"))
+    one_error_line(run(*TINY_BENCH, "--out", path), needle)
+
+
+def test_unwritable_plot_is_refused_before_any_work(monkeypatch, tmp_path):
+    pytest.importorskip("matplotlib")
+    monkeypatch.setattr(B, "benchmark", lambda *a, **k: pytest.fail("measured before checking --plot"))
+    one_error_line(run("compare", "efficientnet_b0", "--device", "cpu", "--plot", str(tmp_path / "no" / "p.png")),
+                   "does not exist")
+
+
+def test_a_write_that_fails_at_the_end_prints_the_results_first(monkeypatch, tmp_path):
+    from netprobe.cli import output
+
+    def broken(path, content):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(output, "write_atomic", broken)
+    result = run(*TINY_BENCH, "--format", "json", "--out", str(tmp_path / "r.json"))
+    assert result.exit_code == 2
+    assert json.loads(result.stdout)["results"][0]["status"] == "ok"  # the results came first
+    assert result.stderr.strip().splitlines() == [
+        f"error: could not write the results to '{tmp_path / 'r.json'}': No space left on device; they were "
+        "printed above"]
+
+
+def test_output_files_get_the_mode_a_plain_write_would(tmp_path):
+    old = os.umask(0o022)
+    try:
+        result = run(*TINY_BENCH, "--out", str(tmp_path / "r.json"))
+    finally:
+        os.umask(old)
+    assert result.exit_code == 0
+    assert (tmp_path / "r.json").stat().st_mode & 0o777 == 0o644
+
+
+def test_sigterm_prints_and_writes_what_finished(tmp_path):
+    # A real signal to a real process: the second configuration sends SIGTERM to its own process.
+    script = f"""
+import os, signal, sys
+from netprobe import bench as B
+from netprobe.cli import main
+real, seen = B.benchmark, []
+def benchmark(config, on_step=None):
+    if seen:
+        os.kill(os.getpid(), signal.SIGTERM)
+    seen.append(config)
+    return real(config, on_step)
+B.benchmark = benchmark
+sys.argv = ["netprobe", *{TINY_BENCH!r}, "--batch", "2,3,4", "--format", "json", "--out", {str(tmp_path / 'r.json')!r}]
+main()
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 143, proc.stderr
+    assert [r["batch"] for r in json.loads(proc.stdout)["results"]] == [2]
+    assert [r["batch"] for r in json.loads((tmp_path / "r.json").read_text())["results"]] == [2]
+    assert proc.stderr.strip() == "interrupted: 1 of 3 configurations finished"
+
+
+# ---- tracebacks and hangs -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("spec", ["[/]", "[bold]red[/bold]", "[link=x]y", "efficientnet_b0:act=[red]"])
+def test_user_text_is_never_markup(spec):
+    result = run("summary", spec)
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert spec.split(":")[-1].split("=")[-1] in result.stderr  # shown literally
+
+
+def test_messages_with_brackets_are_shown_literally(monkeypatch):
+    import builtins
+
+    real = builtins.__import__
+
+    def no_matplotlib(name, *args, **kwargs):
+        if name == "matplotlib":
+            raise ImportError("no matplotlib")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
+    result = run("compare", "efficientnet_b0", "--device", "cpu", "--plot", "p.png")
+    one_error_line(result, "pip install 'netprobe[plot]'")
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["bench", "--device", "cpu", "--threads", "10000"], "--threads must be from 1 to"),
+    (["bench", "--device", "cpu", "--threads", "0"], "--threads must be from 1 to"),
+    (["summary", "efficientnet_b0", "--batch", "99999999999999999999"], "batch must be from 1 to 65,536"),
+    (["summary", "efficientnet_b0", "--batch", "0"], "batch must be from 1 to 65,536"),
+    (["summary", "efficientnet_b0", "--imgsz", "99999999999999999999"], "at most 8192"),
+    (["bench", "--device", "cpu", "--warmup", "100000000000000000000"], "--warmup must be from 0 to 10,000"),
+    (["bench", "--device", "cpu", "--iters", "100000000000000000000"], "--iters must be from 1 to 100,000"),
+    (["bench", "--device", "cpu", "--warmup", "1e20"], "Invalid value for '--warmup'"),
+    (["bench", "--device", "cpu", "--batch", "1e20"], "not a comma list of integers"),
+    (["bench", "--device", "cpu", "--batch", "100000000000000000000"], "--batch must be from 1 to 65,536"),
+    (["summary", "efficientnet_b0", "--in-chans", "0"], "--in-chans must be from 1 to 4,096"),
+    (["compare", "fused-stages", "--device", "cpu", "--rounds", "100000"], "rounds must be from 1 to 1,000"),
+    (["summary", "--format", "yaml"], "'yaml' is not one of"),
+    (["summary", "--bogus"], "No such option: --bogus"),
+    (["summary", "efficientnet_b0", "--format", "json", "--section", "counters"], "use it with --format csv"),
+    (["summary", "efficientnet_b0", "--format", "csv", "--section", "nope"], "choose one of rows, features"),
+])
+def test_every_number_has_a_bound_and_every_mistake_one_line(args, needle):
+    one_error_line(run(*args), needle)
+
+
+def test_closed_stdout_is_one_line_not_a_traceback():
+    proc = subprocess.run(["bash", "-c", f"'{sys.executable}' -m netprobe summary efficientnet_b0 >&-"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("error: standard output is closed") and "Traceback" not in proc.stderr
+
+
+def test_a_reader_that_goes_away_is_not_a_traceback():
+    proc = subprocess.run(["bash", "-c", f"'{sys.executable}' -m netprobe summary efficientnet_b0 --depth layer "
+                                         "| head -2 > /dev/null; echo ${PIPESTATUS[0]}"],
+                          capture_output=True, text=True)
+    assert proc.stdout.strip() in ("0", "141") and "Traceback" not in proc.stderr
+
+
+def test_help_shows_no_bool_metavar_and_version_exists():
+    result = run("bench", "--help")
+    assert result.exit_code == 0 and "<bool>" not in result.stdout and "--channels-last" in result.stdout
+    result = run("--version")
+    assert result.exit_code == 0 and result.stdout.strip() == f"netprobe {netprobe.__version__}"
+
+
+# ---- tables that hide data ------------------------------------------------------------------------
+
+def _numbers(text: str) -> set[str]:
+    return set(re.findall(r"\d[\d,]*\.?\d*[KMG%]?", text))
+
+
+@pytest.mark.parametrize("columns", ["40", "80", "120", ""])
+@pytest.mark.parametrize("args", [
+    ["summary", "efficientnet_b4:fused=1-3", "--imgsz", "380", "--depth", "block", "--features"],
+    ["summary", "mobilenetv3_large", "--depth", "layer"],
+    ["list"],
+])
+def test_tables_keep_identifying_columns_and_whole_numbers_at_any_width(columns, args):
+    env = {"COLUMNS": columns} if columns else {}
+    shown = run(*args, **env)
+    assert shown.exit_code == 0, shown.output
+    full = run(*args, "--format", "markdown")
+    width = int(columns) if columns else 10**6
+    # Every line fits, except the canonical spec, which is kept whole to be copied.
+    assert all(len(line) <= width for line in shown.stdout.splitlines() if not line.startswith("canonical: "))
+    assert "…" not in shown.stdout  # nothing cut
+    for number in _numbers(full.stdout):
+        assert number in shown.stdout, (columns, number)
+    names = [line.split("|")[1].strip() for line in full.stdout.splitlines()
+             if line.startswith("| ") and not line.startswith("| Stage") and not line.startswith("| Arch")
+             and not line.startswith("| Tap")]
+    flat = shown.stdout.replace("\n", "").replace("│", "").replace(" ", "")
+    for name in names:
+        assert name.replace(" ", "") in flat, (columns, name)
+
+
+def test_piped_output_is_not_width_limited():
+    proc = subprocess.run([sys.executable, "-m", "netprobe", "compare", "fused-stages", "--device", "cpu",
+                           "--base", "efficientnet_b0", "--batch", "2", "--imgsz", "32", "--rounds", "1",
+                           "--iters", "1"], capture_output=True, text=True, env={**os.environ, "COLUMNS": ""},
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    header = next(line for line in proc.stdout.splitlines() if "Variant" in line)
+    assert all(h in header for h in ("Variant", "Status", "Train imgs/s", "Speed vs first", "Peak MB"))
+
+
+def test_the_canonical_spec_is_printed_unbroken():
+    spec = netprobe.parse_spec("efficientnetv2_s").canonical
+    for columns in ("40", "80"):
+        result = run("summary", "efficientnetv2_s", COLUMNS=columns)
+        assert f"canonical: {spec}" in result.stdout.splitlines()
+
+
+def test_markdown_carries_everything_the_table_shows():
+    md = run("summary", "mobilenetv3_small", "--imgsz", "64", "--features", "--counter", "native",
+             "--format", "markdown").stdout
+    for needle in ("**mobilenetv3_small — input 1×3×64×64**", "Params 2,542,856", "Not in MACs:",
+                   "canonical: `custom:stem=16,", "**Feature taps for a detection neck**",
+                   "**Counters reconciled", "Published (torchvision)"):
+        assert needle in md, needle
+
+
+@pytest.mark.parametrize(("section", "first"), [(None, "name,op,"), ("features", "level,name,channels"),
+                                                ("totals", "spec,input,params"), ("counters", "name,macs,ratio")])
+def test_csv_prints_one_table_chosen_by_section(section, first):
+    args = ["summary", "mobilenetv3_small", "--imgsz", "64", "--features", "--counter", "native", "--format", "csv"]
+    result = run(*args, *(["--section", section] if section else []))
+    assert result.exit_code == 0 and result.stdout.startswith(first), result.stdout[:80]
+
+
+# ---- weak messages and small gaps -----------------------------------------------------------------
+
+def test_bench_takes_hxw_and_per_stage_inference():
+    r = B.benchmark(B.BenchConfig("efficientnet_b0:classes=10", device="cpu", batch=2, imgsz="64x48", mode="infer",
+                                  warmup=0, iters=1, per_stage=True))
+    assert r.status == "ok" and r.imgsz == "64x48"
+    assert [s.name for s in r.stages][:2] == ["stem", "stage1"] and r.stages[0].in_shape == [3, 64, 48]
+    assert all(s.fwd_ms > 0 and s.bwd_ms is None for s in r.stages)
+    result = run(*TINY_BENCH[:-6], "--batch", "2", "--imgsz", "64x48", "--warmup", "0", "--iters", "1",
+                 "--format", "json")
+    assert json.loads(result.stdout)["results"][0]["imgsz"] == "64x48"
+
+
+def test_compare_settings_line_counts_in_words():
+    result = run("compare", "mobilenetv3_small:classes=10", "--device", "cpu", "--batch", "2", "--imgsz", "32",
+                 "--rounds", "1", "--iters", "1", "--format", "markdown")
+    assert result.exit_code == 0, result.output
+    assert "1 round × 1 iter " in result.stdout and "1 rounds" not in result.stdout
+
+
+def test_nothing_finished_is_said_not_an_empty_table(monkeypatch):
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(B, "benchmark", interrupted)
+    result = run(*TINY_BENCH)
+    assert result.exit_code == 130 and result.stdout == ""
+    assert "nothing finished" in result.stderr
