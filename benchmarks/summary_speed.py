@@ -2,7 +2,9 @@
 
 1. Wall time of `netprobe summary efficientnetv2_s` against `python -c "import torch"`,
    interleaved (A B A B ...), medians: goal at most 1.5x.
-2. Peak resident memory of `netprobe summary efficientnetv2_xl --imgsz 1024`: goal under 1 GB.
+2. The same for a user's module of the same size given by object path
+   (`module:user_models:v2s_sequential`, EfficientNetV2-S as a plain nn.Sequential): goal at most 1.5x.
+3. Peak resident memory of `netprobe summary efficientnetv2_xl --imgsz 1024`: goal under 1 GB.
 
     python benchmarks/summary_speed.py [--rounds 7]
 """
@@ -10,12 +12,15 @@
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 NETPROBE = [sys.executable, "-m", "netprobe"]
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).parent), os.environ.get("PYTHONPATH")]))
 
 
 def wall_s(cmd: list[str]) -> float:
@@ -36,20 +41,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args()
-    summary = [*NETPROBE, "summary", "efficientnetv2_s"]
     torch_only = [sys.executable, "-c", "import torch"]
-    wall_s(summary)  # warm the file cache for both
-    wall_s(torch_only)
-    a, b = [], []
+    cases = {"netprobe summary efficientnetv2_s": [*NETPROBE, "summary", "efficientnetv2_s"],
+             "netprobe summary module:user_models:v2s_sequential": [*NETPROBE, "summary",
+                                                                     "module:user_models:v2s_sequential", "--imgsz",
+                                                                     "384"]}
+    for cmd in [*cases.values(), torch_only]:
+        wall_s(cmd)  # warm the file cache
+    times: dict[str, list[float]] = {name: [] for name in [*cases, "import torch"]}
     for _ in range(args.rounds):
-        a.append(wall_s(summary))
-        b.append(wall_s(torch_only))
-    ratio = statistics.median(a) / statistics.median(b)
-    print(f"netprobe summary efficientnetv2_s : median {statistics.median(a):.3f} s "
-          f"(min {min(a):.3f}, max {max(a):.3f}) over {args.rounds} runs")
-    print(f"python -c 'import torch'          : median {statistics.median(b):.3f} s "
-          f"(min {min(b):.3f}, max {max(b):.3f})")
-    print(f"ratio                             : {ratio:.2f}x   (goal <= 1.5x: {'met' if ratio <= 1.5 else 'MISSED'})")
+        for name, cmd in [*cases.items(), ("import torch", torch_only)]:
+            times[name].append(wall_s(cmd))
+    base = statistics.median(times["import torch"])
+    for name, values in times.items():
+        ratio = statistics.median(values) / base
+        verdict = "met" if ratio <= 1.5 else "MISSED"
+        goal = "" if name == "import torch" else f"   ratio {ratio:.2f}x (goal <= 1.5x: {verdict})"
+        print(f"{name:52}: median {statistics.median(values):.3f} s (min {min(values):.3f}, max {max(values):.3f})"
+              f"{goal}")
     xl = [*NETPROBE, "summary", "efficientnetv2_xl", "--imgsz", "1024"]
     t0 = time.perf_counter()
     peak = peak_rss_mb(xl)

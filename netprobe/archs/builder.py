@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -70,10 +71,12 @@ class Net(nn.Module):
 
 
 def build_net(table: NetSpec, device: torch.device | str | None = None) -> Net:
-    """Build `table` as a module; on device 'meta' nothing is allocated or initialised."""
-    with torch.device(device or "cpu"):
+    """Build `table` as a module; on device 'meta' nothing is allocated or initialised. Without a
+    device, torch's current default device is used (so a factory called under `torch.device("meta")`
+    builds on meta)."""
+    with torch.device(device) if device is not None else contextlib.nullcontext():
         net = Net(table)
-    if str(device) != "meta":
+    if next(net.parameters()).device.type != "meta":
         _init_weights(net)
     return net
 
