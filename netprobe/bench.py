@@ -279,6 +279,9 @@ def validate(config: BenchConfig) -> Target:
                          "is not one (its stages need not run in sequence): use --breakdown for per-stage times")
     if not config.copy and target.user_module is None:
         raise InputError("copy=False times the module you passed in; give an nn.Module, not a spec")
+    if config.mode == "train" and not any(p.requires_grad for p in target.meta_model().parameters()):
+        raise InputError(f"{target.label} has no trainable parameters, so a train step has nothing to update; "
+                         "use --mode infer")
     return target
 
 

@@ -234,3 +234,5 @@ def test_cli_summary_and_bench_of_a_file_model(tmp_path):
     assert json.loads(result.stdout)["results"][0]["status"] == "ok"
     result = runner.invoke(app, ["bench", spec, "--device", "cpu", "--imgsz", "32", "--per-stage"])
     assert result.exit_code == 2 and "use --breakdown" in result.stderr
+    result = runner.invoke(app, ["bench", "module:torch.nn:Identity", "--device", "cpu", "--imgsz", "32"])
+    assert result.exit_code == 2 and "no trainable parameters" in result.stderr and "--mode infer" in result.stderr
