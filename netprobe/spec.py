@@ -262,8 +262,10 @@ def unknown_arch_message(name: str, extra: tuple[str, ...] = ()) -> str:
     """'unknown arch': the nearest names by edit distance (ignoring case), else every known one."""
     names = [*ARCHS, CUSTOM, *extra]
     close = closest(name, names)
-    hint = f"did you mean {' or '.join(close)}?" if close else "known: " + ", ".join(names)
-    return f"unknown arch {quote(name)}: {hint} ('netprobe list' shows them all)"
+    if close:
+        return f"unknown arch {quote(name)}: did you mean {' or '.join(close)}? ('netprobe list' shows them all)"
+    return (f"unknown arch {quote(name)}: known: {', '.join(names)}; any other model: module:pkg.mod:factory, "
+            "path/to/file.py:factory or timm:NAME")
 
 
 def parse_spec(text: str) -> Spec:
