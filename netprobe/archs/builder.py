@@ -10,7 +10,6 @@ from torch import nn
 from netprobe.archs.blocks import ConvBNAct, FusedMBConv, Head, MBConv
 from netprobe.archs.table import NetSpec, expanded_channels, se_channels
 
-
 HEAD_CONV_TAP = "head.conv"  # module path of the head's 1x1 conv, when it is a tap
 
 

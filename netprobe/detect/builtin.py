@@ -230,7 +230,7 @@ BUILTINS: dict[str, Builtin] = {
                                   published=(Published(_POSE_DOCS, _POSE_PUBLISHED[s][1], params=_POSE_PUBLISHED[s][0])
                                              if s in _POSE_PUBLISHED else None))
        for s in "nsmlx"},
-    **{f"yolov5{s}": Builtin(f"yolov5{s}", YOLOV5_LEGACY, "ultralytics/yolov5 v7.0 models/yolov5{s}.yaml".format(s=s),
+    **{f"yolov5{s}": Builtin(f"yolov5{s}", YOLOV5_LEGACY, f"ultralytics/yolov5 v7.0 models/yolov5{s}.yaml",
                              overrides=(("depth_multiple", d), ("width_multiple", w)),
                              published=Published(_V5_README, _V5_PUBLISHED[s][1], params_m=_V5_PUBLISHED[s][0],
                                                  fused=True))

@@ -147,4 +147,4 @@ def lookup(name: str, user: dict[str, type] | None = None) -> Kind | None:
 
 
 def known_names() -> list[str]:
-    return sorted(KINDS, key=str.lower) + ["nn.<any torch.nn module>"]
+    return [*sorted(KINDS, key=str.lower), "nn.<any torch.nn module>"]

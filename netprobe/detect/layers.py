@@ -20,7 +20,7 @@ from netprobe.detect.kinds import Kind, Scaling, known_names, lookup
 from netprobe.detect.yamlfile import RawRow, frozen
 from netprobe.errors import NetprobeError, SpecError
 
-TRACE_SIZE = 1024  # the walk's square input: a multiple of every power-of-two stride up to 1024
+TRACE_SIZE = 2048  # the walk's square input: a multiple of every power-of-two stride up to 2048
 IMAGE = -1  # the index that stands for the input image in a row's `inputs`
 
 
@@ -159,8 +159,11 @@ def _maps(out: object) -> list[torch.Tensor]:
 
 
 def _stride(t: torch.Tensor) -> float:
+    """Input pixels per cell. A map a cell or two wider than the side over a power of two (zero padding,
+    a 'valid' pool) keeps that stride, so within 10% of one it is that power of two."""
     s = TRACE_SIZE / t.shape[-1]
-    return int(s) if float(s).is_integer() else s
+    power = 2 ** round(math.log2(s))
+    return power if abs(s - power) < 0.1 * power else round(s, 3)
 
 
 def _row(i: int, item: RawRow, inputs: tuple[int, ...], repeats: int, args: tuple, section: str, out: object,

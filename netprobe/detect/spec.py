@@ -211,7 +211,7 @@ def _scaling(data: dict, scale: str | None, where: str) -> tuple[Scaling, str | 
                          f"{', '.join(map(str, scales))}")
         if scale not in scales:
             raise SpecError(f"{where}: scale {scale!r} is not in its scales ({', '.join(map(str, scales))})")
-        depth, width, max_channels = (list(scales[scale]) + [math.inf])[:3]
+        depth, width, max_channels = [*scales[scale], math.inf][:3]
         return Scaling(float(depth), float(width), max_channels), scale, notes
     if scale is not None:
         raise SpecError(f"{where} has no 'scales' table; --scale applies to files that have one")

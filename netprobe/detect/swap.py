@@ -74,7 +74,8 @@ def _kept_tail(backbone: list[RawRow]) -> list[RawRow]:
 
 
 def _redirect(row: RawRow, inputs: tuple[int, ...], index: int, new_index, old: int) -> RawRow:
-    """The row with its reads mapped to the new numbering; -1 stays -1 where it still means the previous row."""
+    """The row with its reads mapped to the new numbering; a -1 stays -1 where it still means the previous row."""
+    written_as = row.src if isinstance(row.src, tuple) else (row.src,)
     mapped = [new_index(j, old) for j in inputs]
-    written = [-1 if j == index - 1 else j for j in mapped]
+    written = [-1 if f == -1 and j == index - 1 else j for f, j in zip(written_as, mapped, strict=True)]
     return replace(row, src=written[0] if isinstance(row.src, int) else tuple(written))

@@ -97,13 +97,16 @@ def frozen(value: object) -> object:
 
 
 def _comment_claims(text: str, count: int) -> list[tuple[int, ...]]:
-    """P-levels claimed by each row line's comment; none at all unless exactly `count` row lines are found."""
-    found, section = [], None
+    """P-levels claimed by each row's comment (a line holding several rows claims nothing); none at all
+    unless exactly `count` rows are found in the text."""
+    found: list[tuple[int, ...]] = []
+    section = None
     for line in text.splitlines():
         code, _, comment = line.partition("#")
         key = _SECTION_KEY.match(code)
         if key:
             section = key.group(1)
-        if section in SECTIONS and _ROW_LINE.search(code):
-            found.append(tuple(int(p) for p in _LEVEL.findall(comment)))
+        rows_here = len(_ROW_LINE.findall(code)) if section in SECTIONS else 0
+        claims = tuple(int(p) for p in _LEVEL.findall(comment)) if rows_here == 1 else ()
+        found += [claims] * rows_here
     return found if len(found) == count else [()] * count
