@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from netprobe.counting import Count, count
 from netprobe.detect.kinds import lookup
 from netprobe.detect.layers import IMAGE, LayerRow, build_row, join_mismatch
 from netprobe.detect.spec import DetectorSpec
@@ -108,6 +109,13 @@ def check_imgsz(spec: DetectorSpec, size: int | tuple[int, int]) -> tuple[int, i
     Refused: sides below the deepest stride, and sizes where a Concat would join maps of
     different sizes (checked by running the detector on the meta device).
     """
+    h, w = check_bounds(spec, size)
+    count_at(spec, build_detector(spec, "meta"), (1, 3, h, w))
+    return h, w
+
+
+def check_bounds(spec: DetectorSpec, size: int | tuple[int, int]) -> tuple[int, int]:
+    """(H, W) unless a side is below the detector's deepest stride or above 8192 (`InputError`)."""
     h, w = (size, size) if isinstance(size, int) else size
     stride = spec.max_stride
     if min(h, w) < stride:
@@ -115,14 +123,17 @@ def check_imgsz(spec: DetectorSpec, size: int | tuple[int, int]) -> tuple[int, i
                          f"so each side must be at least {stride}")
     if max(h, w) > MAX_SIDE:
         raise InputError(f"image size {h}x{w} is too large; at most {MAX_SIDE} per side")
-    model = build_detector(spec, "meta").train()
+    return h, w
+
+
+def count_at(spec: DetectorSpec, model: Detector, input_shape: tuple[int, ...]) -> Count:
+    """Count `model` (built on meta) at `input_shape`; a size it cannot take is an `InputError` (one line)."""
     try:
-        with torch.no_grad():
-            model(torch.empty(1, 3, h, w, device="meta"))
+        return count(model, input_shape)
     except InputError:
         raise
     except Exception as exc:  # a user block that cannot take this size
-        raise InputError(f"image size {h}x{w} does not fit {spec.name}: {type(exc).__name__}: "
-                         f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}; "
-                         f"try sides that are multiples of {stride}") from None
-    return h, w
+        text = str(exc).strip()
+        raise InputError(f"image size {input_shape[2]}x{input_shape[3]} does not fit {spec.name}: "
+                         f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}; try sides that are "
+                         f"multiples of {spec.max_stride}") from None

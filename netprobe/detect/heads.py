@@ -19,6 +19,11 @@ from netprobe.detect.seed_blocks import DarknetConv
 DFL_BINS = 16  # YOLOv8 predicts each box side as a distribution over 16 bins
 
 
+def default_strides(levels: int) -> tuple[float, ...]:
+    """P3, P4, P5...: what a head assumes until the builder sets the strides it really reads."""
+    return tuple(8.0 * 2**k for k in range(levels))
+
+
 def _grid(feats: list[torch.Tensor], strides: tuple[float, ...]) -> tuple[torch.Tensor, torch.Tensor]:
     """Cell centres (2, A) in grid units and the stride of every cell (1, A), level after level."""
     points, cell_strides = [], []
@@ -68,7 +73,7 @@ class Detect(nn.Module):
         self.cv2 = nn.ModuleList(_branch(c, box_ch, self.reg) for c in ch)
         self.cv3 = nn.ModuleList(_branch(c, cls_ch, nc) for c in ch)
         self.dfl = DFL(DFL_BINS)
-        self.stride: tuple[float, ...] = (8.0, 16.0, 32.0)[: self.nl]
+        self.stride = default_strides(self.nl)
 
     def raw(self, feats: list[torch.Tensor]) -> list[torch.Tensor]:
         return [torch.cat((box(x), cls(x)), 1) for x, box, cls in zip(feats, self.cv2, self.cv3, strict=True)]
@@ -142,7 +147,7 @@ class AnchorDetect(nn.Module):
         self.nc, self.no, self.nl, self.na = nc, nc + 5, len(ch), len(table[0]) // 2
         self.register_buffer("anchors", torch.tensor(table).view(self.nl, self.na, 2))  # pixels
         self.m = nn.ModuleList(nn.Conv2d(c, self.no * self.na, 1) for c in ch)
-        self.stride: tuple[float, ...] = (8.0, 16.0, 32.0)[: self.nl]
+        self.stride = default_strides(self.nl)
 
     def raw(self, feats: list[torch.Tensor]) -> list[torch.Tensor]:
         out = []

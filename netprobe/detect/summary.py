@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from netprobe.counting import OTHER_KINDS, Count, count, pyramid_level, stride_ratio
-from netprobe.detect.build import Detector, build_detector, check_imgsz
+from netprobe.counting import OTHER_KINDS, Count, pyramid_level, stride_ratio
+from netprobe.detect.build import Detector, build_detector, check_bounds, count_at
 from netprobe.detect.layers import LayerRow
 from netprobe.detect.spec import DetectorSpec, resolve
 from netprobe.detect.stride_check import HeadInput, claim_warnings, head_inputs, head_warning
@@ -98,9 +98,9 @@ def summarize_detector(spec_or_model: str | DetectorSpec | Detector, imgsz: int 
         spec_or_model if isinstance(spec_or_model, DetectorSpec) else resolve(spec_or_model))
     if batch < 1:
         raise InputError(f"batch {batch} is not allowed; batch must be at least 1")
-    h, w = check_imgsz(spec, _size(imgsz, spec.imgsz))
+    h, w = check_bounds(spec, _size(imgsz, spec.imgsz))
     model = build_detector(spec, "meta")
-    result = count(model, (batch, 3, h, w))
+    result = count_at(spec, model, (batch, 3, h, w))
     rows = [_row(row, spec, result) for row in spec.layers]
     inputs = head_inputs(spec, rows)
     warnings = [line for line in (head_warning(spec, inputs), claim_warnings(spec, rows)) if line]
