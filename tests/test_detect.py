@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from netprobe.counting import count
-from netprobe.detect import BUILTINS, build_detector, check_imgsz, is_detector, resolve
+from netprobe.detect import BUILTINS, build_detector, check_imgsz, is_detector, resolve, surrogate_loss
 from netprobe.detect.builtin import YOLOV8
 from netprobe.detect.summary import summarize_detector
 from netprobe.errors import InputError, NetprobeError, SpecError
@@ -158,6 +158,31 @@ def test_yolov8n_summary_rows_match_ultralytics_layer_table() -> None:
                                  "params": 3_157_200, "params_m": None, "fused": False}
 
 
+@pytest.mark.parametrize("name", ["yolov8n", "tests/data/seed2-yolov5-mobilenetv3.yaml"])
+def test_layers_sum_to_the_totals_and_blocks_open_rows_up(name: str) -> None:
+    layers = summarize_detector(name, depth="layer")
+    assert sum(d.params for d in layers.detail) == layers.params
+    assert sum(d.macs for d in layers.detail) == layers.macs
+    assert sum(d.other_ops for d in layers.detail) == layers.other_ops
+    blocks = summarize_detector(name, depth="block")
+    assert sum(d.params for d in blocks.detail) == blocks.params
+    by_row = {}
+    for d in blocks.detail:
+        by_row.setdefault(d.row, []).append(d)
+    for row in blocks.rows:
+        if row.index in by_row:
+            assert sum(d.macs for d in by_row[row.index]) == row.macs
+
+
+def test_c2f_blocks_are_its_convs_and_bottlenecks_at_the_rows_stride() -> None:
+    detail = summarize_detector("yolov8n", depth="block").detail
+    row4 = [(d.path, d.type, d.cum_stride, d.p_level) for d in detail if d.row == 4]
+    assert row4 == [("4.cv1", "Conv", 8, 3), ("4.m.0", "Bottleneck", 8, 3), ("4.m.1", "Bottleneck", 8, 3),
+                    ("4.cv2", "Conv", 8, 3)]
+    with pytest.raises(InputError):
+        summarize_detector("yolov8n", depth="stage")
+
+
 # ---- specs --------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", BUILTINS)
@@ -291,7 +316,7 @@ def test_children_are_rows_and_a_real_train_step_reaches_every_parameter() -> No
     x = torch.randn(2, 3, 64, 64)
     raw = model(x)
     assert [tuple(r.shape) for r in raw] == [(2, 144, 8, 8), (2, 144, 4, 4), (2, 144, 2, 2)]
-    sum(r.pow(2).mean() for r in raw).backward()
+    surrogate_loss(raw).backward()
     for name, p in model.named_parameters():
         if p.requires_grad:
             assert p.grad is not None and torch.isfinite(p.grad).all(), name
@@ -414,6 +439,7 @@ def test_bad_yaml_is_one_line(tmp_path: Path, old: str, new: str, words: list[st
     ("yolov8n:backbone=efficientnet_b4:fused=2,4", ["option '4'", "parentheses"]),
     ("yolov8n:backbone=(efficientnet_b0", ["never closed"]),
     ("yolov9n", ["unknown detector 'yolov9n'", "did you mean yolov8n"]),
+    ("yolov8n:imgsz=0", ["imgsz must be an integer from 1 to 8192"]),
 ])
 def test_bad_detector_specs_are_one_line(text: str, words: list[str]) -> None:
     with pytest.raises(SpecError) as err:

@@ -5,12 +5,15 @@
     summarize_detector(spec).to_dict()                                   # per-row counts, strides, warnings
 """
 
-from netprobe.detect.build import Detector, LayerInfo, build_detector, check_imgsz
+from netprobe.detect.build import Detector, LayerInfo, build_detector, check_imgsz, surrogate_loss
 from netprobe.detect.builtin import BUILTINS, Published
 from netprobe.detect.layers import LayerRow
 from netprobe.detect.spec import DetectorSpec, is_detector, resolve
+from netprobe.detect.stride_check import HeadInput
+from netprobe.detect.summary import DetailRow, DetectorRow, DetectorSummary, summarize_detector
 
 __all__ = [
-    "BUILTINS", "Detector", "DetectorSpec", "LayerInfo", "LayerRow", "Published", "build_detector", "check_imgsz",
-    "is_detector", "resolve",
+    "BUILTINS", "DetailRow", "Detector", "DetectorRow", "DetectorSpec", "DetectorSummary", "HeadInput", "LayerInfo",
+    "LayerRow", "Published", "build_detector", "check_imgsz", "is_detector", "resolve", "summarize_detector",
+    "surrogate_loss",
 ]

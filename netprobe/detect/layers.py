@@ -164,11 +164,14 @@ def _maps(out: object) -> list[torch.Tensor]:
 
 
 def _stride(t: torch.Tensor) -> float:
-    """Input pixels per cell. A map a cell or two wider than the side over a power of two (zero padding,
-    a 'valid' pool) keeps that stride, so within 10% of one it is that power of two."""
-    s = TRACE_SIZE / t.shape[-1]
-    power = 2 ** round(math.log2(s))
-    return power if abs(s - power) < 0.1 * power else round(s, 3)
+    return snap_stride(TRACE_SIZE / t.shape[-1])
+
+
+def snap_stride(ratio: float) -> int | float:
+    """Input pixels per cell from a size ratio. A map a cell or two wider than the side over a power of two
+    (zero padding, a 'valid' pool) keeps that stride, so within 10% of one it is that power of two."""
+    power = 2 ** round(math.log2(ratio))
+    return power if abs(ratio - power) < 0.1 * power else round(ratio, 3)
 
 
 def _row(i: int, item: RawRow, inputs: tuple[int, ...], repeats: int, args: tuple, section: str, out: object,

@@ -60,7 +60,13 @@ class DetectorSpec:
         return self.layers[-1]
 
     def section(self, name: str) -> list[LayerRow]:
+        """The rows of one section: backbone, neck or head."""
         return [row for row in self.layers if row.section == name]
+
+    @property
+    def sections(self) -> dict[str, tuple[int, ...]]:
+        """Row indices per section, backbone / neck / head."""
+        return {name: tuple(r.index for r in self.section(name)) for name in ("backbone", "neck", "head")}
 
 
 def is_detector(text: str) -> bool:

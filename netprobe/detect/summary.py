@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
-from netprobe.counting import OTHER_KINDS, Count, pyramid_level, stride_ratio
+from netprobe.counting import OTHER_KINDS, Count, ModuleCount, pyramid_level, stride_ratio
 from netprobe.detect.build import Detector, build_detector, check_bounds, count_at
-from netprobe.detect.layers import LayerRow
+from netprobe.detect.layers import LayerRow, snap_stride
 from netprobe.detect.spec import DetectorSpec, resolve
 from netprobe.detect.stride_check import HeadInput, claim_warnings, head_inputs, head_warning
 from netprobe.errors import InputError
 
 SECTIONS = ("backbone", "neck", "head")
+DEPTHS = ("row", "block", "layer")
+CONTAINERS = ("Sequential", "ModuleList", "ModuleDict")
 BN_OPS_PER_ELEMENT = 4  # thop: normalise (2) x affine (2)
 
 
@@ -39,10 +41,27 @@ class DetectorRow:
 
 
 @dataclass
+class DetailRow:
+    """A block or layer inside a YAML row (`depth="block"` / `"layer"`), in execution order."""
+
+    path: str  # module path in the detector, e.g. "4.m.0" (row 4, its first bottleneck)
+    row: int
+    type: str
+    params: int
+    macs: int
+    other_ops: int
+    out: list[int]  # C, H, W of its (first) output
+    stride: int | float | None  # its own
+    cum_stride: int | float | None
+    p_level: int | None
+
+
+@dataclass
 class DetectorSummary:
     """What `netprobe summary` shows for a detector; `to_dict()` is its JSON."""
 
-    spec: str
+    spec: str  # as given (a Detector or DetectorSpec: its canonical spec)
+    name: str
     canonical: str
     input: list[int]
     nc: int
@@ -64,6 +83,8 @@ class DetectorSummary:
     published: dict | None = None  # upstream's own figures for an unmodified built-in, labelled
     layout_origin: str = ""
     backbone: str | None = None
+    depth: str = "row"
+    detail: list[DetailRow] = field(default_factory=list)  # blocks or layers inside the rows, for depth != "row"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -92,12 +113,18 @@ def _size(imgsz: int | str | tuple[int, int] | None, default: int) -> tuple[int,
 
 
 def summarize_detector(spec_or_model: str | DetectorSpec | Detector, imgsz: int | str | tuple[int, int] | None = None,
-                       batch: int = 1) -> DetectorSummary:
-    """Count a detector on the meta device (no memory, no arithmetic) and lay it out row by row."""
+                       batch: int = 1, depth: str = "row") -> DetectorSummary:
+    """Count a detector on the meta device (no memory, no arithmetic) and lay it out row by row.
+
+    `depth="block"` or `"layer"` also lists, in `detail`, the blocks inside every row (its first
+    non-container descendants) or its layers (each module's own work, which sums to the totals).
+    """
     spec = spec_or_model.spec if isinstance(spec_or_model, Detector) else (
         spec_or_model if isinstance(spec_or_model, DetectorSpec) else resolve(spec_or_model))
     if batch < 1:
         raise InputError(f"batch {batch} is not allowed; batch must be at least 1")
+    if depth not in DEPTHS:
+        raise InputError(f"depth {depth!r} is not allowed; choose one of {', '.join(DEPTHS)}")
     h, w = check_bounds(spec, _size(imgsz, spec.imgsz))
     model = build_detector(spec, "meta")
     result = count_at(spec, model, (batch, 3, h, w))
@@ -108,14 +135,15 @@ def summarize_detector(spec_or_model: str | DetectorSpec | Detector, imgsz: int 
         warnings.append("ops with no counting rule (not in the MACs): " + ", ".join(sorted(result.unsupported)))
     macs = result.macs
     return DetectorSummary(
-        spec=spec.name, canonical=spec.canonical, input=[batch, 3, h, w], nc=spec.nc, scale=spec.scale, rows=rows,
+        spec=spec_or_model if isinstance(spec_or_model, str) else spec.canonical, name=spec.name,
+        canonical=spec.canonical, input=[batch, 3, h, w], nc=spec.nc, scale=spec.scale, rows=rows,
         sections=_sections(rows, macs), params=result.params,
         trainable=sum(p.numel() for p in model.parameters() if p.requires_grad), macs=macs, flops=2 * macs,
         other_ops=result.other_ops, other_by_kind={k: result.by_kind[k] for k in OTHER_KINDS},
         ultralytics_gflops=round(ultralytics_gflops(result) / batch, 4), gflops_note=gflops_note(h, w),
         head_inputs=inputs, warnings=warnings, notes=list(spec.notes), unsupported=result.unsupported,
         published=asdict(spec.published) if spec.published else None, layout_origin=spec.origin,
-        backbone=spec.backbone,
+        backbone=spec.backbone, depth=depth, detail=[] if depth == "row" else detail_rows(result, depth),
     )
 
 
@@ -153,3 +181,33 @@ def _sections(rows: list[DetectorRow], total_macs: int) -> dict[str, dict[str, f
         out[name] = {"params": sum(r.params for r in part), "macs": macs,
                      "share": macs / total_macs if total_macs else 0.0}
     return out
+
+
+def detail_rows(result: Count, depth: str) -> list[DetailRow]:
+    """Blocks (a row's first non-container descendants) or layers (every module's own work: the leaves,
+    and what a composite does itself, such as a residual add or a head's decoding)."""
+    rows = []
+    for path in result.order:
+        rec = result.modules[path]
+        parts = path.split(".")
+        if depth == "layer":
+            if rec.params or rec.macs or rec.other_ops:
+                rows.append(_detail(result, path, rec, [rec]))
+            continue
+        parents = [result.modules[".".join(parts[:k])] for k in range(2, len(parts))]
+        if len(parts) >= 2 and rec.type not in CONTAINERS and all(p.type in CONTAINERS for p in parents):
+            rows.append(_detail(result, path, rec, result.under(path)))
+    return rows
+
+
+def _detail(result: Count, path: str, rec: ModuleCount, mods: list[ModuleCount]) -> DetailRow:
+    # Input side over output side, snapped as the layer walk does: exact at the sizes a detector takes, and
+    # defined where the op tracker has no stride (the second half of a C2f's split) or a wrong one (padding).
+    out = rec.out_shape
+    cum = snap_stride(result.input_shape[-1] / out[-1]) if len(out) == 4 and out[-1] else None
+    level = pyramid_level((float(cum),)) if cum else None
+    return DetailRow(
+        path=path, row=int(path.split(".")[0]), type=rec.type, params=sum(m.params for m in mods),
+        macs=sum(m.macs for m in mods), other_ops=sum(m.other_ops for m in mods), out=list(out[1:]),
+        stride=stride_ratio(rec.out_stride, rec.in_stride), cum_stride=cum, p_level=level,
+    )
