@@ -256,7 +256,7 @@ def _assemble(name: str, source: str, origin: str, data: dict, text: str, scale:
         backbone=next((str(r.args[0]) for r in rows if r.module == "Backbone" and r.args), None),
         modules=options.get("modules"), canonical="", published=None, notes=tuple(notes),
     )
-    return replace(spec, canonical=_canonical(spec, options))
+    return replace(spec, canonical=_canonical(spec))
 
 
 def _as_head(row: LayerRow) -> LayerRow:
@@ -264,11 +264,11 @@ def _as_head(row: LayerRow) -> LayerRow:
     return row if row.section == "head" else replace(row, section="head", out_channels=(), strides=())
 
 
-def _canonical(spec: DetectorSpec, options: dict[str, str]) -> str:
+def _canonical(spec: DetectorSpec) -> str:
     parts = []
     if spec.source != "builtin" and spec.scale is not None:
         parts.append(f"scale={spec.scale}")
-    if spec.backbone is not None and ("backbone" in options or spec.name == "yolov3-fpn"):
+    if spec.backbone is not None:  # swapped in, or the layout's own Backbone row (yolov3-fpn)
         parts.append(f"backbone={_nested(spec.backbone)}")
     parts += [f"nc={spec.nc}", f"imgsz={spec.imgsz}"]
     if spec.modules is not None:

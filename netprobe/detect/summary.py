@@ -94,7 +94,8 @@ def gflops_note(h: int, w: int) -> str:
     return (f"ultralytics-style GFLOPs = 2 x (conv and linear multiply-accumulates, bias not counted, + "
             f"{BN_OPS_PER_ELEMENT} ops per BatchNorm element) / 1e9, per image at {h}x{w}, inference graph: what "
             "ultralytics' model.info() prints (thop; ultralytics-thop 2.x). thop 0.1.1, used by ultralytics/yolov5 "
-            "v7.0, also counted 1 op per nearest-upsample output element (about +0.02%).")
+            "v7.0, also counted 1 op per nearest-upsample output element (about +0.02%); yolov5 v7.0 profiles a "
+            "32x32 image and scales by area, which inflates layers on pooled 1x1 maps (SE blocks).")
 
 
 def _size(imgsz: int | str | tuple[int, int] | None, default: int) -> tuple[int, int]:
