@@ -422,6 +422,7 @@ def bad_yaml(tmp_path: Path, old: str, new: str) -> str:
     ("[128, 3, 2]] # 1-P2/4", "[128, 3, 2] # 1-P2/4", ["not valid YAML at line"]),
     ("nc: 80\n", "", ["no 'nc'"]),
     ("[-1, 3, C2f, [128, True]]", "[-1, 3, C2f, 128]", ["backbone[2]", "is not [from, repeats, module, args]"]),
+    ("n: [0.33, 0.25, 1024]", "n: 0.33", ["malformed scales"]),
 ])
 def test_bad_yaml_is_one_line(tmp_path: Path, old: str, new: str, words: list[str]) -> None:
     with pytest.raises(SpecError) as err:

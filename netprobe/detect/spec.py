@@ -233,13 +233,25 @@ def _unscaled_width(data: dict) -> int | None:
     return na * (data["nc"] + 5)
 
 
+def _globals(data: dict, scale: str | None, where: str) -> tuple[Scaling, str | None, list[str]]:
+    """The YAML's scaling and output-width globals; a malformed one is a one-line `SpecError`."""
+    try:
+        scaling, scale, notes = _scaling(data, scale, where)
+        unscaled = _unscaled_width(data)
+        if "kpt_shape" in data:
+            data["kpt_shape"] = tuple(int(k) for k in data["kpt_shape"])
+    except (TypeError, ValueError, IndexError, KeyError) as exc:
+        raise SpecError(f"{where}: malformed scales, depth_multiple, width_multiple, anchors or kpt_shape "
+                        f"({type(exc).__name__}: {exc}); see an upstream YAML such as yolov8.yaml") from None
+    return Scaling(scaling.depth, scaling.width, scaling.max_channels, unscaled), scale, notes
+
+
 def _assemble(name: str, source: str, origin: str, data: dict, text: str, scale: str | None,
               options: dict[str, str], imgsz: int) -> DetectorSpec:
     where = name if source == "builtin" else source
     if "nc" in options:
         data["nc"] = _int_option("nc", options["nc"], 1, 100_000)
-    scaling, scale, notes = _scaling(data, scale, where)
-    scaling = Scaling(scaling.depth, scaling.width, scaling.max_channels, _unscaled_width(data))
+    scaling, scale, notes = _globals(data, scale, where)
     user = load_user_modules(options["modules"]) if "modules" in options else None
     raw = raw_rows(data, text, where)
     rows = walk(raw, scaling, data, user, where)
@@ -252,7 +264,7 @@ def _assemble(name: str, source: str, origin: str, data: dict, text: str, scale:
         width=scaling.width, max_channels=None if math.isinf(scaling.max_channels) else int(scaling.max_channels),
         layers=tuple(rows), imgsz=_int_option("imgsz", options["imgsz"], 1, 8192) if "imgsz" in options else imgsz,
         max_stride=math.ceil(max((s for r in rows for s in r.strides), default=1)),
-        kpt_shape=tuple(data["kpt_shape"]) if "kpt_shape" in data else None,
+        kpt_shape=data.get("kpt_shape"),
         backbone=next((str(r.args[0]) for r in rows if r.module == "Backbone" and r.args), None),
         modules=options.get("modules"), canonical="", published=None, notes=tuple(notes),
     )

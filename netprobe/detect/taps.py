@@ -39,7 +39,7 @@ class BackboneTaps(nn.Module):
     def __init__(self, spec: str, strides: tuple[int, ...] = DETECTOR_TAP_STRIDES) -> None:
         super().__init__()
         parsed = parse_spec(spec)
-        net = build(parsed, device=torch.get_default_device())
+        net = build(parsed, device=torch.empty(0).device)  # the device the detector is being built on
         self.spec = str(parsed)
         self.taps = select_taps(net.feature_info, tuple(strides), self.spec)
         names = [t.name for t in self.taps]
