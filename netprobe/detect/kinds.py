@@ -33,7 +33,7 @@ class Scaling:
     depth: float = 1.0
     width: float = 1.0
     max_channels: float = math.inf
-    unscaled: int | None = None  # nc (ultralytics) or na * (nc + 5) (yolov5): a row producing it is the output
+    unscaled: int | None = None  # yolov5's na * (nc + 5): a row of that width is the output (ultralytics 8.4: none)
 
     def channels(self, c: int) -> int:
         """ultralytics' rule: min(c, max_channels) x width, rounded up to a multiple of 8."""
@@ -87,7 +87,7 @@ class Kind:
     repeats_inside: bool = False  # C2f, C3: the repeat count is an argument, the row is built once
     joins: bool = False  # Concat: its inputs must have the same height and width
     head: bool = False  # a detection head: the last rows' section, its inputs' strides are checked
-    outputs: Callable[[list], int] | None = None  # returns several maps: how many, from the row's args
+    multi_output: bool = False  # returns a list of maps, which occupy the rows after its own
     kept_on_swap: bool = False  # stays, fed by the deepest tap, when another backbone is swapped in
 
 
@@ -108,10 +108,6 @@ def make_mobilenetv3(variant: str = "large") -> nn.Module:
     return BackboneTaps(spec, SEED2_TAP_STRIDES)
 
 
-def _tap_count(args: list) -> int:
-    return len(args[1]) if len(args) > 1 else len(DETECTOR_TAP_STRIDES)
-
-
 _CONV_LIKE = {
     "Conv": blocks.Conv, "Bottleneck": blocks.Bottleneck, "nn.ConvTranspose2d": nn.ConvTranspose2d,
     "stem": seed_blocks.SeedStem, "FusedMBConv": seed_blocks.SeedFusedMBConv, "MBConv": seed_blocks.SeedMBConv,
@@ -128,8 +124,8 @@ KINDS: dict[str, Kind] = {
     "Detect": Kind(make_detect, head_args, head=True),
     "Pose": Kind(heads.Pose, head_args, head=True),
     "YOLOv3Detect": Kind(heads.YOLOv3Detect, head_args, head=True),
-    "Backbone": Kind(make_backbone, as_written, outputs=_tap_count),
-    "MobileNetV3": Kind(make_mobilenetv3, as_written, outputs=lambda args: len(SEED2_TAP_STRIDES)),
+    "Backbone": Kind(make_backbone, as_written, multi_output=True),
+    "MobileNetV3": Kind(make_mobilenetv3, as_written, multi_output=True),
 }
 
 

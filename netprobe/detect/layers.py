@@ -68,7 +68,7 @@ def walk(raw: list[RawRow], scaling: Scaling, names: dict, user: dict[str, type]
         section = item.section if item.section == "backbone" else "head" if kind.head else "neck"
         rows.append(_row(i, item, inputs, repeats, tuple(ctor), section, out, kind))
         maps[i] = out
-        if kind.outputs is not None:
+        if kind.multi_output:
             _add_placeholders(rows, maps, names, rows[-1], out)
     return rows
 
@@ -148,7 +148,7 @@ def _trace(kind: Kind, args: list, feeds: list[torch.Tensor], item: RawRow, repe
         raise SpecError(f"{where}: {what} fails on its input ({shapes}): {type(exc).__name__}: "
                         f"{_first_line(exc)}") from None
     maps = [torch.empty(shape, device="meta") for shape in result.modules[""].out_shapes]
-    out = maps[0] if len(maps) == 1 and kind.outputs is None else maps
+    out = maps[0] if len(maps) == 1 and not kind.multi_output else maps
     return ctor, out
 
 

@@ -23,7 +23,7 @@ from netprobe.errors import SpecError
 def swap_backbone(raw: list[RawRow], traced: list[LayerRow], spec: str, where: str) -> list[RawRow]:
     """`raw` with its backbone replaced by `spec`; `traced` is the original's walk (for its strides)."""
     backbone = [r for r in raw if r.section == "backbone"]
-    multi = [k for k, r in enumerate(backbone) if (kind := lookup(r.module)) and kind.outputs]
+    multi = [k for k, r in enumerate(backbone) if (kind := lookup(r.module)) and kind.multi_output]
     if multi:
         k = multi[0]
         strides = tuple(int(t.stride) for t in traced if t.output_of == _expanded(traced, k))
