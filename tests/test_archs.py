@@ -67,6 +67,10 @@ REFERENCE_STAGES = {
     "mobilenetv3_small": ([16, 16, 24, 40, 48, 96], [2, 4, 8, 16, 16, 32], 576),
 }
 
+# MobileNetV3's final 1x1 conv ends its last feature stage (timm's and torchvision's feature extractors):
+# one more tap at stride 32, after the stages.
+HEAD_CONV_TAPS = {"mobilenetv3_large": 960, "mobilenetv3_small": 576}
+
 DEFAULT_IMGSZ = {
     "efficientnet_b0": 224, "efficientnet_b1": 240, "efficientnet_b2": 260, "efficientnet_b3": 300,
     "efficientnet_b4": 380, "efficientnet_b5": 456, "efficientnet_b6": 528, "efficientnet_b7": 600,
@@ -132,6 +136,8 @@ def test_feature_info_channels_and_strides(arch: str) -> None:
     channels, strides, _ = REFERENCE_STAGES[arch]
     model = meta(arch)
     names = ["stem", *(f"stage{i}" for i in range(1, len(channels)))]
+    if arch in HEAD_CONV_TAPS:
+        names, channels, strides = [*names, "head.conv"], [*channels, HEAD_CONV_TAPS[arch]], [*strides, 32]
     assert [f.name for f in model.feature_info] == names
     assert [f.channels for f in model.feature_info] == channels
     assert [f.stride for f in model.feature_info] == strides
@@ -187,6 +193,28 @@ def test_efficientnetv2_s_pyramid_levels() -> None:
     assert {lvl: (last_at_level[lvl].name, last_at_level[lvl].channels) for lvl in (3, 4, 5)} == {
         3: ("stage3", 64), 4: ("stage5", 160), 5: ("stage6", 256),
     }
+
+
+@pytest.mark.parametrize(("arch", "taps"), [
+    ("mobilenetv3_large", {3: ("stage3", 40), 4: ("stage5", 112), 5: ("head.conv", 960)}),
+    ("mobilenetv3_small", {3: ("stage2", 24), 4: ("stage4", 48), 5: ("head.conv", 576)}),
+    ("efficientnet_b0", {3: ("stage3", 40), 4: ("stage5", 112), 5: ("stage7", 320)}),
+])
+def test_detector_taps_follow_timm_and_torchvision(arch: str, taps: dict) -> None:
+    # P3/P4/P5 = the last feature at strides 8/16/32; for MobileNetV3 at 32 that is the 1x1 conv to 960/576.
+    last_at_level = {f.level: f for f in meta(arch).feature_info}
+    assert {lvl: (last_at_level[lvl].name, last_at_level[lvl].channels) for lvl in (3, 4, 5)} == taps
+
+
+def test_mobilenetv3_head_conv_tap_is_the_head_conv_of_the_last_stage() -> None:
+    torch.manual_seed(0)
+    model = netprobe.build("mobilenetv3_large").eval()
+    with torch.no_grad():
+        feats = model.forward_features(torch.randn(1, 3, 64, 64))
+        expected = model.head.conv(feats["stage6"])
+    assert list(feats)[-2:] == ["stage6", "head.conv"]
+    assert feats["head.conv"].shape == (1, 960, 2, 2)
+    torch.testing.assert_close(feats["head.conv"], expected)
 
 
 def test_efficientnetv2_s_follows_paper_table_4() -> None:

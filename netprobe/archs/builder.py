@@ -11,6 +11,8 @@ from torch import nn
 from netprobe.archs.blocks import ConvBNAct, FusedMBConv, Head, MBConv
 from netprobe.archs.table import NetSpec, expanded_channels, se_channels
 
+HEAD_CONV_TAP = "head.conv"  # module path of the head's 1x1 conv, when it is a tap
+
 
 @dataclass(frozen=True)
 class FeatureInfo:
@@ -48,6 +50,8 @@ class Net(nn.Module):
             self.add_module(f"stage{i}", nn.Sequential(*blocks))
             infos.append(FeatureInfo(f"stage{i}", in_ch, stride))
         self.head = Head(in_ch, table.head, table.head_fc, table.classes, act, table.dropout)
+        if table.head_conv_is_feature:
+            infos.append(FeatureInfo(HEAD_CONV_TAP, table.head, infos[-1].stride))
         self.feature_info = infos
 
     @property
@@ -55,13 +59,16 @@ class Net(nn.Module):
         return [name for name, _ in self.named_children()]
 
     def forward_features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Every stage's output (stem and stage1..N), in order: the taps a detection neck consumes."""
+        """Every tap in `feature_info`, in order: stem, stage1..N and, for MobileNetV3, the head's
+        1x1 conv ("head.conv"); the maps a detection neck consumes."""
         feats = {}
         for name, module in self.named_children():
             if name == "head":
                 break
             x = module(x)
             feats[name] = x
+        if self.table.head_conv_is_feature:
+            feats[HEAD_CONV_TAP] = self.head.conv(x)
         return feats
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

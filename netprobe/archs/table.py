@@ -67,6 +67,15 @@ class NetSpec:
             strides.append(total)
         return strides
 
+    @property
+    def head_conv_is_feature(self) -> bool:
+        """Whether the head's 1x1 conv ends the last feature stage (a tap for a detection neck).
+
+        MobileNetV3 pools before its hidden FC, so timm and torchvision count its final 1x1 conv
+        (960 / 576 channels) as part of the features; EfficientNets' taps end at the last stage.
+        """
+        return self.head_fc > 0
+
     def min_imgsz(self) -> int:
         """Smallest input side for which every stage still has at least one pixel."""
         return self.stage_strides()[-1]

@@ -1,0 +1,214 @@
+"""`summarize_detector(spec)`: one record per YAML row, section subtotals, totals and the stride check."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from netprobe.counting import OTHER_KINDS, Count, ModuleCount, pyramid_level, stride_ratio
+from netprobe.detect.build import Detector, build_detector, check_bounds, count_at
+from netprobe.detect.layers import LayerRow, snap_stride
+from netprobe.detect.spec import DetectorSpec, resolve
+from netprobe.detect.stride_check import HeadInput, claim_warnings, head_inputs, head_warning
+from netprobe.errors import InputError
+
+SECTIONS = ("backbone", "neck", "head")
+DEPTHS = ("row", "block", "layer")
+CONTAINERS = ("Sequential", "ModuleList", "ModuleDict")
+BN_OPS_PER_ELEMENT = 4  # thop: normalise (2) x affine (2)
+
+
+@dataclass
+class DetectorRow:
+    """One YAML row as counted at the summary's input: shapes, strides, P-levels, parameters, MACs."""
+
+    index: int
+    src: int | list[int]  # 'from' as written
+    repeats: int
+    module: str
+    args: str
+    section: str
+    out: list[list[int]]  # C, H, W of each output map; the head: its eval output without the batch
+    stride: int | float | None  # the row's own: its output's cumulative stride over its input's
+    strides: list[int | float | None]  # cumulative stride of each output map (input pixels per cell)
+    p_levels: list[int | None]  # log2 of those strides
+    claimed_levels: list[int]  # the P-levels its YAML comment names
+    params: int
+    macs: int
+    share: float  # of all MACs
+    other_ops: int
+    output_of: int | None = None  # placeholder row of a multi-output module: which row, which map
+    output_index: int | None = None
+
+
+@dataclass
+class DetailRow:
+    """A block or layer inside a YAML row (`depth="block"` / `"layer"`), in execution order."""
+
+    path: str  # module path in the detector, e.g. "4.m.0" (row 4, its first bottleneck)
+    row: int
+    type: str
+    params: int
+    macs: int
+    other_ops: int
+    out: list[int]  # C, H, W of its (first) output
+    stride: int | float | None  # its own
+    cum_stride: int | float | None
+    p_level: int | None
+
+
+@dataclass
+class DetectorSummary:
+    """What `netprobe summary` shows for a detector; `to_dict()` is its JSON."""
+
+    spec: str  # as given (a Detector or DetectorSpec: its canonical spec)
+    name: str
+    canonical: str
+    input: list[int]
+    nc: int
+    scale: str | None
+    rows: list[DetectorRow]
+    sections: dict[str, dict[str, float]]  # backbone / neck / head -> params, macs, share
+    params: int
+    trainable: int
+    macs: int  # multiply-accumulates for the whole batch (the papers' "FLOPs")
+    flops: int  # 2 x macs
+    other_ops: int
+    other_by_kind: dict[str, int]
+    ultralytics_gflops: float  # per image, ultralytics' convention: see gflops_note
+    gflops_note: str
+    head_inputs: list[HeadInput]
+    warnings: list[str]
+    notes: list[str]
+    unsupported: dict[str, int]
+    published: dict | None = None  # upstream's own figures for an unmodified built-in, labelled
+    layout_origin: str = ""
+    backbone: str | None = None
+    depth: str = "row"
+    detail: list[DetailRow] = field(default_factory=list)  # blocks or layers inside the rows, for depth != "row"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def gflops_note(h: int, w: int) -> str:
+    return (f"ultralytics-style GFLOPs = 2 x (conv and linear multiply-accumulates, bias not counted, + "
+            f"{BN_OPS_PER_ELEMENT} ops per BatchNorm element) / 1e9, per image at {h}x{w}, inference graph: what "
+            "ultralytics' model.info() prints (thop; ultralytics-thop 2.x). thop 0.1.1, used by ultralytics/yolov5 "
+            "v7.0, also counted 1 op per nearest-upsample output element (about +0.02%); yolov5 v7.0 profiles a "
+            "32x32 image and scales by area, which inflates layers on pooled 1x1 maps (SE blocks).")
+
+
+def _size(imgsz: int | str | tuple[int, int] | None, default: int) -> tuple[int, int]:
+    if imgsz is None:
+        return default, default
+    if isinstance(imgsz, tuple):
+        return imgsz
+    parts = str(imgsz).lower().replace("×", "x").split("x")
+    try:
+        sides = [int(p) for p in parts]
+    except ValueError:
+        sides = []
+    if len(sides) not in (1, 2):
+        raise InputError(f"image size {imgsz!r} is malformed; give N or HxW, e.g. 640 or 640x480")
+    return sides[0], sides[-1]
+
+
+def summarize_detector(spec_or_model: str | DetectorSpec | Detector, imgsz: int | str | tuple[int, int] | None = None,
+                       batch: int = 1, depth: str = "row") -> DetectorSummary:
+    """Count a detector on the meta device (no memory, no arithmetic) and lay it out row by row.
+
+    `depth="block"` or `"layer"` also lists, in `detail`, the blocks inside every row (its first
+    non-container descendants) or its layers (each module's own work, which sums to the totals).
+    """
+    spec = spec_or_model.spec if isinstance(spec_or_model, Detector) else (
+        spec_or_model if isinstance(spec_or_model, DetectorSpec) else resolve(spec_or_model))
+    if batch < 1:
+        raise InputError(f"batch {batch} is not allowed; batch must be at least 1")
+    if depth not in DEPTHS:
+        raise InputError(f"depth {depth!r} is not allowed; choose one of {', '.join(DEPTHS)}")
+    h, w = check_bounds(spec, _size(imgsz, spec.imgsz))
+    model = build_detector(spec, "meta")
+    result = count_at(spec, model, (batch, 3, h, w))
+    rows = [_row(row, spec, result) for row in spec.layers]
+    inputs = head_inputs(spec, rows)
+    warnings = [line for line in (head_warning(spec, inputs), claim_warnings(spec, rows)) if line]
+    if result.unsupported:
+        warnings.append("ops with no counting rule (not in the MACs): " + ", ".join(sorted(result.unsupported)))
+    macs = result.macs
+    return DetectorSummary(
+        spec=spec_or_model if isinstance(spec_or_model, str) else spec.canonical, name=spec.name,
+        canonical=spec.canonical, input=[batch, 3, h, w], nc=spec.nc, scale=spec.scale, rows=rows,
+        sections=_sections(rows, macs), params=result.params,
+        trainable=sum(p.numel() for p in model.parameters() if p.requires_grad), macs=macs, flops=2 * macs,
+        other_ops=result.other_ops, other_by_kind={k: result.by_kind[k] for k in OTHER_KINDS},
+        ultralytics_gflops=round(ultralytics_gflops(result) / batch, 4), gflops_note=gflops_note(h, w),
+        head_inputs=inputs, warnings=warnings, notes=list(spec.notes), unsupported=result.unsupported,
+        published=asdict(spec.published) if spec.published else None, layout_origin=spec.origin,
+        backbone=spec.backbone, depth=depth, detail=[] if depth == "row" else detail_rows(result, depth),
+    )
+
+
+def ultralytics_gflops(result: Count) -> float:
+    """ultralytics' "GFLOPs" from our counts: 2 x (MACs + 4 x BatchNorm elements) / 1e9 (see gflops_note)."""
+    return 2 * (result.macs + BN_OPS_PER_ELEMENT * result.by_kind["norm"]) / 1e9
+
+
+def _row(row: LayerRow, spec: DetectorSpec, result: Count) -> DetectorRow:
+    """A row as counted. Shapes come from the count at the summary's input; strides from the layer walk,
+    which reads them exactly (the op-by-op tracker takes yolov3-tiny's zero padding for a resize)."""
+    parent = str(row.output_of if row.output_of is not None else row.index)
+    rec = result.modules[parent]
+    picks = [row.output_index] if row.output_index is not None else range(len(rec.out_shapes))
+    mods = [] if row.output_of is not None else result.under(parent)
+    macs = sum(m.macs for m in mods)
+    strides = [(float(s),) for s in row.strides]
+    into = 1.0 if row.inputs[0] < 0 else spec.layers[row.inputs[0]].stride
+    own = stride_ratio(strides[0], (float(into),)) if strides and into and row.output_of is None else None
+    return DetectorRow(
+        index=row.index, src=list(row.src) if isinstance(row.src, tuple) else row.src, repeats=row.repeats,
+        module=row.module, args="" if row.output_of is not None else repr(list(row.args)), section=row.section,
+        out=[list(rec.out_shapes[k][1:]) for k in picks], stride=own, strides=list(row.strides),
+        p_levels=[pyramid_level(s) for s in strides], claimed_levels=list(row.claims),
+        params=sum(m.params for m in mods), macs=macs, share=macs / result.macs if result.macs else 0.0,
+        other_ops=sum(m.other_ops for m in mods), output_of=row.output_of, output_index=row.output_index,
+    )
+
+
+def _sections(rows: list[DetectorRow], total_macs: int) -> dict[str, dict[str, float]]:
+    out = {}
+    for name in SECTIONS:
+        part = [r for r in rows if r.section == name]
+        macs = sum(r.macs for r in part)
+        out[name] = {"params": sum(r.params for r in part), "macs": macs,
+                     "share": macs / total_macs if total_macs else 0.0}
+    return out
+
+
+def detail_rows(result: Count, depth: str) -> list[DetailRow]:
+    """Blocks (a row's first non-container descendants) or layers (every module's own work: the leaves,
+    and what a composite does itself, such as a residual add or a head's decoding)."""
+    rows = []
+    for path in result.order:
+        rec = result.modules[path]
+        parts = path.split(".")
+        if depth == "layer":
+            if rec.params or rec.macs or rec.other_ops:
+                rows.append(_detail(result, path, rec, [rec]))
+            continue
+        parents = [result.modules[".".join(parts[:k])] for k in range(2, len(parts))]
+        if len(parts) >= 2 and rec.type not in CONTAINERS and all(p.type in CONTAINERS for p in parents):
+            rows.append(_detail(result, path, rec, result.under(path)))
+    return rows
+
+
+def _detail(result: Count, path: str, rec: ModuleCount, mods: list[ModuleCount]) -> DetailRow:
+    # Input side over output side, snapped as the layer walk does: exact at the sizes a detector takes, and
+    # defined where the op tracker has no stride (the second half of a C2f's split) or a wrong one (padding).
+    out = rec.out_shape
+    cum = snap_stride(result.input_shape[-1] / out[-1]) if len(out) == 4 and out[-1] else None
+    level = pyramid_level((float(cum),)) if cum else None
+    return DetailRow(
+        path=path, row=int(path.split(".")[0]), type=rec.type, params=sum(m.params for m in mods),
+        macs=sum(m.macs for m in mods), other_ops=sum(m.other_ops for m in mods), out=list(out[1:]),
+        stride=stride_ratio(rec.out_stride, rec.in_stride), cum_stride=cum, p_level=level,
+    )
