@@ -315,27 +315,32 @@ class _StrideTracker:
         return self.strides.get(t) if isinstance(t, torch.Tensor) else None
 
     def propagate(self, packet, args: tuple, out: object) -> None:
-        first = out[0] if isinstance(out, (tuple, list)) and out else out
-        if not isinstance(first, torch.Tensor) or first.ndim != self.ndim or first in self.strides:
+        outs = [t for t in (out if isinstance(out, tuple | list) else (out,))
+                if isinstance(t, torch.Tensor) and t.ndim == self.ndim and t not in self.strides]
+        if not outs:
             return
         sources = [a for a in _tensors(args) if a.ndim == self.ndim and a in self.strides]
         if not sources:
             return
-        src, out_hw = sources[0], tuple(first.shape[2:])
         factor = self._op_stride(packet, args)
+        for t in outs:  # every map an op returns: both halves of a split, a pool's indices
+            stride = self._stride_of(t, sources, factor)
+            if stride:
+                self.strides[t] = stride
+
+    def _stride_of(self, t: torch.Tensor, sources: list[torch.Tensor],
+                   factor: tuple[float, ...] | None) -> Stride | None:
+        src, out_hw = sources[0], tuple(t.shape[2:])
         if factor is not None:
-            stride = tuple(s * f for s, f in zip(self.strides[src], factor, strict=True))
-        else:
-            same = next((a for a in sources if tuple(a.shape[2:]) == out_hw), None)
-            if same is not None:
-                stride = self.strides[same]
-            elif all(n == 1 for n in out_hw):
-                return  # pooled to one value per channel: no spatial map any more
-            else:  # resized by some other means (upsample, adaptive pool): the size ratio
-                stride = tuple(s * i / o for s, i, o in zip(self.strides[src], src.shape[2:], out_hw, strict=True)
-                               if o) or None
-        if stride and len(stride) == len(out_hw):
-            self.strides[first] = stride
+            return tuple(s * f for s, f in zip(self.strides[src], factor, strict=True))
+        same = next((a for a in sources if tuple(a.shape[2:]) == out_hw), None)
+        if same is not None:
+            return self.strides[same]
+        if all(n == 1 for n in out_hw):
+            return None  # pooled to one value per channel: no spatial map any more
+        # Resized by some other means (upsample, adaptive pool): the size ratio.
+        stride = tuple(s * i / o for s, i, o in zip(self.strides[src], src.shape[2:], out_hw, strict=True) if o)
+        return stride if len(stride) == len(out_hw) else None
 
     def _op_stride(self, packet, args: tuple) -> tuple[float, ...] | None:
         """The stride an op applies by its own arguments (convs and fixed-window pools); None otherwise."""
@@ -347,6 +352,8 @@ class _StrideTracker:
             kernel = _per_dim(args[1], spatial)
             stride = args[2] if len(args) > 2 and args[2] else kernel
             return _per_dim(stride, spatial)
+        if packet in _PAD_PACKETS:  # a border of padding moves no pixel: the grid keeps its stride
+            return (1.0,) * spatial
         return None
 
 
@@ -356,6 +363,8 @@ def _per_dim(value: object, n: int) -> tuple[float, ...]:
 
 
 _CONV_PACKETS = {aten.convolution, *_packets("_convolution", "conv2d", "cudnn_convolution", "mkldnn_convolution")}
+_PAD_PACKETS = set(_packets("constant_pad_nd", "reflection_pad1d", "reflection_pad2d", "reflection_pad3d",
+                            "replication_pad1d", "replication_pad2d", "replication_pad3d", "_pad_circular", "pad"))
 _POOL_PACKETS = set(_packets("avg_pool2d", "max_pool2d", "max_pool2d_with_indices", "avg_pool1d", "max_pool1d",
                              "avg_pool3d", "max_pool3d_with_indices"))
 

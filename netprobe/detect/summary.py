@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 
 from netprobe.counting import OTHER_KINDS, Count, ModuleCount, pyramid_level, stride_ratio
 from netprobe.detect.build import Detector, build_detector, check_bounds, count_at
-from netprobe.detect.layers import LayerRow, snap_stride
+from netprobe.detect.layers import LayerRow
 from netprobe.detect.spec import DetectorSpec, resolve
 from netprobe.detect.stride_check import HeadInput, claim_warnings, head_inputs, head_warning
 from netprobe.errors import InputError
@@ -154,20 +154,19 @@ def ultralytics_gflops(result: Count) -> float:
 
 
 def _row(row: LayerRow, spec: DetectorSpec, result: Count) -> DetectorRow:
-    """A row as counted. Shapes come from the count at the summary's input; strides from the layer walk,
-    which reads them exactly (the op-by-op tracker takes yolov3-tiny's zero padding for a resize)."""
+    """A row as counted at the summary's input: shapes, and strides as the counter followed them op by op."""
     parent = str(row.output_of if row.output_of is not None else row.index)
     rec = result.modules[parent]
     picks = [row.output_index] if row.output_index is not None else range(len(rec.out_shapes))
     mods = [] if row.output_of is not None else result.under(parent)
     macs = sum(m.macs for m in mods)
-    strides = [(float(s),) for s in row.strides]
-    into = 1.0 if row.inputs[0] < 0 else spec.layers[row.inputs[0]].stride
-    own = stride_ratio(strides[0], (float(into),)) if strides and into and row.output_of is None else None
+    strides = [rec.out_strides[k] for k in picks]
+    own = stride_ratio(strides[0], rec.in_stride) if strides and row.output_of is None else None
     return DetectorRow(
         index=row.index, src=list(row.src) if isinstance(row.src, tuple) else row.src, repeats=row.repeats,
         module=row.module, args="" if row.output_of is not None else repr(list(row.args)), section=row.section,
-        out=[list(rec.out_shapes[k][1:]) for k in picks], stride=own, strides=list(row.strides),
+        out=[list(rec.out_shapes[k][1:]) for k in picks], stride=own,
+        strides=[stride_ratio(s, (1.0,) * len(s)) if s else None for s in strides],
         p_levels=[pyramid_level(s) for s in strides], claimed_levels=list(row.claims),
         params=sum(m.params for m in mods), macs=macs, share=macs / result.macs if result.macs else 0.0,
         other_ops=sum(m.other_ops for m in mods), output_of=row.output_of, output_index=row.output_index,
@@ -202,13 +201,11 @@ def detail_rows(result: Count, depth: str) -> list[DetailRow]:
 
 
 def _detail(result: Count, path: str, rec: ModuleCount, mods: list[ModuleCount]) -> DetailRow:
-    # Input side over output side, snapped as the layer walk does: exact at the sizes a detector takes, and
-    # defined where the op tracker has no stride (the second half of a C2f's split) or a wrong one (padding).
-    out = rec.out_shape
-    cum = snap_stride(result.input_shape[-1] / out[-1]) if len(out) == 4 and out[-1] else None
-    level = pyramid_level((float(cum),)) if cum else None
+    out_stride = rec.out_stride
     return DetailRow(
         path=path, row=int(path.split(".")[0]), type=rec.type, params=sum(m.params for m in mods),
-        macs=sum(m.macs for m in mods), other_ops=sum(m.other_ops for m in mods), out=list(out[1:]),
-        stride=stride_ratio(rec.out_stride, rec.in_stride), cum_stride=cum, p_level=level,
+        macs=sum(m.macs for m in mods), other_ops=sum(m.other_ops for m in mods), out=list(rec.out_shape[1:]),
+        stride=stride_ratio(out_stride, rec.in_stride),
+        cum_stride=stride_ratio(out_stride, (1.0,) * len(out_stride)) if out_stride else None,
+        p_level=pyramid_level(out_stride),
     )
