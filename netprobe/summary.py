@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 from torch import nn
 
@@ -20,6 +21,9 @@ from netprobe.counting import OTHER_KINDS, Count, ModuleCount, count, pyramid_le
 from netprobe.errors import InputError
 from netprobe.reference import TORCHVISION, TORCHVISION_IMGSZ
 from netprobe.target import Target, resolve
+
+if TYPE_CHECKING:
+    from netprobe.detect import DetectorSummary
 
 DEPTHS = ("stage", "block", "layer")
 STAGINGS = ("children", "auto")
@@ -86,17 +90,24 @@ def check_depth(depth: str, stages: str) -> None:
 
 
 def summarize(model: object, imgsz: str | int | tuple[int, int] | None = None, batch: int = 1,
-              depth: str = "stage", stages: str = "children", in_chans: int | None = None) -> Summary:
+              depth: str = "stage", stages: str = "children", in_chans: int | None = None,
+              scale: str | None = None, modules: str | None = None) -> Summary | DetectorSummary:
     """Count a model analytically (meta device: no memory, no arithmetic) and lay it out stage by stage.
 
-    `model` is a spec string (`efficientnet_b4:fused=1-3`, `module:pkg.mod:factory`, `file.py:factory`,
-    `timm:NAME`), a `Target`, or an `nn.Module`, which is never changed (it is counted on a meta copy).
+    `model` is a spec string (`efficientnet_b4:fused=1-3`, `yolov8n-pose:backbone=(efficientnetv2_s)`,
+    `path/model.yaml`, `module:pkg.mod:factory`, `file.py:factory`, `timm:NAME`), a `Target`, or an
+    `nn.Module`, which is never changed (it is counted on a meta copy). A detector's summary is a
+    `DetectorSummary`, one row per YAML row (`scale` and `modules` are a YAML file's options).
     `stages="auto"` groups the layers of any model into runs at one stride instead of its own stages.
     """
     check_depth(depth, stages)
-    target = resolve(model, in_chans)
+    target = resolve(model, in_chans, scale, modules)
     size = target.input_size(imgsz)
     target.check_input(size, batch)
+    if target.kind == "detector" and stages == "children":
+        from netprobe.detect import summarize_detector
+
+        return summarize_detector(target.extra["detector"], size, batch, "row" if depth == "stage" else depth)
     net = target.meta_model()
     result = count_checked(target, net, (batch, target.in_chans, *size))
     if isinstance(net, Net) and stages == "children":

@@ -47,7 +47,8 @@ class Target:
     spec: Spec | None = None  # zoo targets: the parsed spec
     meta_ok: bool = True  # False: counting has to run on a real (CPU) copy
     user_module: nn.Module | None = None  # the object the user passed in, never changed
-    extra: dict = field(default_factory=dict)  # kind-specific data (a detector's layer list, ...)
+    extra: dict = field(default_factory=dict)  # kind-specific data (a detector's spec, ...)
+    size_check: Callable[[tuple[int, int]], object] | None = None  # refuses sizes the model cannot take
 
     def meta_model(self) -> nn.Module:
         """The module to count: built on `meta` (nothing allocated), or a real CPU copy when it cannot be."""
@@ -69,7 +70,9 @@ class Target:
 
     def check_input(self, size: tuple[int, int], batch: int) -> None:
         """Refuse, in one line, an input that leaves a stage without pixels or a batch out of range."""
-        if min(size) < max(1, self.min_side):
+        if self.size_check is not None:
+            self.size_check(size)
+        elif min(size) < max(1, self.min_side):
             shown = "x".join(str(s) for s in size)
             least = max(1, self.min_side)
             why = f"{self.label} downsamples by {least}, so " if least > 1 else ""
@@ -109,10 +112,22 @@ ACCEPTED = ("a spec string (e.g. 'efficientnet_b4:fused=1-3', 'module:pkg.mod:fa
             "'timm:NAME') or an nn.Module")
 
 
-def resolve(model: object, in_chans: int | None = None) -> Target:
-    """Turn what the user gave into a `Target`; anything unusable raises a one-line `NetprobeError`."""
+def resolve(model: object, in_chans: int | None = None, scale: str | None = None,
+            modules: str | None = None) -> Target:
+    """Turn what the user gave into a `Target`; anything unusable raises a one-line `NetprobeError`.
+
+    `scale` and `modules` are a detector YAML file's (`--scale`, `--modules file.py`).
+    """
     if isinstance(model, Target):
         return model
+    text = model.strip() if isinstance(model, str) else None
+    if text:
+        from netprobe import detect
+
+        if detect.is_detector(text):
+            return _detector_target(text, in_chans, scale, modules)
+    if scale is not None or modules is not None:
+        raise InputError("--scale and --modules apply to detectors (a YAML file or a built-in such as yolov8n) only")
     if isinstance(model, nn.Module):
         return _object_target(model, in_chans)
     if isinstance(model, Spec):
@@ -129,6 +144,18 @@ def resolve(model: object, in_chans: int | None = None) -> Target:
     if _looks_like_file(text):
         return _path_target(text, text, "file", in_chans)
     return _zoo_target(parse_spec(text))
+
+
+def _detector_target(text: str, in_chans: int | None, scale: str | None, modules: str | None) -> Target:
+    from netprobe.detect import build_detector, check_imgsz
+    from netprobe.detect import resolve as resolve_detector
+
+    if in_chans not in (None, 3):
+        raise InputError(f"--in-chans {in_chans}: detectors take 3 input channels")
+    spec = resolve_detector(text, scale, modules)
+    return Target(label=text, kind="detector", make=lambda device: build_detector(spec, device),
+                  imgsz=(spec.imgsz, spec.imgsz), min_side=spec.max_stride, canonical=spec.canonical,
+                  extra={"detector": spec}, size_check=lambda size: check_imgsz(spec, size))
 
 
 def _zoo_target(spec: Spec) -> Target:

@@ -19,13 +19,17 @@ def run(*args):
     return runner.invoke(app, list(args))
 
 
-def test_list_shows_every_arch():
+def test_list_shows_every_arch_and_detector():
     result = run("list", "--format", "json")
     assert result.exit_code == 0
-    archs = {a["name"]: a for a in json.loads(result.stdout)}
+    data = json.loads(result.stdout)
+    archs = {a["name"]: a for a in data["archs"]}
     assert archs["efficientnetv2_s"]["params"] == 21_458_488
     assert archs["efficientnetv2_s"]["layout"] == "FFFMMM"
     assert len(archs) == 14
+    detectors = {d["name"]: d for d in data["detectors"]}
+    assert detectors["yolov8n"]["params"] == 3_157_200 and detectors["yolov3-fpn"]["imgsz"] == 416
+    assert len(detectors) == 20
 
 
 def test_summary_json_has_the_documented_fields():

@@ -129,6 +129,9 @@ def bench(
     = None,
     in_chans: Annotated[int | None, typer.Option("--in-chans", help="Input channels; default: the model's own, "
                                                                      "else 3.")] = None,
+    scale: Annotated[str | None, typer.Option(help="A detector YAML's scale letter; default: from the file name.")]
+    = None,
+    modules: Annotated[str | None, typer.Option(help="A .py file whose classes a detector YAML may name.")] = None,
     per_stage: Annotated[bool, typer.Option("--per-stage", help="Time of each stage alone (forward, and backward "
                                                                 "when training).")] = False,
     find_max_batch: Annotated[bool, typer.Option("--find-max-batch", help="Search the largest batch that fits "
@@ -142,6 +145,7 @@ def bench(
 ) -> None:
     """Time forward, backward and optimizer steps; memory, achieved TFLOP/s, OOM as a result."""
     from netprobe import bench as B
+    from netprobe.target import resolve
 
     output = Output(fmt.value, SECTIONS, section, {"out": (out, (".json", ".csv"))})
     check_range("--warmup", warmup, *B.LIMITS["warmup"])
@@ -151,7 +155,8 @@ def bench(
     check_threads(threads)
     dev = B.resolve_device(device.value)
     modes = ["train", "infer"] if mode is ModeChoice.both else [mode.value]
-    configs = B.grid(specs or ["efficientnetv2_s"], int_list("--batch", batch, *B.LIMITS["batch"]),
+    targets = [resolve(s, in_chans, scale, modules) for s in specs or ["efficientnetv2_s"]]
+    configs = B.grid(targets, int_list("--batch", batch, *B.LIMITS["batch"]),
                      size_list("--imgsz", imgsz) or [None], modes, device=dev, amp=amp.value,
                      channels_last=channels_last, compile=compile_model, optimizer=optimizer.value, warmup=warmup,
                      iters=iters, per_stage=per_stage, in_chans=in_chans)
@@ -181,7 +186,8 @@ def _measure_all(B, configs: list, find_max: bool) -> tuple[list, int | None]:
         try:
             for config in configs:
                 size = config.imgsz or ""
-                progress.update(task, description=f"{config.spec} b{config.batch} {size} {config.mode}")
+                label = getattr(config.spec, "label", config.spec)
+                progress.update(task, description=f"{label} b{config.batch} {size} {config.mode}")
                 if find_max:
                     best = _max_batch(B, config)
                     if best is not None:

@@ -79,6 +79,9 @@ def compare(
     fused_kernel: Annotated[str, typer.Option(help="Kernel of the fused stages: keep (each stage's own) or an "
                                                    "odd size such as 3.")] = "keep",
     plot: Annotated[str | None, typer.Option(help="Write a PNG of throughput and MACs per variant.")] = None,
+    scale: Annotated[str | None, typer.Option(help="A detector YAML's scale letter; default: from the file name.")]
+    = None,
+    modules: Annotated[str | None, typer.Option(help="A .py file whose classes a detector YAML may name.")] = None,
     fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.table,
 ) -> None:
     """Train the variants side by side (interleaved rounds), with the paper's figures beside ours."""
@@ -91,6 +94,9 @@ def compare(
         raise InputError(f"{experiment} takes no models; use --base to choose the arch")
     if plot:
         _require_matplotlib()
+    if (scale or modules) and experiment != "specs":
+        raise InputError(f"--scale and --modules are for detector YAML files given as models; {experiment} uses "
+                         "--base")
     if fused_kernel != "keep" and experiment != "fused-stages":
         raise InputError("--fused-kernel applies to fused-stages only")
     batches = int_list("--batch", batch, *LIMITS["batch"])
@@ -113,7 +119,7 @@ def compare(
         variants = C.batch_imgsz_variants(base, batches or ([12, 24] if cuda else [2, 4]),
                                           sizes or ([380, 512] if cuda else [128, 160]))
     else:
-        variants = C.spec_variants(what, settings.batch, one_size)
+        variants = C.spec_variants([resolve(w, None, scale, modules) for w in what], settings.batch, one_size)
     C.check_variants(variants, settings)
     _run_compare(C, output, experiment, variants, settings, plot)
 

@@ -68,16 +68,22 @@ SECTIONS = ("rows", "features", "counters", "totals")
 
 @command("summary")
 def summary(
-    spec: Annotated[str, typer.Argument(help="What to count: a backbone spec (efficientnet_b4:fused=1-3), "
-                                             "module:pkg.mod:factory, path/to/file.py:factory or timm:NAME.")]
-    = "efficientnetv2_s",
+    spec: Annotated[str, typer.Argument(help="What to count: a backbone spec (efficientnet_b4:fused=1-3), a "
+                                             "detector (yolov8n, yolov8n-pose:backbone=efficientnetv2_s, "
+                                             "path/model.yaml), module:pkg.mod:factory, path/to/file.py:factory "
+                                             "or timm:NAME.")] = "efficientnetv2_s",
     imgsz: Annotated[str | None, typer.Option(help="Image size N or HxW; default: the model's own.")] = None,
     batch: Annotated[int, typer.Option(help="Batch size of the counted input (1-65,536).")] = 1,
-    depth: Annotated[Depth, typer.Option(help="Rows per stage, block or leaf layer.")] = Depth.stage,
+    depth: Annotated[Depth, typer.Option(help="Rows per stage (a detector: per YAML row), block or leaf layer.")]
+    = Depth.stage,
     stages: Annotated[Staging, typer.Option(help="Stage rows: the model's own (children) or runs of layers at one "
                                                  "stride (auto).")] = Staging.children,
     in_chans: Annotated[int | None, typer.Option("--in-chans", help="Input channels; default: the model's own, "
                                                                      "else 3.")] = None,
+    scale: Annotated[str | None, typer.Option(help="A detector YAML's scale letter (n, s, m, l, x); default: "
+                                                   "from the file name.")] = None,
+    modules: Annotated[str | None, typer.Option(help="A .py file whose classes a detector YAML may name (looked "
+                                                     "up first).")] = None,
     counter: Annotated[list[CounterChoice] | None, typer.Option(
         help="Also count with these libraries and reconcile (repeatable; 'all' for every one).")] = None,
     features: Annotated[bool, typer.Option("--features", help="Show the multi-scale feature taps (P-levels).")]
@@ -87,24 +93,33 @@ def summary(
     = None,
 ) -> None:
     """The paper-style stage table: operator, stride, channels, layers, shapes, params and MACs per stage."""
+    from netprobe.cli.detector import SECTIONS as DETECTOR_SECTIONS
+    from netprobe.cli.detector import detector_report
     from netprobe.errors import check_range
     from netprobe.summary import summarize
+    from netprobe.target import resolve
 
-    output = Output(fmt.value, SECTIONS, section)
     if in_chans is not None:
         check_range("--in-chans", in_chans, 1, 4096)
-    result = summarize(spec, imgsz, batch, depth.value, stages.value, in_chans)
+    target = resolve(spec, in_chans, scale, modules)
+    detector = target.kind == "detector" and stages is Staging.children
+    output = Output(fmt.value, DETECTOR_SECTIONS if detector else SECTIONS, section)
+    result = summarize(target, imgsz, batch, depth.value, stages.value, in_chans)
+    result.spec = target.label  # as the user wrote it; the canonical form is shown apart
     names = _counter_names(counter or [])
-    counters = _run_counters(spec, result, names, in_chans) if names else {}
+    counters = _run_counters(target, result, names) if names else {}
     data = result.to_dict()
     if counters:
         data["counters"] = {name: c.macs for name, c in counters.items()}
         data["counter_details"] = {name: c.to_dict() for name, c in counters.items()}
-    output.show(summary_report(result, counters, features), data)
+    report = detector_report(result) if detector else summary_report(result, features)
+    if counters:
+        report.add(_counter_table(counters))
+    output.show(report, data)
     output.finish()
 
 
-def summary_report(result, counters: dict, features: bool) -> Report:
+def summary_report(result, features: bool) -> Report:
     """Everything `summary` shows, as blocks every format renders alike."""
     records = [_row_record(r) for r in result.rows]
     columns = [c for c in ROW_COLUMNS if c.key != "repeats" or any(r.repeats is not None for r in result.rows)]
@@ -128,8 +143,6 @@ def summary_report(result, counters: dict, features: bool) -> Report:
     report.add(TableBlock("totals", TOTAL_COLUMNS, [_totals_record(result)], csv_only=True))
     if features:
         report.add(TableBlock("features", FEATURE_COLUMNS, result.features, "Feature taps for a detection neck"))
-    if counters:
-        report.add(_counter_table(counters))
     return report
 
 
@@ -157,12 +170,10 @@ def _counter_names(choices: list[CounterChoice]) -> list[str]:
     return ["native", *[n for n in EXTERNAL if n in names]] if names else []
 
 
-def _run_counters(spec: str, result, names: list[str], in_chans: int | None) -> dict:
+def _run_counters(target, result, names: list[str]) -> dict:
     from netprobe.counters import native_result, run_counter
     from netprobe.counting import count
-    from netprobe.target import resolve
 
-    target = resolve(spec, in_chans)
     shape = tuple(result.input)
     counters = {"native": native_result(count(target.meta_model(), shape))}
     external = [n for n in names if n != "native"]
@@ -195,20 +206,47 @@ def _counter_table(counters: dict) -> TableBlock:
 
 @command("list")
 def list_command(fmt: Annotated[Format, typer.Option("--format", "-f", help=FORMAT_HELP)] = Format.table) -> None:
-    """The supported architectures: family, parameters, default image size and stage layout."""
+    """The built-in backbones and detectors: parameters (counted), default image size, layout."""
+    output = Output(fmt.value, ("archs", "detectors"))
+    archs, detectors = _arch_records(), _detector_records()
+    arch_columns = [Column("name", "Arch", justify="left", ident=True), Column("family", "Family", justify="left"),
+                    Column("params", "Params", fmt_int), Column("imgsz", "Image size"), Column("stages", "Stages"),
+                    Column("layout", "Layout (F fused, M MBConv)", justify="left"),
+                    Column("paper", "Paper", justify="left")]
+    detector_columns = [Column("name", "Detector", justify="left", ident=True), Column("params", "Params", fmt_int),
+                        Column("nc", "Classes"), Column("imgsz", "Image size"), Column("rows", "Rows"),
+                        Column("origin", "Layout from", justify="left")]
+    report = Report([
+        TableBlock("archs", arch_columns, archs, "netprobe backbones",
+                   "Spec: ARCH[:key=value,...], e.g. efficientnet_b4:fused=1-3"),
+        TableBlock("detectors", detector_columns, detectors, "netprobe detectors",
+                   "Spec: NAME[:nc=N,imgsz=N,backbone=(SPEC)], e.g. yolov8n-pose:backbone=(efficientnet_b4:fused=1-3); "
+                   "any ultralytics-format YAML file works too. Params counted at the default classes."),
+    ])
+    output.show(report, {"archs": archs, "detectors": detectors})
+    output.finish()
+
+
+def _arch_records() -> list[dict]:
     from netprobe.api import build, list_archs
 
-    output = Output(fmt.value)
     records = []
     for arch in list_archs():
         model = build(arch.name, device="meta")
         records.append({"name": arch.name, "family": arch.family, "params": sum(p.numel() for p in model.parameters()),
                         "imgsz": model.table.imgsz, "stages": len(model.table.stages),
                         "layout": model.table.layout(), "paper": arch.paper})
-    columns = [Column("name", "Arch", justify="left", ident=True), Column("family", "Family", justify="left"),
-               Column("params", "Params", fmt_int), Column("imgsz", "Image size"), Column("stages", "Stages"),
-               Column("layout", "Layout (F fused, M MBConv)", justify="left"), Column("paper", "Paper", justify="left")]
-    report = Report([TableBlock("archs", columns, records, "netprobe archs",
-                                "Spec: ARCH[:key=value,...], e.g. efficientnet_b4:fused=1-3")])
-    output.show(report, records)
-    output.finish()
+    return records
+
+
+def _detector_records() -> list[dict]:
+    from netprobe.detect import BUILTINS, build_detector
+    from netprobe.detect import resolve as resolve_detector
+
+    records = []
+    for name, builtin in BUILTINS.items():
+        spec = resolve_detector(name)
+        model = build_detector(spec, "meta")
+        records.append({"name": name, "params": sum(p.numel() for p in model.parameters()), "nc": spec.nc,
+                        "imgsz": spec.imgsz, "rows": len(spec.layers), "origin": builtin.origin})
+    return records

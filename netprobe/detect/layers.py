@@ -106,8 +106,9 @@ def join_mismatch(i: int, inputs: tuple[int, ...], shapes: list[tuple[int, ...]]
     """The one-line complaint about a Concat of maps with different heights and widths, or None."""
     if len({s[1:] for s in shapes}) <= 1:
         return None
-    at = [f" (stride {s:g})" for s in strides] if strides else [""] * len(shapes)
-    parts = ", ".join(f"row {j} gives {'x'.join(map(str, s))}{a}" for j, s, a in zip(inputs, shapes, at, strict=True))
+    notes = [f" (stride {s:g})" for s in strides] if strides else [""] * len(shapes)
+    parts = ", ".join(f"row {j} gives {'x'.join(map(str, s))}{n}"
+                      for j, s, n in zip(inputs, shapes, notes, strict=True))
     return f"row {i} (Concat) joins maps of different sizes: {parts} (C x H x W{at})"
 
 
