@@ -124,7 +124,7 @@ def test_two_gloo_ranks_train_all_reduce_and_rank_0_reports():
     for r in (one, two):
         assert r.grad_mb == params * 4 / 2**20  # every fp32 gradient, counted in the hook, once a step
         assert r.buckets >= 5  # 5.8 MB of gradients in 1 MB buckets
-        assert r.weights_in_sync  # ranks saw different data, yet hold the same weights: the all-reduce averaged
+        assert r.grads_in_sync  # ranks saw different data, yet got the same gradients: the all-reduce averaged
         assert r.method == "comm_hook" and r.allreduce_ms > 0
         assert r.allreduce_share == pytest.approx(r.allreduce_ms / r.step_ms)
         assert r.comm_exposed_ms == pytest.approx(r.step_ms - r.no_sync_step_ms)
@@ -246,7 +246,7 @@ def _measured_or(failure):
             raise failure
         return {"params": 10, "threads": 1, "step_ms": 10.0, "step_p10_ms": 9.0, "step_p90_ms": 11.0, "fwd_ms": 3.0,
                 "bwd_ms": 5.0, "opt_ms": 2.0, "peak_mem_mb": 1.0, "mem_kind": "cpu peak RSS growth",
-                **({"allreduce_ms": 1.0, "grad_bytes": 40, "buckets": 1, "weights_in_sync": True} if task.ddp else {})}
+                **({"allreduce_ms": 1.0, "grad_bytes": 40, "buckets": 1, "grads_in_sync": True} if task.ddp else {})}
 
     return run
 
@@ -314,7 +314,7 @@ def test_under_torchrun_every_rank_measures_and_rank_0_returns_the_rows(tmp_path
     assert printed["1"] is None
     assert [(r["world_size"], r["ddp"], r["status"]) for r in printed["0"]] == [(1, False, "ok"), (2, True, "ok")]
     two = printed["0"][1]
-    assert two["weights_in_sync"] and two["global_batch"] == 4
+    assert two["grads_in_sync"] and two["global_batch"] == 4
     assert two["grad_mb"] == sum(p.numel() for p in build(SPEC, device="meta").parameters()) * 4 / 2**20
 
 

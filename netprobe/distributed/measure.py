@@ -27,6 +27,7 @@ from netprobe.spec import parse_spec
 from netprobe.summary import parse_imgsz
 
 ALLREDUCE_METHOD = "comm_hook"  # how allreduce_ms is measured; see AllReduceTimer
+DDP_DEFAULT_BUCKET_MB = 25
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class AllReduceTimer:
     def __init__(self, group: Any, cuda: bool) -> None:
         self.group, self.cuda = group, cuda
         self.world_size = dist.get_world_size(group)
+        self.checksums: dict[int, torch.Tensor] | None = None  # bucket index -> sum of its averaged gradients
         self.begin()
 
     def begin(self) -> None:
@@ -67,12 +69,15 @@ class AllReduceTimer:
         buffer.div_(self.world_size)
         self.bytes += buffer.numel() * buffer.element_size()
         self.buckets += 1
-        start = self._now()
+        start, index = self._now(), bucket.index()
         future = dist.all_reduce(buffer, group=self.group, async_op=True).get_future()
 
         def done(fut):
             self.spans.append((start, self._now()))
-            return fut.value()[0]
+            averaged = fut.value()[0]
+            if self.checksums is not None:
+                self.checksums[index] = averaged.double().sum()
+            return averaged
 
         return future.then(done)
 
@@ -122,15 +127,12 @@ def measure_row(task: RowTask, ctx: RankContext) -> dict | None:
     y = torch.randint(0, max(spec.table.classes, 1), (config.batch,), device=ctx.device)
     step = _make_step(model, x, y, config, AMP_DTYPES[config.amp], spec.table.classes)
 
-    synced = _slowest(_timed_steps(step, config, ctx, timer), ctx)
-    figures: dict[str, Any] = {"params": params, "threads": torch.get_num_threads(),
-                               **_summary(synced, timer is not None)}
+    unsynced = model if task.ddp and task.exposed_comm else None
+    rows = _slowest(_timed_steps(step, config, ctx, timer, unsynced), ctx)
+    figures: dict[str, Any] = {"params": params, "threads": torch.get_num_threads(), **_summary(rows, task)}
     if timer is not None:
-        figures.update(grad_bytes=timer.bytes, buckets=timer.buckets, weights_in_sync=_weights_agree(model, ctx))
-        if task.exposed_comm:
-            with model.no_sync():  # local gradients only: the same step without its all-reduce
-                unsynced = _slowest(_timed_steps(step, config, ctx, None), ctx)
-            figures["no_sync_step_ms"] = statistics.median(row[0] for row in unsynced)
+        figures.update(grad_bytes=timer.bytes, buckets=timer.buckets,
+                       grads_in_sync=_gradients_agree(step, config, ctx, timer))
     peak_mb, figures["mem_kind"] = _peak_mb(config.device, baseline)
     figures["peak_mem_mb"] = _slowest([[-1.0 if peak_mb is None else peak_mb]], ctx)[0][0]
     if figures["peak_mem_mb"] < 0:
@@ -142,27 +144,44 @@ def _wrap(model: nn.Module, task: RowTask, ctx: RankContext, cuda: bool) -> tupl
     if task.sync_bn:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model, process_group=ctx.group)
     device_ids = [torch.device(ctx.device).index] if cuda else None
-    ddp = DistributedDataParallel(model, device_ids=device_ids, process_group=ctx.group,
-                                  bucket_cap_mb=task.bucket_mb)
+    # DDP's default (None) is 25 MB buckets after a 1 MB first one; an explicit 25 would make the first 25 MB too
+    cap_mb = None if task.bucket_mb == DDP_DEFAULT_BUCKET_MB else task.bucket_mb
+    ddp = DistributedDataParallel(model, device_ids=device_ids, process_group=ctx.group, bucket_cap_mb=cap_mb)
     timer = AllReduceTimer(ctx.group, cuda)
     ddp.register_comm_hook(None, timer.hook)
     return ddp, timer
 
 
-def _timed_steps(step: Any, config: BenchConfig, ctx: RankContext, timer: AllReduceTimer | None) -> list[list[float]]:
-    """Per timed step: [step, forward, backward, optimizer, all-reduce in flight] in ms (NaN: none)."""
+def _timed_steps(step: Any, config: BenchConfig, ctx: RankContext, timer: AllReduceTimer | None,
+                 unsynced: DistributedDataParallel | None) -> list[list[float]]:
+    """Per timed step: [step, forward, backward, optimizer, all-reduce in flight, no_sync step] in ms (NaN: none).
+
+    With `unsynced`, each step is paired with the same step under `no_sync()` (no all-reduce), in
+    alternating order, so that the pair sees the same noise and neither always goes first.
+    """
     clock = PhaseClock(config.device)
     rows = []
     for i in range(config.warmup + config.iters):
+        alone = math.nan
+        if unsynced is not None and i % 2:
+            alone = _no_sync_step_ms(step, clock, unsynced)
         if timer:
             timer.begin()
         step(clock)
         phases = clock.phases_ms()
         comm = timer.step_ms() if timer else math.nan
+        if unsynced is not None and not i % 2:
+            alone = _no_sync_step_ms(step, clock, unsynced)
         ctx.heartbeat()
         if i >= config.warmup:
-            rows.append([sum(phases), *phases, comm])
+            rows.append([sum(phases), *phases, comm, alone])
     return rows
+
+
+def _no_sync_step_ms(step: Any, clock: PhaseClock, model: DistributedDataParallel) -> float:
+    with model.no_sync():  # local gradients only: the same step without its all-reduce
+        step(clock)
+    return sum(clock.phases_ms())
 
 
 def _slowest(rows: list[list[float]], ctx: RankContext) -> list[list[float]]:
@@ -174,21 +193,30 @@ def _slowest(rows: list[list[float]], ctx: RankContext) -> list[list[float]]:
     return [[math.nan if v < 0 else v for v in row] for row in values.tolist()]
 
 
-def _summary(rows: list[list[float]], ddp: bool) -> dict[str, float | None]:
+def _summary(rows: list[list[float]], task: RowTask) -> dict[str, float | None]:
     steps = [row[0] for row in rows]
     return {
         "step_ms": statistics.median(steps), "step_p10_ms": _percentile(steps, 10),
         "step_p90_ms": _percentile(steps, 90), "fwd_ms": statistics.median(row[1] for row in rows),
         "bwd_ms": statistics.median(row[2] for row in rows), "opt_ms": statistics.median(row[3] for row in rows),
-        "allreduce_ms": statistics.median(row[4] for row in rows) if ddp else None,
+        "allreduce_ms": statistics.median(row[4] for row in rows) if task.ddp else None,
+        "no_sync_step_ms": statistics.median(row[5] for row in rows) if task.ddp and task.exposed_comm else None,
     }
 
 
-def _weights_agree(model: nn.Module, ctx: RankContext) -> bool:
-    """After the synced steps every rank must hold the same weights (ranks saw different data)."""
-    sums = torch.stack([p.detach().double().sum() for p in model.parameters()]).to(ctx.device)
+def _gradients_agree(step: Any, config: BenchConfig, ctx: RankContext, timer: AllReduceTimer) -> bool:
+    """One more synced step, untimed: every rank must get the same averaged gradients (ranks saw different data).
+
+    Weights cannot show it: the no_sync steps let each rank's weights drift on purpose.
+    """
+    clock = PhaseClock(config.device)
+    timer.begin()
+    timer.checksums = {}
+    step(clock)
+    clock.phases_ms()
+    sums = torch.stack([timer.checksums[i] for i in sorted(timer.checksums)]).to(ctx.device)
+    timer.checksums = None
     high, low = sums.clone(), -sums
     dist.all_reduce(high, op=dist.ReduceOp.MAX, group=ctx.group)
     dist.all_reduce(low, op=dist.ReduceOp.MAX, group=ctx.group)
     return bool(torch.equal(high, -low))
-

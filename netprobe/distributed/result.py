@@ -22,7 +22,7 @@ class DistResult:
     imgs_per_s of 1 rank without DDP). `allreduce_ms` is measured by a DDP communication hook
     (`method`): the time some gradient bucket's all-reduce was in flight during the step, which
     overlaps the backward. `comm_exposed_ms` = step_ms - no_sync_step_ms: what the all-reduce
-    adds to the step (the same step under DDP's `no_sync()`, timed right after). `grad_mb`:
+    adds to the step (the same step under DDP's `no_sync()`, timed in alternation with it). `grad_mb`:
     gradient bytes all-reduced per step, counted in the hook (MB = 2^20 bytes).
     """
 
@@ -57,7 +57,7 @@ class DistResult:
     peak_mem_mb: float | None = None  # per rank, the largest over ranks
     mem_kind: str = ""
     threads_per_rank: int | None = None
-    weights_in_sync: bool | None = None  # after the synced steps, every rank held the same weights
+    grads_in_sync: bool | None = None  # every rank got the same averaged gradients (from different data)
     iters: int = 0
     error: str | None = None
 
@@ -80,7 +80,7 @@ def measured_row(plan: ScalingPlan, row: RowPlan, figures: dict) -> DistResult:
     """A row from rank 0's figures (see `measure.measure_row`)."""
     result = empty_row(plan, row)
     for name in ("step_ms", "step_p10_ms", "step_p90_ms", "fwd_ms", "bwd_ms", "opt_ms", "allreduce_ms", "params",
-                 "no_sync_step_ms", "buckets", "peak_mem_mb", "mem_kind", "weights_in_sync"):
+                 "no_sync_step_ms", "buckets", "peak_mem_mb", "mem_kind", "grads_in_sync"):
         setattr(result, name, figures.get(name, getattr(result, name)))
     result.threads_per_rank = figures["threads"]
     result.imgs_per_s = result.global_batch / (result.step_ms / 1e3)
