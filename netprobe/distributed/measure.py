@@ -46,9 +46,10 @@ class AllReduceTimer:
     """DDP's default gradient all-reduce (each bucket summed over the ranks, divided by their number),
     noting when each bucket's all-reduce is launched and when it completes.
 
-    Per step it gives the time during which at least one bucket was in flight (the union of the
-    buckets' spans: buckets overlap each other and the backward), the bytes and the buckets reduced.
-    A span starts when the bucket is ready on this rank, so it includes waiting for slower ranks.
+    Per step it gives the time during which at least one bucket was in flight on this rank (the union
+    of the buckets' spans: buckets overlap each other and the backward), the bytes and the buckets
+    reduced. A span starts when the bucket is ready on this rank, so it includes waiting for slower
+    ranks; the rank that gets there last waits least.
     """
 
     def __init__(self, group: Any, cuda: bool) -> None:
@@ -128,14 +129,15 @@ def measure_row(task: RowTask, ctx: RankContext) -> dict | None:
     step = _make_step(model, x, y, config, AMP_DTYPES[config.amp], spec.table.classes)
 
     unsynced = model if task.ddp and task.exposed_comm else None
-    rows = _slowest(_timed_steps(step, config, ctx, timer, unsynced), ctx)
+    steps = _timed_steps(step, config, ctx, timer, unsynced)
+    rows = _slowest([[*row, -row[4]] for row in steps], ctx)  # the negated copy gives the fastest rank's all-reduce
     figures: dict[str, Any] = {"params": params, "threads": torch.get_num_threads(), **_summary(rows, task)}
     if timer is not None:
         figures.update(grad_bytes=timer.bytes, buckets=timer.buckets,
                        grads_in_sync=_gradients_agree(step, config, ctx, timer))
     peak_mb, figures["mem_kind"] = _peak_mb(config.device, baseline)
-    figures["peak_mem_mb"] = _slowest([[-1.0 if peak_mb is None else peak_mb]], ctx)[0][0]
-    if figures["peak_mem_mb"] < 0:
+    figures["peak_mem_mb"] = _slowest([[math.nan if peak_mb is None else peak_mb]], ctx)[0][0]
+    if math.isnan(figures["peak_mem_mb"]):
         figures["peak_mem_mb"] = None
     return figures if ctx.rank == 0 else None
 
@@ -188,9 +190,9 @@ def _slowest(rows: list[list[float]], ctx: RankContext) -> list[list[float]]:
     """Each figure of each step from the slowest rank (MAX over the row's ranks); a rank alone: its own."""
     if ctx.group is None:
         return rows
-    values = torch.tensor(rows, dtype=torch.float64, device=ctx.device).nan_to_num(nan=-1.0)
+    values = torch.tensor(rows, dtype=torch.float64, device=ctx.device).nan_to_num(nan=-math.inf)
     dist.all_reduce(values, op=dist.ReduceOp.MAX, group=ctx.group)
-    return [[math.nan if v < 0 else v for v in row] for row in values.tolist()]
+    return [[math.nan if v == -math.inf else v for v in row] for row in values.tolist()]
 
 
 def _summary(rows: list[list[float]], task: RowTask) -> dict[str, float | None]:
@@ -199,7 +201,8 @@ def _summary(rows: list[list[float]], task: RowTask) -> dict[str, float | None]:
         "step_ms": statistics.median(steps), "step_p10_ms": _percentile(steps, 10),
         "step_p90_ms": _percentile(steps, 90), "fwd_ms": statistics.median(row[1] for row in rows),
         "bwd_ms": statistics.median(row[2] for row in rows), "opt_ms": statistics.median(row[3] for row in rows),
-        "allreduce_ms": statistics.median(row[4] for row in rows) if task.ddp else None,
+        "allreduce_ms": statistics.median(-row[6] for row in rows) if task.ddp else None,
+        "allreduce_max_ms": statistics.median(row[4] for row in rows) if task.ddp else None,
         "no_sync_step_ms": statistics.median(row[5] for row in rows) if task.ddp and task.exposed_comm else None,
     }
 

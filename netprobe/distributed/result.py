@@ -17,13 +17,16 @@ MB = 2**20
 class DistResult:
     """A world size measured data-parallel: throughput, the slowest rank's step, what the all-reduce costs.
 
-    Times are per step and per rank, each step's figure taken from the slowest rank (ms).
+    Times are per step and per rank in ms, each step's figure taken from the slowest rank.
     `imgs_per_s` is global (all ranks). `scaling_efficiency` = imgs_per_s / (world_size ×
-    imgs_per_s of 1 rank without DDP). `allreduce_ms` is measured by a DDP communication hook
-    (`method`): the time some gradient bucket's all-reduce was in flight during the step, which
-    overlaps the backward. `comm_exposed_ms` = step_ms - no_sync_step_ms: what the all-reduce
-    adds to the step (the same step under DDP's `no_sync()`, timed in alternation with it). `grad_mb`:
-    gradient bytes all-reduced per step, counted in the hook (MB = 2^20 bytes).
+    imgs_per_s of 1 rank without DDP). The all-reduce is timed by a DDP communication hook
+    (`method`): on each rank, the time during which some gradient bucket's all-reduce was in
+    flight (it overlaps the backward). A bucket's span starts when it is ready on that rank, so a
+    rank that got there first also counts waiting for the others: `allreduce_ms` takes each step's
+    shortest rank (the all-reduce itself, once the last rank joined), `allreduce_max_ms` its longest
+    (waiting for the slowest rank included). `comm_exposed_ms` = step_ms - no_sync_step_ms: what
+    the all-reduce adds to a step (the same step under DDP's `no_sync()`, timed in alternation
+    with it). `grad_mb`: gradient bytes all-reduced per step, counted in the hook (MB = 2^20 bytes).
     """
 
     spec: str
@@ -45,6 +48,7 @@ class DistResult:
     opt_ms: float | None = None
     scaling_efficiency: float | None = None
     allreduce_ms: float | None = None
+    allreduce_max_ms: float | None = None
     allreduce_share: float | None = None  # allreduce_ms / step_ms
     method: str = ""
     no_sync_step_ms: float | None = None
@@ -79,8 +83,9 @@ def empty_row(plan: ScalingPlan, row: RowPlan) -> DistResult:
 def measured_row(plan: ScalingPlan, row: RowPlan, figures: dict) -> DistResult:
     """A row from rank 0's figures (see `measure.measure_row`)."""
     result = empty_row(plan, row)
-    for name in ("step_ms", "step_p10_ms", "step_p90_ms", "fwd_ms", "bwd_ms", "opt_ms", "allreduce_ms", "params",
-                 "no_sync_step_ms", "buckets", "peak_mem_mb", "mem_kind", "grads_in_sync"):
+    for name in ("step_ms", "step_p10_ms", "step_p90_ms", "fwd_ms", "bwd_ms", "opt_ms", "allreduce_ms",
+                 "allreduce_max_ms", "params", "no_sync_step_ms", "buckets", "peak_mem_mb", "mem_kind",
+                 "grads_in_sync"):
         setattr(result, name, figures.get(name, getattr(result, name)))
     result.threads_per_rank = figures["threads"]
     result.imgs_per_s = result.global_batch / (result.step_ms / 1e3)
