@@ -27,6 +27,7 @@ from netprobe.distributed import (
 )
 from netprobe.distributed import scaling as S
 from netprobe.distributed.checks import default_world_sizes, usable_cores
+from netprobe.distributed.ring import bus_gb_s, ring_allreduce_ms
 from netprobe.errors import DistError, InputError, NetprobeError
 
 SPEC = "mobilenetv3_small:classes=10"
@@ -128,6 +129,8 @@ def test_two_gloo_ranks_train_all_reduce_and_rank_0_reports():
         assert r.method == "comm_hook" and 0 < r.allreduce_ms <= r.allreduce_max_ms
         assert r.allreduce_share == pytest.approx(r.allreduce_ms / r.step_ms)
         assert r.comm_exposed_ms == pytest.approx(r.step_ms - r.no_sync_step_ms)
+    assert one.bus_gb_s is None  # nothing crosses a link
+    assert two.bus_gb_s == pytest.approx(1 * two.grad_mb * 2**20 / (two.allreduce_ms / 1e3) / 1e9)  # 2 (2-1)/2 = 1
     assert (two.batch_per_rank, two.global_batch) == (2, 4)
     assert json.loads(json.dumps(two.to_dict()))["world_size"] == 2
     assert _no_rank_left()
@@ -405,4 +408,14 @@ def test_default_world_sizes_are_powers_of_two_then_nproc():
     assert [default_world_sizes(n) for n in (1, 2, 6, 8)] == [[1], [1, 2], [1, 2, 4, 6], [1, 2, 4, 8]]
     plan = plan_scaling(TINY, 1)
     assert [(r.world_size, r.ddp) for r in plan.rows] == [(1, False), (1, True)]
+
+
+# ---- on paper ------------------------------------------------------------------------------
+
+def test_ring_all_reduce_moves_2_n_minus_1_over_n_of_the_bytes():
+    assert ring_allreduce_ms(1e9, 1, 10) == 0
+    assert ring_allreduce_ms(1e9, 2, 10) == pytest.approx(100)  # 1 GB at 10 GB/s, factor 1
+    assert ring_allreduce_ms(1e9, 8, 10) == pytest.approx(175)
+    assert bus_gb_s(1e9, 8, 175) == pytest.approx(10)  # the model read backwards
+    assert bus_gb_s(1e9, 1, 5) is None
 

@@ -204,7 +204,7 @@ class _Watch:
             for item in ready:
                 if item in self.readers:
                     self._receive(item)
-                else:
+                elif item in self.alive:  # (a reader that _exited drained to its end is gone already)
                     self._exited(item)
         self._drain()
         if self.failures:

@@ -133,8 +133,8 @@ def measure_row(task: RowTask, ctx: RankContext) -> dict | None:
     rows = _slowest([[*row, -row[4]] for row in steps], ctx)  # the negated copy gives the fastest rank's all-reduce
     figures: dict[str, Any] = {"params": params, "threads": torch.get_num_threads(), **_summary(rows, task)}
     if timer is not None:
-        figures.update(grad_bytes=timer.bytes, buckets=timer.buckets,
-                       grads_in_sync=_gradients_agree(step, config, ctx, timer))
+        figures.update(grad_bytes=timer.bytes, buckets=timer.buckets)  # of the last timed step
+        figures["grads_in_sync"] = _gradients_agree(step, config, ctx, timer)
     peak_mb, figures["mem_kind"] = _peak_mb(config.device, baseline)
     figures["peak_mem_mb"] = _slowest([[math.nan if peak_mb is None else peak_mb]], ctx)[0][0]
     if math.isnan(figures["peak_mem_mb"]):

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 from netprobe.bench import AMP_DTYPES, DTYPE_NAMES
 from netprobe.distributed.checks import RowPlan, ScalingPlan
 from netprobe.distributed.measure import ALLREDUCE_METHOD
+from netprobe.distributed.ring import bus_gb_s
 from netprobe.spec import parse_spec
 from netprobe.summary import parse_imgsz
 
@@ -50,6 +51,7 @@ class DistResult:
     allreduce_ms: float | None = None
     allreduce_max_ms: float | None = None
     allreduce_share: float | None = None  # allreduce_ms / step_ms
+    bus_gb_s: float | None = None  # 2 (N-1)/N × gradient bytes / allreduce_ms, 10^9 B/s: comparable to a link's rate
     method: str = ""
     no_sync_step_ms: float | None = None
     comm_exposed_ms: float | None = None
@@ -93,6 +95,7 @@ def measured_row(plan: ScalingPlan, row: RowPlan, figures: dict) -> DistResult:
         result.method = ALLREDUCE_METHOD
         result.grad_mb = figures["grad_bytes"] / MB
         result.allreduce_share = result.allreduce_ms / result.step_ms
+        result.bus_gb_s = bus_gb_s(figures["grad_bytes"], row.world_size, result.allreduce_ms)
         if result.no_sync_step_ms is not None:
             result.comm_exposed_ms = result.step_ms - result.no_sync_step_ms
     return result
