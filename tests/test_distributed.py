@@ -27,6 +27,7 @@ from netprobe.distributed import (
 )
 from netprobe.distributed import scaling as S
 from netprobe.distributed.checks import default_world_sizes, usable_cores
+from netprobe.distributed.estimate import fused_stage_estimates
 from netprobe.distributed.ring import bus_gb_s, ring_allreduce_ms
 from netprobe.errors import DistError, InputError, NetprobeError
 
@@ -419,3 +420,12 @@ def test_ring_all_reduce_moves_2_n_minus_1_over_n_of_the_bytes():
     assert bus_gb_s(1e9, 8, 175) == pytest.approx(10)  # the model read backwards
     assert bus_gb_s(1e9, 1, 5) is None
 
+
+def test_fused_stage_estimates_count_the_gradient_bytes_of_each_variant():
+    rows = {r.label: r for r in fused_stage_estimates()}
+    assert rows["No fused"].params == 19_341_616  # torchvision's efficientnet_b4
+    assert rows["Fused stage1-7"].grad_bytes == 4 * rows["Fused stage1-7"].params
+    assert 132.0e6 <= rows["Fused stage1-7"].params <= 132.2e6  # paper: 132.0M
+    h100 = "8x H100 NVLink (1 node)"
+    assert rows["Fused stage1-7"].allreduce_ms[h100] == pytest.approx(
+        2 * 7 / 8 * rows["Fused stage1-7"].grad_bytes / 450e9 * 1e3)
