@@ -144,6 +144,31 @@ def test_global_batch_is_split_over_the_ranks():
     assert rows[1].no_sync_step_ms is None and rows[1].comm_exposed_ms is None
 
 
+class TinyNet(torch.nn.Sequential):
+    """Any nn.Module, not a netprobe spec: it is pickled to every rank."""
+
+    def __init__(self):
+        super().__init__(torch.nn.Conv2d(3, 8, 3, stride=2), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
+                         torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 5))
+
+
+@needs_two_cores
+def test_any_module_runs_data_parallel():
+    model = TinyNet()
+    rows = run_scaling(BenchConfig(model, batch=2, imgsz=16, warmup=1, iters=2), 2, world_sizes=[2],
+                       exposed_comm=False)
+    assert [(r.spec, r.world_size, r.status) for r in rows] == [("TinyNet", 1, "ok"), ("TinyNet", 2, "ok")]
+    assert rows[1].grad_mb == sum(p.numel() for p in model.parameters()) * 4 / 2**20 and rows[1].grads_in_sync
+
+
+def test_a_module_that_cannot_reach_the_ranks_is_refused():
+    model = TinyNet()
+    model.hook = lambda x: x  # a lambda does not pickle
+    with pytest.raises(InputError) as info:
+        run_scaling(BenchConfig(model, batch=2, imgsz=16), 1)
+    assert _one_line(info).startswith("TinyNet cannot be sent to the ranks (")
+
+
 @needs_two_cores
 def test_launcher_returns_rank_0s_result_and_reaps_every_rank():
     with _launcher() as launcher:
@@ -350,6 +375,8 @@ def _one_line(exc_info) -> str:
     (1, {"sync_bn": True}, {}, "--sync-bn needs CUDA"),
     (1, {"timeout_s": 0}, {}, "timeout 0 s is not allowed"),
     (1, {}, {"mode": "infer"}, "mode 'infer' is not measured data-parallel"),
+    (1, {}, {"per_stage": True}, "--per-stage is not measured data-parallel"),
+    (1, {}, {"copy": False}, "copy=False times your own module in place, but ranks are other processes"),
     (1, {}, {"batch": 1}, "batch 1 at 32 px leaves batch norm one value per channel"),
     (1, {}, {"spec": "efficientnet_b9"}, "unknown arch"),
 ])

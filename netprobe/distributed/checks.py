@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import math
 import os
+import pickle
 import socket
 from dataclasses import dataclass, replace
 
 import torch
 import torch.distributed as dist
+from torch import nn
 
-from netprobe.bench import BenchConfig, resolve_device, validate
+from netprobe.bench import BenchConfig, _size_text, resolve_device, validate
 from netprobe.errors import InputError
+from netprobe.spec import Spec
+from netprobe.target import Target
 
 
 @dataclass(frozen=True)
@@ -27,7 +31,7 @@ class RowPlan:
 class ScalingPlan:
     """Everything a scaling run will do, checked: the rows in order and how every rank is set up."""
 
-    config: BenchConfig  # device resolved to cpu | cuda
+    config: BenchConfig  # device resolved to cpu | cuda; spec as every rank resolves it (see `portable_model`)
     nproc: int
     rows: tuple[RowPlan, ...]
     backend: str  # gloo | nccl
@@ -37,6 +41,24 @@ class ScalingPlan:
     timeout_s: float
     port: int | None = None
     exposed_comm: bool = True
+    label: str = ""  # the model as shown
+    imgsz: int | str = 0  # N, or "HxW" when not square
+
+
+def portable_model(model: object) -> object:
+    """The model as each rank can resolve it for itself: a spec string, or a module sent (pickled) to every rank."""
+    if isinstance(model, Target):
+        model = model.user_module if model.user_module is not None else (model.canonical or model.label)
+    if isinstance(model, Spec):
+        return model.canonical
+    if isinstance(model, nn.Module):
+        try:
+            pickle.dumps(model)
+        except Exception as exc:
+            raise InputError(f"{type(model).__name__} cannot be sent to the ranks ({type(exc).__name__}: "
+                             f"{str(exc)[:80]}); give it as 'module:pkg.mod:factory' or 'file.py:factory' so that "
+                             f"each rank builds its own") from None
+    return model
 
 
 def usable_cores() -> list[int]:
@@ -128,10 +150,15 @@ def plan_scaling(config: BenchConfig, nproc: int, world_sizes: list[int] | None 
     `check_machine=False` skips the per-machine rank count (under torchrun the launcher placed the ranks).
     """
     device = resolve_device(config.device)
-    config = replace(config, device=device)
+    config = replace(config, device=device, spec=portable_model(config.spec))
     if config.mode != "train":
         raise InputError(f"mode {config.mode!r} is not measured data-parallel: DDP only changes training "
                          f"(the gradient all-reduce); use mode train")
+    if config.per_stage:
+        raise InputError("--per-stage is not measured data-parallel; time the stages with single-device bench")
+    if not config.copy:
+        raise InputError("copy=False times your own module in place, but ranks are other processes that each "
+                         "build their own copy; leave copy on")
     if check_machine:
         validate_nproc(nproc, device)
     sizes = validate_world_sizes(world_sizes, nproc)
@@ -143,11 +170,11 @@ def plan_scaling(config: BenchConfig, nproc: int, world_sizes: list[int] | None 
     if not timeout_s > 0:
         raise InputError(f"timeout {timeout_s:g} s is not allowed; give a timeout above 0 seconds")
     batches = batches_per_rank(config.batch, global_batch, [1, *sizes])
-    for batch in sorted(set(batches.values())):
-        validate(replace(config, batch=batch))
+    targets = [validate(replace(config, batch=batch)) for batch in sorted(set(batches.values()))]
     if port is not None:
         validate_port(port)
     rows = (RowPlan(1, False, batches[1]), *(RowPlan(w, True, batches[w]) for w in sizes))
     threads = max(1, len(usable_cores()) // nproc)
+    size = targets[0].input_size(config.imgsz)
     return ScalingPlan(config, nproc, rows, "nccl" if device == "cuda" else "gloo", bucket_mb, sync_bn, threads,
-                       timeout_s, port, exposed_comm)
+                       timeout_s, port, exposed_comm, targets[0].label, _size_text(size))

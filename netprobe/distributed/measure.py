@@ -20,11 +20,20 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from netprobe.api import build
-from netprobe.bench import AMP_DTYPES, BenchConfig, PhaseClock, _free, _make_step, _peak_mb, _percentile, _reset_peak
+from netprobe.bench import (
+    AMP_DTYPES,
+    BenchConfig,
+    PhaseClock,
+    _classes,
+    _free,
+    _make_step,
+    _peak_mb,
+    _percentile,
+    _reset_peak,
+)
+from netprobe.counting import count
 from netprobe.distributed.launch import RankContext
-from netprobe.spec import parse_spec
-from netprobe.summary import parse_imgsz
+from netprobe.target import resolve
 
 ALLREDUCE_METHOD = "comm_hook"  # how allreduce_ms is measured; see AllReduceTimer
 DDP_DEFAULT_BUCKET_MB = 25
@@ -109,24 +118,25 @@ class AllReduceTimer:
 def measure_row(task: RowTask, ctx: RankContext) -> dict | None:
     """Build, wrap, warm up and time the train step on this rank; rank 0 returns the row's figures."""
     config = task.config
-    spec = parse_spec(config.spec)
-    imgsz = parse_imgsz(config.imgsz, spec.table.imgsz)[0]
+    target = resolve(config.spec, config.in_chans)  # each rank its own: a spec, an object path, a module sent over
+    size = target.input_size(config.imgsz)
+    classes = _classes(target, count(target.meta_model(), (1, target.in_chans, *size)))
     cuda = config.device == "cuda"
     torch.manual_seed(task.seed + ctx.rank)  # each rank its own data; DDP starts every rank from rank 0's weights
     if cuda:
         torch.backends.cudnn.benchmark = True
     _free(config.device)
     baseline = _reset_peak(config.device)
-    model = build(spec, device=ctx.device)
+    model = target.make(ctx.device)
     params = sum(p.numel() for p in model.parameters())
     fmt = torch.channels_last if config.channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt)
     timer = None
     if task.ddp:
         model, timer = _wrap(model, task, ctx, cuda)
-    x = torch.randn(config.batch, 3, imgsz, imgsz, device=ctx.device).contiguous(memory_format=fmt)
-    y = torch.randint(0, max(spec.table.classes, 1), (config.batch,), device=ctx.device)
-    step = _make_step(model, x, y, config, AMP_DTYPES[config.amp], spec.table.classes)
+    x = torch.randn(config.batch, target.in_chans, *size, device=ctx.device).contiguous(memory_format=fmt)
+    y = torch.randint(0, max(classes, 1), (config.batch,), device=ctx.device)
+    step = _make_step(model, x, y, config, AMP_DTYPES[config.amp], classes)
 
     unsynced = model if task.ddp and task.exposed_comm else None
     steps = _timed_steps(step, config, ctx, timer, unsynced)

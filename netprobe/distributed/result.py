@@ -8,8 +8,6 @@ from netprobe.bench import AMP_DTYPES, DTYPE_NAMES
 from netprobe.distributed.checks import RowPlan, ScalingPlan
 from netprobe.distributed.measure import ALLREDUCE_METHOD
 from netprobe.distributed.ring import bus_gb_s
-from netprobe.spec import parse_spec
-from netprobe.summary import parse_imgsz
 
 MB = 2**20
 
@@ -37,7 +35,7 @@ class DistResult:
     ddp: bool
     batch_per_rank: int
     global_batch: int
-    imgsz: int = 0
+    imgsz: int | str = 0  # N, or "HxW" when not square
     dtype: str = "fp32"
     status: str = "ok"  # ok | oom | error
     imgs_per_s: float | None = None
@@ -74,10 +72,8 @@ class DistResult:
 def empty_row(plan: ScalingPlan, row: RowPlan) -> DistResult:
     """The row's identity before anything is measured."""
     config = plan.config
-    spec = parse_spec(config.spec)
-    imgsz = parse_imgsz(config.imgsz, spec.table.imgsz)[0]
-    return DistResult(str(spec), config.device, row.world_size, plan.backend if row.ddp else "none", row.ddp,
-                      row.batch_per_rank, row.batch_per_rank * row.world_size, imgsz,
+    return DistResult(plan.label, config.device, row.world_size, plan.backend if row.ddp else "none", row.ddp,
+                      row.batch_per_rank, row.batch_per_rank * row.world_size, plan.imgsz,
                       DTYPE_NAMES[AMP_DTYPES[config.amp]], bucket_mb=plan.bucket_mb if row.ddp else None,
                       sync_bn=plan.sync_bn and row.ddp, iters=config.iters)
 
