@@ -52,7 +52,9 @@ def run_scaling(config: BenchConfig, nproc: int, world_sizes: list[int] | None =
     every rank and raises `DistError` naming it, after the failed row went to `on_row` (the rows so
     far are also on the error, `.rows`). Ctrl-C or SIGTERM stops every rank and raises
     KeyboardInterrupt; the finished rows were already delivered. `port`: the rendezvous port
-    (default: a free one). `timeout_s` bounds every collective and the wait for any progress.
+    (default: a free one). `timeout_s`: the longest wait for any rank's next step (collectives time
+    out after twice that; under torchrun, after `timeout_s`). A script calling this needs the
+    `if __name__ == "__main__":` guard, as with any multiprocessing start method but fork.
     """
     if in_external_job():
         return _join_job(config, nproc, world_sizes, bucket_mb, sync_bn, global_batch, on_row, port, timeout_s,
