@@ -22,6 +22,19 @@ class InputError(NetprobeError, ValueError):
     """A command-line value (image size, batch, device, ...) is out of range or unavailable."""
 
 
+class DistError(NetprobeError, RuntimeError):
+    """A rank of a data-parallel run failed, died or stalled; the whole job was stopped.
+
+    `rank` names it, `kind` says how (error | oom | died | stalled), `rows` holds the rows
+    finished before it.
+    """
+
+    def __init__(self, message: str, rank: int | None = None, kind: str = "error") -> None:
+        super().__init__(message)
+        self.rank, self.kind = rank, kind
+        self.rows: list = []
+
+
 def quote(text: object, limit: int = QUOTE_LIMIT) -> str:
     """User text as it appears in a message: repr'd (so line breaks stay visible), cut to `limit` characters."""
     text = str(text)
