@@ -451,3 +451,39 @@ def test_fused_stage_estimates_count_the_gradient_bytes_of_each_variant():
     h100 = "8x H100 NVLink (1 node)"
     assert rows["Fused stage1-7"].allreduce_ms[h100] == pytest.approx(
         2 * 7 / 8 * rows["Fused stage1-7"].grad_bytes / 450e9 * 1e3)
+
+
+# ---- the command line -----------------------------------------------------------------------------
+
+def test_cli_bench_nproc_runs_two_gloo_ranks_and_reports_every_row(tmp_path):
+    from typer.testing import CliRunner
+
+    from netprobe.cli import app
+
+    out = tmp_path / "dist.json"
+    result = CliRunner().invoke(app, ["bench", "mobilenetv3_small:classes=10", "--device", "cpu", "--batch", "2",
+                                      "--imgsz", "32", "--warmup", "1", "--iters", "2", "--nproc", "2", "--format",
+                                      "json", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)["rows"]
+    assert [(r["world_size"], r["ddp"]) for r in rows] == [(1, False), (1, True), (2, True)]
+    assert rows[2]["global_batch"] == 4 and rows[2]["status"] == "ok" and rows[2]["grad_mb"] > 0
+    assert json.loads(out.read_text())["rows"] == rows
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["--nproc", "0"], "--nproc"),
+    (["--nproc", "64"], "cores"),
+    (["--nproc", "2", "--world-sizes", "1,4"], "world"),
+    (["--world-sizes", "1,2"], "go with --nproc"),
+    (["--nproc", "2", "--mode", "infer"], "use mode train"),
+])
+def test_cli_nproc_bad_input_is_one_line(args, needle):
+    from typer.testing import CliRunner
+
+    from netprobe.cli import app
+
+    result = CliRunner().invoke(app, ["bench", "mobilenetv3_small", "--device", "cpu", "--imgsz", "32", *args])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], result.stderr

@@ -136,6 +136,19 @@ def bench(
                                                                 "when training).")] = False,
     find_max_batch: Annotated[bool, typer.Option("--find-max-batch", help="Search the largest batch that fits "
                                                                           "(CUDA).")] = False,
+    nproc: Annotated[int | None, typer.Option("--nproc", help="Data-parallel on N ranks of this machine (gloo on CPU, "
+                                                             "NCCL on CUDA): 1 rank without DDP, then 1, 2, ... N "
+                                                             "with DDP. Under torchrun: joins that job.")] = None,
+    world_sizes: Annotated[str | None, typer.Option("--world-sizes", help="With --nproc: the rank counts to "
+                                                                          "measure, e.g. 1,2,4.")] = None,
+    global_batch: Annotated[int | None, typer.Option("--global-batch", help="With --nproc: hold the total batch "
+                                                                            "(default: --batch per rank).")] = None,
+    bucket_mb: Annotated[float, typer.Option("--bucket-mb", help="With --nproc: DDP's gradient bucket size.")] = 25,
+    sync_bn: Annotated[bool, typer.Option("--sync-bn", help="With --nproc: SyncBatchNorm (CUDA).")] = False,
+    port: Annotated[int | None, typer.Option(help="With --nproc: the rendezvous port (default: a free one).")]
+    = None,
+    timeout: Annotated[float, typer.Option(help="With --nproc: seconds without progress before the ranks are "
+                                                "stopped.")] = 600,
     fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format (csv: see --section).")]
     = Format.table,
     section: Annotated[str | None, typer.Option(help=f"The table --format csv prints: {', '.join(SECTIONS)}.")]
@@ -162,6 +175,17 @@ def bench(
                      iters=iters, per_stage=per_stage, in_chans=in_chans)
     for config in configs:
         B.validate(config)
+    if nproc is not None:
+        from netprobe.cli.distributed import DistOptions, check_plans, run_all
+
+        options = DistOptions(nproc, int_list("--world-sizes", world_sizes, 1, 4096) or None, global_batch, bucket_mb,
+                              sync_bn, port, timeout)
+        check_plans(configs, options)
+        run_all(output, [(getattr(c.spec, "label", str(c.spec)), c) for c in configs], options,
+                f"netprobe bench --nproc {nproc}", out=out)
+        return
+    if any(v is not None for v in (world_sizes, global_batch, port)) or sync_bn or bucket_mb != 25 or timeout != 600:
+        raise InputError("--world-sizes, --global-batch, --bucket-mb, --sync-bn, --port and --timeout go with --nproc")
     if find_max_batch and dev != "cuda":
         raise InputError("--find-max-batch needs --device cuda: on the CPU, memory is shared with the system and "
                          "swaps rather than failing cleanly")

@@ -82,6 +82,13 @@ def compare(
     scale: Annotated[str | None, typer.Option(help="A detector YAML's scale letter; default: from the file name.")]
     = None,
     modules: Annotated[str | None, typer.Option(help="A .py file whose classes a detector YAML may name.")] = None,
+    nproc: Annotated[int | None, typer.Option("--nproc", help="Data-parallel on N ranks: each variant's scaling "
+                                                             "rows (see bench --nproc).")] = None,
+    world_sizes: Annotated[str | None, typer.Option("--world-sizes", help="With --nproc: the rank counts, e.g. "
+                                                                          "1,2.")] = None,
+    global_batch: Annotated[int | None, typer.Option("--global-batch", help="With --nproc: hold the total "
+                                                                            "batch.")] = None,
+    bucket_mb: Annotated[float, typer.Option("--bucket-mb", help="With --nproc: DDP's gradient bucket size.")] = 25,
     fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.table,
 ) -> None:
     """Train the variants side by side (interleaved rounds), with the paper's figures beside ours."""
@@ -121,6 +128,19 @@ def compare(
     else:
         variants = C.spec_variants([resolve(w, None, scale, modules) for w in what], settings.batch, one_size)
     C.check_variants(variants, settings)
+    if nproc is not None:
+        from netprobe.cli.distributed import DistOptions, check_plans, run_all
+
+        if plot:
+            raise InputError("--plot draws the interleaved single-device comparison; leave it out with --nproc")
+        options = DistOptions(nproc, int_list("--world-sizes", world_sizes, 1, 4096) or None, global_batch, bucket_mb)
+        jobs = [(v.label, v.config(settings)) for v in variants]
+        check_plans([c for _, c in jobs], options)
+        run_all(output, jobs, options, f"netprobe compare {experiment} --nproc {nproc}",
+                " Variants run one after another (not interleaved).")
+        return
+    if world_sizes is not None or global_batch is not None or bucket_mb != 25:
+        raise InputError("--world-sizes, --global-batch and --bucket-mb go with --nproc")
     _run_compare(C, output, experiment, variants, settings, plot)
 
 
