@@ -140,6 +140,35 @@ def _batched_matmul(func, args: tuple, kwargs: dict) -> torch.Tensor:
     return _empty((a.shape[0], a.shape[1], b.shape[2]), a)
 
 
+def _cat(func, args: tuple, kwargs: dict) -> torch.Tensor:
+    tensors = [t for t in args[0] if not (t.ndim == 1 and t.shape[0] == 0)]  # cat skips legacy empty tensors
+    dim = args[1] if len(args) > 1 else kwargs.get("dim", 0)
+    first = tensors[0]
+    dim %= first.ndim
+    shape = list(first.shape)
+    shape[dim] = sum(t.shape[dim] for t in tensors)
+    return _empty(shape, first)
+
+
+def _stack(func, args: tuple, kwargs: dict) -> torch.Tensor:
+    tensors = args[0]
+    dim = args[1] if len(args) > 1 else kwargs.get("dim", 0)
+    first = tensors[0]
+    dim %= first.ndim + 1
+    shape = list(first.shape)
+    shape.insert(dim, len(tensors))
+    return _empty(shape, first)
+
+
+def _arange(func, args: tuple, kwargs: dict) -> torch.Tensor:
+    bounds = [float(a) for a in args[:3]]  # (end), (start, end) or (start, end, step)
+    start, end, step = (0.0, bounds[0], 1.0) if len(bounds) == 1 else (*bounds[:2], bounds[2] if len(bounds) > 2
+                                                                          else 1.0)
+    floats = any(isinstance(a, float) for a in args[:3])
+    dtype = kwargs.get("dtype") or (torch.get_default_dtype() if floats else torch.int64)
+    return torch.empty((max(0, math.ceil((end - start) / step)),), dtype=dtype, device=kwargs.get("device"))
+
+
 @dataclass(frozen=True)
 class Rule:
     """How one op counts: its kind, the count as a function of (args, output), and optionally its
@@ -196,8 +225,12 @@ for _op in _packets("upsample_nearest2d", "_upsample_nearest_exact2d", "upsample
                     "_upsample_bilinear2d_aa", "upsample_nearest1d", "upsample_linear1d", "upsample_nearest3d",
                     "upsample_trilinear3d", "pixel_shuffle", "pixel_unshuffle"):
     RULES[_op] = Rule("resize", _out_elems)
-for _op in _packets("cat", "stack", "constant_pad_nd", "reflection_pad2d", "replication_pad2d"):
+RULES[aten.cat] = Rule("concat", _out_elems, _cat)
+RULES[aten.stack] = Rule("concat", _out_elems, _stack)
+for _op in _packets("constant_pad_nd", "reflection_pad2d", "replication_pad2d"):
     RULES[_op] = Rule("concat", _out_elems)
+# Output shapes of free ops whose meta kernels are Python (see _empty): op -> (op, args, kwargs) -> output.
+FREE_META = {aten.arange: _arange}
 # Ops that move, create or describe data without arithmetic.
 FREE = set(_packets(
     "view", "_unsafe_view", "reshape", "t", "transpose", "permute", "expand", "flatten", "squeeze", "unsqueeze",
@@ -386,9 +419,13 @@ class _OpCounter(TorchDispatchMode):
         kwargs = kwargs or {}
         packet = func.overloadpacket
         rule = RULES.get(packet)
-        on_meta = any(isinstance(a, torch.Tensor) and a.is_meta for a in args[:1])
-        if rule is not None and rule.meta is not None and on_meta and not kwargs.get("out"):
-            out = rule.meta(func, args, kwargs)
+        first = args[0] if args else None
+        if isinstance(first, list | tuple) and first:  # cat, stack: a list of tensors first
+            first = first[0]
+        on_meta = isinstance(first, torch.Tensor) and first.is_meta
+        meta = rule.meta if rule is not None else FREE_META.get(packet)
+        if meta is not None and (on_meta or str(kwargs.get("device")) == "meta") and not kwargs.get("out"):
+            out = meta(func, args, kwargs)
         else:
             out = func(*args, **kwargs)
         self.tracker.propagate(packet, args, out)
