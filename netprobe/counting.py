@@ -643,6 +643,12 @@ class TrainCount:
         """Every module's record, then the loss's."""
         return [*self.modules.values(), self.loss]
 
+    def under(self, prefix: str) -> list[TrainModuleCount]:
+        """The module at `prefix` and everything below it (a stage: `under("stage3")`)."""
+        if not prefix:
+            return list(self.modules.values())
+        return [m for p, m in self.modules.items() if p == prefix or p.startswith(prefix + ".")]
+
     @property
     def fwd_macs(self) -> int:
         return sum(m.fwd_macs for m in self.records())

@@ -155,17 +155,23 @@ def plot_roofline(panels: list[tuple[str, Roofline]], path: str, title: str = ""
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels) + 0.6, 3.9), sharey=True, squeeze=False)
+    cols = 2 if len(panels) == 4 else min(len(panels), 3)
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols + 0.4, 3.4 * rows + 0.5), sharex=True, sharey=True,
+                             squeeze=False)
     lo_x, hi_x, lo_y, hi_y = _limits([r for _, r in panels])
-    for ax, (label, roof) in zip(axes[0], panels, strict=True):
+    for ax, (label, roof) in zip(axes.flat, panels, strict=False):
         _draw_panel(ax, label, roof, (lo_x, hi_x), (lo_y, hi_y))
-    axes[0][0].set_ylabel("achieved GFLOP/s (2 per MAC)")
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    for row in axes:
+        row[0].set_ylabel("achieved GFLOP/s (2 per MAC)")
     handles = [plt.Line2D([], [], marker=_MARKERS[f][0], color=_MARKERS[f][1], linestyle="", label=f)
                for f in dict.fromkeys(s.family for _, r in panels for s in r.stages)]
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
@@ -184,9 +190,11 @@ def _draw_panel(ax, label: str, roof: Roofline, xlim: tuple[float, float], ylim:
     peak_gflops = roof.peak_tflops * 1e3
     xs = [xlim[0], roof.ridge, xlim[1]]
     ax.plot(xs, [min(peak_gflops, roof.bandwidth_gbs * x) for x in xs], color="black", linewidth=1)
-    ax.text(xlim[1] / 1.15, peak_gflops * 1.1, f"matmul {peak_gflops:.0f} GFLOP/s", ha="right", fontsize=7)
-    ax.text(xlim[0] * 1.2, roof.bandwidth_gbs * xlim[0] * 1.4, f"copy {roof.bandwidth_gbs:.1f} GB/s",
-            fontsize=7, rotation=0)
+    ax.axvline(roof.ridge, color="black", linewidth=0.5, linestyle=":")
+    ax.text(xlim[1] / 1.15, peak_gflops * 1.12, f"matmul {peak_gflops:.0f} GFLOP/s", ha="right", fontsize=7)
+    ax.text(roof.ridge / 1.1, ylim[0] * 1.15, f"memory-bound ← {roof.ridge:.0f} FLOPs/B", ha="right", fontsize=7)
+    ax.text(roof.ridge / 1.3, roof.bandwidth_gbs * roof.ridge / 1.3 * 1.25, f"copy {roof.bandwidth_gbs:.1f} GB/s",
+            ha="right", fontsize=7)
     for stage in roof.stages:
         if not stage.achieved_gflops or stage.intensity <= 0:
             continue
@@ -198,6 +206,7 @@ def _draw_panel(ax, label: str, roof: Roofline, xlim: tuple[float, float], ylim:
     ax.set_yscale("log")
     ax.set_xlim(*xlim)
     ax.set_ylim(*ylim)
-    ax.set_xlabel("FLOPs per byte moved")
+    if ax.get_subplotspec().is_last_row():
+        ax.set_xlabel("FLOPs per byte moved")
     ax.set_title(label, fontsize=9)
     ax.grid(True, which="major", linewidth=0.3)

@@ -63,6 +63,8 @@ def test_efficientnet_b0_step_is_three_forwards_less_the_stem_grad_input():
     assert tc.fwd_macs == forward == 385_814_752
     assert tc.step_macs == 3 * forward - tc.modules["stem.0"].fwd_macs
     assert tc.bwd_weight_macs == forward
+    assert sum(m.fwd_macs for m in tc.under("stage2")) == sum(m.macs for m in count(model, (1, 3, 224, 224))
+                                                              .under("stage2"))
     # FlopCounterMode: about 32 GFLOPs per image for B0's step (depthwise weight grads x groups); ours 2.3
     theirs = flop_counter_reference(model, (1, 3, 224, 224))
     assert 2 * tc.step_macs / 1e9 == pytest.approx(2.29, abs=0.01)
