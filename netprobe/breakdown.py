@@ -108,7 +108,7 @@ class Breakdown:
 
     def to_records(self) -> list[dict]:
         """The JSON form: one dict per record."""
-        return [{k: v for k, v in asdict(r).items()} for r in self.records]
+        return [asdict(r) for r in self.records]
 
 
 class ProfilingClock:
@@ -266,7 +266,9 @@ def breakdown(times: list[OpTime], model: nn.Module, count: TrainCount | None = 
             setattr(row, f"{t.direction}_ms", getattr(row, f"{t.direction}_ms") + t.ms)
     if count is not None:
         _add_counts(count, rows_for, train=mode == "train")
-    records = sorted(rows.values(), key=lambda r: (r.stage is None, _stage_order(r.stage, count), KINDS.index(r.kind)))
+    order = {stage: i for i, stage in enumerate(dict.fromkeys(stage_of(p) for p in classify.modules))}
+    records = sorted(rows.values(), key=lambda r: (r.stage is None, order.get(r.stage, len(order)),
+                                                   KINDS.index(r.kind)))
     total_ms = sum(r.ms for r in records if r.stage is None)
     total_macs = sum(r.macs for r in records if r.stage is None)
     total_bytes = sum(r.bytes for r in records if r.stage is None)
@@ -291,13 +293,6 @@ def _add_counts(count: TrainCount, rows_for: Callable[[str, str | None], list[Ki
     for counted_kind, tally in count.optimizer.items() if train else ():
         for row in rows_for(OPTIMIZER_PATH, counted_kind):
             row.bytes += tally.bytes
-
-
-def _stage_order(stage: str | None, count: TrainCount | None) -> int:
-    if stage is None or count is None:
-        return 0
-    order = list(dict.fromkeys(first_component(p) for p in count.modules))
-    return order.index(stage) if stage in order else len(order)
 
 
 def _off_note(profiled_ms: float, step_ms: float | None) -> str | None:

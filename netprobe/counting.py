@@ -818,7 +818,12 @@ def _surrogate_loss(out: object, loss: str) -> tuple[str, torch.Tensor]:
         target = torch.zeros(out.shape[0], dtype=torch.long, device=out.device)
         return "cross_entropy", F.cross_entropy(out, target)
     outputs = [t for t in _tensors(out) if t.requires_grad]
-    return "sum", sum(t.sum() for t in outputs[1:]) + outputs[0].sum() if len(outputs) > 1 else outputs[0].sum()
+    if not outputs:
+        raise ValueError("the model's output needs no gradient (no parameter requires one): no backward to count")
+    total = outputs[0].sum()
+    for t in outputs[1:]:
+        total = total + t.sum()
+    return "sum", total
 
 
 def _count_optimizer_step(factory: Callable, params: list[torch.Tensor], counter: _TrainOpCounter) -> str:

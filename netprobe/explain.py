@@ -43,7 +43,8 @@ def explain_step(model: nn.Module, step: Callable, x: torch.Tensor, device: str,
     notes: list[str] = []
     count = None
     try:
-        count = count_train(model, tuple(x.shape), dtype=dtype, optimizer=OPTIMIZERS.get(optimizer))
+        count = count_train(model, tuple(x.shape), dtype=dtype,
+                            optimizer=OPTIMIZERS.get(optimizer) if mode == "train" else None)
     except Exception as exc:  # a module the meta counter cannot run still gets its times
         notes.append(f"no MAC or byte shares: counting the train step failed ({type(exc).__name__}: "
                      f"{_first_line(exc)})")

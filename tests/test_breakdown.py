@@ -148,3 +148,25 @@ def test_a_note_when_the_profile_is_more_than_15_percent_off(profiled, step, off
     assert (note is not None) == off
     if off:
         assert f"{step:.1f} ms" in note and "\n" not in note
+
+
+def test_stages_come_from_the_function_given_and_counts_follow_the_mode():
+    model = netprobe.build("efficientnet_b0:classes=10", device="meta")
+    counted = count_train(model, (2, 3, 64, 64))
+    times = [BD.OpTime("stage5.0.body.dw.0", "fwd", "conv", 2.0), BD.OpTime("stem.0", "fwd", "conv", 1.0),
+             BD.OpTime("stage5.0.body.dw.0", "bwd", "conv", 3.0), BD.OpTime(LOSS_PATH, "fwd", "act", 1.0)]
+
+    def halves(path):
+        return None if path.startswith("(") else "late" if path.startswith(("stage5", "stage6", "stage7", "head")) \
+            else "early"
+
+    train = BD.breakdown(times, model, counted, stage_of=halves)
+    assert [(r.stage, r.kind) for r in train.records if r.time_share] == [
+        ("early", "dense_conv"), ("late", "depthwise_conv"), (None, "depthwise_conv"), (None, "dense_conv"),
+        (None, "loss")]
+    dw = next(r for r in train.records if r.stage is None and r.kind == "depthwise_conv")
+    assert (dw.fwd_ms, dw.bwd_ms, dw.time_share) == (2.0, 3.0, 5 / 7)
+    dw_macs = sum(m.fwd_macs for m in counted.modules.values() if m.path.endswith(".dw.0"))
+    assert dw.macs == 3 * dw_macs and dw.gflops == pytest.approx(2 * dw.macs / 5e-3 / 1e9)
+    infer = BD.breakdown(times, model, counted, stage_of=halves, mode="infer")
+    assert next(r for r in infer.records if r.stage is None and r.kind == "depthwise_conv").macs == dw_macs
