@@ -752,20 +752,39 @@ def count_train(model: nn.Module, input_shape: tuple[int, ...], example: object 
     """Count one train step of `model` on an input of `input_shape` (or `example`) on the meta device:
     forward, a scalar loss, backward, and the optimizer step when `optimizer` (a factory taking the
     parameters) is given. No tensor memory, no arithmetic; the model's own tensors are not touched.
+    A module that cannot run on meta (data-dependent code) is counted on copies of its tensors where
+    it lives, which does the arithmetic of one step.
 
     `loss`: "cross_entropy" against class 0 (a classifier's [N, classes] output), "sum" of every
     output, or "auto" (cross-entropy for a 2-d output with more than one column, else the sum).
     The input needs no gradient, so the first layer computes none for it. Bytes count floating
     tensors at `dtype`. Backward ops are given to the module whose forward made them.
     """
+    if loss not in _LOSSES:
+        raise ValueError(f"loss {loss!r} is not known; use {', '.join(_LOSSES[:-1])} or {_LOSSES[-1]}")
+    home = model_device(model)
+    devices = [torch.device("meta")] + ([home] if home.type != "meta" else [])
+    for i, device in enumerate(devices):
+        try:
+            return _count_train_on(device, model, input_shape, example, loss, optimizer, dtype)
+        except Exception:
+            if i == len(devices) - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+_LOSSES = ("auto", "cross_entropy", "sum")
+
+
+def _count_train_on(device: torch.device, model: nn.Module, input_shape: tuple[int, ...], example: object,
+                    loss: str, optimizer: Callable | None, dtype: torch.dtype) -> TrainCount:
     from torch.func import functional_call
 
     from netprobe.scopes import BWD, FWD, module_scopes
 
-    stand_ins = {name: torch.empty(t.shape, dtype=t.dtype, device="meta").requires_grad_(t.requires_grad)
-                 for name, t in [*model.named_parameters(), *model.named_buffers()]}
+    stand_ins = {name: _stand_in(t, device) for name, t in [*model.named_parameters(), *model.named_buffers()]}
     params = [t for name, t in stand_ins.items() if t.requires_grad]
-    inputs = _to_meta(example) if example is not None else torch.empty(input_shape, device="meta")
+    inputs = _to_device(example, device) if example is not None else torch.randn(input_shape, device=device)
     first = next(_tensors(inputs), None)
     modules = {path: TrainModuleCount(path, type(m).__name__, sum(p.numel() for p in m.parameters(False)))
                for path, m in model.named_modules()}
@@ -801,18 +820,22 @@ def count_train(model: nn.Module, input_shape: tuple[int, ...], example: object 
     return result
 
 
-def _to_meta(value: object) -> object:
+def _stand_in(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """What the counted step uses for one of the model's tensors: an empty meta tensor, or a copy."""
+    made = torch.empty(t.shape, dtype=t.dtype, device=device) if device.type == "meta" else t.detach().clone()
+    return made.requires_grad_(t.requires_grad)
+
+
+def _to_device(value: object, device: torch.device) -> object:
     from torch.utils._pytree import tree_map
 
-    return tree_map(lambda v: v.to("meta") if isinstance(v, torch.Tensor) else v, value)
+    return tree_map(lambda v: v.to(device) if isinstance(v, torch.Tensor) else v, value)
 
 
 def _surrogate_loss(out: object, loss: str) -> tuple[str, torch.Tensor]:
     """The scalar the counted backward starts from, and which it is."""
     import torch.nn.functional as F
 
-    if loss not in ("auto", "cross_entropy", "sum"):
-        raise ValueError(f"loss {loss!r} is not known; use auto, cross_entropy or sum")
     classifier = isinstance(out, torch.Tensor) and out.ndim == 2 and out.shape[1] > 1
     if loss == "cross_entropy" or (loss == "auto" and classifier):
         target = torch.zeros(out.shape[0], dtype=torch.long, device=out.device)

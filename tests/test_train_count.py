@@ -134,3 +134,23 @@ def test_loss_is_its_own_record():
     assert tc.loss.path == LOSS_PATH and tc.loss.fwd["add"].ops == 2 * 4 * 4 * 4
     with pytest.raises(ValueError, match="use auto, cross_entropy or sum"):
         count_train(nn.Conv2d(3, 4, 1).to("meta"), (2, 3, 4, 4), loss="mse")
+
+
+class DataDependent(nn.Module):
+    """Cannot run on meta: its forward looks at values."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1, bias=False)
+
+    def forward(self, x):
+        y = self.conv(x)
+        return y * 2 if y.abs().sum() > 0 else y
+
+
+def test_a_module_that_cannot_run_on_meta_is_counted_on_copies_where_it_lives():
+    model = DataDependent()
+    before = model.conv.weight.detach().clone()
+    tc = count_train(model, (2, 3, 8, 8), optimizer=lambda p: torch.optim.SGD(p, lr=0.1))
+    assert tc.modules["conv"].fwd_macs == 2 * 4 * 8 * 8 * 27 == tc.modules["conv"].bwd_weight_macs
+    assert torch.equal(model.conv.weight, before) and model.conv.weight.grad is None
