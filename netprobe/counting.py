@@ -623,7 +623,7 @@ class TrainModuleCount:
 
 @dataclass
 class TrainCount:
-    """One train step counted on the meta device: forward, backward (by module) and optimizer step.
+    """One train step counted op by op: forward, backward (by module) and optimizer step.
 
     `modules` holds every module of the model by path; `loss` is the surrogate loss outside it;
     `optimizer` the element-wise update per op kind (empty when no optimizer was counted).
