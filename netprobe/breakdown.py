@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from netprobe.counting import LOSS_PATH, MAC_KINDS, RULES, TrainCount
+from netprobe.counting import LOSS_PATH, MAC_KINDS, TrainCount, train_rule
 from netprobe.kinds import KINDS, OPTIMIZER_PATH, KindClassifier, first_component
 from netprobe.scopes import module_scopes
 
@@ -243,7 +243,7 @@ def _walk(roots: list[OpEvent]) -> Iterable[OpEvent]:
 def _counted_kind(e: OpEvent) -> str | None:
     """The counter's kind of an op: its own rule's, else the first rule found among the ops it calls."""
     packet = getattr(torch.ops.aten, e.name[len("aten::"):], None) if e.name.startswith("aten::") else None
-    rule = RULES.get(packet) if packet is not None else None
+    rule = train_rule(packet) if packet is not None else None
     if rule is not None:
         return rule.kind
     return next((k for k in (_counted_kind(c) for c in e.children) if k is not None), None)

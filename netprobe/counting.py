@@ -16,6 +16,7 @@ ends it.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -524,40 +525,55 @@ def _upsample_backward(func, args: tuple, kwargs: dict) -> torch.Tensor:
     return _empty(args[2], args[0])
 
 
-RULES[aten.convolution_backward] = Rule("conv", lambda args, out: sum(_conv_grad_split(args, out)), _conv_backward)
-for _op in _packets("native_batch_norm_backward", "batch_norm_backward", "cudnn_batch_norm_backward"):
-    RULES[_op] = Rule("norm", _arg_elems(1), _norm_backward(lambda a: (a[1].shape[1],), 9))
-for _op in _packets("native_layer_norm_backward"):
-    RULES[_op] = Rule("norm", _arg_elems(1), _norm_backward(lambda a: tuple(a[2]), 7))
-for _op in _packets("native_group_norm_backward"):
-    RULES[_op] = Rule("norm", _arg_elems(1), _norm_backward(lambda a: (a[1].shape[1],), 9))
-for _op in _packets("threshold_backward", "silu_backward", "hardswish_backward", "sigmoid_backward",
-                    "hardsigmoid_backward", "gelu_backward", "tanh_backward", "elu_backward", "leaky_relu_backward",
-                    "hardtanh_backward", "softplus_backward", "mish_backward", "_log_softmax_backward_data",
-                    "_softmax_backward_data"):
-    RULES[_op] = Rule("act", _arg_elems(0), _like_arg(0))
-for _op in _packets("_adaptive_avg_pool2d_backward", "avg_pool2d_backward", "max_pool2d_with_indices_backward",
-                    "adaptive_max_pool2d_backward", "_adaptive_avg_pool3d_backward", "avg_pool3d_backward",
-                    "max_pool3d_with_indices_backward"):
-    RULES[_op] = Rule("pool", _arg_elems(1), _like_arg(1))
-for _op in _packets("upsample_nearest2d_backward", "_upsample_nearest_exact2d_backward",
-                    "upsample_bilinear2d_backward"):
-    RULES[_op] = Rule("resize", _out_elems, _upsample_backward)
-for _op in _packets("native_dropout_backward"):
-    RULES[_op] = Rule("mul", _arg_elems(0), _like_arg(0))
-RULES[aten.nll_loss_forward] = Rule("add", _arg_elems(1), _nll_loss)
-for _op in _packets("_softmax", "_log_softmax", "_safe_softmax"):  # the loss's: shapes here, not in Python meta
-    RULES[_op] = Rule(RULES[_op].kind, RULES[_op].count, _like_arg(0))
-RULES[aten.nll_loss_backward] = Rule("add", _arg_elems(1), _like_arg(1))
-# The optimizers' element-wise updates (SGD momentum, AdamW moments).
-for _op in _packets("addcmul", "addcmul_", "addcdiv", "addcdiv_", "lerp", "lerp_"):
-    RULES[_op] = Rule("mul", _out_elems, _like_input)
-for _op in _packets("sqrt", "sqrt_", "rsqrt", "rsqrt_"):
-    RULES[_op] = Rule("act", _out_elems, _like_input)
+@functools.cache
+def train_rules() -> dict[object, Rule]:
+    """Rules for what only a train step runs (backward ops, the loss, the optimizer's update), taken
+    before `RULES` by the train counter; built on first use, so `count` and its import are unchanged."""
+    rules: dict[object, Rule] = {aten.convolution_backward: Rule("conv", _conv_backward_macs, _conv_backward)}
+    for op in _packets("native_batch_norm_backward", "batch_norm_backward", "cudnn_batch_norm_backward"):
+        rules[op] = Rule("norm", _arg_elems(1), _norm_backward(lambda a: (a[1].shape[1],), 9))
+    for op in _packets("native_layer_norm_backward"):
+        rules[op] = Rule("norm", _arg_elems(1), _norm_backward(lambda a: tuple(a[2]), 7))
+    for op in _packets("native_group_norm_backward"):
+        rules[op] = Rule("norm", _arg_elems(1), _norm_backward(lambda a: (a[1].shape[1],), 9))
+    for op in _packets("threshold_backward", "silu_backward", "hardswish_backward", "sigmoid_backward",
+                       "hardsigmoid_backward", "gelu_backward", "tanh_backward", "elu_backward", "leaky_relu_backward",
+                       "hardtanh_backward", "softplus_backward", "mish_backward", "_log_softmax_backward_data",
+                       "_softmax_backward_data"):
+        rules[op] = Rule("act", _arg_elems(0), _like_arg(0))
+    for op in _packets("_adaptive_avg_pool2d_backward", "avg_pool2d_backward", "max_pool2d_with_indices_backward",
+                       "adaptive_max_pool2d_backward", "_adaptive_avg_pool3d_backward", "avg_pool3d_backward",
+                       "max_pool3d_with_indices_backward"):
+        rules[op] = Rule("pool", _arg_elems(1), _like_arg(1))
+    for op in _packets("upsample_nearest2d_backward", "_upsample_nearest_exact2d_backward",
+                       "upsample_bilinear2d_backward"):
+        rules[op] = Rule("resize", _out_elems, _upsample_backward)
+    for op in _packets("native_dropout_backward"):
+        rules[op] = Rule("mul", _arg_elems(0), _like_arg(0))
+    rules[aten.nll_loss_forward] = Rule("add", _arg_elems(1), _nll_loss)
+    rules[aten.nll_loss_backward] = Rule("add", _arg_elems(1), _like_arg(1))
+    for op in _packets("_softmax", "_log_softmax", "_safe_softmax"):  # the loss's: shapes here, not in Python meta
+        rules[op] = Rule(RULES[op].kind, RULES[op].count, _like_arg(0))
+    for op in _packets("addcmul", "addcmul_", "addcdiv", "addcdiv_", "lerp", "lerp_"):  # SGD momentum, AdamW
+        rules[op] = Rule("mul", _out_elems, _like_input)
+    for op in _packets("sqrt", "sqrt_", "rsqrt", "rsqrt_"):
+        rules[op] = Rule("act", _out_elems, _like_input)
+    return rules
 
-FREE.update([torch.ops.profiler._record_function_enter_new, torch.ops.profiler._record_function_exit])  # optim's ranges
-_GRAD_SPLIT = {aten.convolution_backward: _conv_grad_split}  # MAC ops whose (grad input, grad weight) split is known
-_BYTES = {aten.convolution_backward: _conv_backward_bytes}  # ops that do not read all their tensor arguments
+
+def train_rule(packet) -> Rule | None:
+    """The rule the train counter (and the breakdown) uses for an op."""
+    return train_rules().get(packet) or RULES.get(packet)
+
+
+@functools.cache
+def _train_free() -> frozenset:
+    # the optimizers' profiler ranges, besides the ops FREE lists
+    return frozenset([*FREE, torch.ops.profiler._record_function_enter_new, torch.ops.profiler._record_function_exit])
+
+
+def _conv_backward_macs(args: tuple, out: object) -> int:
+    return sum(_conv_grad_split(args, out))
 
 
 def _tensor_bytes(value: object, itemsize: int) -> int:
@@ -702,7 +718,7 @@ class _TrainOpCounter(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         packet = func.overloadpacket
-        rule = RULES.get(packet)
+        rule = train_rule(packet)
         on_meta = any(isinstance(a, torch.Tensor) and a.is_meta for a in args[:2])
         if rule is not None and rule.meta is not None and on_meta and not kwargs.get("out"):
             out = rule.meta(func, args, kwargs)
@@ -711,7 +727,7 @@ class _TrainOpCounter(TorchDispatchMode):
         if self.where is None:
             return out
         if rule is None:
-            if packet not in FREE:
+            if packet not in _train_free():
                 self.result.unsupported[str(packet)] = self.result.unsupported.get(str(packet), 0) + 1
             return out
         self._tally(packet, rule, args, out)
@@ -720,7 +736,8 @@ class _TrainOpCounter(TorchDispatchMode):
     def _tally(self, packet, rule: Rule, args: tuple, out: object) -> None:
         path, direction = self.where
         n = rule.count(args, out)
-        moved = _BYTES.get(packet, _bytes_moved)(args, out, self.itemsize)
+        bytes_of = _conv_backward_bytes if packet is aten.convolution_backward else _bytes_moved
+        moved = bytes_of(args, out, self.itemsize)
         if direction == "opt":
             tallies = self.result.optimizer
         else:
@@ -738,8 +755,8 @@ class _TrainOpCounter(TorchDispatchMode):
             bias.ops += args[0].numel()
 
     def _grad_split(self, packet, record: TrainModuleCount, args: tuple, out: object, n: int) -> tuple[int, int]:
-        if packet in _GRAD_SPLIT:
-            return _GRAD_SPLIT[packet](args, out)
+        if packet is aten.convolution_backward:
+            return _conv_grad_split(args, out)
         # A product with a weight (or a view of one) among its operands makes a grad input;
         # one without, in a module that has weights, makes a grad weight (linear: x^T @ grad).
         uses_weight = any(id(t) in self.param_ids or id(t._base) in self.param_ids for t in _tensors(args))
