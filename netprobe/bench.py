@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from netprobe.counting import _tensors, count, model_device
+from netprobe.counting import _tensors, count, count_train, model_device
 from netprobe.errors import InputError, check_range
 from netprobe.target import Target, resolve
 
@@ -49,6 +49,7 @@ class BenchConfig:
     per_stage: bool = False
     in_chans: int | None = None  # None: the model's own, else 3
     copy: bool = True  # False: time the nn.Module passed in itself (restored afterwards)
+    breakdown: bool = False  # after the timed steps, a few profiled ones: time by op kind, roofline per stage
 
 
 @dataclass
@@ -98,6 +99,12 @@ class BenchResult:
     warmup_steps: int = 0  # untimed steps it took to reach steady state
     warmup_s: float = 0.0
     steady: bool = True  # False: the timed steps were still getting faster
+    fwd_macs: int | None = None  # counted per image, forward (= macs_per_img)
+    bwd_macs: int | None = None  # counted per image, backward (train only): grad inputs and grad weights;
+    # TFLOP/s counts 2 FLOPs per MAC of fwd_macs + bwd_macs, not an assumed 3 x forward
+    breakdown: list[dict] | None = None  # breakdown.KindTime records (config.breakdown)
+    roofline: dict | None = None  # roofline.Roofline.to_dict() (config.breakdown)
+    breakdown_note: str | None = None  # one line: why there is no breakdown, or how far it is off the step
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -306,6 +313,7 @@ def benchmark(config: BenchConfig | object, on_step: Callable[[], None] | None =
                          "ok", macs_per_img=counted.macs, channels_last=config.channels_last,
                          compiled=config.compile, optimizer=config.optimizer if config.mode == "train" else "",
                          iters=config.iters, loss=_loss_kind(target, counted) if config.mode == "train" else "")
+    result.fwd_macs, result.bwd_macs = _counted_macs(target, config, size, counted)
     _free(device)
     baseline = _reset_peak(device)
     try:
@@ -373,6 +381,8 @@ def _measure(target: Target, config: BenchConfig, size: tuple[int, int], dtype: 
         for _ in phases_per_step:
             on_step()
         _summarise(result, phases_per_step, config)
+        if config.breakdown:
+            _explain(result, model, step, x, config, dtype)
         if config.per_stage:
             result.stages = stage_times(model, x, dtype, config, target)
 
@@ -453,9 +463,38 @@ def _summarise(result: BenchResult, phases_per_step: list[list[float]], config: 
         result.bwd_ms = statistics.median(p[1] for p in phases_per_step)
         result.opt_ms = statistics.median(p[2] for p in phases_per_step)
     result.imgs_per_s = config.batch / (result.step_ms / 1e3)
-    work = 3 if config.mode == "train" else 1  # backward is about twice the forward
-    result.tflops = work * 2 * result.macs_per_img * config.batch / (result.step_ms / 1e3) / 1e12
+    if config.mode == "train" and result.bwd_macs is None:
+        return  # the backward could not be counted
+    step_macs = result.fwd_macs + (result.bwd_macs or 0)  # counted, not 3 x forward
+    result.tflops = 2 * step_macs * config.batch / (result.step_ms / 1e3) / 1e12
     result.peak_fraction = result.tflops / result.peak_tflops
+
+
+def _counted_macs(target: Target, config: BenchConfig, size: tuple[int, int], counted) -> tuple[int, int | None]:
+    """Forward and backward MACs per image of the configuration's step (backward: train only)."""
+    if config.mode != "train":
+        return counted.macs, None
+    loss = "cross_entropy" if _classes(target, counted) else "sum"
+    try:
+        train = count_train(target.meta_model(), (config.batch, target.in_chans, *size), loss=loss)
+    except Exception:  # a backward the counter cannot run: no TFLOP/s rather than a guessed one
+        return counted.macs, None
+    return train.fwd_macs // config.batch, train.bwd_macs // config.batch
+
+
+def _explain(result: BenchResult, model: nn.Module, step: Callable, x: torch.Tensor, config: BenchConfig,
+             dtype: torch.dtype) -> None:
+    """Profiled steps after the timed ones: time by op kind and the roofline, or a note saying why not."""
+    if config.compile:
+        result.breakdown_note = "no breakdown with compile: the compiled graph fuses ops across modules"
+        return
+    from netprobe.explain import explain_step
+
+    found = explain_step(model, step, x, config.device, dtype, config.mode, config.optimizer, result.step_ms,
+                         result.peak_tflops)
+    result.breakdown = found.breakdown.to_records() or None
+    result.roofline = found.roofline.to_dict() if found.roofline else None
+    result.breakdown_note = found.note
 
 
 def _make_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: BenchConfig, dtype: torch.dtype,

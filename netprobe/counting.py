@@ -16,6 +16,7 @@ ends it.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -508,3 +509,444 @@ def _make_post_hook(scope: list[str], rec: ModuleCount, is_leaf: bool, tracker: 
         if is_leaf:
             rec.leaf_out_elems += sum(t.numel() for t in outs)
     return hook
+
+
+# ---- train counting: forward, backward and optimizer step (opt-in; `count` above is untouched) ----
+#
+# The backward pass is counted the way the forward is: each backward op by its own formula. A
+# convolution's grad input and grad weight each cost the forward's MACs (a depthwise conv's weight
+# gradient is one MAC per output element per kernel tap, not `groups` times that), and only the
+# outputs autograd asks for (`output_mask`) are computed: the first layer has no grad input.
+
+LOSS_PATH = "(loss)"  # the pseudo-module of the surrogate loss, outside the model
+
+
+def _conv_grad_split(args: tuple, out: object) -> tuple[int, int]:
+    """(grad input, grad weight) MACs of `convolution_backward`: each equals the forward's MACs."""
+    grad_out, x, weight, transposed, mask = args[0], args[1], args[2], args[7], args[10]
+    forward = (x.numel() if transposed else grad_out.numel()) * math.prod(weight.shape[1:])
+    return (forward if mask[0] else 0), (forward if mask[1] else 0)
+
+
+def _conv_backward(func, args: tuple, kwargs: dict) -> tuple:
+    grad_out, x, weight, bias_sizes, mask = args[0], args[1], args[2], args[3], args[10]
+    return (_empty(x.shape, grad_out) if mask[0] else None, _empty(weight.shape, grad_out) if mask[1] else None,
+            _empty(bias_sizes, grad_out) if mask[2] and bias_sizes is not None else None)
+
+
+def _conv_backward_bytes(args: tuple, out: object, itemsize: int) -> int:
+    # grad_output always; the input only for grad weight, the weight only for grad input.
+    grad_out, x, weight, mask = args[0], args[1], args[2], args[10]
+    read = [grad_out] + ([weight] if mask[0] else []) + ([x] if mask[1] else [])
+    return _tensor_bytes(read, itemsize) + _tensor_bytes(out, itemsize)
+
+
+def _norm_backward(channels_of: Callable[[tuple], tuple[int, ...]], mask_at: int):
+    """Output shapes of a norm's backward: grad input like the input, grad weight and bias per channel."""
+    def meta(func, args: tuple, kwargs: dict) -> tuple:
+        x, mask, shape = args[1], args[mask_at], channels_of(args)
+        return (_empty(x.shape, x) if mask[0] else None, _empty(shape, x) if mask[1] else None,
+                _empty(shape, x) if mask[2] else None)
+    return meta
+
+
+def _like_arg(index: int):
+    def meta(func, args: tuple, kwargs: dict) -> torch.Tensor:
+        return _empty(args[index].shape, args[index])
+    return meta
+
+
+def _arg_elems(index: int):
+    def elems(args: tuple, out: object) -> int:
+        return _numel(args[index])
+    return elems
+
+
+def _nll_loss(func, args: tuple, kwargs: dict) -> tuple:
+    x, reduction = args[0], args[3]
+    return _empty(x.shape[:1] if reduction == 0 else (), x), _empty((), x)
+
+
+def _upsample_backward(func, args: tuple, kwargs: dict) -> torch.Tensor:
+    return _empty(args[2], args[0])
+
+
+@functools.cache
+def train_rules() -> dict[object, Rule]:
+    """Rules for what only a train step runs (backward ops, the loss, the optimizer's update), taken
+    before `RULES` by the train counter; built on first use, so `count` and its import are unchanged."""
+    rules: dict[object, Rule] = {aten.convolution_backward: Rule("conv", _conv_backward_macs, _conv_backward)}
+    for op in _packets("native_batch_norm_backward", "batch_norm_backward", "cudnn_batch_norm_backward"):
+        rules[op] = Rule("norm", _arg_elems(1), _norm_backward(lambda a: (a[1].shape[1],), 9))
+    for op in _packets("native_layer_norm_backward"):
+        rules[op] = Rule("norm", _arg_elems(1), _norm_backward(lambda a: tuple(a[2]), 7))
+    for op in _packets("native_group_norm_backward"):
+        rules[op] = Rule("norm", _arg_elems(1), _norm_backward(lambda a: (a[1].shape[1],), 9))
+    for op in _packets("threshold_backward", "silu_backward", "hardswish_backward", "sigmoid_backward",
+                       "hardsigmoid_backward", "gelu_backward", "tanh_backward", "elu_backward", "leaky_relu_backward",
+                       "hardtanh_backward", "softplus_backward", "mish_backward", "_log_softmax_backward_data",
+                       "_softmax_backward_data"):
+        rules[op] = Rule("act", _arg_elems(0), _like_arg(0))
+    for op in _packets("_adaptive_avg_pool2d_backward", "avg_pool2d_backward", "max_pool2d_with_indices_backward",
+                       "adaptive_max_pool2d_backward", "_adaptive_avg_pool3d_backward", "avg_pool3d_backward",
+                       "max_pool3d_with_indices_backward"):
+        rules[op] = Rule("pool", _arg_elems(1), _like_arg(1))
+    for op in _packets("upsample_nearest2d_backward", "_upsample_nearest_exact2d_backward",
+                       "upsample_bilinear2d_backward"):
+        rules[op] = Rule("resize", _out_elems, _upsample_backward)
+    for op in _packets("native_dropout_backward"):
+        rules[op] = Rule("mul", _arg_elems(0), _like_arg(0))
+    rules[aten.nll_loss_forward] = Rule("add", _arg_elems(1), _nll_loss)
+    rules[aten.nll_loss_backward] = Rule("add", _arg_elems(1), _like_arg(1))
+    for op in _packets("_softmax", "_log_softmax", "_safe_softmax"):  # the loss's: shapes here, not in Python meta
+        rules[op] = Rule(RULES[op].kind, RULES[op].count, _like_arg(0))
+    for op in _packets("addcmul", "addcmul_", "addcdiv", "addcdiv_", "lerp", "lerp_"):  # SGD momentum, AdamW
+        rules[op] = Rule("mul", _out_elems, _like_input)
+    for op in _packets("sqrt", "sqrt_", "rsqrt", "rsqrt_"):
+        rules[op] = Rule("act", _out_elems, _like_input)
+    return rules
+
+
+def train_rule(packet) -> Rule | None:
+    """The rule the train counter (and the breakdown) uses for an op."""
+    return train_rules().get(packet) or RULES.get(packet)
+
+
+@functools.cache
+def _train_free() -> frozenset:
+    # the optimizers' profiler ranges, besides the ops FREE lists
+    return frozenset([*FREE, torch.ops.profiler._record_function_enter_new, torch.ops.profiler._record_function_exit])
+
+
+def _conv_backward_macs(args: tuple, out: object) -> int:
+    return sum(_conv_grad_split(args, out))
+
+
+def _tensor_bytes(value: object, itemsize: int) -> int:
+    """Bytes of the tensors in `value`, each once; floating tensors at `itemsize`, others at their own."""
+    seen: set[int] = set()
+    total = 0
+    for t in _tensors(value):
+        if id(t) not in seen:
+            seen.add(id(t))
+            total += t.numel() * (itemsize if t.is_floating_point() else t.element_size())
+    return total
+
+
+def _bytes_moved(args: tuple, out: object, itemsize: int) -> int:
+    """What an op reads (its tensor arguments) and writes (its outputs), assuming nothing is fused."""
+    return _tensor_bytes(args, itemsize) + _tensor_bytes(out, itemsize)
+
+
+@dataclass
+class Tally:
+    """Ops of one kind: `ops` MACs (conv, linear, matmul) or element ops, and the bytes they move."""
+
+    ops: int = 0
+    bytes: int = 0
+
+
+@dataclass
+class TrainModuleCount:
+    """What one module does itself in a train step (children apart): forward and backward per op kind."""
+
+    path: str
+    type: str
+    params: int = 0
+    fwd: dict[str, Tally] = field(default_factory=dict)  # op kind (MAC_KINDS, OTHER_KINDS) -> tally
+    bwd: dict[str, Tally] = field(default_factory=dict)
+    bwd_input_macs: int = 0  # gradients with respect to activations
+    bwd_weight_macs: int = 0  # gradients with respect to parameters
+
+    @property
+    def fwd_macs(self) -> int:
+        return sum(t.ops for k, t in self.fwd.items() if k in MAC_KINDS)
+
+    @property
+    def bwd_macs(self) -> int:
+        return sum(t.ops for k, t in self.bwd.items() if k in MAC_KINDS)
+
+    @property
+    def fwd_bytes(self) -> int:
+        return sum(t.bytes for t in self.fwd.values())
+
+    @property
+    def bwd_bytes(self) -> int:
+        return sum(t.bytes for t in self.bwd.values())
+
+    @property
+    def fwd_other_ops(self) -> int:
+        return sum(t.ops for k, t in self.fwd.items() if k not in MAC_KINDS)
+
+    @property
+    def bwd_other_ops(self) -> int:
+        return sum(t.ops for k, t in self.bwd.items() if k not in MAC_KINDS)
+
+
+@dataclass
+class TrainCount:
+    """One train step counted op by op: forward, backward (by module) and optimizer step.
+
+    `modules` holds every module of the model by path; `loss` is the surrogate loss outside it;
+    `optimizer` the element-wise update per op kind (empty when no optimizer was counted).
+    Bytes are what each op reads and writes, floating tensors at `dtype`, nothing fused.
+    """
+
+    input_shape: tuple[int, ...]
+    dtype: str
+    loss_kind: str  # "cross_entropy" (a classifier's [N, classes] output) or "sum" (of every output)
+    modules: dict[str, TrainModuleCount]
+    loss: TrainModuleCount
+    optimizer_name: str = ""
+    optimizer: dict[str, Tally] = field(default_factory=dict)
+    unsupported: dict[str, int] = field(default_factory=dict)
+
+    def records(self) -> list[TrainModuleCount]:
+        """Every module's record, then the loss's."""
+        return [*self.modules.values(), self.loss]
+
+    def under(self, prefix: str) -> list[TrainModuleCount]:
+        """The module at `prefix` and everything below it (a stage: `under("stage3")`)."""
+        if not prefix:
+            return list(self.modules.values())
+        return [m for p, m in self.modules.items() if p == prefix or p.startswith(prefix + ".")]
+
+    @property
+    def fwd_macs(self) -> int:
+        return sum(m.fwd_macs for m in self.records())
+
+    @property
+    def bwd_macs(self) -> int:
+        return sum(m.bwd_macs for m in self.records())
+
+    @property
+    def bwd_input_macs(self) -> int:
+        return sum(m.bwd_input_macs for m in self.records())
+
+    @property
+    def bwd_weight_macs(self) -> int:
+        return sum(m.bwd_weight_macs for m in self.records())
+
+    @property
+    def step_macs(self) -> int:
+        """Forward plus backward MACs: the optimizer step has none."""
+        return self.fwd_macs + self.bwd_macs
+
+    @property
+    def fwd_bytes(self) -> int:
+        return sum(m.fwd_bytes for m in self.records())
+
+    @property
+    def bwd_bytes(self) -> int:
+        return sum(m.bwd_bytes for m in self.records())
+
+    @property
+    def optimizer_bytes(self) -> int:
+        return sum(t.bytes for t in self.optimizer.values())
+
+    @property
+    def optimizer_ops(self) -> int:
+        return sum(t.ops for t in self.optimizer.values())
+
+
+class _TrainOpCounter(TorchDispatchMode):
+    """Tallies every op into the record and direction `where` names (None: not counted)."""
+
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        return False  # as `_OpCounter`: no torch._dynamo import
+
+    def __init__(self, result: TrainCount, param_ids: set[int], itemsize: int) -> None:
+        super().__init__()
+        self.result, self.param_ids, self.itemsize = result, param_ids, itemsize
+        self.where: tuple[str, str] | None = None  # (module path, "fwd" | "bwd" | "opt")
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        packet = func.overloadpacket
+        rule = train_rule(packet)
+        on_meta = any(isinstance(a, torch.Tensor) and a.is_meta for a in args[:2])
+        if rule is not None and rule.meta is not None and on_meta and not kwargs.get("out"):
+            out = rule.meta(func, args, kwargs)
+        else:
+            out = func(*args, **kwargs)
+        if self.where is None:
+            return out
+        if rule is None:
+            if packet not in _train_free():
+                self.result.unsupported[str(packet)] = self.result.unsupported.get(str(packet), 0) + 1
+            return out
+        self._tally(packet, rule, args, out)
+        return out
+
+    def _tally(self, packet, rule: Rule, args: tuple, out: object) -> None:
+        path, direction = self.where
+        n = rule.count(args, out)
+        bytes_of = _conv_backward_bytes if packet is aten.convolution_backward else _bytes_moved
+        moved = bytes_of(args, out, self.itemsize)
+        if direction == "opt":
+            tallies = self.result.optimizer
+        else:
+            record = self.result.loss if path == LOSS_PATH else self.result.modules[path]
+            tallies = record.fwd if direction == "fwd" else record.bwd
+        tally = tallies.setdefault(rule.kind, Tally())
+        tally.ops += n
+        tally.bytes += moved
+        if direction == "bwd" and rule.kind in MAC_KINDS:
+            grad_input, grad_weight = self._grad_split(packet, record, args, out, n)
+            record.bwd_input_macs += grad_input
+            record.bwd_weight_macs += grad_weight
+        if packet is aten.convolution_backward and args[10][2]:  # the bias gradient: a sum over grad_output
+            bias = record.bwd.setdefault("add", Tally())
+            bias.ops += args[0].numel()
+
+    def _grad_split(self, packet, record: TrainModuleCount, args: tuple, out: object, n: int) -> tuple[int, int]:
+        if packet is aten.convolution_backward:
+            return _conv_grad_split(args, out)
+        # A product with a weight (or a view of one) among its operands makes a grad input;
+        # one without, in a module that has weights, makes a grad weight (linear: x^T @ grad).
+        uses_weight = any(id(t) in self.param_ids or id(t._base) in self.param_ids for t in _tensors(args))
+        return (0, n) if record.params and not uses_weight else (n, 0)
+
+
+def count_train(model: nn.Module, input_shape: tuple[int, ...], example: object = None, *, loss: str = "auto",
+                optimizer: Callable[[list[torch.Tensor]], torch.optim.Optimizer] | None = None,
+                dtype: torch.dtype = torch.float32) -> TrainCount:
+    """Count one train step of `model` on an input of `input_shape` (or `example`) on the meta device:
+    forward, a scalar loss, backward, and the optimizer step when `optimizer` (a factory taking the
+    parameters) is given. No tensor memory, no arithmetic; the model's own tensors are not touched.
+    A module that cannot run on meta (data-dependent code) is counted on copies of its tensors where
+    it lives, which does the arithmetic of one step.
+
+    `loss`: "cross_entropy" against class 0 (a classifier's [N, classes] output), "sum" of every
+    output, or "auto" (cross-entropy for a 2-d output with more than one column, else the sum).
+    The input needs no gradient, so the first layer computes none for it. Bytes count floating
+    tensors at `dtype`. Backward ops are given to the module whose forward made them.
+    """
+    if loss not in _LOSSES:
+        raise ValueError(f"loss {loss!r} is not known; use {', '.join(_LOSSES[:-1])} or {_LOSSES[-1]}")
+    home = model_device(model)
+    devices = [torch.device("meta")] + ([home] if home.type != "meta" else [])
+    for i, device in enumerate(devices):
+        try:
+            return _count_train_on(device, model, input_shape, example, loss, optimizer, dtype)
+        except Exception:
+            if i == len(devices) - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+_LOSSES = ("auto", "cross_entropy", "sum")
+
+
+def _count_train_on(device: torch.device, model: nn.Module, input_shape: tuple[int, ...], example: object,
+                    loss: str, optimizer: Callable | None, dtype: torch.dtype) -> TrainCount:
+    from torch.func import functional_call
+
+    from netprobe.scopes import BWD, FWD, module_scopes
+
+    stand_ins = {name: _stand_in(t, device) for name, t in [*model.named_parameters(), *model.named_buffers()]}
+    params = [t for name, t in stand_ins.items() if t.requires_grad]
+    inputs = _to_device(example, device) if example is not None else torch.randn(input_shape, device=device)
+    first = next(_tensors(inputs), None)
+    modules = {path: TrainModuleCount(path, type(m).__name__, sum(p.numel() for p in m.parameters(False)))
+               for path, m in model.named_modules()}
+    result = TrainCount(tuple(first.shape) if first is not None else tuple(input_shape), str(dtype).split(".")[-1],
+                        "", modules, TrainModuleCount(LOSS_PATH, "loss"))
+    counter = _TrainOpCounter(result, {id(t) for t in stand_ins.values()}, torch.empty((), dtype=dtype).element_size())
+    outer: list = []
+
+    def enter(path: str, direction: str) -> None:
+        if direction == FWD:
+            outer.append(counter.where)
+        counter.where = (path, direction)
+
+    def exit(path: str, direction: str) -> None:
+        if direction == FWD:
+            counter.where = outer.pop()  # backward: the scope lasts until the next node's (gradient sums)
+
+    was_training = model.training
+    model.train()
+    args = inputs if isinstance(inputs, tuple) else (inputs,)
+    try:
+        with torch.enable_grad(), counter, module_scopes(model, enter, exit) as scopes:
+            out = functional_call(model, stand_ins, args)
+            counter.where = (LOSS_PATH, FWD)
+            result.loss_kind, scalar = _surrogate_loss(out, loss)
+            scopes.claim(scalar, LOSS_PATH, stop={t.grad_fn for t in _tensors(out)})
+            counter.where = (LOSS_PATH, BWD)
+            scalar.backward()
+            if optimizer is not None:
+                result.optimizer_name = _count_optimizer_step(optimizer, params, counter)
+    finally:
+        model.train(was_training)
+    return result
+
+
+def _stand_in(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """What the counted step uses for one of the model's tensors: an empty meta tensor, or a copy."""
+    made = torch.empty(t.shape, dtype=t.dtype, device=device) if device.type == "meta" else t.detach().clone()
+    return made.requires_grad_(t.requires_grad)
+
+
+def _to_device(value: object, device: torch.device) -> object:
+    from torch.utils._pytree import tree_map
+
+    return tree_map(lambda v: v.to(device) if isinstance(v, torch.Tensor) else v, value)
+
+
+def _surrogate_loss(out: object, loss: str) -> tuple[str, torch.Tensor]:
+    """The scalar the counted backward starts from, and which it is."""
+    import torch.nn.functional as F
+
+    classifier = isinstance(out, torch.Tensor) and out.ndim == 2 and out.shape[1] > 1
+    if loss == "cross_entropy" or (loss == "auto" and classifier):
+        target = torch.zeros(out.shape[0], dtype=torch.long, device=out.device)
+        return "cross_entropy", F.cross_entropy(out, target)
+    outputs = [t for t in _tensors(out) if t.requires_grad]
+    if not outputs:
+        raise ValueError("the model's output needs no gradient (no parameter requires one): no backward to count")
+    total = outputs[0].sum()
+    for t in outputs[1:]:
+        total = total + t.sum()
+    return "sum", total
+
+
+def _count_optimizer_step(factory: Callable, params: list[torch.Tensor], counter: _TrainOpCounter) -> str:
+    """Count the second step of the optimizer (the first creates its state: momentum, moments)."""
+    opt = factory(params)
+    counter.where = None
+    opt.step()
+    counter.where = ("", "opt")
+    opt.step()
+    counter.where = None
+    return type(opt).__name__
+
+
+def flop_counter_reference(model: nn.Module, input_shape: tuple[int, ...], loss: str = "auto") -> dict:
+    """What torch.utils.flop_counter.FlopCounterMode reports for the same train step (forward, the
+    same surrogate loss, backward), on the meta device. Its convolution backward counts a grouped
+    conv's weight gradient `groups` times over, so a depthwise net's step looks far more costly.
+
+    Returns FLOPs (its unit: 2 per MAC) and the MACs they stand for, forward and whole step.
+    """
+    from torch.func import functional_call
+    from torch.utils.flop_counter import FlopCounterMode
+
+    def run(backward: bool) -> int:
+        stand_ins = {name: torch.empty(t.shape, dtype=t.dtype, device="meta").requires_grad_(t.requires_grad)
+                     for name, t in [*model.named_parameters(), *model.named_buffers()]}
+        was_training = model.training
+        model.train()
+        try:
+            with torch.enable_grad(), FlopCounterMode(display=False) as mode:
+                out = functional_call(model, stand_ins, (torch.empty(input_shape, device="meta"),))
+                if backward:
+                    _surrogate_loss(out, loss)[1].backward()
+        finally:
+            model.train(was_training)
+        return mode.get_total_flops()
+
+    fwd, step = run(False), run(True)
+    return {"source": "torch.utils.flop_counter.FlopCounterMode", "fwd_flops": fwd, "bwd_flops": step - fwd,
+            "step_flops": step, "fwd_macs": fwd // 2, "step_macs": step // 2}

@@ -17,9 +17,25 @@ def test_a_train_step_is_split_into_its_phases():
     # medians of the parts come close to the median of their sum
     assert 0.5 * r.step_ms < r.fwd_ms + r.bwd_ms + r.opt_ms < 1.5 * r.step_ms
     assert r.imgs_per_s == pytest.approx(2 / (r.step_ms / 1e3))
-    assert r.tflops == pytest.approx(3 * 2 * r.macs_per_img * 2 / (r.step_ms / 1e3) / 1e12)
+    # TFLOP/s from the counted step: forward and backward MACs, not 3 x forward
+    assert r.fwd_macs == r.macs_per_img and r.macs_per_img < r.bwd_macs < 2 * r.macs_per_img
+    assert r.tflops == pytest.approx(2 * (r.fwd_macs + r.bwd_macs) * 2 / (r.step_ms / 1e3) / 1e12)
     assert 0 < r.peak_fraction < 1
     assert r.mem_kind == "cpu peak RSS growth" and r.peak_mem_mb is not None
+
+
+def test_breakdown_and_roofline_come_with_the_timing():
+    r = B.benchmark(B.BenchConfig("efficientnet_b0:classes=10,depth=0.5", breakdown=True, **TINY))
+    assert r.status == "ok", r.error
+    whole = [row for row in r.breakdown if row["stage"] is None]
+    assert sum(row["time_share"] for row in whole) == pytest.approx(1)
+    assert {"kind", "stage", "fwd_ms", "bwd_ms", "time_share", "macs_share", "bytes_share", "gflops"} <= set(whole[0])
+    roof = r.roofline
+    assert roof["dtype"] == "fp32" and roof["peak_tflops"] == r.peak_tflops and roof["bandwidth_gbs"] > 0
+    assert [s["name"] for s in roof["stages"]] == ["stem", *[f"stage{i}" for i in range(1, 8)], "head"]
+    assert all(s["measured_ms"] > 0 and s["predicted_ms"] > 0 and s["bound"] in ("memory", "compute")
+               for s in roof["stages"])
+    assert {s["family"] for s in roof["stages"]} == {"MBConv", "other"}
 
 
 def test_inference_has_no_backward_or_optimizer():
@@ -28,6 +44,7 @@ def test_inference_has_no_backward_or_optimizer():
     assert r.bwd_ms is None and r.opt_ms is None
     assert r.fwd_ms == r.step_ms
     assert r.tflops == pytest.approx(2 * r.macs_per_img * 2 / (r.step_ms / 1e3) / 1e12)
+    assert r.fwd_macs == r.macs_per_img and r.bwd_macs is None
 
 
 def test_amp_channels_last_and_adamw_run():

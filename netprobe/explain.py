@@ -1,0 +1,63 @@
+"""Why a measured step takes the time it does: the breakdown by op kind and the roofline per stage,
+from one call after bench's timed steps. Everything here is optional: what fails becomes a
+one-line note, and the timing results stand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from netprobe.breakdown import Breakdown, StageOf, breakdown_step
+from netprobe.counting import TrainCount, count_train
+from netprobe.kinds import first_component
+from netprobe.roofline import Roofline, memory_bandwidth_gbs, roofline, stage_families
+
+# The optimizers bench's train step builds, with the same settings, for counting their update.
+OPTIMIZERS: dict[str, Callable[[list[torch.Tensor]], torch.optim.Optimizer]] = {
+    "sgd": lambda params: torch.optim.SGD(params, lr=0.01, momentum=0.9),
+    "adamw": lambda params: torch.optim.AdamW(params, lr=1e-3),
+}
+DTYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
+
+
+@dataclass
+class Explanation:
+    """What `explain_step` found: the breakdown, the roofline, the train count behind both, one note."""
+
+    breakdown: Breakdown
+    roofline: Roofline | None
+    count: TrainCount | None
+    note: str | None
+
+
+def explain_step(model: nn.Module, step: Callable, x: torch.Tensor, device: str, dtype: torch.dtype,
+                 mode: str = "train", optimizer: str = "sgd", step_ms: float | None = None,
+                 peak_tflops: float | None = None, stage_of: StageOf = first_component,
+                 steps: int = 3) -> Explanation:
+    """Count the step of `model` on `x` (meta device), profile `steps` more runs of `step(clock)`
+    (bench's step function), and set the two beside each other and against the device's roofs."""
+    notes: list[str] = []
+    count = None
+    try:
+        count = count_train(model, tuple(x.shape), dtype=dtype,
+                            optimizer=OPTIMIZERS.get(optimizer) if mode == "train" else None)
+    except Exception as exc:  # a module the meta counter cannot run still gets its times
+        notes.append(f"no MAC or byte shares: counting the train step failed ({type(exc).__name__}: "
+                     f"{_first_line(exc)})")
+    found = breakdown_step(model, step, device, mode, count, stage_of, step_ms, steps)
+    if found.note:
+        notes.append(found.note)
+    roof = None
+    if count is not None and peak_tflops and found.records:
+        bandwidth = memory_bandwidth_gbs(device, dtype)
+        roof = roofline(count, peak_tflops, bandwidth, DTYPE_NAMES.get(dtype, str(dtype)), stage_of,
+                        found.stage_ms(), stage_families(model, count, stage_of), backward=mode == "train")
+    return Explanation(found, roof, count, "; ".join(notes) or None)
+
+
+def _first_line(exc: BaseException) -> str:
+    return next(iter(str(exc).splitlines()), "")

@@ -1,0 +1,212 @@
+"""A roofline per stage: is each stage bound by arithmetic or by memory traffic on this device?
+
+Two roofs, both measured on the device in the run's dtype: the dense matmul rate
+(`bench.peak_tflops`) and the memory bandwidth of a large copy. Every layer (module) of a
+counted train step (`counting.count_train`) gets its FLOPs (2 per MAC, forward and backward),
+its bytes moved (what its ops read and write, nothing fused), its arithmetic intensity
+(FLOPs / byte) and its roofline time max(FLOPs / peak, bytes / bandwidth); a stage sums its
+layers, and is memory-bound when most of that predicted time is in layers limited by bytes.
+Measured stage times come from the breakdown's profiled steps.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+from netprobe.counting import TrainCount
+from netprobe.kinds import KindClassifier, first_component
+
+_BANDWIDTH_CACHE: dict[tuple[str, torch.dtype], float] = {}
+FAMILIES = ("MBConv", "Fused-MBConv", "depthwise", "dense", "other")
+
+
+def memory_bandwidth_gbs(device: str, dtype: torch.dtype) -> float:
+    """The device's memory bandwidth in GB/s (1e9 bytes), measured (once per run) by copying a tensor
+    far larger than any cache: each copy reads and writes it once."""
+    from netprobe.bench import PhaseClock
+
+    key = (device, dtype)
+    if key not in _BANDWIDTH_CACHE:
+        elems = (1 << 30 if device == "cuda" else 1 << 28) // torch.empty((), dtype=dtype).element_size()
+        src = torch.ones(elems, device=device, dtype=dtype)
+        dst = torch.empty_like(src)
+        for _ in range(2):
+            dst.copy_(src)
+        clock = PhaseClock(device)
+        times = []
+        for _ in range(20 if device == "cuda" else 5):
+            clock.mark()
+            dst.copy_(src)
+            clock.mark()
+            times.append(clock.phases_ms()[0])
+        moved = 2 * src.numel() * src.element_size()
+        _BANDWIDTH_CACHE[key] = moved / (statistics.median(times) / 1e3) / 1e9
+        del src, dst
+    return _BANDWIDTH_CACHE[key]
+
+
+@dataclass
+class StageRoof:
+    """One stage of the roofline: counted work, predicted time from the two roofs, measured time."""
+
+    name: str
+    macs: int  # forward and backward (train), the whole batch
+    bytes: int
+    intensity: float  # FLOPs (2 per MAC) per byte moved
+    predicted_ms: float  # sum over its layers of max(FLOPs / peak, bytes / bandwidth)
+    measured_ms: float | None  # forward plus backward, from the profiled steps
+    bound: str  # "memory" or "compute": which roof limits most of the predicted time
+    memory_share: float  # of the predicted time, the part in memory-bound layers
+    family: str = "other"  # MBConv | Fused-MBConv (zoo tables), depthwise | dense (any module), other
+
+    @property
+    def achieved_gflops(self) -> float | None:
+        return 2 * self.macs / (self.measured_ms / 1e3) / 1e9 if self.measured_ms else None
+
+
+@dataclass
+class Roofline:
+    """The two roofs of the device and every stage against them. `to_dict` is the JSON form."""
+
+    peak_tflops: float
+    bandwidth_gbs: float
+    dtype: str
+    stages: list[StageRoof] = field(default_factory=list)
+
+    @property
+    def ridge(self) -> float:
+        """The intensity (FLOPs / byte) where the two roofs meet: below it, memory bounds."""
+        return self.peak_tflops * 1e12 / (self.bandwidth_gbs * 1e9)
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        for stage, roof in zip(out["stages"], self.stages, strict=True):
+            stage["achieved_gflops"] = roof.achieved_gflops
+        out["ridge"] = self.ridge
+        return out
+
+
+def roofline(count: TrainCount, peak_tflops: float, bandwidth_gbs: float, dtype: str,
+             stage_of: Callable[[str], str | None] = first_component, measured_ms: dict[str, float] | None = None,
+             families: dict[str, str] | None = None, backward: bool = True) -> Roofline:
+    """Every stage of a counted step against the two roofs (per layer, summed per stage); forward and
+    backward, or the forward alone (`backward=False`, an inference step)."""
+    peak, bandwidth = peak_tflops * 1e12, bandwidth_gbs * 1e9
+    sums: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    for record in count.modules.values():
+        stage = stage_of(record.path)
+        macs = record.fwd_macs + (record.bwd_macs if backward else 0)
+        moved = record.fwd_bytes + (record.bwd_bytes if backward else 0)
+        if stage is None or not (macs or moved):
+            continue
+        compute_s, memory_s = 2 * macs / peak, moved / bandwidth
+        s = sums[stage]
+        s["macs"] += macs
+        s["bytes"] += moved
+        s["memory" if memory_s > compute_s else "compute"] += max(compute_s, memory_s) * 1e3
+    stages = []
+    for name, s in sums.items():
+        predicted = s["memory"] + s["compute"]
+        stages.append(StageRoof(
+            name, int(s["macs"]), int(s["bytes"]), 2 * s["macs"] / s["bytes"] if s["bytes"] else 0.0, predicted,
+            (measured_ms or {}).get(name), "memory" if s["memory"] >= s["compute"] else "compute",
+            s["memory"] / predicted if predicted else 0.0, (families or {}).get(name, "other")))
+    return Roofline(peak_tflops, bandwidth_gbs, dtype, stages)
+
+
+def stage_families(model: nn.Module, count: TrainCount,
+                   stage_of: Callable[[str], str | None] = first_component) -> dict[str, str]:
+    """What kind of blocks each stage is made of. A zoo model's table says MBConv or Fused-MBConv
+    (stages 1..N; stem and head are "other"); for any other module, a stage with depthwise convs
+    is "depthwise", one with dense k x k convs but none depthwise "dense", the rest "other"."""
+    table = getattr(model, "table", None)
+    if table is not None and hasattr(table, "stages"):
+        out = {}
+        for i, stage in enumerate(table.stages, start=1):
+            fused = [row.fused for row in stage]
+            out[f"stage{i}"] = "Fused-MBConv" if all(fused) else "MBConv" if not any(fused) else "other"
+        return out
+    classify = KindClassifier(model)
+    kinds: dict[str, set[str]] = defaultdict(set)
+    for record in count.modules.values():
+        stage = stage_of(record.path)
+        if stage is not None and record.fwd_macs:
+            kinds[stage].update(classify.kind(record.path, k) for k in record.fwd)
+    return {stage: "depthwise" if "depthwise_conv" in ks else "dense" if "dense_conv" in ks else "other"
+            for stage, ks in kinds.items()}
+
+
+_MARKERS = {"MBConv": ("o", "#4c72b0"), "depthwise": ("o", "#4c72b0"), "Fused-MBConv": ("s", "#dd8452"),
+            "dense": ("s", "#dd8452"), "other": ("^", "#7f7f7f")}
+
+
+def plot_roofline(panels: list[tuple[str, Roofline]], path: str, title: str = "") -> None:
+    """Log-log roofline (intensity vs achieved GFLOP/s, both roofs drawn), one panel per variant, one
+    point per stage: circles for depthwise (MBConv) stages, squares for dense (Fused-MBConv), triangles
+    for the rest. Needs matplotlib (the `plot` extra)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = 2 if len(panels) == 4 else min(len(panels), 3)
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols + 0.4, 3.4 * rows + 0.5), sharex=True, sharey=True,
+                             squeeze=False)
+    lo_x, hi_x, lo_y, hi_y = _limits([r for _, r in panels])
+    for ax, (label, roof) in zip(axes.flat, panels, strict=False):
+        _draw_panel(ax, label, roof, (lo_x, hi_x), (lo_y, hi_y))
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    for row in axes:
+        row[0].set_ylabel("achieved GFLOP/s (2 per MAC)")
+    handles = [plt.Line2D([], [], marker=_MARKERS[f][0], color=_MARKERS[f][1], linestyle="", label=f)
+               for f in dict.fromkeys(s.family for _, r in panels for s in r.stages)]
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _limits(roofs: list[Roofline]) -> tuple[float, float, float, float]:
+    xs = [s.intensity for r in roofs for s in r.stages if s.intensity > 0]
+    ys = [s.achieved_gflops for r in roofs for s in r.stages if s.achieved_gflops]
+    peaks = [r.peak_tflops * 1e3 for r in roofs]
+    ridges = [r.ridge for r in roofs]
+    lo_x, hi_x = min(xs + ridges) / 3, max(xs + ridges) * 3
+    lo_y = min([*ys, min(r.bandwidth_gbs for r in roofs) * lo_x]) / 2
+    return lo_x, hi_x, lo_y, max(peaks) * 2
+
+
+def _draw_panel(ax, label: str, roof: Roofline, xlim: tuple[float, float], ylim: tuple[float, float]) -> None:
+    peak_gflops = roof.peak_tflops * 1e3
+    xs = [xlim[0], roof.ridge, xlim[1]]
+    ax.plot(xs, [min(peak_gflops, roof.bandwidth_gbs * x) for x in xs], color="black", linewidth=1)
+    ax.axvline(roof.ridge, color="black", linewidth=0.5, linestyle=":")
+    ax.text(xlim[1] / 1.15, peak_gflops * 1.12, f"matmul {peak_gflops:.0f} GFLOP/s", ha="right", fontsize=7)
+    ax.text(roof.ridge / 1.1, ylim[0] * 1.15, f"memory-bound ← {roof.ridge:.0f} FLOPs/B", ha="right", fontsize=7)
+    ax.text(roof.ridge / 1.3, roof.bandwidth_gbs * roof.ridge / 1.3 * 1.25, f"copy {roof.bandwidth_gbs:.1f} GB/s",
+            ha="right", fontsize=7)
+    for stage in roof.stages:
+        if not stage.achieved_gflops or stage.intensity <= 0:
+            continue
+        marker, colour = _MARKERS.get(stage.family, _MARKERS["other"])
+        ax.plot(stage.intensity, stage.achieved_gflops, marker=marker, color=colour, markersize=6, linestyle="")
+        ax.annotate(stage.name.replace("stage", "s"), (stage.intensity, stage.achieved_gflops), fontsize=6,
+                    xytext=(3, 3), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(*xlim)
+    ax.set_ylim(*ylim)
+    if ax.get_subplotspec().is_last_row():
+        ax.set_xlabel("FLOPs per byte moved")
+    ax.set_title(label, fontsize=9)
+    ax.grid(True, which="major", linewidth=0.3)

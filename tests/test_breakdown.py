@@ -1,0 +1,172 @@
+"""Time by op kind: classification on any module, attribution of a profiler's event tree, a real CPU profile."""
+
+import pytest
+import torch
+from torch import nn
+
+import netprobe
+from netprobe import bench as B
+from netprobe import breakdown as BD
+from netprobe.breakdown import OpEvent, attribute, breakdown_step
+from netprobe.counting import LOSS_PATH, count_train
+from netprobe.kinds import OPTIMIZER_PATH, KindClassifier, first_component, is_squeeze_excite, layer_kind
+
+
+def test_conv_kinds_by_shape():
+    assert layer_kind(nn.Conv2d(32, 32, 3, groups=32)) == "depthwise_conv"
+    assert layer_kind(nn.Conv2d(32, 64, 5, groups=32)) == "depthwise_conv"  # channel multiplier 2
+    assert layer_kind(nn.Conv2d(32, 64, 1)) == "pointwise_conv"
+    assert layer_kind(nn.Conv2d(32, 64, 3)) == "dense_conv"
+    assert layer_kind(nn.Conv2d(32, 64, 3, groups=4)) == "dense_conv"
+    assert layer_kind(nn.BatchNorm2d(4)) == "batch_norm" and layer_kind(nn.Hardswish()) == "activation"
+    assert layer_kind(nn.Sequential()) is None
+
+
+class SqueezeExcitation(nn.Module):  # torchvision's name
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.fc2 = nn.Conv2d(16, 4, 1), nn.Conv2d(4, 16, 1)
+
+
+class Gate(nn.Module):  # no telling name: recognised by shape, C -> s -> C with 1x1 convs
+    def __init__(self, c=16, s=4):
+        super().__init__()
+        self.conv_reduce, self.act, self.conv_expand = nn.Conv2d(c, s, 1), nn.ReLU(), nn.Conv2d(s, c, 1)
+
+    def forward(self, x):  # timm-style: a functional mean, no pool module
+        return x * self.conv_expand(self.act(self.conv_reduce(x.mean((2, 3), keepdim=True)))).sigmoid()
+
+
+class DropPath(nn.Module):
+    def forward(self, x):
+        return x
+
+
+def test_squeeze_excite_by_name_or_by_shape():
+    assert is_squeeze_excite(SqueezeExcitation())
+    assert is_squeeze_excite(type("SEModule", (nn.Module,), {})())
+    assert is_squeeze_excite(Gate())
+    assert not is_squeeze_excite(Gate(16, 32))  # expands first: not a squeeze
+    assert not is_squeeze_excite(nn.Sequential(nn.Conv2d(16, 4, 1), nn.BatchNorm2d(4), nn.Conv2d(4, 16, 1)))
+
+
+def test_classifier_on_foreign_blocks():
+    model = nn.Sequential()
+    model.add_module("block", nn.Sequential())
+    model.block.add_module("dw", nn.Conv2d(16, 16, 3, groups=16))
+    model.block.add_module("gate", Gate())
+    model.block.add_module("drop_path", DropPath())
+    kinds = KindClassifier(model)
+    assert kinds.kind("block.dw", "conv") == "depthwise_conv"
+    assert kinds.kind("block.gate", "mul") == "squeeze_excite"  # its own multiply
+    assert kinds.kind("block.gate.conv_reduce", "conv") == "squeeze_excite"  # its convs too
+    assert kinds.kind("block.drop_path", "mul") == "residual"
+    assert kinds.kind("block", "add") == "residual" and kinds.kind("block", "act") == "activation"
+    assert kinds.kind("block", None) == "other"
+    assert kinds.kind(LOSS_PATH, "act") == "loss" and kinds.kind(OPTIMIZER_PATH, "add") == "optimizer"
+    assert first_component("stage3.1.body.dw") == "stage3" and first_component(LOSS_PATH) is None
+
+
+def ev(name, start, end, time=None, *children):
+    return OpEvent(name, start, end, end - start if time is None else time, list(children))
+
+
+def test_attribute_reads_the_event_tree():
+    main = ev("ProfilerStep#1", 0, 100, None,
+              ev("np::phase::forward", 0, 30, None,
+                 ev("np::fwd::", 0, 20, None,
+                    ev("np::fwd::conv", 1, 19, None,
+                       ev("aten::conv2d", 2, 12, None, ev("aten::convolution", 3, 11)),
+                       ev("aten::add_", 13, 15))),
+                 ev("aten::cross_entropy_loss", 21, 29, None, ev("aten::_log_softmax", 22, 25))),
+              ev("np::phase::backward", 30, 80, None,
+                 ev("aten::ones_like", 31, 32),
+                 ev("autograd::engine::evaluate_function: ConvolutionBackward0", 40, 60, None,
+                    ev("np::bwd::conv", 41, 55, None, ev("aten::convolution_backward", 42, 54))),
+                 ev("aten::add", 61, 64)),  # the engine summing gradients after conv's node
+              ev("np::phase::optimizer", 80, 95, None, ev("Optimizer.step#SGD.step", 81, 94, None,
+                                                          ev("aten::add_", 82, 90))))
+    worker = ev("np::bwd::head", 33, 39, None, ev("aten::mm", 34, 38, 100))  # on the engine's thread (CUDA)
+    stray = ev("aten::empty", 200, 201)  # between steps
+    times = {(t.path, t.direction, t.counted_kind): t.ms * 1e3 for t in attribute([main, worker, stray], steps=2)}
+    assert times == {
+        ("conv", "fwd", "conv"): 5.0, ("conv", "fwd", "add"): 1.0,
+        (LOSS_PATH, "fwd", "act"): 4.0, (LOSS_PATH, "bwd", None): 0.5,
+        ("head", "bwd", "linear"): 50.0,  # its own time (here: kernel time), not the span of its children
+        ("conv", "bwd", "conv"): 6.0, ("conv", "bwd", "add"): 1.5,
+        (OPTIMIZER_PATH, "opt", "add"): 4.0,
+    }
+
+
+TINY = dict(device="cpu", batch=2, imgsz=64, warmup=1, iters=1)
+
+
+def tiny_step(spec="efficientnet_b0:classes=10,depth=0.5"):
+    model = netprobe.build(spec)
+    config = B.BenchConfig(spec, **TINY)
+    x, y = torch.randn(2, 3, 64, 64), torch.randint(0, 10, (2,))
+    return model, B._make_step(model, x, y, config, torch.float32, 10)
+
+
+def test_a_real_cpu_profile_adds_up():
+    model, step = tiny_step()
+    counted = count_train(model, (2, 3, 64, 64), optimizer=lambda p: torch.optim.SGD(p, lr=0.01, momentum=0.9))
+    found = breakdown_step(model, step, "cpu", count=counted, steps=1)
+    whole = found.whole_step()
+    staged = [r for r in found.records if r.stage is not None or r.kind in ("loss", "optimizer")]
+    assert sum(r.time_share for r in whole) == pytest.approx(1)
+    assert sum(r.time_share for r in staged) == pytest.approx(1)
+    assert sum(r.macs_share for r in whole) == pytest.approx(1)
+    assert sum(r.bytes_share for r in whole) == pytest.approx(1)
+    assert found.profiled_ms == pytest.approx(sum(r.ms for r in whole))
+    assert {r.stage for r in found.records} == {None, "stem", *[f"stage{i}" for i in range(1, 8)], "head"}
+    kinds = {r.kind: r for r in whole}
+    for kind in ("depthwise_conv", "pointwise_conv", "batch_norm", "squeeze_excite", "loss"):
+        assert kinds[kind].fwd_ms > 0 and kinds[kind].bwd_ms > 0, kind
+    assert kinds["optimizer"].opt_ms > 0 and kinds["optimizer"].bytes_share > 0
+    assert kinds["depthwise_conv"].gflops > 0 and kinds["batch_norm"].gflops is None
+    assert found.timing == "cpu op time" and found.steps == 1
+
+
+def test_profiler_failure_is_a_note_and_timing_stands(monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("profiler is busy\nsecond line")
+
+    monkeypatch.setattr(BD, "profile_step", broken)
+    model, step = tiny_step()
+    found = breakdown_step(model, step, "cpu")
+    assert found.records == [] and found.note == "no breakdown: the profiler failed (RuntimeError: profiler is busy)"
+    r = B.benchmark(B.BenchConfig("mobilenetv3_small:classes=10", breakdown=True, **TINY))
+    assert r.status == "ok" and r.step_ms > 0 and r.tflops > 0
+    assert r.breakdown is None and r.roofline is None and "profiler failed" in r.breakdown_note
+
+
+@pytest.mark.parametrize("profiled,step,off", [(100, 100, False), (114, 100, False), (116, 100, True),
+                                               (84, 100, True), (100, None, False)])
+def test_a_note_when_the_profile_is_more_than_15_percent_off(profiled, step, off):
+    note = BD._off_note(profiled, step)
+    assert (note is not None) == off
+    if off:
+        assert f"{step:.1f} ms" in note and "\n" not in note
+
+
+def test_stages_come_from_the_function_given_and_counts_follow_the_mode():
+    model = netprobe.build("efficientnet_b0:classes=10", device="meta")
+    counted = count_train(model, (2, 3, 64, 64))
+    times = [BD.OpTime("stage5.0.body.dw.0", "fwd", "conv", 2.0), BD.OpTime("stem.0", "fwd", "conv", 1.0),
+             BD.OpTime("stage5.0.body.dw.0", "bwd", "conv", 3.0), BD.OpTime(LOSS_PATH, "fwd", "act", 1.0)]
+
+    def halves(path):
+        return None if path.startswith("(") else "late" if path.startswith(("stage5", "stage6", "stage7", "head")) \
+            else "early"
+
+    train = BD.breakdown(times, model, counted, stage_of=halves)
+    assert [(r.stage, r.kind) for r in train.records if r.time_share] == [
+        ("early", "dense_conv"), ("late", "depthwise_conv"), (None, "depthwise_conv"), (None, "dense_conv"),
+        (None, "loss")]
+    dw = next(r for r in train.records if r.stage is None and r.kind == "depthwise_conv")
+    assert (dw.fwd_ms, dw.bwd_ms, dw.time_share) == (2.0, 3.0, 5 / 7)
+    dw_macs = sum(m.fwd_macs for m in counted.modules.values() if m.path.endswith(".dw.0"))
+    assert dw.macs == 3 * dw_macs and dw.gflops == pytest.approx(2 * dw.macs / 5e-3 / 1e9)
+    infer = BD.breakdown(times, model, counted, stage_of=halves, mode="infer")
+    assert next(r for r in infer.records if r.stage is None and r.kind == "depthwise_conv").macs == dw_macs
