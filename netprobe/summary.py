@@ -53,6 +53,7 @@ class Row:
     cum_stride: int | float | None = None  # cumulative stride of the output
     outs: list[list[int]] = field(default_factory=list)  # every tensor output, for multi-output rows
     modules: list[str] = field(default_factory=list)  # module paths the row is made of
+    bwd_macs: int | None = None  # with train=True: the backward's MACs (grad input + grad weight), counted
 
 
 @dataclass
@@ -77,9 +78,24 @@ class Summary:
     outputs: list[list[int]] = field(default_factory=list)  # shapes of the model's outputs
     reference: dict | None = None  # published figures of the plain arch, shown beside ours
     counters: dict[str, dict] = field(default_factory=dict)
+    train: dict | None = None  # with train=True: the train step counted (see train_counts)
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def train_counts(target: Target, model: nn.Module, input_shape: tuple[int, ...]) -> dict:
+    """One train step counted op by op on meta: forward, backward (grad input and grad weight apart)
+    and step MACs, bytes moved, and beside them what torch's FlopCounterMode reports for the same step."""
+    from netprobe.counting import count_train, flop_counter_reference
+
+    counted = count_train(model, input_shape)
+    reference = flop_counter_reference(target.meta_model(), input_shape, counted.loss_kind)
+    return {"loss": counted.loss_kind, "fwd_macs": counted.fwd_macs, "bwd_macs": counted.bwd_macs,
+            "bwd_input_macs": counted.bwd_input_macs, "bwd_weight_macs": counted.bwd_weight_macs,
+            "step_macs": counted.step_macs, "fwd_bytes": counted.fwd_bytes, "bwd_bytes": counted.bwd_bytes,
+            "flop_counter": reference,
+            "by_module_bwd": {m.path: m.bwd_macs for m in counted.modules.values() if m.bwd_macs}}
 
 
 def check_depth(depth: str, stages: str) -> None:
@@ -91,7 +107,7 @@ def check_depth(depth: str, stages: str) -> None:
 
 def summarize(model: object, imgsz: str | int | tuple[int, int] | None = None, batch: int = 1,
               depth: str = "stage", stages: str = "children", in_chans: int | None = None,
-              scale: str | None = None, modules: str | None = None) -> Summary | DetectorSummary:
+              scale: str | None = None, modules: str | None = None, train: bool = False) -> Summary | DetectorSummary:
     """Count a model analytically (meta device: no memory, no arithmetic) and lay it out stage by stage.
 
     `model` is a spec string (`efficientnet_b4:fused=1-3`, `yolov8n-pose:backbone=(efficientnetv2_s)`,
@@ -99,6 +115,7 @@ def summarize(model: object, imgsz: str | int | tuple[int, int] | None = None, b
     `nn.Module`, which is never changed (it is counted on a meta copy). A detector's summary is a
     `DetectorSummary`, one row per YAML row (`scale` and `modules` are a YAML file's options).
     `stages="auto"` groups the layers of any model into runs at one stride instead of its own stages.
+    `train=True` also counts a train step's backward op by op (`train`, and `bwd_macs` per row).
     """
     check_depth(depth, stages)
     target = resolve(model, in_chans, scale, modules)
@@ -107,7 +124,10 @@ def summarize(model: object, imgsz: str | int | tuple[int, int] | None = None, b
     if target.kind == "detector" and stages == "children":
         from netprobe.detect import summarize_detector
 
-        return summarize_detector(target.extra["detector"], size, batch, "row" if depth == "stage" else depth)
+        found = summarize_detector(target.extra["detector"], size, batch, "row" if depth == "stage" else depth)
+        if train:
+            found.train = train_counts(target, target.meta_model(), (batch, target.in_chans, *size))
+        return found
     net = target.meta_model()
     result = count_checked(target, net, (batch, target.in_chans, *size))
     if isinstance(net, Net) and stages == "children":
@@ -118,6 +138,11 @@ def summarize(model: object, imgsz: str | int | tuple[int, int] | None = None, b
         stage_rows = [_group_row(g, net, result, "stage") for g in groups]
         rows = stage_rows if depth == "stage" else _deep_rows(net, result, depth, groups)
     root = result.modules[""]
+    trained = train_counts(target, target.meta_model(), result.input_shape) if train else None
+    if trained:
+        own = trained.pop("by_module_bwd")
+        for row in {id(r): r for r in [*stage_rows, *rows]}.values():
+            row.bwd_macs = sum(own.get(p, 0) for p in row._counted)
     return Summary(
         spec=target.label, kind=target.kind, canonical=target.canonical, input=list(result.input_shape),
         params=result.params, trainable=sum(p.numel() for p in net.parameters() if p.requires_grad),
@@ -125,7 +150,7 @@ def summarize(model: object, imgsz: str | int | tuple[int, int] | None = None, b
         other_by_kind={k: result.by_kind[k] for k in OTHER_KINDS}, act_mb=round(_act_mb(result.under("")), 3),
         stages=stage_rows, rows=rows, unsupported=result.unsupported,
         features=_features(net, result, stage_rows), outputs=[list(s) for s in root.out_shapes],
-        reference=_reference(target),
+        reference=_reference(target), train=trained,
     )
 
 
@@ -161,8 +186,9 @@ def _row(name: str, op: str, first: ModuleCount, last: ModuleCount, mods: list[M
     """A row over `mods`, entered through `first`'s input and left through `last`'s output."""
     macs = sum(m.macs for m in mods)
     out_stride = last.out_stride
+    counted = [m.path for m in mods]
     cum = stride_ratio(out_stride, (1.0,) * len(out_stride)) if out_stride else None
-    return Row(
+    row = Row(
         name=name, op=op, out=list(last.out_shape[1:]), stride=stride_ratio(out_stride, first.in_stride),
         p_level=pyramid_level(out_stride), params=sum(m.params for m in mods), macs=macs,
         share=macs / total_macs if total_macs else 0.0, other_ops=sum(m.other_ops for m in mods),
@@ -170,6 +196,8 @@ def _row(name: str, op: str, first: ModuleCount, last: ModuleCount, mods: list[M
         outs=[list(s[1:]) for s in last.out_shapes] if len(last.out_shapes) > 1 else [],
         modules=paths if paths is not None else [first.path], **fields,
     )
+    row._counted = counted  # the modules whose own counts the row sums (for the train count)
+    return row
 
 
 # ---- zoo backbones: the paper's stage table -----------------------------------------------------
@@ -208,7 +236,9 @@ def _zoo_deep_rows(model: Net, result: Count, depth: str, stages: list[Row]) -> 
     rows = []
     for stage in stages:
         if stage.name in ("stem", "head"):
-            rows.append(Row(**{**asdict(stage), "level": "block"}))
+            block = Row(**{**asdict(stage), "level": "block"})
+            block._counted = stage._counted
+            rows.append(block)
             continue
         for path in (p for p in result.modules if p.startswith(stage.name + ".") and p.count(".") == 1):
             spec = specs[path]

@@ -88,6 +88,8 @@ def summary(
         help="Also count with these libraries and reconcile (repeatable; 'all' for every one).")] = None,
     features: Annotated[bool, typer.Option("--features", help="Show the multi-scale feature taps (P-levels).")]
     = False,
+    train: Annotated[bool, typer.Option("--train", help="Also count a train step's backward op by op (and show "
+                                                        "what torch's FlopCounterMode says).")] = False,
     fmt: Annotated[Format, typer.Option("--format", "-f", help=FORMAT_HELP)] = Format.table,
     section: Annotated[str | None, typer.Option(help=f"The table --format csv prints: {', '.join(SECTIONS)}.")]
     = None,
@@ -104,7 +106,7 @@ def summary(
     target = resolve(spec, in_chans, scale, modules)
     detector = target.kind == "detector" and stages is Staging.children
     output = Output(fmt.value, DETECTOR_SECTIONS if detector else SECTIONS, section)
-    result = summarize(target, imgsz, batch, depth.value, stages.value, in_chans)
+    result = summarize(target, imgsz, batch, depth.value, stages.value, in_chans, train=train)
     result.spec = target.label  # as the user wrote it; the canonical form is shown apart
     names = _counter_names(counter or [])
     counters = _run_counters(target, result, names) if names else {}
@@ -113,6 +115,9 @@ def summary(
         data["counters"] = {name: c.macs for name, c in counters.items()}
         data["counter_details"] = {name: c.to_dict() for name, c in counters.items()}
     report = detector_report(result) if detector else summary_report(result, features)
+    if result.train:
+        for line in train_lines(result.train):
+            report.add(line)
     if counters:
         report.add(_counter_table(counters))
     output.show(report, data)
@@ -123,6 +128,9 @@ def summary_report(result, features: bool) -> Report:
     """Everything `summary` shows, as blocks every format renders alike."""
     records = [_row_record(r) for r in result.rows]
     columns = [c for c in ROW_COLUMNS if c.key != "repeats" or any(r.repeats is not None for r in result.rows)]
+    if result.train:
+        at = next(i for i, c in enumerate(columns) if c.key == "macs") + 1
+        columns.insert(at, Column("bwd_macs", "Bwd MACs", fmt_si))
     n, c, h, w = result.input
     report = Report([TableBlock("rows", columns, records, f"{result.spec} — input {n}×{c}×{h}×{w}", MACS_CAPTION)])
     report.add(TextBlock(f"Params {result.params:,} (trainable {result.trainable:,})   MACs {fmt_si(result.macs)}   "
@@ -144,6 +152,23 @@ def summary_report(result, features: bool) -> Report:
     if features:
         report.add(TableBlock("features", FEATURE_COLUMNS, result.features, "Feature taps for a detection neck"))
     return report
+
+
+def train_lines(train: dict) -> list[TextBlock]:
+    """The train step as counted, and beside it, labelled, what torch's FlopCounterMode reports."""
+    ref = train["flop_counter"]
+    ratio = ref["step_macs"] / train["step_macs"] if train["step_macs"] else 0
+    return [
+        TextBlock(f"Train step, counted op by op ({train['loss'].replace('_', '-')} loss): forward "
+                  f"{fmt_si(train['fwd_macs'])} MACs, backward {fmt_si(train['bwd_macs'])} (grad input "
+                  f"{fmt_si(train['bwd_input_macs'])}, grad weight {fmt_si(train['bwd_weight_macs'])}), step "
+                  f"{fmt_si(train['step_macs'])} MACs = {fmt_si(2 * train['step_macs'])} FLOPs; bytes moved: "
+                  f"forward {train['fwd_bytes'] / 2**20:,.0f} MB, backward {train['bwd_bytes'] / 2**20:,.0f} MB "
+                  "(fp32)", "bold"),
+        TextBlock(f"torch FlopCounterMode on the same step: {fmt_si(ref['step_flops'])} FLOPs = "
+                  f"{fmt_si(ref['step_macs'])} MACs ({ratio:.2f}× ours); it counts a grouped conv's weight "
+                  "gradient 'groups' times over, so depthwise nets differ most"),
+    ]
 
 
 def _row_record(row) -> dict:

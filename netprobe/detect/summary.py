@@ -85,6 +85,7 @@ class DetectorSummary:
     backbone: str | None = None
     depth: str = "row"
     detail: list[DetailRow] = field(default_factory=list)  # blocks or layers inside the rows, for depth != "row"
+    train: dict | None = None  # summarize(..., train=True): the train step counted (summary.train_counts)
 
     def to_dict(self) -> dict:
         return asdict(self)
