@@ -382,7 +382,7 @@ def _measure(target: Target, config: BenchConfig, size: tuple[int, int], dtype: 
             on_step()
         _summarise(result, phases_per_step, config)
         if config.breakdown:
-            _explain(result, model, step, x, config, dtype)
+            _explain(result, target, model, step, x, config, dtype)
         if config.per_stage:
             result.stages = stage_times(model, x, dtype, config, target)
 
@@ -482,16 +482,18 @@ def _counted_macs(target: Target, config: BenchConfig, size: tuple[int, int], co
     return train.fwd_macs // config.batch, train.bwd_macs // config.batch
 
 
-def _explain(result: BenchResult, model: nn.Module, step: Callable, x: torch.Tensor, config: BenchConfig,
-             dtype: torch.dtype) -> None:
+def _explain(result: BenchResult, target: Target, model: nn.Module, step: Callable, x: torch.Tensor,
+             config: BenchConfig, dtype: torch.dtype) -> None:
     """Profiled steps after the timed ones: time by op kind and the roofline, or a note saying why not."""
     if config.compile:
         result.breakdown_note = "no breakdown with compile: the compiled graph fuses ops across modules"
         return
     from netprobe.explain import explain_step
+    from netprobe.summary import stage_function
 
+    stage_of = stage_function(target, tuple(x.shape[2:]))
     found = explain_step(model, step, x, config.device, dtype, config.mode, config.optimizer, result.step_ms,
-                         result.peak_tflops)
+                         result.peak_tflops, stage_of)
     result.breakdown = found.breakdown.to_records() or None
     result.roofline = found.roofline.to_dict() if found.roofline else None
     result.breakdown_note = found.note

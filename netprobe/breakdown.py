@@ -15,9 +15,12 @@ step (`counting.count_train`) and its achieved GFLOP/s.
 from __future__ import annotations
 
 import bisect
+import contextlib
+import os
+import sys
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -141,6 +144,22 @@ def _exit_range(handle: object) -> None:
     torch.ops.profiler._record_function_exit._RecordFunction(handle)
 
 
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Kineto logs 'profiler_start'/'profiler_stop' lines from C++ straight to fd 2: keep them out of the
+    user's terminal and logs while the profiler runs."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def profile_step(model: nn.Module, step: Callable[[ProfilingClock], None], device: str, mode: str = "train",
                  steps: int = 3) -> list[OpTime]:
     """Run `step(clock)` once to warm up and `steps` times profiled, module ranges on; per-step op times.
@@ -158,7 +177,7 @@ def profile_step(model: nn.Module, step: Callable[[ProfilingClock], None], devic
     def exit(path: str, direction: str) -> None:
         _exit_range(ranges.open.pop())
 
-    with module_scopes(model, enter, exit), \
+    with _quiet_stderr(), module_scopes(model, enter, exit), \
             profile(activities=activities, schedule=schedule(wait=0, warmup=1, active=steps), acc_events=True) as prof:
         for _ in range(steps + 1):
             step(ProfilingClock(PHASES[mode]))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from netprobe.archs.zoo import ARCHS
 from netprobe.bench import LIMITS, BenchConfig, BenchResult, benchmark, validate
@@ -32,6 +32,7 @@ class Settings:
     warmup: int = 1
     iters: int = 2
     rounds: int = 3
+    breakdown: bool = False  # profile the last round: time by op kind, roofline per stage
 
 
 MAX_ROUNDS = 1000
@@ -74,6 +75,9 @@ class CompareRow:
     paper: dict | None = None
     deviation: dict | None = None
     measurements: list[float] = field(default_factory=list)
+    breakdown: list[dict] | None = None  # the last round's, with Settings.breakdown
+    roofline: dict | None = None
+    breakdown_note: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -177,7 +181,8 @@ def run(variants: list[Variant], settings: Settings,
                 on_measure(v.label, r)
             if rows[i].status == "oom":
                 continue  # it will not fit in a later round either
-            results[i].append(benchmark(v.config(settings)))
+            last = settings.breakdown and r == settings.rounds - 1  # profiled steps add to the last round only
+            results[i].append(benchmark(replace(v.config(settings), breakdown=last)))
             _update(rows[i], results[i])
         _relate(rows)
         yield rows
@@ -186,6 +191,8 @@ def run(variants: list[Variant], settings: Settings,
 def _update(row: CompareRow, results: list[BenchResult]) -> None:
     ok = [r for r in results if r.status == "ok"]
     last = results[-1]
+    if last.breakdown or last.breakdown_note:
+        row.breakdown, row.roofline, row.breakdown_note = last.breakdown, last.roofline, last.breakdown_note
     if last.status != "ok" and not ok:
         row.status = last.status if last.status == "oom" else f"error: {last.error}"
         row.peak_mem_mb = last.peak_mem_mb

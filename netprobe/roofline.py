@@ -84,6 +84,13 @@ class Roofline:
         """The intensity (FLOPs / byte) where the two roofs meet: below it, memory bounds."""
         return self.peak_tflops * 1e12 / (self.bandwidth_gbs * 1e9)
 
+    @classmethod
+    def from_dict(cls, data: dict) -> Roofline:
+        """The inverse of `to_dict` (a result's JSON back into a plottable roofline)."""
+        fields = {f for f in StageRoof.__dataclass_fields__}
+        stages = [StageRoof(**{k: v for k, v in s.items() if k in fields}) for s in data["stages"]]
+        return cls(data["peak_tflops"], data["bandwidth_gbs"], data["dtype"], stages)
+
     def to_dict(self) -> dict:
         out = asdict(self)
         for stage, roof in zip(out["stages"], self.stages, strict=True):

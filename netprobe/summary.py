@@ -10,6 +10,7 @@ cumulative strides, so they are right at any image size.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
@@ -96,6 +97,24 @@ def train_counts(target: Target, model: nn.Module, input_shape: tuple[int, ...])
             "step_macs": counted.step_macs, "fwd_bytes": counted.fwd_bytes, "bwd_bytes": counted.bwd_bytes,
             "flop_counter": reference,
             "by_module_bwd": {m.path: m.bwd_macs for m in counted.modules.values() if m.bwd_macs}}
+
+
+def stage_function(target: Target, size: tuple[int, int]) -> Callable[[str], str | None]:
+    """Which stage row each module path belongs to, as `summary` lays the model out: the first path
+    component for netprobe's backbones and detectors (stem, stage3, a YAML row), the stage rows of
+    any other model (its children, a bulk container opened). None: outside every stage."""
+    from netprobe.kinds import first_component
+
+    if target.kind in ("zoo", "detector"):
+        return first_component
+    model = target.meta_model()
+    result = count(model, (1, target.in_chans, *size))
+    prefixes = [(p, g.name) for g in _child_groups(model, result) if g.whole for p in g.paths if p]
+
+    def stage_of(path: str) -> str | None:
+        return next((name for p, name in prefixes if path == p or path.startswith(p + ".")), None)
+
+    return stage_of
 
 
 def check_depth(depth: str, stages: str) -> None:

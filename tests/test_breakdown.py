@@ -1,5 +1,7 @@
 """Time by op kind: classification on any module, attribution of a profiler's event tree, a real CPU profile."""
 
+import json
+
 import pytest
 import torch
 from torch import nn
@@ -170,3 +172,74 @@ def test_stages_come_from_the_function_given_and_counts_follow_the_mode():
     assert dw.macs == 3 * dw_macs and dw.gflops == pytest.approx(2 * dw.macs / 5e-3 / 1e9)
     infer = BD.breakdown(times, model, counted, stage_of=halves, mode="infer")
     assert next(r for r in infer.records if r.stage is None and r.kind == "depthwise_conv").macs == dw_macs
+
+
+# ---- the command line -----------------------------------------------------------------------------
+
+def _cli(*args):
+    from typer.testing import CliRunner
+
+    from netprobe.cli import app
+
+    return CliRunner().invoke(app, list(args))
+
+
+def test_cli_bench_breakdown_json_and_roofline_plot(tmp_path):
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "roof.png"
+    result = _cli("bench", "mobilenetv3_small:classes=10", "--device", "cpu", "--batch", "2", "--imgsz", "64",
+                  "--warmup", "1", "--iters", "2", "--breakdown", "--plot", str(png), "--format", "json")
+    assert result.exit_code == 0, result.output
+    r = json.loads(result.stdout)["results"][0]
+    whole = [k for k in r["breakdown"] if k["stage"] is None]
+    assert abs(sum(k["time_share"] for k in whole) - 1) < 1e-6
+    assert {k["kind"] for k in whole} >= {"depthwise_conv", "pointwise_conv", "squeeze_excite", "optimizer"}
+    assert set(r["roofline"]) >= {"peak_tflops", "bandwidth_gbs", "dtype", "stages"}
+    assert [s["name"] for s in r["roofline"]["stages"]][:2] == ["stem", "stage1"]
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    table = _cli("bench", "mobilenetv3_small:classes=10", "--device", "cpu", "--batch", "2", "--imgsz", "64",
+                 "--warmup", "1", "--iters", "2", "--breakdown", "--format", "markdown")
+    assert "**Where the step's time goes**" in table.stdout and "**Roofline per stage**" in table.stdout
+    assert "depthwise convs take" in table.stdout
+
+
+def test_cli_breakdown_of_a_foreign_module_uses_its_stage_rows():
+    result = _cli("bench", "module:fixtures_nets:build_blocks", "--device", "cpu", "--batch", "2", "--warmup", "0",
+                  "--iters", "1", "--breakdown", "--format", "json")
+    assert result.exit_code == 0, result.output
+    stages = {k["stage"] for k in json.loads(result.stdout)["results"][0]["breakdown"] if k["stage"]}
+    assert stages <= {"conv_stem", "blocks.0", "blocks.1", "blocks.2", "head"} and "blocks.1" in stages
+
+
+def test_cli_profiler_failure_is_one_note_and_the_timing_stays(monkeypatch):
+    from netprobe import breakdown as BD
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("profiler unavailable here")
+
+    monkeypatch.setattr(BD, "profile_step", broken)
+    result = _cli("bench", "mobilenetv3_small:classes=10", "--device", "cpu", "--batch", "2", "--imgsz", "32",
+                  "--warmup", "0", "--iters", "1", "--breakdown", "--format", "json")
+    assert result.exit_code == 0, result.output
+    r = json.loads(result.stdout)["results"][0]
+    assert r["status"] == "ok" and r["imgs_per_s"] > 0
+    assert r["breakdown_note"] == "no breakdown: the profiler failed (RuntimeError: profiler unavailable here)"
+
+
+def test_cli_plot_needs_breakdown_and_is_checked_first():
+    result = _cli("bench", "mobilenetv3_small", "--device", "cpu", "--plot", "r.png")
+    assert result.exit_code == 2 and "add --breakdown" in result.stderr
+    result = _cli("bench", "mobilenetv3_small", "--device", "cpu", "--breakdown", "--plot", "/nonexistent/r.png")
+    assert result.exit_code == 2 and "does not exist" in result.stderr
+
+
+def test_cli_summary_train_counts_the_backward_and_shows_flop_counter_mode():
+    result = _cli("summary", "efficientnet_b0", "--train", "--format", "json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    train = data["train"]
+    assert train["step_macs"] == train["fwd_macs"] + train["bwd_macs"]
+    stem_conv = 32 * 112 * 112 * 27
+    assert train["bwd_input_macs"] == train["fwd_macs"] - stem_conv  # every layer but the stem needs a grad input
+    assert sum(r["bwd_macs"] for r in data["stages"]) == train["bwd_macs"]
+    assert train["flop_counter"]["step_macs"] > 10 * train["step_macs"]  # its grouped-conv backward over-count

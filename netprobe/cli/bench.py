@@ -105,7 +105,7 @@ BENCH_RESULT_CSV = [Column(k, k) for k in (
     "step_ms", "step_p10_ms", "step_p90_ms", "peak_mem_mb", "mem_kind", "tflops", "peak_tflops", "peak_fraction",
     "compile_s", "macs_per_img", "params", "channels_last", "compiled", "optimizer", "iters", "warmup_steps",
     "steady", "loss", "error")]
-SECTIONS = ("results", "stages")
+SECTIONS = ("results", "stages", "breakdown", "roofline")
 
 
 @command("bench")
@@ -132,6 +132,10 @@ def bench(
     scale: Annotated[str | None, typer.Option(help="A detector YAML's scale letter; default: from the file name.")]
     = None,
     modules: Annotated[str | None, typer.Option(help="A .py file whose classes a detector YAML may name.")] = None,
+    breakdown: Annotated[bool, typer.Option("--breakdown", help="After the timed steps, a few profiled ones: time "
+                                                               "by op kind beside MACs and bytes, a roofline per "
+                                                               "stage.")] = False,
+    plot: Annotated[str | None, typer.Option(help="With --breakdown: write the roofline as a PNG.")] = None,
     per_stage: Annotated[bool, typer.Option("--per-stage", help="Time of each stage alone (forward, and backward "
                                                                 "when training).")] = False,
     find_max_batch: Annotated[bool, typer.Option("--find-max-batch", help="Search the largest batch that fits "
@@ -160,7 +164,13 @@ def bench(
     from netprobe import bench as B
     from netprobe.target import resolve
 
-    output = Output(fmt.value, SECTIONS, section, {"out": (out, (".json", ".csv"))})
+    output = Output(fmt.value, SECTIONS, section, {"out": (out, (".json", ".csv")), "plot": (plot, (".png",))})
+    if plot and not breakdown:
+        raise InputError("--plot draws the roofline that --breakdown measures; add --breakdown")
+    if plot:
+        from netprobe.cli.compare import _require_matplotlib
+
+        _require_matplotlib()
     check_range("--warmup", warmup, *B.LIMITS["warmup"])
     check_range("--iters", iters, *B.LIMITS["iters"])
     if in_chans is not None:
@@ -172,7 +182,7 @@ def bench(
     configs = B.grid(targets, int_list("--batch", batch, *B.LIMITS["batch"]),
                      size_list("--imgsz", imgsz) or [None], modes, device=dev, amp=amp.value,
                      channels_last=channels_last, compile=compile_model, optimizer=optimizer.value, warmup=warmup,
-                     iters=iters, per_stage=per_stage, in_chans=in_chans)
+                     iters=iters, per_stage=per_stage, in_chans=in_chans, breakdown=breakdown)
     for config in configs:
         B.validate(config)
     if nproc is not None:
@@ -195,7 +205,7 @@ def bench(
     if not results:
         note("nothing finished: interrupted before the first configuration was measured")
     else:
-        _report(B, output, results, dev, out)
+        _report(B, output, results, dev, out, plot)
     if stopped is not None:
         note(f"interrupted: {len(results)} of {plural(len(configs), 'configuration')} finished")
         raise typer.Exit(stopped)
@@ -235,7 +245,7 @@ def _max_batch(B, config):
     return tried[best] if best else None
 
 
-def _report(B, output: Output, results: list, dev: str, out: str | None) -> None:
+def _report(B, output: Output, results: list, dev: str, out: str | None, plot: str | None = None) -> None:
     from netprobe.render import to_csv, to_json
 
     info = B.device_info(dev)
@@ -248,7 +258,31 @@ def _report(B, output: Output, results: list, dev: str, out: str | None) -> None
     if out:
         text = to_json(data) if out.lower().endswith(".json") else to_csv(BENCH_RESULT_CSV, data["results"])
         ok = output.write(out, text)
+    if plot:
+        ok = write_roofline(output, [(_config_label(r), r) for r in results], plot, "netprobe bench --breakdown") and ok
     output.finish(ok)
+
+
+def _config_label(r) -> str:
+    return f"{r.spec} b{r.batch} {r.imgsz}px {r.dtype} {r.mode}"
+
+
+def write_roofline(output: Output, items: list, path: str, title: str) -> bool:
+    """The rooflines of the results that have one, one panel each, written to `path`."""
+    import io
+
+    from netprobe.roofline import Roofline, plot_roofline
+
+    panels = [(label, Roofline.from_dict(r.roofline)) for label, r in items if r.roofline]
+    if not panels:
+        note("no roofline to plot: no configuration has a breakdown (see the notes above)")
+        return False
+    buf = io.BytesIO()
+    plot_roofline(panels, buf, title)
+    if output.write(path, buf.getvalue(), "plot"):
+        note(f"plot written to {path}")
+        return True
+    return False
 
 
 def bench_report(results: list, info: dict, busy: str) -> Report:
@@ -258,7 +292,7 @@ def bench_report(results: list, info: dict, busy: str) -> Report:
     losses = sorted({r.loss for r in results if r.loss})
     caption = (f"{info['name']} · torch {info['torch']} · {plural(info['threads'], 'thread')} · peak (dense "
                "matmul, measured): " + ", ".join(f"{k} {v:.2f} TFLOP/s" for k, v in peaks.items())
-               + f" · Peak MB: {mem} · TFLOP/s counts 2 FLOPs per MAC, train = 3 × forward"
+               + f" · Peak MB: {mem} · TFLOP/s counts 2 FLOPs per MAC of the step as counted (backward op by op)"
                + (f" · train loss: {'; '.join(losses)}" if losses else "")
                + (" (a stand-in: no label assignment or real detection loss is timed)"
                   if any(r.loss.startswith("surrogate") for r in results) else ""))
@@ -272,4 +306,8 @@ def bench_report(results: list, info: dict, busy: str) -> Report:
                               "backward GFLOP/s assumes 2 × the forward's work"))
     if busy:
         report.add(TextBlock(busy, "yellow"))
+    from netprobe.cli.explain import explain_blocks
+
+    for block in explain_blocks([(_config_label(r), r) for r in results]):
+        report.add(block)
     return report

@@ -78,7 +78,10 @@ def compare(
     = None,
     fused_kernel: Annotated[str, typer.Option(help="Kernel of the fused stages: keep (each stage's own) or an "
                                                    "odd size such as 3.")] = "keep",
-    plot: Annotated[str | None, typer.Option(help="Write a PNG of throughput and MACs per variant.")] = None,
+    breakdown: Annotated[bool, typer.Option("--breakdown", help="Profile each variant's last round: time by op kind, "
+                                                               "a roofline per stage, what they show.")] = False,
+    plot: Annotated[str | None, typer.Option(help="Write a PNG: throughput and MACs per variant, or with "
+                                                  "--breakdown the roofline, one panel per variant.")] = None,
     scale: Annotated[str | None, typer.Option(help="A detector YAML's scale letter; default: from the file name.")]
     = None,
     modules: Annotated[str | None, typer.Option(help="A .py file whose classes a detector YAML may name.")] = None,
@@ -95,7 +98,7 @@ def compare(
     from netprobe import compare as C
     from netprobe.bench import LIMITS, resolve_device
 
-    output = Output(fmt.value, ("rows",), None, {"plot": (plot, (".png",))})
+    output = Output(fmt.value, ("rows", "breakdown", "roofline"), None, {"plot": (plot, (".png",))})
     experiment = what[0] if what[0] in C.EXPERIMENTS else "specs"
     if experiment != "specs" and len(what) > 1:
         raise InputError(f"{experiment} takes no models; use --base to choose the arch")
@@ -118,7 +121,7 @@ def compare(
 
     base_size = resolve(base).imgsz or (224, 224)
     settings = C.default_settings(dev, base_size[0], one_batch, one_size, iters, rounds, amp=amp.value,
-                                  channels_last=channels_last)
+                                  channels_last=channels_last, breakdown=breakdown)
     if experiment == "fused-stages":
         variants = C.fused_stage_variants(base, fused_kernel, settings.batch, settings.imgsz)
     elif experiment == "batch-imgsz":
@@ -131,8 +134,9 @@ def compare(
     if nproc is not None:
         from netprobe.cli.distributed import DistOptions, check_plans, run_all
 
-        if plot:
-            raise InputError("--plot draws the interleaved single-device comparison; leave it out with --nproc")
+        if plot or breakdown:
+            raise InputError("--plot and --breakdown go with the single-device comparison; leave them out with "
+                             "--nproc")
         options = DistOptions(nproc, int_list("--world-sizes", world_sizes, 1, 4096) or None, global_batch, bucket_mb)
         jobs = [(v.label, v.config(settings)) for v in variants]
         check_plans([c for _, c in jobs], options)
@@ -177,7 +181,8 @@ def _run_compare(C, output: Output, experiment: str, variants: list, settings, p
                      f"{plural(info['threads'], 'thread')}): batch {','.join(map(str, batches))}, "
                      f"{','.join(sizes)} px, amp {settings.amp}, channels_last {settings.channels_last}, "
                      f"{plural(settings.rounds, 'round')} × {plural(settings.iters, 'iter')} (+{settings.warmup} "
-                     "warm-up, until steady), variants interleaved")
+                     "warm-up, until steady), variants interleaved"
+                     + ("; the last round also profiled (--breakdown)" if settings.breakdown else ""))
     rows, stopped = [], None
     with progress_bar() as progress:
         task = progress.add_task("compare", total=settings.rounds * len(variants))
@@ -199,7 +204,11 @@ def _run_compare(C, output: Output, experiment: str, variants: list, settings, p
             "rows": [r.to_dict() for r in rows]}
     output.show(compare_report(experiment, rows, settings_line), data)
     ok = True
-    if plot:
+    if plot and settings.breakdown:
+        from netprobe.cli.bench import write_roofline
+
+        ok = write_roofline(output, [(r.label, r) for r in rows], plot, f"netprobe compare {experiment} --breakdown")
+    elif plot:
         ok = _write_plot(output, rows, plot, settings_line)
     if stopped is not None:
         note(f"interrupted: showing {plural(rows[0].rounds, 'finished round')}")
@@ -217,8 +226,11 @@ def compare_report(experiment: str, rows: list, settings_line: str) -> Report:
     if has_table3 or has_table2:
         caption += (" Paper columns: EfficientNetV2 paper (arXiv:2104.00298) " + ("Table 3" if has_table3 else
                     "Table 2") + ", published figures, not measured here.")
+    from netprobe.cli.explain import explain_blocks
+
     return Report([TextBlock(f"Settings: {settings_line}."),
-                   TableBlock("rows", columns, records, f"netprobe compare {experiment}", caption)])
+                   TableBlock("rows", columns, records, f"netprobe compare {experiment}", caption),
+                   *explain_blocks([(r.label, r) for r in rows])])
 
 
 def _write_plot(output: Output, rows: list, path: str, subtitle: str) -> bool:

@@ -1,0 +1,77 @@
+"""`--breakdown`: why a step takes its time — time by op kind beside MACs and bytes, a roofline per
+stage, and one sentence per configuration saying what the two show."""
+
+from __future__ import annotations
+
+from netprobe.kinds import KIND_LABELS
+from netprobe.render import Column, TableBlock, TextBlock, fmt_float, fmt_pct, fmt_si
+
+KIND_COLUMNS = [
+    Column("config", "Config", justify="left", ident=True), Column("label", "Op kind", justify="left", ident=True),
+    Column("fwd_ms", "Fwd ms", fmt_float(1)), Column("bwd_ms", "Bwd ms", fmt_float(1)),
+    Column("opt_ms", "Opt ms", fmt_float(1)), Column("time_share", "Time %", fmt_pct),
+    Column("macs_share", "MACs %", fmt_pct), Column("bytes_share", "Bytes %", fmt_pct),
+    Column("gflops", "GFLOP/s", fmt_float(1)),
+]
+ROOF_COLUMNS = [
+    Column("config", "Config", justify="left", ident=True), Column("name", "Stage", justify="left", ident=True),
+    Column("family", "Blocks", justify="left"), Column("macs", "MACs", fmt_si),
+    Column("mb", "MB moved", fmt_float(1)), Column("intensity", "FLOPs/byte", fmt_float(1)),
+    Column("predicted_ms", "Roofline ms", fmt_float(1)), Column("measured_ms", "Measured ms", fmt_float(1)),
+    Column("bound", "Bound", justify="left"), Column("achieved_gflops", "GFLOP/s", fmt_float(1)),
+]
+KIND_CAPTION = ("Time by op kind from a few profiled steps after the timed ones (CPU: op time; CUDA: kernel time); "
+                "MACs and bytes counted op by op for the same step (forward and backward; bytes: what each op reads "
+                "and writes, nothing fused). GFLOP/s = 2 × MACs ÷ time.")
+
+
+def roof_caption(roof: dict) -> str:
+    return (f"Roofs measured in the same run, {roof['dtype']}: dense matmul {roof['peak_tflops'] * 1e3:.1f} GFLOP/s, "
+            f"large copy {roof['bandwidth_gbs']:.1f} GB/s (ridge {roof['ridge']:.1f} FLOPs/byte). Roofline ms: "
+            "sum over the stage's layers of max(FLOPs ÷ peak, bytes ÷ bandwidth); Bound: the roof behind most of it. "
+            "Measured ms: forward + backward in the profiled steps.")
+
+
+def explain_blocks(items: list[tuple[str, object]]) -> list:
+    """The breakdown and roofline tables for every (label, result) that has them, and what they show."""
+    kinds, stages, lines = [], [], []
+    for label, result in items:
+        if result.breakdown_note:
+            lines.append(TextBlock(f"{label}: {result.breakdown_note}", "yellow"))
+        if not result.breakdown:
+            continue
+        kinds += [{**r, "config": label, "label": KIND_LABELS.get(r["kind"], r["kind"])}
+                  for r in result.breakdown if r["stage"] is None]
+        if result.roofline:
+            stages += [{**s, "config": label, "mb": s["bytes"] / 2**20} for s in result.roofline["stages"]]
+        lines.append(TextBlock(why(label, result.breakdown, result.roofline)))
+    blocks: list = []
+    if kinds:
+        blocks.append(TableBlock("breakdown", KIND_COLUMNS, kinds, "Where the step's time goes", KIND_CAPTION))
+    if stages:
+        roof = next(r.roofline for _, r in items if r.roofline)
+        blocks.append(TableBlock("roofline", ROOF_COLUMNS, stages, "Roofline per stage", roof_caption(roof)))
+    return blocks + lines
+
+
+def why(label: str, breakdown: list[dict], roofline: dict | None) -> str:
+    """One sentence from the numbers: what depthwise convs cost against what they compute, and which
+    stages the roofline calls memory-bound."""
+    whole = {r["kind"]: r for r in breakdown if r["stage"] is None}
+    dw = whole.get("depthwise_conv")
+    dense = [whole[k] for k in ("dense_conv", "pointwise_conv") if k in whole and whole[k]["gflops"]]
+    dense_rate = max((r["gflops"] for r in dense), default=None)
+    bound = [s["name"] for s in (roofline or {}).get("stages", []) if s["bound"] == "memory"]
+    stages = (f"the roofline calls {len(bound)} of {len(roofline['stages'])} stages memory-bound "
+              f"({', '.join(bound)})" if roofline and bound else "the roofline calls no stage memory-bound")
+    if dw is None or not dw["time_share"]:
+        top = max(whole.values(), key=lambda r: r["time_share"])
+        return (f"{label}: no depthwise convs; {KIND_LABELS.get(top['kind'], top['kind'])} takes the most time "
+                f"({top['time_share']:.0%} for {top['macs_share']:.0%} of the MACs), and {stages}.")
+    ratio = dw["time_share"] / dw["macs_share"] if dw["macs_share"] else float("inf")
+    rates = f" at {dw['gflops']:.1f} GFLOP/s" + (f" against {dense_rate:.1f} in dense and 1×1 convs"
+                                                 if dense_rate else "") if dw["gflops"] else ""
+    verdict = ("so depthwise work is paid for in bytes moved, not arithmetic" if ratio > 1.5 else
+               "so here depthwise convs cost about what their arithmetic would")
+    return (f"{label}: depthwise convs take {dw['time_share']:.0%} of the step for {dw['macs_share']:.0%} of its "
+            f"MACs ({ratio:.1f}× their share){rates}, {verdict}; {stages}.")
