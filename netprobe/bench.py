@@ -611,16 +611,24 @@ def _percentile(values: list[float], q: float) -> float:
 def busy_note(results: list[BenchResult]) -> str:
     """A line for under the table when the numbers look taken on a busy machine, else ''."""
     ok = [r for r in results if r.status == "ok"]
-    spread = [r for r in ok if r.step_p10_ms and r.step_p90_ms / r.step_p10_ms > BUSY_SPREAD]
-    peaks = [r.peak_tflops for r in ok if r.peak_tflops]
+    return busy_line([r.step_p90_ms / r.step_p10_ms for r in ok if r.step_p10_ms],
+                     [r.peak_tflops for r in ok if r.peak_tflops], all(r.steady for r in ok))
+
+
+def busy_line(step_spreads: list[float], peaks: list[float], steady: bool, round_spreads: list[float] = ()) -> str:
+    """The busy-machine note from its evidence: each configuration's p90/p10 of step times, the
+    matmul peaks measured, whether warm-up reached steady times, and (compare) each variant's
+    max/min throughput over rounds."""
     reasons = []
-    if spread:
-        worst = max(r.step_p90_ms / r.step_p10_ms for r in spread)
-        reasons.append(f"step times spread widely (p90/p10 up to {worst:.2f}, above {BUSY_SPREAD})")
+    if step_spreads and max(step_spreads) > BUSY_SPREAD:
+        reasons.append(f"step times spread widely (p90/p10 up to {max(step_spreads):.2f}, above {BUSY_SPREAD})")
+    if round_spreads and max(round_spreads) > BUSY_SPREAD:
+        reasons.append(f"a variant's throughput varied between rounds (max/min up to {max(round_spreads):.2f}, "
+                       f"above {BUSY_SPREAD})")
     if len(peaks) > 1 and max(peaks) / min(peaks) > 1.15:
         reasons.append(f"the measured matmul peak moved between configurations ({min(peaks):.2f}–{max(peaks):.2f} "
                        "TFLOP/s)")
-    if any(not r.steady for r in ok):
+    if not steady:
         reasons.append("some timed steps were still getting faster after warm-up")
     return ("note: " + "; ".join(reasons) + " — the numbers were taken on a busy machine; run again on a quiet "
             "one") if reasons else ""

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 
 from netprobe.archs.zoo import ARCHS
-from netprobe.bench import LIMITS, BenchConfig, BenchResult, benchmark, validate
+from netprobe.bench import LIMITS, BenchConfig, BenchResult, benchmark, busy_line, validate
 from netprobe.counting import count
 from netprobe.errors import InputError, check_range
 from netprobe.reference import PAPER_TABLE2_V100, PAPER_TABLE3
@@ -78,6 +78,10 @@ class CompareRow:
     breakdown: list[dict] | None = None  # the last round's, with Settings.breakdown
     roofline: dict | None = None
     breakdown_note: str | None = None
+    round_spread: float | None = None  # max / min of the rounds' imgs/s
+    step_spread: float | None = None  # the largest p90 / p10 of step times in any round
+    peak_tflops: list[float] = field(default_factory=list)  # the matmul peak each round measured
+    steady: bool = True  # False: in some round the timed steps were still getting faster
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -204,6 +208,16 @@ def _update(row: CompareRow, results: list[BenchResult]) -> None:
     row.tflops = statistics.median(r.tflops for r in ok)
     row.peak_fraction = statistics.median(r.peak_fraction for r in ok)
     row.peak_mem_mb = max(r.peak_mem_mb or 0 for r in ok)
+    row.round_spread = row.imgs_per_s_max / row.imgs_per_s_min if row.imgs_per_s_min else None
+    row.step_spread = max((r.step_p90_ms / r.step_p10_ms for r in ok if r.step_p10_ms), default=None)
+    row.peak_tflops = [r.peak_tflops for r in ok if r.peak_tflops]
+    row.steady = all(r.steady for r in ok)
+
+
+def busy_note(rows: list[CompareRow]) -> str:
+    """bench's busy-machine note, with the spread of each variant over rounds as further evidence."""
+    return busy_line([r.step_spread for r in rows if r.step_spread], [p for r in rows for p in r.peak_tflops],
+                     all(r.steady for r in rows), [r.round_spread for r in rows if r.round_spread])
 
 
 def _relate(rows: list[CompareRow]) -> None:

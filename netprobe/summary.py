@@ -325,7 +325,8 @@ def _own_ops_group(result: Count, groups: list[Group]) -> list[Group]:
 
 def _leaf_paths(result: Count) -> list[str]:
     """Modules without children, in the order they first ran."""
-    return [p for p in result.order if p and not any(q.startswith(p + ".") for q in result.modules)]
+    parents = {p.rsplit(".", 1)[0] for p in result.modules if "." in p}
+    return [p for p in result.order if p and p not in parents]
 
 
 def _stride_groups(result: Count) -> list[Group]:

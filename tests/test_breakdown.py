@@ -243,3 +243,42 @@ def test_cli_summary_train_counts_the_backward_and_shows_flop_counter_mode():
     assert train["bwd_input_macs"] == train["fwd_macs"] - stem_conv  # every layer but the stem needs a grad input
     assert sum(r["bwd_macs"] for r in data["stages"]) == train["bwd_macs"]
     assert train["flop_counter"]["step_macs"] > 10 * train["step_macs"]  # its grouped-conv backward over-count
+
+
+def _kind(kind, time_share, macs_share, macs=0, nbytes=0, ms=0.0, gflops=None):
+    return {"kind": kind, "stage": None, "fwd_ms": ms / 2, "bwd_ms": ms / 2, "opt_ms": 0.0,
+            "time_share": time_share, "macs_share": macs_share, "bytes_share": 0.0, "gflops": gflops,
+            "macs": macs, "bytes": nbytes}
+
+
+def test_the_why_sentence_follows_the_numbers():
+    from netprobe.cli.explain import why
+
+    roof = {"peak_tflops": 0.2, "bandwidth_gbs": 20.0, "stages": [{"name": "stage1", "bound": "memory"},
+                                                                  {"name": "stage2", "bound": "compute"}]}
+    # 1e9 MACs over 1e9 bytes in 100 ms: 2 FLOPs/byte under a ridge of 10, moving 10 GB/s
+    dw = _kind("depthwise_conv", 0.40, 0.05, macs=10**9, nbytes=10**9, ms=100.0, gflops=20.0)
+    dense = _kind("pointwise_conv", 0.60, 0.95, gflops=150.0)
+    line = why("A", [dw, dense], roof)
+    assert line.startswith("A: depthwise convs take 40% of the step for 5.0% of its MACs (8.0× their share)")
+    assert "20.0 GFLOP/s against 150.0 in dense and 1×1 convs" in line
+    assert "at 2.0 FLOPs per byte, under the ridge of 10.0, they are bound by memory traffic" in line
+    assert "move only 10.0 GB/s of the 20.0 a large copy reaches" in line
+    assert line.endswith("the roofline calls 1 of 2 stages memory-bound (stage1).")
+    dense_dw = _kind("depthwise_conv", 0.40, 0.05, macs=10**10, nbytes=10**9, ms=100.0, gflops=200.0)
+    assert "above the ridge of 10.0, memory does not explain it" in why("B", [dense_dw, dense], roof)
+    none = why("C", [_kind("dense_conv", 0.9, 0.94)], None)
+    assert none == "C: no depthwise convs; dense k×k conv takes the most time (90% for 94% of the MACs), and the " \
+        "roofline calls no stage memory-bound."
+
+
+def test_compare_names_a_busy_machine_from_rounds_that_disagree():
+    from netprobe.compare import CompareRow, busy_note
+
+    def row(lo, hi, peaks=(0.2, 0.2)):
+        return CompareRow("v", "s", 8, 128, 1, 1, 1, imgs_per_s_min=lo, imgs_per_s_max=hi, round_spread=hi / lo,
+                          step_spread=1.05, peak_tflops=list(peaks))
+
+    assert busy_note([row(10, 11), row(5, 5.2)]) == ""
+    assert "throughput varied between rounds (max/min up to 1.50" in busy_note([row(10, 15), row(5, 5.2)])
+    assert "peak moved" in busy_note([row(10, 11), row(5, 5.2, peaks=(0.2, 0.12))])

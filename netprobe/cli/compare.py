@@ -201,8 +201,8 @@ def _run_compare(C, output: Output, experiment: str, variants: list, settings, p
     data = {"experiment": experiment, "device": info, "settings": settings.__dict__,
             "batch": settings.batch if experiment != "batch-imgsz" else batches,
             "imgsz": variants[0].imgsz if experiment != "batch-imgsz" else sizes,
-            "rows": [r.to_dict() for r in rows]}
-    output.show(compare_report(experiment, rows, settings_line), data)
+            "rows": [r.to_dict() for r in rows], "note": C.busy_note(rows) or None}
+    output.show(compare_report(experiment, rows, settings_line, data["note"]), data)
     ok = True
     if plot and settings.breakdown:
         from netprobe.cli.bench import write_roofline
@@ -217,7 +217,7 @@ def _run_compare(C, output: Output, experiment: str, variants: list, settings, p
     output.finish(ok)
 
 
-def compare_report(experiment: str, rows: list, settings_line: str) -> Report:
+def compare_report(experiment: str, rows: list, settings_line: str, busy: str | None = None) -> Report:
     records = [_compare_record(r) for r in rows]
     has_table3 = any(r.paper and "params_m" in r.paper for r in rows)
     has_table2 = any(r.paper and "v100_oom" in r.paper for r in rows)
@@ -230,6 +230,7 @@ def compare_report(experiment: str, rows: list, settings_line: str) -> Report:
 
     return Report([TextBlock(f"Settings: {settings_line}."),
                    TableBlock("rows", columns, records, f"netprobe compare {experiment}", caption),
+                   *([TextBlock(busy, "yellow")] if busy else []),
                    *explain_blocks([(r.label, r) for r in rows])])
 
 

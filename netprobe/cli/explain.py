@@ -67,11 +67,29 @@ def why(label: str, breakdown: list[dict], roofline: dict | None) -> str:
     if dw is None or not dw["time_share"]:
         top = max(whole.values(), key=lambda r: r["time_share"])
         return (f"{label}: no depthwise convs; {KIND_LABELS.get(top['kind'], top['kind'])} takes the most time "
-                f"({top['time_share']:.0%} for {top['macs_share']:.0%} of the MACs), and {stages}.")
+                f"({_share(top['time_share'])} for {_share(top['macs_share'])} of the MACs), and {stages}.")
     ratio = dw["time_share"] / dw["macs_share"] if dw["macs_share"] else float("inf")
-    rates = f" at {dw['gflops']:.1f} GFLOP/s" + (f" against {dense_rate:.1f} in dense and 1×1 convs"
-                                                 if dense_rate else "") if dw["gflops"] else ""
-    verdict = ("so depthwise work is paid for in bytes moved, not arithmetic" if ratio > 1.5 else
-               "so here depthwise convs cost about what their arithmetic would")
-    return (f"{label}: depthwise convs take {dw['time_share']:.0%} of the step for {dw['macs_share']:.0%} of its "
-            f"MACs ({ratio:.1f}× their share){rates}, {verdict}; {stages}.")
+    rates = f", running at {dw['gflops']:.1f} GFLOP/s" + (f" against {dense_rate:.1f} in dense and 1×1 convs"
+                                                         if dense_rate else "") if dw["gflops"] else ""
+    return (f"{label}: depthwise convs take {_share(dw['time_share'])} of the step for {_share(dw['macs_share'])} "
+            f"of its MACs ({ratio:.1f}× their share){rates}{_intensity(dw, roofline)}; {stages}.")
+
+
+def _share(x: float) -> str:
+    """A share as a sentence shows it: whole percents, one decimal under 10%."""
+    return f"{x:.0%}" if x >= 0.095 else f"{100 * x:.1f}%"
+
+
+def _intensity(dw: dict, roofline: dict | None) -> str:
+    """What the depthwise convs' arithmetic per byte says, against the measured roofs."""
+    if not dw.get("bytes") or not roofline:
+        return ""
+    intensity = 2 * dw["macs"] / dw["bytes"]
+    ridge = roofline["peak_tflops"] * 1e12 / (roofline["bandwidth_gbs"] * 1e9)
+    seconds = (dw["fwd_ms"] + dw["bwd_ms"]) / 1e3
+    achieved = f", yet move only {dw['bytes'] / seconds / 1e9:.1f} GB/s of the {roofline['bandwidth_gbs']:.1f} " \
+        "a large copy reaches" if seconds else ""
+    if intensity < ridge:
+        return (f"; at {intensity:.1f} FLOPs per byte, under the ridge of {ridge:.1f}, they are bound by memory "
+                f"traffic, not arithmetic{achieved}")
+    return f"; at {intensity:.1f} FLOPs per byte, above the ridge of {ridge:.1f}, memory does not explain it"
