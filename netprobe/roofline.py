@@ -11,7 +11,7 @@ Measured stage times come from the breakdown's profiled steps.
 
 from __future__ import annotations
 
-import statistics
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -28,8 +28,9 @@ FAMILIES = ("MBConv", "Fused-MBConv", "depthwise", "dense", "other")
 
 def memory_bandwidth_gbs(device: str, dtype: torch.dtype) -> float:
     """The device's memory bandwidth in GB/s (1e9 bytes), measured (once per run) by copying a tensor
-    far larger than any cache: each copy reads and writes it once."""
-    from netprobe.bench import PhaseClock
+    far larger than any cache: each copy reads and writes it once; the fastest copy counts, as for
+    the matmul peak."""
+    from netprobe.bench import PEAK_MIN_REPS, PEAK_MIN_S, PhaseClock
 
     key = (device, dtype)
     if key not in _BANDWIDTH_CACHE:
@@ -39,14 +40,15 @@ def memory_bandwidth_gbs(device: str, dtype: torch.dtype) -> float:
         for _ in range(2):
             dst.copy_(src)
         clock = PhaseClock(device)
-        times = []
-        for _ in range(20 if device == "cuda" else 5):
+        times: list[float] = []
+        start = time.perf_counter()
+        while len(times) < PEAK_MIN_REPS or time.perf_counter() - start < PEAK_MIN_S:
             clock.mark()
             dst.copy_(src)
             clock.mark()
             times.append(clock.phases_ms()[0])
         moved = 2 * src.numel() * src.element_size()
-        _BANDWIDTH_CACHE[key] = moved / (statistics.median(times) / 1e3) / 1e9
+        _BANDWIDTH_CACHE[key] = moved / (min(times) / 1e3) / 1e9
         del src, dst
     return _BANDWIDTH_CACHE[key]
 

@@ -81,15 +81,18 @@ def _share(x: float) -> str:
 
 
 def _intensity(dw: dict, roofline: dict | None) -> str:
-    """What the depthwise convs' arithmetic per byte says, against the measured roofs."""
+    """What the depthwise convs' arithmetic per byte says, against the roofs measured in the run."""
     if not dw.get("bytes") or not roofline:
         return ""
     intensity = 2 * dw["macs"] / dw["bytes"]
-    ridge = roofline["peak_tflops"] * 1e12 / (roofline["bandwidth_gbs"] * 1e9)
-    seconds = (dw["fwd_ms"] + dw["bwd_ms"]) / 1e3
-    achieved = f", yet move only {dw['bytes'] / seconds / 1e9:.1f} GB/s of the {roofline['bandwidth_gbs']:.1f} " \
-        "a large copy reaches" if seconds else ""
-    if intensity < ridge:
-        return (f"; at {intensity:.1f} FLOPs per byte, under the ridge of {ridge:.1f}, they are bound by memory "
-                f"traffic, not arithmetic{achieved}")
-    return f"; at {intensity:.1f} FLOPs per byte, above the ridge of {ridge:.1f}, memory does not explain it"
+    peak, bandwidth = roofline["peak_tflops"] * 1e3, roofline["bandwidth_gbs"]  # GFLOP/s, GB/s
+    allowed = min(peak, intensity * bandwidth)
+    text = (f"; at {intensity:.1f} FLOPs per byte (ridge {peak / bandwidth:.1f}) the roofline calls them "
+            f"{'memory' if intensity * bandwidth < peak else 'compute'}-bound and allows {allowed:.0f} GFLOP/s")
+    if dw.get("gflops"):
+        reach = dw["gflops"] / allowed
+        text += f"; they reach {reach:.0%} of that" + (
+            ", so the kernels, not the memory system, set their pace" if reach < 0.25 else "")
+    if dw["fwd_ms"] and dw["bwd_ms"]:
+        text += f" (their backward takes {dw['bwd_ms'] / dw['fwd_ms']:.1f}× their forward)"
+    return text
