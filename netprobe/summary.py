@@ -9,7 +9,7 @@ cumulative strides, so they are right at any image size.
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
@@ -344,11 +344,10 @@ def _stride_groups(result: Count) -> list[Group]:
         runs[-1][1].append(path)
     # A parent's own work (a residual add, an SE multiply) goes with its last layer.
     owner = {leaf: i for i, (_, paths) in enumerate(runs) for leaf in paths}
+    under = _leaves_by_ancestor(leaves)
     for rec in result.modules.values():
-        if rec.path and rec.path not in owner and (rec.macs or rec.other_ops):
-            inside = [owner[leaf] for leaf in leaves if leaf.startswith(rec.path + ".")]
-            if inside:
-                runs[max(inside)][1].append(rec.path)
+        if rec.path and rec.path not in owner and (rec.macs or rec.other_ops) and under.get(rec.path):
+            runs[max(owner[leaves[i]] for i in under[rec.path])][1].append(rec.path)
     seen: Counter = Counter()
     groups = []
     for key, paths in runs:
@@ -429,20 +428,31 @@ def _blocks_of(model: nn.Module, result: Count, group: Group) -> list[Group]:
         return [Group(k, [k]) for k in kids] + (
             [Group(f"{path} (own ops)", [path], whole=False)] if own.macs or own.other_ops else [])
     members = set(group.paths)
-    leaves = [p for p in _leaf_paths(result) if p in members]
+    all_leaves = _leaf_paths(result)
+    leaves = [p for p in all_leaves if p in members]
+    everywhere, here = _leaves_by_ancestor(all_leaves), _leaves_by_ancestor(leaves)
     blocks: list[str] = []
     for leaf in leaves:
         top = leaf
         parts = leaf.split(".")
         for i in range(len(parts) - 1, 0, -1):
             parent = ".".join(parts[:i])
-            if all(q in members for q in _leaf_paths(result) if q.startswith(parent + ".")):
-                top = parent
-            else:
+            if len(here[parent]) != len(everywhere[parent]):  # some of its layers lie outside the run
                 break
+            top = parent
         if top not in blocks:
             blocks.append(top)
     return [Group(b, [b]) for b in blocks]
+
+
+def _leaves_by_ancestor(leaves: list[str]) -> defaultdict[str, list[int]]:
+    """For every module path above a leaf, the positions (in `leaves`) of the leaves under it."""
+    under: defaultdict[str, list[int]] = defaultdict(list)
+    for i, leaf in enumerate(leaves):
+        parts = leaf.split(".")
+        for j in range(1, len(parts)):
+            under[".".join(parts[:j])].append(i)
+    return under
 
 
 def _layer_rows(model: nn.Module, result: Count) -> list[Row]:
