@@ -200,8 +200,9 @@ def _draw_panel(ax, label: str, roof: Roofline, xlim: tuple[float, float], ylim:
     xs = [xlim[0], roof.ridge, xlim[1]]
     ax.plot(xs, [min(peak_gflops, roof.bandwidth_gbs * x) for x in xs], color="black", linewidth=1)
     ax.axvline(roof.ridge, color="black", linewidth=0.5, linestyle=":")
-    ax.text(xlim[1] / 1.15, peak_gflops * 1.12, f"matmul {peak_gflops:.0f} GFLOP/s", ha="right", fontsize=7)
-    ax.text(roof.ridge / 1.1, ylim[0] * 1.15, f"memory-bound ← {roof.ridge:.0f} FLOPs/B", ha="right", fontsize=7)
+    # the flat roof's label just right of the ridge, above the line: stages crowd the far right
+    ax.text(roof.ridge * 1.15, peak_gflops * 1.12, f"matmul {peak_gflops:.0f} GFLOP/s", ha="left", fontsize=7)
+    ax.text(roof.ridge / 1.1, ylim[0] * 1.15, f"memory-bound ← {roof.ridge:.1f} FLOPs/B", ha="right", fontsize=7)
     ax.text(roof.ridge / 1.3, roof.bandwidth_gbs * roof.ridge / 1.3 * 1.25, f"copy {roof.bandwidth_gbs:.1f} GB/s",
             ha="right", fontsize=7)
     for stage in roof.stages:
