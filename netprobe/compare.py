@@ -210,7 +210,7 @@ def _update(row: CompareRow, results: list[BenchResult]) -> None:
     row.peak_mem_mb = max(r.peak_mem_mb or 0 for r in ok)
     row.round_spread = row.imgs_per_s_max / row.imgs_per_s_min if row.imgs_per_s_min else None
     row.step_spread = max((r.step_p90_ms / r.step_p10_ms for r in ok if r.step_p10_ms), default=None)
-    row.peak_tflops = [r.peak_tflops for r in ok if r.peak_tflops]
+    row.peak_tflops = [r.peak_measured_tflops or r.peak_tflops for r in ok if r.peak_tflops]
     row.steady = all(r.steady for r in ok)
 
 

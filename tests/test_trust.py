@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 import netprobe
@@ -106,6 +107,17 @@ def test_a_busy_machine_is_named_under_the_table():
     assert B.busy_note([calm, calm]) == ""
     assert "p90/p10 up to 1.75" in B.busy_note([calm, noisy])
     assert "peak moved" in B.busy_note([calm, moved]) and "busy machine" in B.busy_note([calm, moved])
+    # the roof stays at the best seen; the measurement that dropped still names the busy machine
+    dropped = B.BenchResult("d", "cpu", "fp32", 2, 32, "train", "ok", step_ms=10, step_p10_ms=9.5,
+                            step_p90_ms=10.5, peak_tflops=1.0, peak_measured_tflops=0.6)
+    assert "peak moved between configurations (0.60–1.00" in B.busy_note([calm, dropped])
+
+
+def test_the_roof_is_the_best_rate_measured_so_far(monkeypatch):
+    rates = iter([0.2, 0.1, 0.25])
+    monkeypatch.setattr(B, "peak_tflops", lambda device, dtype: next(rates))
+    monkeypatch.setattr(B, "_BEST_PEAK", {})
+    assert [B.device_roof("cpu", torch.float32) for _ in range(3)] == [(0.2, 0.2), (0.2, 0.1), (0.25, 0.25)]
 
 
 def test_bench_result_says_how_warm_up_went():

@@ -291,7 +291,8 @@ def bench_report(results: list, info: dict, busy: str) -> Report:
     peaks = {r.dtype: r.peak_tflops for r in results if r.peak_tflops}
     losses = sorted({r.loss for r in results if r.loss})
     caption = (f"{info['name']} · torch {info['torch']} · {plural(info['threads'], 'thread')} · peak (dense "
-               "matmul, measured): " + ", ".join(f"{k} {v:.2f} TFLOP/s" for k, v in peaks.items())
+               "matmul, best measured so far in this run): "
+               + ", ".join(f"{k} {v:.2f} TFLOP/s" for k, v in peaks.items())
                + f" · Peak MB: {mem} · TFLOP/s counts 2 FLOPs per MAC of the step as counted (backward op by op)"
                + (f" · train loss: {'; '.join(losses)}" if losses else "")
                + (" (a stand-in: no label assignment or real detection loss is timed)"

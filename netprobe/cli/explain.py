@@ -26,8 +26,9 @@ KIND_CAPTION = ("Time by op kind from a few profiled steps after the timed ones 
 
 
 def roof_caption(roof: dict) -> str:
-    return (f"Roofs measured in the same run, {roof['dtype']}: dense matmul {roof['peak_tflops'] * 1e3:.1f} GFLOP/s, "
-            f"large copy {roof['bandwidth_gbs']:.1f} GB/s (ridge {roof['ridge']:.1f} FLOPs/byte). Roofline ms: "
+    return (f"Roofs measured in the same run, {roof['dtype']}, the best of each: dense matmul "
+            f"{roof['peak_tflops'] * 1e3:.1f} GFLOP/s, large copy {roof['bandwidth_gbs']:.1f} GB/s "
+            f"(ridge {roof['ridge']:.1f} FLOPs/byte). Roofline ms: "
             "sum over the stage's layers of max(FLOPs ÷ peak, bytes ÷ bandwidth); Bound: the roof behind most of it. "
             "Measured ms: forward + backward in the profiled steps.")
 
