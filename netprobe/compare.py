@@ -82,6 +82,7 @@ class CompareRow:
     step_spread: float | None = None  # the largest p90 / p10 of step times in any round
     peak_tflops: list[float] = field(default_factory=list)  # the matmul peak each round measured
     steady: bool = True  # False: in some round the timed steps were still getting faster
+    loss: str = ""  # what the timed train step's loss was (bench's wording: cross-entropy or a surrogate)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -212,6 +213,7 @@ def _update(row: CompareRow, results: list[BenchResult]) -> None:
     row.step_spread = max((r.step_p90_ms / r.step_p10_ms for r in ok if r.step_p10_ms), default=None)
     row.peak_tflops = [r.peak_measured_tflops or r.peak_tflops for r in ok if r.peak_tflops]
     row.steady = all(r.steady for r in ok)
+    row.loss = ok[-1].loss
 
 
 def busy_note(rows: list[CompareRow]) -> str:

@@ -223,6 +223,10 @@ def compare_report(experiment: str, rows: list, settings_line: str, busy: str | 
     has_table2 = any(r.paper and "v100_oom" in r.paper for r in rows)
     columns = COMPARE_COLUMNS + (PAPER_COLUMNS if has_table3 else []) + (TABLE2_COLUMNS if has_table2 else [])
     caption = "MACs = multiply-accumulates per image (the paper's 'FLOPs'). Train imgs/s: median over rounds."
+    losses = sorted({r.loss for r in rows if r.loss})
+    if any(loss.startswith("surrogate") for loss in losses):
+        caption += (f" Train loss: {'; '.join(losses)} (a stand-in: no label assignment or real detection loss is "
+                    "timed).")
     if has_table3 or has_table2:
         caption += (" Paper columns: EfficientNetV2 paper (arXiv:2104.00298) " + ("Table 3" if has_table3 else
                     "Table 2") + ", published figures, not measured here.")
