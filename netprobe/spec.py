@@ -54,7 +54,8 @@ def _number(key: str, text: str, kind: type, lo: float, hi: float, lo_open: bool
     if value is None or not math.isfinite(value) or value > hi or value < lo or (lo_open and value == lo):
         what = "an integer" if kind is int else "a number"
         bound = f"> {lo:g}" if lo_open else f">= {lo:g}"
-        raise SpecError(f"{key}={quote(text)} is not allowed: {key} must be {what} {bound} and <= {hi:g}")
+        name = key.rsplit(": ", 1)[-1]  # "block 'mb_r99_c8': repeats" -> "repeats"
+        raise SpecError(f"{key}={quote(text)} is not allowed: {name} must be {what} {bound} and <= {hi:g}")
     return value
 
 
@@ -145,7 +146,7 @@ def parse_block(text: str) -> BlockSpec:
     stride = int(_number(f"block {shown}: stride", got.get("s", "1"), int, 1, 2))
     return BlockSpec(
         op=op,
-        repeats=int(_number(f"block {shown}: repeats", got.get("r", "1"), int, 1, 64)),
+        repeats=int(_number(f"block {shown}: repeats", got.get("r", "1"), int, 1, MAX_REPEATS)),
         kernel=kernel,
         stride=stride,
         expand=float(_number(f"block {shown}: expansion", got.get("e", "1"), float, 0, 16, lo_open=True)),
@@ -153,6 +154,11 @@ def parse_block(text: str) -> BlockSpec:
         se=float(_number(f"block {shown}: SE ratio", got.get("se", "0"), float, 0, 1)),
         act=got.get("act"),
     )
+
+
+# A block's repeats: what a scaled table can reach (V2-XL's 32 at depth=8 is 256; an inline r64 at
+# depth=8, 512), so that every canonical spec parses back.
+MAX_REPEATS = 512
 
 
 def format_block(row: BlockSpec) -> str:
@@ -316,6 +322,10 @@ def _resolve(arch: str, values: dict[str, object]) -> NetSpec:
         spec = ARCHS[arch]
         table, width, depth = spec.base, spec.width, spec.depth
     table = transforms.scale(table, width * values.get("width", 1.0), depth * values.get("depth", 1.0))
+    deepest = max((row.repeats, i) for i, st in enumerate(table.stages, 1) for row in st)
+    if deepest[0] > MAX_REPEATS:
+        raise SpecError(f"depth={_num(values.get('depth', 1.0))} makes stage{deepest[1]} repeat a block "
+                        f"{deepest[0]} times; at most {MAX_REPEATS}: use a smaller depth")
     if "fused" in values:
         stages = _stage_set(values["fused"], len(table.stages), arch)
         table = transforms.fuse_stages(table, stages, keep_se=values.get("fused_se") == "keep")

@@ -404,3 +404,20 @@ def test_too_many_stages_or_blocks() -> None:
 def test_spec_error_is_a_value_error() -> None:
     assert issubclass(SpecError, ValueError)
     assert issubclass(SpecError, netprobe.NetprobeError)
+
+
+@pytest.mark.parametrize("text", ["efficientnet_b5:depth=8", "efficientnetv2_xl:depth=8",
+                                  "custom:stem=8,stages=mb_r64_c8,head=16,depth=8"])
+def test_the_deepest_scaled_tables_round_trip(text):
+    spec = parse_spec(text)
+    assert parse_spec(spec.canonical).table == spec.table
+
+
+def test_a_depth_that_makes_too_many_repeats_is_one_line():
+    with pytest.raises(SpecError) as err:
+        parse_spec("custom:stem=8,stages=mb_r512_c8,head=16,depth=8")
+    assert str(err.value) == "depth=8 makes stage1 repeat a block 4096 times; at most 512: use a smaller depth"
+    with pytest.raises(SpecError) as err:
+        parse_spec("custom:stem=8,stages=mb_r600_c8,head=16")
+    assert str(err.value) == ("block 'mb_r600_c8': repeats='600' is not allowed: repeats must be an integer >= 1 "
+                              "and <= 512")
