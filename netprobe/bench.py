@@ -325,12 +325,23 @@ def benchmark(config: BenchConfig | object, on_step: Callable[[], None] | None =
     config = replace(config, device=device)
     size = target.input_size(config.imgsz)
     dtype = AMP_DTYPES[config.amp]
-    counted = count(target.meta_model(), (1, target.in_chans, *size))
+    try:
+        counted = count(target.meta_model(), (1, target.in_chans, *size))
+    except Exception as exc:  # data-dependent code the meta device cannot run: a row that says so, not a traceback
+        first_line = next(iter(str(exc).splitlines()), "")
+        return BenchResult(target.label, device, DTYPE_NAMES[dtype], config.batch, _size_text(size), config.mode,
+                           "error", error=f"cannot count it on the meta device ({type(exc).__name__}: {first_line})")
     result = BenchResult(target.label, device, DTYPE_NAMES[dtype], config.batch, _size_text(size), config.mode,
                          "ok", macs_per_img=counted.macs, channels_last=config.channels_last,
                          compiled=config.compile, optimizer=config.optimizer if config.mode == "train" else "",
                          iters=config.iters, loss=_loss_kind(target, counted) if config.mode == "train" else "")
     result.fwd_macs, result.bwd_macs = _counted_macs(target, config, size, counted)
+    # the roofs first: their buffers (the copy's are 2 x 256 MB on CPU) must not count in the model's peak memory
+    result.peak_tflops, result.peak_measured_tflops = device_roof(device, dtype)
+    if config.breakdown:
+        from netprobe.roofline import memory_bandwidth_gbs
+
+        memory_bandwidth_gbs(device, dtype)  # measured once per process, cached for the breakdown
     _free(device)
     baseline = _reset_peak(device)
     try:
@@ -370,7 +381,6 @@ def _measure(target: Target, config: BenchConfig, size: tuple[int, int], dtype: 
     device = config.device
     if device == "cuda":
         torch.backends.cudnn.benchmark = True
-    result.peak_tflops, result.peak_measured_tflops = device_roof(device, dtype)
     with _model_for(target, config) as model:
         result.params = sum(p.numel() for p in model.parameters())
         fmt = torch.channels_last if config.channels_last else torch.contiguous_format

@@ -206,14 +206,19 @@ def _update(row: CompareRow, results: list[BenchResult]) -> None:
     row.rounds = len(ok)
     row.train_imgs_per_s = statistics.median(row.measurements)
     row.imgs_per_s_min, row.imgs_per_s_max = min(row.measurements), max(row.measurements)
-    row.tflops = statistics.median(r.tflops for r in ok)
-    row.peak_fraction = statistics.median(r.peak_fraction for r in ok)
+    row.tflops = _median([r.tflops for r in ok])  # None where the step could not be counted
+    row.peak_fraction = _median([r.peak_fraction for r in ok])
     row.peak_mem_mb = max(r.peak_mem_mb or 0 for r in ok)
     row.round_spread = row.imgs_per_s_max / row.imgs_per_s_min if row.imgs_per_s_min else None
     row.step_spread = max((r.step_p90_ms / r.step_p10_ms for r in ok if r.step_p10_ms), default=None)
     row.peak_tflops = [r.peak_measured_tflops or r.peak_tflops for r in ok if r.peak_tflops]
     row.steady = all(r.steady for r in ok)
     row.loss = ok[-1].loss
+
+
+def _median(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return statistics.median(known) if known else None
 
 
 def busy_note(rows: list[CompareRow]) -> str:

@@ -353,3 +353,31 @@ def test_nothing_finished_is_said_not_an_empty_table(monkeypatch):
     result = run(*TINY_BENCH)
     assert result.exit_code == 130 and result.stdout == ""
     assert "nothing finished" in result.stderr
+
+
+def test_a_model_the_meta_counter_cannot_run_is_an_error_row_not_a_traceback(tmp_path):
+    path = tmp_path / "nz.py"
+    path.write_text("import torch\nfrom torch import nn\n\n\nclass NZ(nn.Module):\n    def __init__(self):\n"
+                    "        super().__init__()\n        self.c = nn.Conv2d(3, 4, 3)\n\n    def forward(self, x):\n"
+                    "        y = self.c(x)\n        return y[torch.nonzero(y > 0, as_tuple=True)].sum().expand(2, 3)\n")
+    r = B.benchmark(B.BenchConfig(f"{path}:NZ", device="cpu", batch=2, imgsz=16, warmup=0, iters=1))
+    assert r.status == "error" and r.error.startswith("cannot count it on the meta device (NotImplementedError")
+
+
+def test_compare_keeps_rounds_whose_step_could_not_be_counted():
+    from netprobe.compare import CompareRow, _update
+
+    ok = [B.BenchResult("a", "cpu", "fp32", 2, 32, "train", "ok", imgs_per_s=v, tflops=None, peak_fraction=None)
+          for v in (10.0, 12.0)]
+    row = CompareRow("v", "s", 2, 32, 1, 1, 1)
+    _update(row, ok)
+    assert row.train_imgs_per_s == 11.0 and row.tflops is None and row.peak_fraction is None
+
+
+def test_roofs_do_not_count_in_the_models_peak_memory(monkeypatch):
+    seen = []
+    real = B._reset_peak
+    monkeypatch.setattr(B, "_reset_peak", lambda device: seen.append(len(B._BEST_PEAK)) or real(device))
+    monkeypatch.setattr(B, "_BEST_PEAK", {})
+    B.benchmark(B.BenchConfig("mobilenetv3_small:classes=10", device="cpu", batch=2, imgsz=32, warmup=0, iters=1))
+    assert seen == [1]  # the matmul roof was measured (and its buffers freed) before the peak was reset

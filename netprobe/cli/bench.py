@@ -147,12 +147,13 @@ def bench(
                                                                           "measure, e.g. 1,2,4.")] = None,
     global_batch: Annotated[int | None, typer.Option("--global-batch", help="With --nproc: hold the total batch "
                                                                             "(default: --batch per rank).")] = None,
-    bucket_mb: Annotated[float, typer.Option("--bucket-mb", help="With --nproc: DDP's gradient bucket size.")] = 25,
+    bucket_mb: Annotated[float, typer.Option("--bucket-mb", help="With --nproc: DDP's gradient bucket size, MB "
+                                                                   "(up to 1,024).")] = 25,
     sync_bn: Annotated[bool, typer.Option("--sync-bn", help="With --nproc: SyncBatchNorm (CUDA).")] = False,
     port: Annotated[int | None, typer.Option(help="With --nproc: the rendezvous port (default: a free one).")]
     = None,
     timeout: Annotated[float, typer.Option(help="With --nproc: seconds without progress before the ranks are "
-                                                "stopped.")] = 600,
+                                                "stopped (up to 86,400).")] = 600,
     fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format (csv: see --section).")]
     = Format.table,
     section: Annotated[str | None, typer.Option(help=f"The table --format csv prints: {', '.join(SECTIONS)}.")]

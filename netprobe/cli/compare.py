@@ -91,7 +91,8 @@ def compare(
                                                                           "1,2.")] = None,
     global_batch: Annotated[int | None, typer.Option("--global-batch", help="With --nproc: hold the total "
                                                                             "batch.")] = None,
-    bucket_mb: Annotated[float, typer.Option("--bucket-mb", help="With --nproc: DDP's gradient bucket size.")] = 25,
+    bucket_mb: Annotated[float, typer.Option("--bucket-mb", help="With --nproc: DDP's gradient bucket size, MB "
+                                                                   "(up to 1,024).")] = 25,
     fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.table,
 ) -> None:
     """Train the variants side by side (interleaved rounds), with the paper's figures beside ours."""

@@ -99,8 +99,9 @@ def dist_report(done: list, title: str, extra: str) -> Report:
                    status_text=row.status if row.status == "ok" else f"{row.status}: {row.error}")
         records.append(rec)
     first = done[0][1]
+    bucket = next((r.bucket_mb for _, r in done if r.bucket_mb), 25)  # the no-DDP row has none
     settings = (f"{first.device}, backend {first.backend if first.ddp else done[-1][1].backend}, "
                 f"{plural(first.threads_per_rank or 1, 'thread')} per rank, {first.dtype}, "
-                f"{plural(first.iters, 'timed step')}, bucket {first.bucket_mb or 25:g} MB.")
+                f"{plural(first.iters, 'timed step')}, bucket {bucket:g} MB.")
     return Report([TableBlock("rows", DIST_COLUMNS, records, title, CAPTION),
                    TextBlock(f"Settings: {settings}{extra}")])

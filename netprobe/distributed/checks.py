@@ -142,6 +142,10 @@ def batches_per_rank(batch: int, global_batch: int | None, world_sizes: list[int
     return {w: global_batch // w for w in world_sizes}
 
 
+MAX_BUCKET_MB = 1024  # DDP's gradient bucket
+MAX_TIMEOUT_S = 86_400  # a day without progress
+
+
 def plan_scaling(config: BenchConfig, nproc: int, world_sizes: list[int] | None = None, bucket_mb: float = 25,
                  sync_bn: bool = False, global_batch: int | None = None, port: int | None = None,
                  timeout_s: float = 600, exposed_comm: bool = True, check_machine: bool = True) -> ScalingPlan:
@@ -162,13 +166,15 @@ def plan_scaling(config: BenchConfig, nproc: int, world_sizes: list[int] | None 
     if check_machine:
         validate_nproc(nproc, device)
     sizes = validate_world_sizes(world_sizes, nproc)
-    if not bucket_mb > 0:
-        raise InputError(f"--bucket-mb {bucket_mb:g} is not allowed; give a bucket size above 0 MB (DDP's default: 25)")
+    if not 0 < bucket_mb <= MAX_BUCKET_MB:
+        raise InputError(f"--bucket-mb {bucket_mb:g} is not allowed; give a bucket size above 0 and at most "
+                         f"{MAX_BUCKET_MB:,} MB (DDP's default: 25)")
     if sync_bn and device != "cuda":
         raise InputError("--sync-bn needs CUDA: torch's SyncBatchNorm does not run on CPU; leave --sync-bn out "
                          "on CPU")
-    if not timeout_s > 0:
-        raise InputError(f"timeout {timeout_s:g} s is not allowed; give a timeout above 0 seconds")
+    if not 0 < timeout_s <= MAX_TIMEOUT_S:
+        raise InputError(f"--timeout {timeout_s:g} is not allowed; give a timeout above 0 and at most "
+                         f"{MAX_TIMEOUT_S:,} seconds")
     batches = batches_per_rank(config.batch, global_batch, [1, *sizes])
     targets = [validate(replace(config, batch=batch)) for batch in sorted(set(batches.values()))]
     if port is not None:
