@@ -1,15 +1,45 @@
-"""netprobe: what a CNN is made of, stage by stage, and how fast it really trains and infers."""
+"""netprobe: what a CNN is made of, stage by stage, and how fast it really trains and infers.
 
-from netprobe.api import build, list_archs
-from netprobe.archs import BlockSpec, FeatureInfo, Net, NetSpec
-from netprobe.bench import BenchConfig, BenchResult, benchmark
-from netprobe.errors import InputError, NetprobeError, SpecError
-from netprobe.spec import Spec, parse_spec
-from netprobe.summary import Summary, summarize
-from netprobe.target import Target, resolve
+The public names load on first use (PEP 562), so that `import netprobe` and the command line's
+`--help` and `--version` do not import torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
 
 __version__ = "0.2.0"
+
 __all__ = [
-    "BenchConfig", "BenchResult", "BlockSpec", "FeatureInfo", "InputError", "Net", "NetSpec", "NetprobeError", "Spec",
-    "SpecError", "Summary", "Target", "benchmark", "build", "list_archs", "parse_spec", "resolve", "summarize",
+    "BenchConfig", "BenchResult", "BenchRun", "BlockSpec", "Comparison", "FeatureInfo", "InputError", "Net", "NetSpec",
+    "NetprobeError", "Spec", "SpecError", "Summary", "Target", "benchmark", "build", "list_archs", "parse_spec",
+    "resolve", "summarize",
 ]
+_HOME = {"api": ("build", "list_archs"), "archs": ("BlockSpec", "FeatureInfo", "Net", "NetSpec"),
+         "bench": ("BenchConfig", "BenchResult", "BenchRun", "benchmark"), "compare": ("Comparison",),
+         "errors": ("InputError", "NetprobeError", "SpecError"), "spec": ("Spec", "parse_spec"),
+         "summary": ("Summary", "summarize"), "target": ("Target", "resolve")}
+_PUBLIC = {name: f"netprobe.{module}" for module, names in _HOME.items() for name in names}
+
+if TYPE_CHECKING:
+    from netprobe.api import build, list_archs
+    from netprobe.archs import BlockSpec, FeatureInfo, Net, NetSpec
+    from netprobe.bench import BenchConfig, BenchResult, BenchRun, benchmark
+    from netprobe.compare import Comparison
+    from netprobe.errors import InputError, NetprobeError, SpecError
+    from netprobe.spec import Spec, parse_spec
+    from netprobe.summary import Summary, summarize
+    from netprobe.target import Target, resolve
+
+
+def __getattr__(name: str) -> object:
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'netprobe' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_PUBLIC[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_PUBLIC])

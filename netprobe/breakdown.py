@@ -29,6 +29,7 @@ from torch import nn
 from netprobe.counting import LOSS_PATH, MAC_KINDS, TrainCount, train_rule
 from netprobe.kinds import KINDS, OPTIMIZER_PATH, KindClassifier, first_component
 from netprobe.scopes import module_scopes
+from netprobe.timing import synchronize
 
 PHASES = {"train": ("forward", "backward", "optimizer"), "infer": ("forward",)}
 OFF_LIMIT = 0.15  # the profiled step may differ this much from the unprofiled one before a note says so
@@ -115,7 +116,7 @@ class Breakdown:
 
 
 class ProfilingClock:
-    """Stands in for bench's `PhaseClock` in a step function: each `mark()` closes the current phase's
+    """Stands in for `timing.PhaseClock` in a step: each `mark()` closes the current phase's
     profiler range and opens the next (forward, backward, optimizer)."""
 
     def __init__(self, phases: Iterable[str]) -> None:
@@ -181,8 +182,7 @@ def profile_step(model: nn.Module, step: Callable[[ProfilingClock], None], devic
             profile(activities=activities, schedule=schedule(wait=0, warmup=1, active=steps), acc_events=True) as prof:
         for _ in range(steps + 1):
             step(ProfilingClock(PHASES[mode]))
-            if device == "cuda":
-                torch.cuda.synchronize()
+            synchronize(device)
             prof.step()
     return attribute(_event_tree(prof.events(), device == "cuda"), steps)
 

@@ -1,6 +1,8 @@
 """Side-by-side experiments: the paper's Fused-MBConv ablation (Table 3), its batch/size table
 (Table 2), or any specs. Variants run interleaved in rounds (A B C D, A B C D, ...) so that
 drift on a noisy machine hits all of them alike; each is built fresh and freed in between.
+`run` returns a `Comparison`: the rows, the device, the settings and the busy-machine verdict,
+everything `netprobe compare` prints (`Comparison.to_dict()` is its JSON).
 """
 
 from __future__ import annotations
@@ -10,12 +12,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 
 from netprobe.archs.zoo import ARCHS
-from netprobe.bench import LIMITS, BenchConfig, BenchResult, benchmark, busy_line, validate
+from netprobe.bench import LIMITS, BenchConfig, BenchResult, benchmark, validate
 from netprobe.counting import count
 from netprobe.errors import InputError, check_range
 from netprobe.reference import PAPER_TABLE2_V100, PAPER_TABLE3
+from netprobe.render import plural
 from netprobe.spec import CUSTOM, parse_spec
-from netprobe.target import resolve
+from netprobe.target import resolve, size_text
+from netprobe.timing import busy_line, device_info, resolve_device
 
 EXPERIMENTS = ("fused-stages", "batch-imgsz")
 FUSED_VARIANTS = (("No fused", "none"), ("Fused stage1-3", "1-3"), ("Fused stage1-5", "1-5"),
@@ -167,30 +171,85 @@ def _counted_row(v: Variant) -> CompareRow:
     macs = count(model, (1, target.in_chans, *size)).macs
     base = target.imgsz or size
     macs_base = macs if base == size else count(model, (1, target.in_chans, *base)).macs
-    imgsz = size[0] if size[0] == size[1] else f"{size[0]}x{size[1]}"
-    return CompareRow(v.label, target.label, v.batch, imgsz, sum(p.numel() for p in model.parameters()), macs,
+    return CompareRow(v.label, target.label, v.batch, size_text(size), sum(p.numel() for p in model.parameters()), macs,
                       macs_base, paper=v.paper)
 
 
-def run(variants: list[Variant], settings: Settings,
-        on_measure: Callable[[str, int], None] | None = None) -> Iterator[list[CompareRow]]:
-    """Count every variant, then measure them interleaved; yields the rows after each round.
+@dataclass
+class Comparison:
+    """One comparison: its variants under one set of settings, and (after `rounds`) a row per variant.
 
-    A caller that stops early (Ctrl-C) keeps the last rows yielded.
+    `to_dict()` is the JSON `netprobe compare --format json` prints; `settings_line` and `note` are the
+    lines its table shows above and below.
     """
-    rows = [_counted_row(v) for v in variants]
-    results: list[list[BenchResult]] = [[] for _ in variants]
-    for r in range(settings.rounds):
-        for i, v in enumerate(variants):
-            if on_measure:
-                on_measure(v.label, r)
-            if rows[i].status == "oom":
-                continue  # it will not fit in a later round either
-            last = settings.breakdown and r == settings.rounds - 1  # profiled steps add to the last round only
-            results[i].append(benchmark(replace(v.config(settings), breakdown=last)))
-            _update(rows[i], results[i])
-        _relate(rows)
-        yield rows
+
+    experiment: str  # fused-stages | batch-imgsz | specs
+    variants: list[Variant]
+    settings: Settings
+    rows: list[CompareRow] = field(default_factory=list)
+    finished: int = 0  # rounds finished
+
+    @property
+    def info(self) -> dict:
+        return device_info(self.settings.device)
+
+    @property
+    def batches(self) -> list[int]:
+        return sorted({v.batch for v in self.variants})
+
+    @property
+    def sizes(self) -> list[str]:
+        return list(dict.fromkeys(str(v.imgsz) for v in self.variants))
+
+    @property
+    def settings_line(self) -> str:
+        s, info = self.settings, self.info
+        return (f"{self.experiment} on {info['name']} ({s.device}, torch {info['torch']}, "
+                f"{plural(info['threads'], 'thread')}): batch {','.join(map(str, self.batches))}, "
+                f"{','.join(self.sizes)} px, amp {s.amp}, channels_last {s.channels_last}, "
+                f"{plural(s.rounds, 'round')} × {plural(s.iters, 'iter')} (+{s.warmup} warm-up, until steady), "
+                "variants interleaved" + ("; the last round also profiled (--breakdown)" if s.breakdown else ""))
+
+    @property
+    def note(self) -> str:
+        return busy_note(self.rows)
+
+    def to_dict(self) -> dict:
+        grid = self.experiment == "batch-imgsz"
+        return {"experiment": self.experiment, "device": self.info, "settings": self.settings.__dict__,
+                "batch": self.batches if grid else self.settings.batch,
+                "imgsz": self.sizes if grid else self.variants[0].imgsz,
+                "rows": [r.to_dict() for r in self.rows], "note": self.note or None}
+
+    def rounds(self, on_measure: Callable[[str, int], None] | None = None) -> Iterator[list[CompareRow]]:
+        """Count every variant, then measure them interleaved; yields the rows after each round.
+
+        A caller that stops early (Ctrl-C) keeps the rows of the rounds finished (`finished`).
+        """
+        self.rows = [_counted_row(v) for v in self.variants]
+        results: list[list[BenchResult]] = [[] for _ in self.variants]
+        rounds = self.settings.rounds
+        for r in range(rounds):
+            for i, v in enumerate(self.variants):
+                if on_measure:
+                    on_measure(v.label, r)
+                if self.rows[i].status == "oom":
+                    continue  # it will not fit in a later round either
+                last = self.settings.breakdown and r == rounds - 1  # profiled steps add to the last round only
+                results[i].append(benchmark(replace(v.config(self.settings), breakdown=last)))
+                _update(self.rows[i], results[i])
+            _relate(self.rows)
+            self.finished = r + 1
+            yield self.rows
+
+
+def run(variants: list[Variant], settings: Settings, on_measure: Callable[[str, int], None] | None = None,
+        experiment: str = "specs") -> Comparison:
+    """Count every variant, measure them in interleaved rounds, and return the whole comparison."""
+    comparison = Comparison(experiment, variants, replace(settings, device=resolve_device(settings.device)))
+    for _ in comparison.rounds(on_measure):
+        pass
+    return comparison
 
 
 def _update(row: CompareRow, results: list[BenchResult]) -> None:

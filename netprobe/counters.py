@@ -17,9 +17,11 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from netprobe.counting import Count
+from netprobe.counting import Count, count
+from netprobe.errors import InputError
 
 EXTERNAL = ("fvcore", "thop", "torchinfo")
+CHOICES = ("native", *EXTERNAL, "all")
 
 # How each counter counts, in one line: what the user needs to compare the totals.
 CONVENTIONS = {
@@ -119,3 +121,28 @@ def run_counter(name: str, model: nn.Module, input_shape: tuple[int, ...]) -> Co
         return CounterResult(name, None, convention=CONVENTIONS[name],
                              error=f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
     return CounterResult(name, macs, kinds, CONVENTIONS[name])
+
+
+def counter_names(choices: list[str]) -> list[str]:
+    """Which counters to run for the names asked for: native first, then those named ('all': every one)."""
+    unknown = [c for c in choices if c not in CHOICES]
+    if unknown:
+        raise InputError(f"counter {unknown[0]!r} is not known; choose from {', '.join(CHOICES)}")
+    if "all" in choices:
+        return ["native", *EXTERNAL]
+    return ["native", *[n for n in EXTERNAL if n in choices]] if choices else []
+
+
+def reconcile(target, input_shape: tuple[int, ...], choices: list[str]) -> dict[str, CounterResult]:
+    """The native count and each other counter asked for (`counter_names`), on the same model and input;
+    the external ones on a real CPU copy (the user's own module is never touched)."""
+    names = counter_names(choices)
+    if not names:
+        return {}
+    results = {"native": native_result(count(target.meta_model(), input_shape))}
+    external = [n for n in names if n != "native"]
+    if external:
+        model = target.user_module if target.user_module is not None else target.make("cpu")
+        for name in external:
+            results[name] = run_counter(name, model, input_shape)
+    return results

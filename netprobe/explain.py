@@ -14,14 +14,8 @@ from torch import nn
 from netprobe.breakdown import Breakdown, StageOf, breakdown_step
 from netprobe.counting import TrainCount, count_train
 from netprobe.kinds import first_component
-from netprobe.roofline import Roofline, memory_bandwidth_gbs, roofline, stage_families
-
-# The optimizers bench's train step builds, with the same settings, for counting their update.
-OPTIMIZERS: dict[str, Callable[[list[torch.Tensor]], torch.optim.Optimizer]] = {
-    "sgd": lambda params: torch.optim.SGD(params, lr=0.01, momentum=0.9),
-    "adamw": lambda params: torch.optim.AdamW(params, lr=1e-3),
-}
-DTYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
+from netprobe.roofline import Roofline, roofline, stage_families
+from netprobe.timing import DTYPE_NAMES, OPTIMIZERS, memory_bandwidth_gbs
 
 
 @dataclass
@@ -37,17 +31,18 @@ class Explanation:
 def explain_step(model: nn.Module, step: Callable, x: torch.Tensor, device: str, dtype: torch.dtype,
                  mode: str = "train", optimizer: str = "sgd", step_ms: float | None = None,
                  peak_tflops: float | None = None, stage_of: StageOf = first_component,
-                 steps: int = 3) -> Explanation:
-    """Count the step of `model` on `x` (meta device), profile `steps` more runs of `step(clock)`
-    (bench's step function), and set the two beside each other and against the device's roofs."""
+                 steps: int = 3, count: TrainCount | None = None) -> Explanation:
+    """Count the step of `model` on `x` (meta device; or take `count`, the same step counted already),
+    profile `steps` more runs of `step(clock)` (a timing `Step`), and set the two beside each other and
+    against the device's roofs."""
     notes: list[str] = []
-    count = None
-    try:
-        count = count_train(model, tuple(x.shape), dtype=dtype,
-                            optimizer=OPTIMIZERS.get(optimizer) if mode == "train" else None)
-    except Exception as exc:  # a module the meta counter cannot run still gets its times
-        notes.append(f"no MAC or byte shares: counting the train step failed ({type(exc).__name__}: "
-                     f"{_first_line(exc)})")
+    if count is None:
+        try:
+            count = count_train(model, tuple(x.shape), dtype=dtype,
+                                optimizer=OPTIMIZERS.get(optimizer) if mode == "train" else None)
+        except Exception as exc:  # a module the meta counter cannot run still gets its times
+            notes.append(f"no MAC or byte shares: counting the train step failed ({type(exc).__name__}: "
+                         f"{_first_line(exc)})")
     found = breakdown_step(model, step, device, mode, count, stage_of, step_ms, steps)
     if found.note:
         notes.append(found.note)

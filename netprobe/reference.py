@@ -11,6 +11,8 @@ TORCHVISION = {
     "efficientnetv2_s": (21_458_488, 8.366), "efficientnetv2_m": (54_139_356, 24.582),
     "efficientnetv2_l": (118_515_272, 56.08),
     "mobilenetv3_large": (5_483_032, 0.217), "mobilenetv3_small": (2_542_856, 0.057),
+    "resnet18": (11_689_512, 1.814), "resnet34": (21_797_672, 3.664), "resnet50": (25_557_032, 4.089),
+    "resnet101": (44_549_160, 7.801),
 }
 # torchvision evaluates B2 at 288 px; its GFLOPS figure is for that size, not the paper's 260.
 TORCHVISION_IMGSZ = {"efficientnet_b2": 288}

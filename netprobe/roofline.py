@@ -1,8 +1,8 @@
 """A roofline per stage: is each stage bound by arithmetic or by memory traffic on this device?
 
 Two roofs, both measured on the device in the run's dtype: the dense matmul rate
-(`bench.peak_tflops`) and the memory bandwidth of a large copy. Every layer (module) of a
-counted train step (`counting.count_train`) gets its FLOPs (2 per MAC, forward and backward),
+(`timing.peak_tflops`) and the memory bandwidth of a large copy (`timing.memory_bandwidth_gbs`).
+Every layer (module) of a counted train step (`counting.count_train`) gets its FLOPs (2 per MAC, forward and backward),
 its bytes moved (what its ops read and write, nothing fused), its arithmetic intensity
 (FLOPs / byte) and its roofline time max(FLOPs / peak, bytes / bandwidth); a stage sums its
 layers, and is memory-bound when most of that predicted time is in layers limited by bytes.
@@ -11,46 +11,17 @@ Measured stage times come from the breakdown's profiled steps.
 
 from __future__ import annotations
 
-import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
-import torch
 from torch import nn
 
+from netprobe.archs.kinds import BLOCK_KINDS
 from netprobe.counting import TrainCount
 from netprobe.kinds import KindClassifier, first_component
 
-_BANDWIDTH_CACHE: dict[tuple[str, torch.dtype], float] = {}
-FAMILIES = ("MBConv", "Fused-MBConv", "depthwise", "dense", "other")
-
-
-def memory_bandwidth_gbs(device: str, dtype: torch.dtype) -> float:
-    """The device's memory bandwidth in GB/s (1e9 bytes), measured (once per run) by copying a tensor
-    far larger than any cache: each copy reads and writes it once; the fastest copy counts, as for
-    the matmul peak."""
-    from netprobe.bench import PEAK_MIN_REPS, PEAK_MIN_S, PhaseClock
-
-    key = (device, dtype)
-    if key not in _BANDWIDTH_CACHE:
-        elems = (1 << 30 if device == "cuda" else 1 << 28) // torch.empty((), dtype=dtype).element_size()
-        src = torch.ones(elems, device=device, dtype=dtype)
-        dst = torch.empty_like(src)
-        for _ in range(2):
-            dst.copy_(src)
-        clock = PhaseClock(device)
-        times: list[float] = []
-        start = time.perf_counter()
-        while len(times) < PEAK_MIN_REPS or time.perf_counter() - start < PEAK_MIN_S:
-            clock.mark()
-            dst.copy_(src)
-            clock.mark()
-            times.append(clock.phases_ms()[0])
-        moved = 2 * src.numel() * src.element_size()
-        _BANDWIDTH_CACHE[key] = moved / (min(times) / 1e3) / 1e9
-        del src, dst
-    return _BANDWIDTH_CACHE[key]
+FAMILIES = (*dict.fromkeys(k.family for k in BLOCK_KINDS.values()), "depthwise", "dense", "other")
 
 
 @dataclass
@@ -131,15 +102,16 @@ def roofline(count: TrainCount, peak_tflops: float, bandwidth_gbs: float, dtype:
 
 def stage_families(model: nn.Module, count: TrainCount,
                    stage_of: Callable[[str], str | None] = first_component) -> dict[str, str]:
-    """What kind of blocks each stage is made of. A zoo model's table says MBConv or Fused-MBConv
-    (stages 1..N; stem and head are "other"); for any other module, a stage with depthwise convs
-    is "depthwise", one with dense k x k convs but none depthwise "dense", the rest "other"."""
+    """What kind of blocks each stage is made of. A zoo model's table says it: its block kind's family
+    (MBConv, Fused-MBConv, BasicBlock, Bottleneck) for stages 1..N of one kind, "other" for the rest;
+    for any other module, a stage with depthwise convs is "depthwise", one with dense k x k convs but
+    none depthwise "dense", the rest "other"."""
     table = getattr(model, "table", None)
     if table is not None and hasattr(table, "stages"):
         out = {}
         for i, stage in enumerate(table.stages, start=1):
-            fused = [row.fused for row in stage]
-            out[f"stage{i}"] = "Fused-MBConv" if all(fused) else "MBConv" if not any(fused) else "other"
+            families = {row.kind.family for row in stage}
+            out[f"stage{i}"] = families.pop() if len(families) == 1 else "other"
         return out
     classify = KindClassifier(model)
     kinds: dict[str, set[str]] = defaultdict(set)
@@ -151,14 +123,15 @@ def stage_families(model: nn.Module, count: TrainCount,
             for stage, ks in kinds.items()}
 
 
-_MARKERS = {"MBConv": ("o", "#4c72b0"), "depthwise": ("o", "#4c72b0"), "Fused-MBConv": ("s", "#dd8452"),
-            "dense": ("s", "#dd8452"), "other": ("^", "#7f7f7f")}
+_DEPTHWISE, _DENSE = ("o", "#4c72b0"), ("s", "#dd8452")
+_MARKERS = {"depthwise": _DEPTHWISE, "dense": _DENSE, "other": ("^", "#7f7f7f"),
+            **{k.family: _DEPTHWISE if k.depthwise else _DENSE for k in BLOCK_KINDS.values()}}
 
 
 def plot_roofline(panels: list[tuple[str, Roofline]], path: str, title: str = "") -> None:
     """Log-log roofline (intensity vs achieved GFLOP/s, both roofs drawn), one panel per variant, one
-    point per stage: circles for depthwise (MBConv) stages, squares for dense (Fused-MBConv), triangles
-    for the rest. Needs matplotlib (the `plot` extra)."""
+    point per stage: circles for depthwise stages (MBConv), squares for dense ones (Fused-MBConv, ResNet),
+    triangles for the rest. Needs matplotlib (the `plot` extra)."""
     import matplotlib
 
     matplotlib.use("Agg")

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from netprobe.counting import _tensors
+from netprobe.tensors import tensors
 
 FWD, BWD = "fwd", "bwd"
 ScopeCallback = Callable[[str, str], None]  # (module path, FWD | BWD)
@@ -54,7 +54,7 @@ class ModuleScopes:
         (the nodes that made this call's inputs) and at leaves.
         """
         stop = stop or set()
-        todo = [t.grad_fn for t in _tensors(outputs) if t.grad_fn is not None]
+        todo = [t.grad_fn for t in tensors(outputs) if t.grad_fn is not None]
         seen: set = set()
         while todo:
             node = todo.pop()
@@ -71,7 +71,7 @@ class ModuleScopes:
 
     def _pre_hook(self, path: str):
         def hook(module: nn.Module, args: tuple) -> None:
-            self._stops.setdefault(path, []).append({t.grad_fn for t in _tensors(args) if t.grad_fn is not None})
+            self._stops.setdefault(path, []).append({t.grad_fn for t in tensors(args) if t.grad_fn is not None})
             self.enter(path, FWD)
         return hook
 

@@ -19,7 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from netprobe.archs import transforms
-from netprobe.archs.table import ACTS, OPS, SE_STYLES, BlockSpec, NetSpec, _num
+from netprobe.archs.kinds import BLOCK_KINDS, OPS, num_text
+from netprobe.archs.table import ACTS, SE_STYLES, BlockSpec, NetSpec
 from netprobe.archs.zoo import ARCHS
 from netprobe.errors import SpecError, closest, quote
 
@@ -109,22 +110,22 @@ def _format_stage_set(stages: tuple[int, ...], num_stages: int) -> str:
 
 # ---- block strings ------------------------------------------------------------------------------
 
-_FIELDS = ("OP_rREPEATS_kKERNEL_sSTRIDE_eEXPAND_cCHANNELS[_seRATIO][_ACT] (r, k, s, e default to r1, k3, s1, e1), "
-           "e.g. mb_r2_k3_s2_e6_c24_se0.25")
-
-
 def parse_block(text: str) -> BlockSpec:
-    """One stage-table row from its block string, e.g. 'fmb_r4_k3_s2_e4_c48'.
+    """One stage-table row from its block string, e.g. 'fmb_r4_k3_s2_e4_c48' or 'bottleneck_r3_c256'.
 
-    Only the operator and `c` are required; `r`, `k`, `s` and `e` default to 1, 3, 1 and 1, the SE
-    ratio to 0 (none) and the activation to the network's.
+    The first token is the block kind (`archs.kinds`); only it and `c` are required. `r`, `k` and `s`
+    default to 1, 3 and 1, `e` to the kind's own (1; a bottleneck's 0.25), the SE ratio to 0 (none)
+    and the activation to the network's. A field the kind does not take is an error.
     """
     tokens = text.strip().split("_")
     op = tokens[0]
     shown = quote(text)
     if op not in OPS:
-        raise SpecError(f"block {shown}: operator {quote(op)} unknown; use mb (MBConv) or fmb (Fused-MBConv): "
-                        f"{_FIELDS}")
+        names = [f"{k.op} ({k.name})" for k in BLOCK_KINDS.values()]
+        known = ", ".join(names[:-1]) + f" or {names[-1]}"
+        raise SpecError(f"block {shown}: operator {quote(op)} unknown; use {known}: "
+                        f"{BLOCK_KINDS['mb'].grammar}")
+    kind = BLOCK_KINDS[op]
     got: dict[str, str] = {}
     for tok in tokens[1:]:
         if tok in ACTS:
@@ -134,12 +135,15 @@ def parse_block(text: str) -> BlockSpec:
         elif tok[:1] in ("r", "k", "s", "e", "c"):
             key, value = tok[0], tok[1:]
         else:
-            raise SpecError(f"block {shown}: field {quote(tok)} unknown; a block reads {_FIELDS}")
+            raise SpecError(f"block {shown}: field {quote(tok)} unknown; a block reads {kind.grammar}")
+        if key not in kind.fields:
+            raise SpecError(f"block {shown}: field {quote(tok)} does not apply to a {kind.name}; it reads "
+                            f"{kind.grammar}")
         if key in got:
             raise SpecError(f"block {shown}: field {key!r} given twice")
         got[key] = value
     if "c" not in got:
-        raise SpecError(f"block {shown}: output channels missing (cN); a block reads {_FIELDS}")
+        raise SpecError(f"block {shown}: output channels missing (cN); a block reads {kind.grammar}")
     kernel = int(_number(f"block {shown}: kernel", got.get("k", "3"), int, 1, 15))
     if kernel % 2 == 0:
         raise SpecError(f"block {shown}: kernel k{kernel} is even; use an odd kernel (1, 3, 5, 7, ...)")
@@ -149,7 +153,8 @@ def parse_block(text: str) -> BlockSpec:
         repeats=int(_number(f"block {shown}: repeats", got.get("r", "1"), int, 1, MAX_REPEATS)),
         kernel=kernel,
         stride=stride,
-        expand=float(_number(f"block {shown}: expansion", got.get("e", "1"), float, 0, 16, lo_open=True)),
+        expand=float(_number(f"block {shown}: expansion", got.get("e", num_text(kind.expand_default)), float, 0, 16,
+                             lo_open=True)),
         out=int(_number(f"block {shown}: channels", got["c"], int, 1, MAX_CHANNELS)),
         se=float(_number(f"block {shown}: SE ratio", got.get("se", "0"), float, 0, 1)),
         act=got.get("act"),
@@ -162,12 +167,10 @@ MAX_REPEATS = 512
 
 
 def format_block(row: BlockSpec) -> str:
-    parts = [row.op, f"r{row.repeats}", f"k{row.kernel}", f"s{row.stride}", f"e{_num(row.expand)}", f"c{row.out}"]
-    if row.se:
-        parts.append(f"se{_num(row.se)}")
-    if row.act:
-        parts.append(row.act)
-    return "_".join(parts)
+    """A row's block string: every field its kind takes, spelled out (SE and activation when set)."""
+    values = {"r": f"r{row.repeats}", "k": f"k{row.kernel}", "s": f"s{row.stride}", "e": f"e{num_text(row.expand)}",
+              "c": f"c{row.out}", "se": f"se{num_text(row.se)}" if row.se else "", "act": row.act or ""}
+    return "_".join([row.op, *(values[f] for f in row.kind.fields if values[f])])
 
 
 def parse_stages(text: str) -> tuple[tuple[BlockSpec, ...], ...]:
@@ -187,11 +190,13 @@ def parse_stages(text: str) -> tuple[tuple[BlockSpec, ...], ...]:
 
 
 def format_table(table: NetSpec) -> str:
-    """The canonical `custom:` spec of a stage table."""
+    """The canonical `custom:` spec of a stage table (the stem's kernel and pool only where not the default)."""
     stages = "/".join("+".join(format_block(r) for r in st) for st in table.stages)
-    return (f"{CUSTOM}:stem={table.stem},stages={stages},head={table.head},head_fc={table.head_fc},"
+    stem = f"{table.stem}" + (f",stem_kernel={table.stem_kernel}" if table.stem_kernel != 3 else "") + (
+        ",stem_pool=1" if table.stem_pool else "")
+    return (f"{CUSTOM}:stem={stem},stages={stages},head={table.head},head_fc={table.head_fc},"
             f"act={table.act},se_style={table.se_style},classes={table.classes},"
-            f"drop_path={_num(table.drop_path)},dropout={_num(table.dropout)},imgsz={table.imgsz}")
+            f"drop_path={num_text(table.drop_path)},dropout={num_text(table.dropout)},imgsz={table.imgsz}")
 
 
 # ---- options ------------------------------------------------------------------------------------
@@ -212,19 +217,23 @@ def _fraction(key: str, text: str) -> float:
 
 
 def _fused_kernel(key: str, text: str) -> int:
-    if text == "keep":
-        return 0
+    return 0 if text == "keep" else _odd_kernel(key, text, "'keep' or ")
+
+
+def _odd_kernel(key: str, text: str, other: str = "") -> int:
     kernel = int(_number(key, text, int, 1, 15))
     if kernel % 2 == 0:
-        raise SpecError(f"{key}={quote(text)} is not allowed: use 'keep' or an odd kernel (1, 3, 5, 7)")
+        raise SpecError(f"{key}={quote(text)} is not allowed: use {other}an odd kernel (1, 3, 5, 7)")
     return kernel
 
 
 # Keys that describe the table itself (a custom spec needs them; for a named arch they override).
 _TABLE_KEYS: dict[str, Callable[[str, str], object]] = {
     "stem": _int_key(1, MAX_CHANNELS),
+    "stem_kernel": _odd_kernel,
+    "stem_pool": lambda key, text: bool(_int_key(0, 1)(key, text)),
     "stages": lambda key, text: parse_stages(text),
-    "head": _int_key(1, MAX_CHANNELS),
+    "head": _int_key(0, MAX_CHANNELS),
     "head_fc": _int_key(0, MAX_CHANNELS),
     "act": lambda key, text: _choice(key, text, ACTS),
     "se_style": lambda key, text: _choice(key, text, SE_STYLES),
@@ -306,7 +315,7 @@ def _normalise(key: str, text: str, value: object, table: NetSpec) -> str:
     if key == "stages":
         return "/".join("+".join(format_block(r) for r in st) for st in value)  # type: ignore[union-attr]
     if isinstance(value, float):
-        return _num(value)
+        return num_text(value)
     return str(value)
 
 
@@ -324,8 +333,9 @@ def _resolve(arch: str, values: dict[str, object]) -> NetSpec:
     table = transforms.scale(table, width * values.get("width", 1.0), depth * values.get("depth", 1.0))
     deepest = max((row.repeats, i) for i, st in enumerate(table.stages, 1) for row in st)
     if deepest[0] > MAX_REPEATS:
-        raise SpecError(f"depth={_num(values.get('depth', 1.0))} makes stage{deepest[1]} repeat a block "
+        raise SpecError(f"depth={num_text(values.get('depth', 1.0))} makes stage{deepest[1]} repeat a block "
                         f"{deepest[0]} times; at most {MAX_REPEATS}: use a smaller depth")
+    _check_kinds_take(arch, table, values)
     if "fused" in values:
         stages = _stage_set(values["fused"], len(table.stages), arch)
         table = transforms.fuse_stages(table, stages, keep_se=values.get("fused_se") == "keep")
@@ -340,6 +350,20 @@ def _resolve(arch: str, values: dict[str, object]) -> NetSpec:
         table = replace(table, **{k: values[k] for k in ("classes", "drop_path", "dropout", "imgsz") if k in values})
     _check_table(table)
     return table
+
+
+def _check_kinds_take(arch: str, table: NetSpec, values: dict[str, object]) -> None:
+    """Refuse a variant key that the table's block kinds cannot take (fusing a ResNet block, SE on one)."""
+    kinds = list(dict.fromkeys(r.kind for st in table.stages for r in st))
+    asked = [k for k in ("fused", "fused_kernel", "fused_se") if k in values]
+    unfusable = [k.name for k in kinds if k.twin is None]
+    if asked and unfusable:
+        raise SpecError(f"{asked[0]}= turns MBConv stages into Fused-MBConv ones and back; {arch} has "
+                        f"{' and '.join(unfusable)} blocks, which have no fused form")
+    no_se = [k.name for k in kinds if not k.takes_se]
+    if "se" in values and no_se:
+        raise SpecError(f"se= sets the squeeze-excitation of MBConv-family blocks; {arch} has "
+                        f"{' and '.join(no_se)} blocks, which take none")
 
 
 def _check_table(table: NetSpec) -> None:

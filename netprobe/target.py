@@ -106,6 +106,11 @@ def parse_imgsz(text: str | int | tuple[int, int]) -> tuple[int, int]:
     return size  # the lower bound depends on the model: Target.check_input
 
 
+def size_text(size: tuple[int, int]) -> int | str:
+    """(H, W) as results show it: N when square, else "HxW"."""
+    return size[0] if size[0] == size[1] else f"{size[0]}x{size[1]}"
+
+
 # ---- resolving ----------------------------------------------------------------------------------
 
 ACCEPTED = ("a spec string (e.g. 'efficientnet_b4:fused=1-3', 'module:pkg.mod:factory', 'path/to/file.py:factory', "

@@ -42,6 +42,10 @@ REFERENCE_PARAMS = {
     "efficientnetv2_l": 118_515_272,
     "mobilenetv3_large": 5_483_032,
     "mobilenetv3_small": 2_542_856,
+    "resnet18": 11_689_512,
+    "resnet34": 21_797_672,
+    "resnet50": 25_557_032,
+    "resnet101": 44_549_160,
 }
 
 # torchvision's published GFLOPS (multiply-accumulates of conv and linear layers) at the default size.
@@ -52,6 +56,10 @@ REFERENCE_GMACS = {
     ("efficientnetv2_m", 480): 24.582,
     ("mobilenetv3_large", 224): 0.217,
     ("mobilenetv3_small", 224): 0.057,
+    ("resnet18", 224): 1.814,
+    ("resnet34", 224): 3.664,
+    ("resnet50", 224): 4.089,
+    ("resnet101", 224): 7.801,
 }
 
 # Output channels and cumulative stride of stem, stage1..stageN, and the head's channels.
@@ -65,6 +73,10 @@ REFERENCE_STAGES = {
     "efficientnetv2_xl": ([32, 32, 64, 96, 192, 256, 512, 640], [2, 2, 4, 8, 16, 16, 32, 32], 1280),
     "mobilenetv3_large": ([16, 16, 24, 40, 80, 112, 160], [2, 2, 4, 8, 16, 16, 32], 960),
     "mobilenetv3_small": ([16, 16, 24, 40, 48, 96], [2, 4, 8, 16, 16, 32], 576),
+    # ResNet: a 7x7 conv and a max pool (stride 4, P2), layer1-4 at P2-P5; no head conv: the last stage is pooled
+    "resnet18": ([64, 64, 128, 256, 512], [4, 4, 8, 16, 32], 512),
+    "resnet50": ([64, 256, 512, 1024, 2048], [4, 4, 8, 16, 32], 2048),
+    "resnet101": ([64, 256, 512, 1024, 2048], [4, 4, 8, 16, 32], 2048),
 }
 
 # MobileNetV3's final 1x1 conv ends its last feature stage (timm's and torchvision's feature extractors):
@@ -76,6 +88,7 @@ DEFAULT_IMGSZ = {
     "efficientnet_b4": 380, "efficientnet_b5": 456, "efficientnet_b6": 528, "efficientnet_b7": 600,
     "efficientnetv2_s": 384, "efficientnetv2_m": 480, "efficientnetv2_l": 480, "efficientnetv2_xl": 512,
     "mobilenetv3_large": 224, "mobilenetv3_small": 224,
+    "resnet18": 224, "resnet34": 224, "resnet50": 224, "resnet101": 224,
 }
 
 
@@ -260,7 +273,7 @@ def test_forward_backward_on_cpu(arch: str) -> None:
 @pytest.mark.parametrize("arch", ARCHS)
 def test_classes_0_returns_pooled_features(arch: str) -> None:
     model = meta(f"{arch}:classes=0")
-    head_channels = model.table.head
+    head_channels = model.table.head or model.feature_info[-1].channels  # no head conv: the last stage, pooled
     if arch in REFERENCE_STAGES:
         assert head_channels == REFERENCE_STAGES[arch][2]
     assert not any(isinstance(m, nn.Linear) for m in model.modules())
@@ -363,3 +376,72 @@ def test_drop_path_in_training_keeps_shape_and_is_stochastic() -> None:
         d = model(x)
     assert c.shape == (4, 10)
     torch.testing.assert_close(c, d)  # no stochastic depth at inference
+
+
+# ---- block kinds: ResNet's basic and bottleneck blocks as table rows ------------------------------
+
+def test_resnet_stage_table_reads_as_the_paper_draws_it() -> None:
+    summary = netprobe.summarize("resnet50")
+    assert [(r.name, r.op, r.out, r.p_level, r.repeats) for r in summary.stages] == [
+        ("stem", "Conv7x7 & MaxPool", [64, 56, 56], 2, 1),
+        ("stage1", "Bottleneck, k3x3, e0.25", [256, 56, 56], 2, 3),
+        ("stage2", "Bottleneck, k3x3, e0.25", [512, 28, 28], 3, 4),
+        ("stage3", "Bottleneck, k3x3, e0.25", [1024, 14, 14], 4, 6),
+        ("stage4", "Bottleneck, k3x3, e0.25", [2048, 7, 7], 5, 3),
+        ("head", "Pooling & FC", [1000], None, 1),
+    ]
+    assert sum(r.params for r in summary.stages) == summary.params == 25_557_032
+    assert summary.reference == {"source": "torchvision", "params": 25_557_032, "gmacs": 4.089, "imgsz": 224}
+    assert meta("resnet18").table.layout() == "RRRR" and meta("resnet101").table.layout() == "BBBB"
+
+
+def test_a_bottleneck_is_torchvisions_v1_5_block() -> None:
+    block = meta("resnet50").stage2[0]  # the first block of a stage: strided, with a projection shortcut
+    assert type(block).__name__ == "Bottleneck"
+    assert [(c.in_channels, c.out_channels, c.kernel_size[0], c.stride[0]) for c in block.modules()
+            if isinstance(c, nn.Conv2d)] == [(256, 128, 1, 1), (128, 128, 3, 2), (128, 512, 1, 1), (256, 512, 1, 2)]
+    basic = meta("resnet18").stage1[0]  # stride 1, same width: the shortcut is the input itself
+    assert type(basic).__name__ == "BasicBlock" and isinstance(basic.shortcut, nn.Identity)
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "resnet50"])
+def test_resnet_canonical_spec_builds_the_same_net(arch: str) -> None:
+    spec = netprobe.parse_spec(arch)
+    again = netprobe.parse_spec(spec.canonical)
+    assert again.table == spec.table and again.canonical == spec.canonical
+    assert str(meta(spec.canonical)) == str(meta(arch)) and n_params(meta(spec.canonical)) == REFERENCE_PARAMS[arch]
+
+
+def test_a_resnet_is_a_detector_backbone() -> None:
+    summary = netprobe.summarize("yolov8n:backbone=resnet50")
+    assert [(h.channels, h.stride) for h in summary.head_inputs] == [(64, 8), (128, 16), (256, 32)]
+    assert summary.warnings == [] and summary.canonical == "yolov8n:backbone=resnet50,nc=80,imgsz=640"
+    taps = netprobe.summarize("yolov8n:backbone=resnet50", depth="block").rows[0]
+    assert taps.module == "Backbone" and [o[0] for o in taps.out] == [512, 1024, 2048]
+
+
+@pytest.mark.parametrize(("spec", "needle"), [
+    ("resnet50:fused=1-2", "fused= turns MBConv stages into Fused-MBConv ones and back; resnet50 has Bottleneck"),
+    ("resnet18:se=0.25", "se= sets the squeeze-excitation of MBConv-family blocks; resnet18 has BasicBlock"),
+    ("custom:stem=8,stages=basic_e4_c16,head=0", "field 'e4' does not apply to a BasicBlock"),
+    ("custom:stem=8,stages=basic_c16_se0.25,head=0", "field 'se0.25' does not apply to a BasicBlock"),
+    ("custom:stem=8,stages=bottle_c16,head=0", "use mb (MBConv), fmb (Fused-MBConv), basic (BasicBlock) or"),
+    ("custom:stem=8,stem_kernel=4,stages=basic_c16,head=0", "use an odd kernel"),
+])
+def test_what_a_block_kind_cannot_take_is_one_line(spec: str, needle: str) -> None:
+    with pytest.raises(netprobe.SpecError) as err:
+        netprobe.parse_spec(spec)
+    assert needle in str(err.value) and "\n" not in str(err.value)
+
+
+def test_every_block_kind_is_one_entry_with_its_class() -> None:
+    from netprobe.archs import blocks
+    from netprobe.archs.kinds import BLOCK_KINDS
+    from netprobe.roofline import FAMILIES
+
+    for kind in BLOCK_KINDS.values():
+        row = netprobe.parse_spec(f"custom:stem=8,stages={kind.example},head=0").table.stages[0][0]
+        assert row.kind is kind and hasattr(getattr(blocks, kind.builder), "from_row") and kind.family in FAMILIES
+    assert len({k.letter for k in BLOCK_KINDS.values()}) == len(BLOCK_KINDS)
+    mixed = "custom:stem=16,stages=basic_c16+mb_e4_c16_se0.25/fmb_s2_e4_c24/bottleneck_s2_c64,head=0"
+    assert meta(mixed).table.layout() == "xFB"

@@ -12,6 +12,7 @@ from netprobe import breakdown as BD
 from netprobe.breakdown import OpEvent, attribute, breakdown_step
 from netprobe.counting import LOSS_PATH, count_train
 from netprobe.kinds import OPTIMIZER_PATH, KindClassifier, first_component, is_squeeze_excite, layer_kind
+from netprobe.timing import TorchStep
 
 
 def test_conv_kinds_by_shape():
@@ -105,9 +106,8 @@ TINY = dict(device="cpu", batch=2, imgsz=64, warmup=1, iters=1)
 
 def tiny_step(spec="efficientnet_b0:classes=10,depth=0.5"):
     model = netprobe.build(spec)
-    config = B.BenchConfig(spec, **TINY)
     x, y = torch.randn(2, 3, 64, 64), torch.randint(0, 10, (2,))
-    return model, B._make_step(model, x, y, config, torch.float32, 10)
+    return model, TorchStep(model, x, y, mode="train", classes=10)
 
 
 def test_a_real_cpu_profile_adds_up():

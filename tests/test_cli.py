@@ -26,7 +26,7 @@ def test_list_shows_every_arch_and_detector():
     archs = {a["name"]: a for a in data["archs"]}
     assert archs["efficientnetv2_s"]["params"] == 21_458_488
     assert archs["efficientnetv2_s"]["layout"] == "FFFMMM"
-    assert len(archs) == 14
+    assert len(archs) == 18 and archs["resnet50"]["params"] == 25_557_032 and archs["resnet50"]["layout"] == "BBBB"
     detectors = {d["name"]: d for d in data["detectors"]}
     assert detectors["yolov8n"]["params"] == 3_157_200 and detectors["yolov3-fpn"]["imgsz"] == 416
     assert len(detectors) == 20

@@ -38,10 +38,10 @@ def test_variants_run_interleaved_in_rounds_and_keep_their_rows():
     order = []
     variants = C.spec_variants(["mobilenetv3_small:classes=10", "efficientnet_b0:classes=10"], 2, 64)
     settings = C.Settings("cpu", 2, 64, warmup=0, iters=1, rounds=2)
-    snapshots = list(C.run(variants, settings, lambda label, r: order.append((r, label))))
+    comparison = C.run(variants, settings, lambda label, r: order.append((r, label)))
     assert [label for _, label in order] == [v.label for v in variants] * 2  # A B, A B
-    rows = snapshots[-1]
-    assert len(snapshots) == 2 and all(r.rounds == 2 for r in rows)
+    rows = comparison.rows
+    assert comparison.finished == 2 and all(r.rounds == 2 for r in rows)
     assert rows[0].speedup == 1.0 and rows[1].speedup == pytest.approx(rows[1].train_imgs_per_s /
                                                                         rows[0].train_imgs_per_s)
     assert rows[0].imgs_per_s_min <= rows[0].train_imgs_per_s <= rows[0].imgs_per_s_max

@@ -20,10 +20,11 @@ from hypothesis import strategies as st
 
 from netprobe.counting import count
 from netprobe.detect import BUILTINS, build_detector, check_imgsz, is_detector, resolve, surrogate_loss
-from netprobe.detect.builtin import YOLOV8
+from netprobe.detect.builtin import layout_text
 from netprobe.detect.summary import summarize_detector
 from netprobe.errors import InputError, NetprobeError, SpecError
 
+YOLOV8 = layout_text("yolov8.yaml")
 DATA = Path(__file__).parent / "data"
 SEED1 = str(DATA / "seed1-yolov8-pose-efficientnetv2.yaml")
 SEED2 = str(DATA / "seed2-yolov5-mobilenetv3.yaml")
@@ -504,7 +505,7 @@ def test_detectors_bench_and_compare_with_a_surrogate_loss():
     r = netprobe.benchmark("yolov8n:nc=4", device="cpu", batch=2, imgsz=64, mode="infer", warmup=0, iters=1)
     assert r.status == "ok", r.error
     variants = C.spec_variants(["yolov8n-pose", "yolov8n-pose:backbone=mobilenetv3_small"], 2, 64)
-    rows = list(C.run(variants, C.Settings("cpu", 2, 64, warmup=0, iters=1, rounds=1)))[-1]
+    rows = C.run(variants, C.Settings("cpu", 2, 64, warmup=0, iters=1, rounds=1)).rows
     assert all(row.status == "ok" for row in rows) and rows[1].params != rows[0].params
     from netprobe.cli.compare import compare_report
     from netprobe.render import to_markdown

@@ -215,7 +215,7 @@ def test_bench_and_compare_take_any_model():
     from netprobe import compare as C
 
     variants = C.spec_variants([fx.TinyCNN(), "module:fixtures_nets:build_tiny(width=2.0)"], 2, 32)
-    rows = list(C.run(variants, C.Settings("cpu", 2, 32, warmup=0, iters=1, rounds=1)))[-1]
+    rows = C.run(variants, C.Settings("cpu", 2, 32, warmup=0, iters=1, rounds=1)).rows
     assert [r.label for r in rows] == ["TinyCNN", "module:fixtures_nets:build_tiny(width=2.0)"]
     assert rows[1].params > rows[0].params and all(r.status == "ok" for r in rows)
 

@@ -8,7 +8,8 @@ from torch import nn
 
 import netprobe
 from netprobe.counting import count_train
-from netprobe.roofline import memory_bandwidth_gbs, plot_roofline, roofline, stage_families
+from netprobe.roofline import plot_roofline, roofline, stage_families
+from netprobe.timing import memory_bandwidth_gbs
 
 
 def dense_then_depthwise() -> nn.Module:

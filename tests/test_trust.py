@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 import netprobe
 from netprobe import bench as B
+from netprobe import timing
 from netprobe.archs import ARCHS
 from netprobe.cli import app
 
@@ -80,21 +81,20 @@ def test_compare_validates_its_options_like_bench(option, value, needle):
 
 # ---- steady state ---------------------------------------------------------------------------------
 
-def test_warm_up_runs_until_step_times_stop_falling(monkeypatch):
-    monkeypatch.setitem(B.MIN_WARMUP_S, "cpu", 0.0)
+def test_warm_up_runs_until_step_times_stop_falling():
     times = iter([50, 40, 32, 26, 21, 17, 14, 12, 11, 10.2, 10, 10.1, 10, 9.9, 10, 10, 10, 10, 10, 10, 10])
 
     class Clock:
         def phases_ms(self):
             return [next(times)]
 
-    steps, _ = B._warm_up(lambda clock: None, Clock(), B.BenchConfig("efficientnet_b0", warmup=3), lambda: None)
-    assert 9 <= steps <= 15  # not 3: the first steps were still getting faster
+    steps, _, capped = timing.warm_up(lambda clock: None, Clock(), 3, 0.0, 30.0, lambda: None)
+    assert 9 <= steps <= 15 and not capped  # not 3: the first steps were still getting faster
 
 
 def test_timed_steps_still_falling_are_detected():
-    assert B._trending_down([30, 28, 26, 20, 15, 14, 14, 14])
-    assert not B._trending_down([14, 15, 14, 13, 14, 15, 14, 14])
+    assert timing.loop.trending_down([30, 28, 26, 20, 15, 14, 14, 14])
+    assert not timing.loop.trending_down([14, 15, 14, 13, 14, 15, 14, 14])
 
 
 def test_a_busy_machine_is_named_under_the_table():
@@ -115,15 +115,15 @@ def test_a_busy_machine_is_named_under_the_table():
 
 def test_the_roof_is_the_best_rate_measured_so_far(monkeypatch):
     rates = iter([0.2, 0.1, 0.25])
-    monkeypatch.setattr(B, "peak_tflops", lambda device, dtype: next(rates))
-    monkeypatch.setattr(B, "_BEST_PEAK", {})
-    assert [B.device_roof("cpu", torch.float32) for _ in range(3)] == [(0.2, 0.2), (0.2, 0.1), (0.25, 0.25)]
+    monkeypatch.setattr(timing.device, "peak_tflops", lambda device, dtype: next(rates))
+    monkeypatch.setattr(timing.device, "_BEST_PEAK", {})
+    assert [timing.device_roof("cpu", torch.float32) for _ in range(3)] == [(0.2, 0.2), (0.2, 0.1), (0.25, 0.25)]
 
 
 def test_bench_result_says_how_warm_up_went():
     r = B.benchmark(B.BenchConfig("mobilenetv3_small:classes=10", device="cpu", batch=2, imgsz=32, warmup=1,
                                   iters=2))
-    assert r.status == "ok" and r.warmup_steps >= 1 and r.warmup_s >= B.MIN_WARMUP_S["cpu"]
+    assert r.status == "ok" and r.warmup_steps >= 1 and r.warmup_s >= timing.MIN_WARMUP_S["cpu"]
 
 
 # ---- lost results ---------------------------------------------------------------------------------
@@ -376,8 +376,8 @@ def test_compare_keeps_rounds_whose_step_could_not_be_counted():
 
 def test_roofs_do_not_count_in_the_models_peak_memory(monkeypatch):
     seen = []
-    real = B._reset_peak
-    monkeypatch.setattr(B, "_reset_peak", lambda device: seen.append(len(B._BEST_PEAK)) or real(device))
-    monkeypatch.setattr(B, "_BEST_PEAK", {})
+    real = timing.reset_peak
+    monkeypatch.setattr(B, "reset_peak", lambda device: seen.append(len(timing.best_peaks())) or real(device))
+    monkeypatch.setattr(timing.device, "_BEST_PEAK", {})
     B.benchmark(B.BenchConfig("mobilenetv3_small:classes=10", device="cpu", batch=2, imgsz=32, warmup=0, iters=1))
     assert seen == [1]  # the matmul roof was measured (and its buffers freed) before the peak was reset

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from netprobe.archs.blocks import ConvBNAct, FusedMBConv, Head, MBConv
-from netprobe.archs.table import NetSpec, expanded_channels, se_channels
+from netprobe.archs import blocks
+from netprobe.archs.blocks import ConvBNAct, Head
+from netprobe.archs.table import NetSpec
 
 HEAD_CONV_TAP = "head.conv"  # module path of the head's 1x1 conv, when it is a tap
 
@@ -34,20 +35,20 @@ class Net(nn.Module):
         super().__init__()
         self.table = table
         act = table.act
-        self.stem = ConvBNAct(3, table.stem, 3, 2, act=act)
+        self.stem = ConvBNAct(3, table.stem, table.stem_kernel, 2, act=act)
+        if table.stem_pool:
+            self.stem.append(nn.MaxPool2d(3, 2, 1))
         in_ch, block_id, total = table.stem, 0, max(1, table.num_blocks)
-        infos = [FeatureInfo("stem", table.stem, 2)]
+        infos = [FeatureInfo("stem", table.stem, table.stem_stride)]
         for i, (stage, stride) in enumerate(zip(table.stages, table.stage_strides()[1:], strict=True), start=1):
-            blocks: list[nn.Module] = []
+            made: list[nn.Module] = []
             for row in stage:
-                kind = FusedMBConv if row.fused else MBConv
+                block = getattr(blocks, row.kind.builder)  # the class its kind names
                 for r in range(row.repeats):
-                    expanded = expanded_channels(in_ch, row)
-                    squeeze = se_channels(in_ch, expanded, row.se, table.se_style) if row.se else 0
-                    blocks.append(kind(in_ch, row.out, row.kernel, row.stride if r == 0 else 1, expanded, squeeze,
-                                       row.act or act, table.se_style, table.drop_path * block_id / total))
+                    made.append(block.from_row(in_ch, row, row.stride if r == 0 else 1, table,
+                                               table.drop_path * block_id / total))
                     in_ch, block_id = row.out, block_id + 1
-            self.add_module(f"stage{i}", nn.Sequential(*blocks))
+            self.add_module(f"stage{i}", nn.Sequential(*made))
             infos.append(FeatureInfo(f"stage{i}", in_ch, stride))
         self.head = Head(in_ch, table.head, table.head_fc, table.classes, act, table.dropout)
         if table.head_conv_is_feature:
@@ -61,20 +62,26 @@ class Net(nn.Module):
     def forward_features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Every tap in `feature_info`, in order: stem, stage1..N and, for MobileNetV3, the head's
         1x1 conv ("head.conv"); the maps a detection neck consumes."""
-        feats = {}
-        for name, module in self.named_children():
-            if name == "head":
-                break
-            x = module(x)
-            feats[name] = x
-        if self.table.head_conv_is_feature:
-            feats[HEAD_CONV_TAP] = self.head.conv(x)
-        return feats
+        stages = [(name, module) for name, module in self.named_children() if name != "head"]
+        return feature_maps(stages, x, self.head.conv if self.table.head_conv_is_feature else None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for module in self.children():
             x = module(x)
         return x
+
+
+def feature_maps(stages: list[tuple[str, nn.Module]], x: torch.Tensor,
+                 head_conv: nn.Module | None = None) -> dict[str, torch.Tensor]:
+    """Run `stages` (name, module) one after another and keep each output by name; with `head_conv`,
+    also the head's 1x1 conv on the last one (MobileNetV3's stride-32 tap, "head.conv")."""
+    feats = {}
+    for name, module in stages:
+        x = module(x)
+        feats[name] = x
+    if head_conv is not None:
+        feats[HEAD_CONV_TAP] = head_conv(x)
+    return feats
 
 
 def build_net(table: NetSpec, device: torch.device | str | None = None) -> Net:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-OPS = ("mb", "fmb")  # MBConv (depthwise) and Fused-MBConv (one regular conv)
+from netprobe.archs.kinds import MIXED_LETTER, BlockKind, kind_of, make_divisible
+
 ACTS = ("relu", "silu", "hardswish", "gelu")
 SE_STYLES = ("effnet", "mnv3")  # squeeze width from block input (EfficientNet) or expanded (MobileNetV3)
 
@@ -19,33 +20,35 @@ SE_STYLES = ("effnet", "mnv3")  # squeeze width from block input (EfficientNet) 
 class BlockSpec:
     """One row of a stage table: `repeats` identical blocks (only the first has `stride`)."""
 
-    op: str  # "mb" or "fmb"
+    op: str  # its block kind (archs.kinds): "mb", "fmb", "basic", "bottleneck"
     repeats: int
     kernel: int
     stride: int
-    expand: float  # expansion ratio; expanded channels = make_divisible(in * expand)
+    expand: float  # expansion ratio: channels inside the block = make_divisible(in * expand) (a bottleneck: out *)
     out: int  # output channels
     se: float = 0.0  # squeeze-excitation ratio, 0 = none
     act: str | None = None  # None = the network's activation
 
     @property
+    def kind(self) -> BlockKind:
+        return kind_of(self.op)
+
+    @property
     def fused(self) -> bool:
-        return self.op == "fmb"
+        return self.kind.fused
 
     def paper_name(self) -> str:
         """The operator as the papers write it: 'Fused-MBConv4, k3x3' or 'MBConv6, k5x5, SE0.25'."""
-        name = ("Fused-MBConv" if self.fused else "MBConv") + _num(self.expand)
-        text = f"{name}, k{self.kernel}x{self.kernel}"
-        return text + (f", SE{_num(self.se)}" if self.se else "")
+        return self.kind.paper_name(self.expand, self.kernel, self.se)
 
 
 @dataclass(frozen=True)
 class NetSpec:
-    """A whole backbone: stem conv, stages of MBConv-family blocks, 1x1 conv head, classifier."""
+    """A whole backbone: stem conv, stages of blocks (MBConv family, ResNet), 1x1 conv head, classifier."""
 
-    stem: int  # channels of the 3x3 stride-2 stem conv
+    stem: int  # channels of the stride-2 stem conv
     stages: tuple[tuple[BlockSpec, ...], ...]
-    head: int  # channels of the 1x1 head conv
+    head: int  # channels of the 1x1 head conv; 0: none (ResNet pools the last stage directly)
     head_fc: int = 0  # hidden linear layer before the classifier (MobileNetV3: 1280), 0 = none
     classes: int = 1000  # 0 = no classifier: the model returns pooled features
     act: str = "silu"
@@ -53,15 +56,22 @@ class NetSpec:
     drop_path: float = 0.0  # stochastic depth of the last block; linear in block index
     dropout: float = 0.0  # before the classifier
     imgsz: int = 224  # evaluation image size
+    stem_kernel: int = 3  # the stem conv's kernel (ResNet: 7)
+    stem_pool: bool = False  # a 3x3 stride-2 max pool after the stem conv (ResNet)
     meta: dict = field(default_factory=dict, compare=False, hash=False)
 
     @property
     def num_blocks(self) -> int:
         return sum(row.repeats for stage in self.stages for row in stage)
 
+    @property
+    def stem_stride(self) -> int:
+        return 4 if self.stem_pool else 2
+
     def stage_strides(self) -> list[int]:
         """Cumulative stride after the stem and after each stage."""
-        strides, total = [2], 2
+        total = self.stem_stride
+        strides = [total]
         for stage in self.stages:
             total *= math.prod(row.stride for row in stage)
             strides.append(total)
@@ -81,21 +91,14 @@ class NetSpec:
         return self.stage_strides()[-1]
 
     def layout(self) -> str:
-        """One letter per stage: F = Fused-MBConv, M = MBConv, e.g. 'FFFMMM'."""
-        return "".join("F" if all(r.fused for r in st) else "M" if not any(r.fused for r in st) else "x"
-                       for st in self.stages)
-
-
-def make_divisible(value: float, divisor: int = 8) -> int:
-    """Round channels to the nearest multiple of `divisor`, never more than 10% below `value`."""
-    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
-    if rounded < 0.9 * value:
-        rounded += divisor
-    return rounded
+        """One letter per stage, its block kind's (F = Fused-MBConv, M = MBConv, ...), e.g. 'FFFMMM'."""
+        letters = [{r.kind.letter for r in st} for st in self.stages]
+        return "".join(ls.pop() if len(ls) == 1 else MIXED_LETTER for ls in letters)
 
 
 def expanded_channels(in_ch: int, row: BlockSpec) -> int:
-    return in_ch if row.expand == 1 else make_divisible(in_ch * row.expand)
+    """The channels inside a block of `row` entered with `in_ch`, by its kind's rule."""
+    return row.kind.expanded(in_ch, row.out, row.expand)
 
 
 def se_channels(in_ch: int, expanded: int, ratio: float, style: str) -> int:
@@ -103,8 +106,3 @@ def se_channels(in_ch: int, expanded: int, ratio: float, style: str) -> int:
     if style == "mnv3":
         return make_divisible(expanded * ratio)
     return max(1, int(in_ch * ratio))
-
-
-def _num(x: float) -> str:
-    """Shortest text that reads back as the same number: 4.0 -> '4', 0.25 -> '0.25'."""
-    return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else repr(float(x))

@@ -19,13 +19,15 @@ def scale(table: NetSpec, width: float = 1.0, depth: float = 1.0) -> NetSpec:
         for stage in table.stages
     )
     return replace(
-        table, stem=make_divisible(table.stem * width), stages=stages, head=make_divisible(table.head * width),
+        table, stem=make_divisible(table.stem * width), stages=stages,
+        head=make_divisible(table.head * width) if table.head else 0,
         head_fc=make_divisible(table.head_fc * width) if table.head_fc else 0,
     )
 
 
 def fuse_stages(table: NetSpec, stages: Iterable[int], keep_se: bool = False) -> NetSpec:
-    """Make exactly `stages` (1-based, after the stem) Fused-MBConv and every other stage MBConv.
+    """Make exactly `stages` (1-based, after the stem) fused (Fused-MBConv) and every other stage unfused
+    (MBConv): each row becomes its kind's twin where it is not yet as asked.
 
     A stage that becomes fused loses its SE unless `keep_se`: EfficientNetV2's Fused-MBConv has
     none, and the paper's Table 3 parameter counts for fused stages 1-5 and 1-7 fit only that.
@@ -35,7 +37,9 @@ def fuse_stages(table: NetSpec, stages: Iterable[int], keep_se: bool = False) ->
     def convert(row: BlockSpec, fused: bool) -> BlockSpec:
         if fused == row.fused:
             return row
-        return replace(row, op="fmb" if fused else "mb", se=row.se if keep_se or not fused else 0.0)
+        if row.kind.twin is None:
+            raise ValueError(f"a {row.kind.name} row has no fused form")
+        return replace(row, op=row.kind.twin, se=row.se if keep_se or not fused else 0.0)
 
     return replace(table, stages=tuple(
         tuple(convert(row, i in chosen) for row in stage) for i, stage in enumerate(table.stages, start=1)

@@ -92,6 +92,21 @@ _MNV3_SMALL = _mnv3([
 ], head=576, head_fc=1024)
 
 
+def _resnet(op: str, repeats: tuple[int, int, int, int]) -> NetSpec:
+    """ResNet (He et al. 2015, Table 1; torchvision's v1.5, the stride on the 3x3 conv): a 7x7 stride-2
+    stem conv and a 3x3 max pool, four stages of basic or bottleneck blocks (stage 1 at stride 1), global
+    pooling and the classifier, no head conv; ReLU, no SE."""
+    widths = (64, 128, 256, 512) if op == "basic" else (256, 512, 1024, 2048)
+    stages = tuple((BlockSpec(op, r, 3, 1 if i == 0 else 2, 1.0 if op == "basic" else 0.25, c),)
+                   for i, (r, c) in enumerate(zip(repeats, widths, strict=True)))
+    return NetSpec(stem=64, stages=stages, head=0, act="relu", se_style="effnet", imgsz=224, stem_kernel=7,
+                   stem_pool=True)
+
+
+_RESNETS = {18: ("basic", (2, 2, 2, 2)), 34: ("basic", (3, 4, 6, 3)), 50: ("bottleneck", (3, 4, 6, 3)),
+            101: ("bottleneck", (3, 4, 23, 3))}
+
+
 def _effnet(variant: str) -> Arch:
     width, depth, imgsz, dropout = _EFFNET_SCALING[variant]
     base = replace(_B0, imgsz=imgsz, dropout=dropout)
@@ -104,4 +119,6 @@ ARCHS: dict[str, Arch] = {
        for v, t in _V2.items()},
     "mobilenetv3_large": Arch("mobilenetv3_large", "MobileNetV3", _MNV3_LARGE, paper="arXiv:1905.02244"),
     "mobilenetv3_small": Arch("mobilenetv3_small", "MobileNetV3", _MNV3_SMALL, paper="arXiv:1905.02244"),
+    **{f"resnet{n}": Arch(f"resnet{n}", "ResNet", _resnet(op, r), paper="arXiv:1512.03385")
+       for n, (op, r) in _RESNETS.items()},
 }

@@ -2,76 +2,32 @@
 
 from __future__ import annotations
 
-import os
-from dataclasses import replace
-from enum import Enum
 from typing import Annotated
 
 import typer
 
 from netprobe.cli.app import command, interrupt_code
+from netprobe.cli.options import (
+    AmpChoice,
+    BucketOption,
+    ChannelsLastOption,
+    DeviceChoice,
+    DeviceOption,
+    GlobalBatchOption,
+    ModeChoice,
+    ModulesOption,
+    OptimizerChoice,
+    ScaleOption,
+    WorldSizesOption,
+    check_threads,
+    int_list,
+    require_matplotlib,
+    size_list,
+)
 from netprobe.cli.output import Output, note, progress_bar
-from netprobe.errors import InputError, check_range, quote
+from netprobe.cli.plots import write_roofline
+from netprobe.errors import InputError, check_range
 from netprobe.render import Column, Format, Report, TableBlock, TextBlock, fmt_float, fmt_mb, fmt_pct, fmt_si, plural
-
-
-class DeviceChoice(str, Enum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
-
-
-class ModeChoice(str, Enum):
-    train = "train"
-    infer = "infer"
-    both = "both"
-
-
-class AmpChoice(str, Enum):
-    off = "off"
-    bf16 = "bf16"
-    fp16 = "fp16"
-
-
-class OptimizerChoice(str, Enum):
-    sgd = "sgd"
-    adamw = "adamw"
-
-
-def int_list(option: str, text: str | None, lo: int, hi: int) -> list[int]:
-    """'8,16' -> [8, 16], each checked against [lo, hi]."""
-    if text is None:
-        return []
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise InputError(f"{option} {quote(text)} is not a comma list of integers, e.g. {option} 8,16") from None
-    if not values:
-        raise InputError(f"{option} {quote(text)} holds no value; give e.g. {option} 8")
-    for v in values:
-        check_range(option, v, lo, hi)
-    return values
-
-
-def size_list(option: str, text: str | None) -> list[int | str]:
-    """'128,160x128' -> [128, '160x128']: each a valid N (an int) or HxW (a string, H != W)."""
-    from netprobe.target import parse_imgsz
-
-    if text is None:
-        return []
-    values = [parse_imgsz(v.strip()) for v in text.split(",") if v.strip()]
-    if not values:
-        raise InputError(f"{option} {quote(text)} holds no size; give e.g. {option} 224 or {option} 224x160")
-    return [h if h == w else f"{h}x{w}" for h, w in values]
-
-
-def check_threads(threads: int | None) -> None:
-    if threads is not None:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        check_range("--threads", threads, 1, cores)
-        import torch
-
-        torch.set_num_threads(threads)
 
 
 def _bench_record(result) -> dict:
@@ -112,13 +68,13 @@ SECTIONS = ("results", "stages", "breakdown", "roofline")
 def bench(
     specs: Annotated[list[str] | None, typer.Argument(help="Models to measure (any spec summary takes); default "
                                                            "efficientnetv2_s.")] = None,
-    device: Annotated[DeviceChoice, typer.Option(help="auto picks CUDA when present.")] = DeviceChoice.auto,
+    device: DeviceOption = DeviceChoice.auto,
     batch: Annotated[str, typer.Option(help="Batch size (1-65,536), or a comma list for a grid.")] = "8",
     imgsz: Annotated[str | None, typer.Option(help="Image size N or HxW, or a comma list; default: the model's "
                                                    "own.")] = None,
     mode: Annotated[ModeChoice, typer.Option(help="train step, inference, or both.")] = ModeChoice.train,
     amp: Annotated[AmpChoice, typer.Option(help="Autocast dtype (fp16 adds a gradient scaler).")] = AmpChoice.off,
-    channels_last: Annotated[bool, typer.Option("--channels-last", help="NHWC model and input.")] = False,
+    channels_last: ChannelsLastOption = False,
     compile_model: Annotated[bool, typer.Option("--compile", help="torch.compile; compile time reported apart.")]
     = False,
     optimizer: Annotated[OptimizerChoice, typer.Option(help="Optimizer of the train step.")] = OptimizerChoice.sgd,
@@ -129,9 +85,8 @@ def bench(
     = None,
     in_chans: Annotated[int | None, typer.Option("--in-chans", help="Input channels; default: the model's own, "
                                                                      "else 3.")] = None,
-    scale: Annotated[str | None, typer.Option(help="A detector YAML's scale letter; default: from the file name.")]
-    = None,
-    modules: Annotated[str | None, typer.Option(help="A .py file whose classes a detector YAML may name.")] = None,
+    scale: ScaleOption = None,
+    modules: ModulesOption = None,
     breakdown: Annotated[bool, typer.Option("--breakdown", help="After the timed steps, a few profiled ones: time "
                                                                "by op kind beside MACs and bytes, a roofline per "
                                                                "stage.")] = False,
@@ -143,12 +98,9 @@ def bench(
     nproc: Annotated[int | None, typer.Option("--nproc", help="Data-parallel on N ranks of this machine (gloo on CPU, "
                                                              "NCCL on CUDA): 1 rank without DDP, then 1, 2, ... N "
                                                              "with DDP. Under torchrun: joins that job.")] = None,
-    world_sizes: Annotated[str | None, typer.Option("--world-sizes", help="With --nproc: the rank counts to "
-                                                                          "measure, e.g. 1,2,4.")] = None,
-    global_batch: Annotated[int | None, typer.Option("--global-batch", help="With --nproc: hold the total batch "
-                                                                            "(default: --batch per rank).")] = None,
-    bucket_mb: Annotated[float, typer.Option("--bucket-mb", help="With --nproc: DDP's gradient bucket size, MB "
-                                                                   "(up to 1,024).")] = 25,
+    world_sizes: WorldSizesOption = None,
+    global_batch: GlobalBatchOption = None,
+    bucket_mb: BucketOption = 25,
     sync_bn: Annotated[bool, typer.Option("--sync-bn", help="With --nproc: SyncBatchNorm (CUDA).")] = False,
     port: Annotated[int | None, typer.Option(help="With --nproc: the rendezvous port (default: a free one).")]
     = None,
@@ -164,20 +116,19 @@ def bench(
     """Time forward, backward and optimizer steps; memory, achieved TFLOP/s, OOM as a result."""
     from netprobe import bench as B
     from netprobe.target import resolve
+    from netprobe.timing import resolve_device
 
     output = Output(fmt.value, SECTIONS, section, {"out": (out, (".json", ".csv")), "plot": (plot, (".png",))})
     if plot and not breakdown:
         raise InputError("--plot draws the roofline that --breakdown measures; add --breakdown")
     if plot:
-        from netprobe.cli.compare import _require_matplotlib
-
-        _require_matplotlib()
+        require_matplotlib()
     check_range("--warmup", warmup, *B.LIMITS["warmup"])
     check_range("--iters", iters, *B.LIMITS["iters"])
     if in_chans is not None:
         check_range("--in-chans", in_chans, 1, 4096)
     check_threads(threads)
-    dev = B.resolve_device(device.value)
+    dev = resolve_device(device.value)
     modes = ["train", "infer"] if mode is ModeChoice.both else [mode.value]
     targets = [resolve(s, in_chans, scale, modules) for s in specs or ["efficientnetv2_s"]]
     configs = B.grid(targets, int_list("--batch", batch, *B.LIMITS["batch"]),
@@ -202,59 +153,40 @@ def bench(
                          "swaps rather than failing cleanly")
     if device is DeviceChoice.auto:
         note(f"device: auto → {dev}" + ("" if dev == "cuda" else " (no CUDA available)"))
-    results, stopped = _measure_all(B, configs, find_max_batch)
-    if not results:
+    session, stopped = _measure_all(B.BenchRun(dev), configs, find_max_batch)
+    if not session.results:
         note("nothing finished: interrupted before the first configuration was measured")
     else:
-        _report(B, output, results, dev, out, plot)
+        _report(output, session, out, plot)
     if stopped is not None:
-        note(f"interrupted: {len(results)} of {plural(len(configs), 'configuration')} finished")
+        note(f"interrupted: {len(session.results)} of {plural(len(configs), 'configuration')} finished")
         raise typer.Exit(stopped)
 
 
-def _measure_all(B, configs: list, find_max: bool) -> tuple[list, int | None]:
+def _measure_all(session, configs: list, find_max: bool) -> tuple[object, int | None]:
     """Measure every configuration (or search each one's largest batch); an interrupt keeps what finished."""
-    results: list = []
     with progress_bar() as progress:
         task = progress.add_task("bench", total=len(configs) * (1 if find_max else configs[0].warmup
                                                                  + configs[0].iters + 1))
         try:
             for config in configs:
-                size = config.imgsz or ""
                 label = getattr(config.spec, "label", config.spec)
-                progress.update(task, description=f"{label} b{config.batch} {size} {config.mode}")
+                progress.update(task, description=f"{label} b{config.batch} {config.imgsz or ''} {config.mode}")
+                for _ in session.measure([config], lambda: progress.advance(task), find_max):
+                    pass
                 if find_max:
-                    best = _max_batch(B, config)
-                    if best is not None:
-                        results.append(best)
                     progress.advance(task)
-                else:
-                    results.append(B.benchmark(config, lambda: progress.advance(task)))
         except KeyboardInterrupt as exc:
-            return results, interrupt_code(exc)
-    return results, None
+            return session, interrupt_code(exc)
+    return session, None
 
 
-def _max_batch(B, config):
-    tried: dict[int, object] = {}
-
-    def fits(b: int) -> bool:
-        tried[b] = B.benchmark(replace(config, batch=b, warmup=1, iters=2, per_stage=False))
-        return tried[b].status == "ok"
-
-    best = B.find_max_batch(fits)
-    return tried[best] if best else None
-
-
-def _report(B, output: Output, results: list, dev: str, out: str | None, plot: str | None = None) -> None:
+def _report(output: Output, session, out: str | None, plot: str | None = None) -> None:
     from netprobe.render import to_csv, to_json
 
-    info = B.device_info(dev)
-    peaks = {r.dtype: r.peak_tflops for r in results if r.peak_tflops}
-    info["peak_tflops_measured"] = peaks
-    busy = B.busy_note(results)
-    data = {"device": info, "results": [r.to_dict() for r in results], "note": busy or None}
-    output.show(bench_report(results, info, busy), data)
+    data = session.to_dict()
+    results = session.results
+    output.show(bench_report(results, data["device"], data["note"] or ""), data)
     ok = True
     if out:
         text = to_json(data) if out.lower().endswith(".json") else to_csv(BENCH_RESULT_CSV, data["results"])
@@ -266,24 +198,6 @@ def _report(B, output: Output, results: list, dev: str, out: str | None, plot: s
 
 def _config_label(r) -> str:
     return f"{r.spec} b{r.batch} {r.imgsz}px {r.dtype} {r.mode}"
-
-
-def write_roofline(output: Output, items: list, path: str, title: str) -> bool:
-    """The rooflines of the results that have one, one panel each, written to `path`."""
-    import io
-
-    from netprobe.roofline import Roofline, plot_roofline
-
-    panels = [(label, Roofline.from_dict(r.roofline)) for label, r in items if r.roofline]
-    if not panels:
-        note("no roofline to plot: no configuration has a breakdown (see the notes above)")
-        return False
-    buf = io.BytesIO()
-    plot_roofline(panels, buf, title)
-    if output.write(path, buf.getvalue(), "plot"):
-        note(f"plot written to {path}")
-        return True
-    return False
 
 
 def bench_report(results: list, info: dict, busy: str) -> Report:

@@ -6,9 +6,10 @@ from typing import Annotated
 
 import typer
 
+from netprobe.cli import options as opt
 from netprobe.cli.app import command, interrupt_code
-from netprobe.cli.bench import AmpChoice, DeviceChoice, int_list, size_list
 from netprobe.cli.output import Output, note, progress_bar
+from netprobe.cli.plots import write_compare_plot, write_roofline
 from netprobe.errors import InputError, quote
 from netprobe.render import Column, Format, Report, TableBlock, TextBlock, fmt_float, fmt_mb, fmt_pct, fmt_si, plural
 
@@ -66,13 +67,13 @@ def compare(
                                                    "(any spec summary takes).")],
     base: Annotated[str | None, typer.Option(help="Base arch (fused-stages: efficientnet_b4; batch-imgsz: "
                                                   "efficientnet_b6).")] = None,
-    device: Annotated[DeviceChoice, typer.Option(help="auto picks CUDA when present.")] = DeviceChoice.auto,
+    device: opt.DeviceOption = opt.DeviceChoice.auto,
     batch: Annotated[str | None, typer.Option(help="Batch, 1-65,536 (batch-imgsz: a comma list). Default by "
                                                    "device.")] = None,
     imgsz: Annotated[str | None, typer.Option(help="Image size N or HxW (batch-imgsz: a comma list). Default by "
                                                    "device.")] = None,
-    amp: Annotated[AmpChoice, typer.Option(help="Autocast dtype.")] = AmpChoice.off,
-    channels_last: Annotated[bool, typer.Option("--channels-last", help="NHWC model and input.")] = False,
+    amp: Annotated[opt.AmpChoice, typer.Option(help="Autocast dtype.")] = opt.AmpChoice.off,
+    channels_last: opt.ChannelsLastOption = False,
     iters: Annotated[int | None, typer.Option(help="Timed iterations per variant per round (1-100,000).")] = None,
     rounds: Annotated[int | None, typer.Option(help="Interleaved rounds, A B C D, A B C D, ... (1-1,000).")]
     = None,
@@ -82,36 +83,33 @@ def compare(
                                                                "a roofline per stage, what they show.")] = False,
     plot: Annotated[str | None, typer.Option(help="Write a PNG: throughput and MACs per variant, or with "
                                                   "--breakdown the roofline, one panel per variant.")] = None,
-    scale: Annotated[str | None, typer.Option(help="A detector YAML's scale letter; default: from the file name.")]
-    = None,
-    modules: Annotated[str | None, typer.Option(help="A .py file whose classes a detector YAML may name.")] = None,
+    scale: opt.ScaleOption = None,
+    modules: opt.ModulesOption = None,
     nproc: Annotated[int | None, typer.Option("--nproc", help="Data-parallel on N ranks: each variant's scaling "
                                                              "rows (see bench --nproc).")] = None,
-    world_sizes: Annotated[str | None, typer.Option("--world-sizes", help="With --nproc: the rank counts, e.g. "
-                                                                          "1,2.")] = None,
-    global_batch: Annotated[int | None, typer.Option("--global-batch", help="With --nproc: hold the total "
-                                                                            "batch.")] = None,
-    bucket_mb: Annotated[float, typer.Option("--bucket-mb", help="With --nproc: DDP's gradient bucket size, MB "
-                                                                   "(up to 1,024).")] = 25,
+    world_sizes: opt.WorldSizesOption = None,
+    global_batch: opt.GlobalBatchOption = None,
+    bucket_mb: opt.BucketOption = 25,
     fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.table,
 ) -> None:
     """Train the variants side by side (interleaved rounds), with the paper's figures beside ours."""
     from netprobe import compare as C
-    from netprobe.bench import LIMITS, resolve_device
+    from netprobe.bench import LIMITS
+    from netprobe.timing import resolve_device
 
     output = Output(fmt.value, ("rows", "breakdown", "roofline"), None, {"plot": (plot, (".png",))})
     experiment = what[0] if what[0] in C.EXPERIMENTS else "specs"
     if experiment != "specs" and len(what) > 1:
         raise InputError(f"{experiment} takes no models; use --base to choose the arch")
     if plot:
-        _require_matplotlib()
+        opt.require_matplotlib()
     if (scale or modules) and experiment != "specs":
         raise InputError(f"--scale and --modules are for detector YAML files given as models; {experiment} uses "
                          "--base")
     if fused_kernel != "keep" and experiment != "fused-stages":
         raise InputError("--fused-kernel applies to fused-stages only")
-    batches = int_list("--batch", batch, *LIMITS["batch"])
-    sizes = size_list("--imgsz", imgsz)
+    batches = opt.int_list("--batch", batch, *LIMITS["batch"])
+    sizes = opt.size_list("--imgsz", imgsz)
     if experiment == "specs" and len(what) == 1:
         _check_word(C, what[0])
     dev = resolve_device(device.value)
@@ -138,7 +136,8 @@ def compare(
         if plot or breakdown:
             raise InputError("--plot and --breakdown go with the single-device comparison; leave them out with "
                              "--nproc")
-        options = DistOptions(nproc, int_list("--world-sizes", world_sizes, 1, 4096) or None, global_batch, bucket_mb)
+        sizes_asked = opt.int_list("--world-sizes", world_sizes, 1, 4096) or None
+        options = DistOptions(nproc, sizes_asked, global_batch, bucket_mb)
         jobs = [(v.label, v.config(settings)) for v in variants]
         check_plans([c for _, c in jobs], options)
         run_all(output, jobs, options, f"netprobe compare {experiment} --nproc {nproc}",
@@ -165,26 +164,9 @@ def _check_word(C, word: str) -> None:
         raise exc from None
 
 
-def _require_matplotlib() -> None:
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        raise InputError("--plot needs matplotlib: pip install matplotlib (or pip install 'netprobe[plot]')") from None
-
-
 def _run_compare(C, output: Output, experiment: str, variants: list, settings, plot: str | None) -> None:
-    from netprobe.bench import device_info
-
-    info = device_info(settings.device)
-    sizes = list(dict.fromkeys(str(v.imgsz) for v in variants))
-    batches = sorted({v.batch for v in variants})
-    settings_line = (f"{experiment} on {info['name']} ({settings.device}, torch {info['torch']}, "
-                     f"{plural(info['threads'], 'thread')}): batch {','.join(map(str, batches))}, "
-                     f"{','.join(sizes)} px, amp {settings.amp}, channels_last {settings.channels_last}, "
-                     f"{plural(settings.rounds, 'round')} × {plural(settings.iters, 'iter')} (+{settings.warmup} "
-                     "warm-up, until steady), variants interleaved"
-                     + ("; the last round also profiled (--breakdown)" if settings.breakdown else ""))
-    rows, stopped = [], None
+    comparison = C.Comparison(experiment, variants, settings)
+    stopped = None
     with progress_bar() as progress:
         task = progress.add_task("compare", total=settings.rounds * len(variants))
 
@@ -192,27 +174,23 @@ def _run_compare(C, output: Output, experiment: str, variants: list, settings, p
             progress.update(task, description=f"round {r + 1}/{settings.rounds}: {label}")
 
         try:
-            for rows in C.run(variants, settings, step):
-                progress.update(task, completed=(rows[0].rounds or 0) * len(variants))
+            for _ in comparison.rounds(step):
+                progress.update(task, completed=comparison.finished * len(variants))
         except KeyboardInterrupt as exc:
             stopped = interrupt_code(exc)
-    if not rows:
+    if not comparison.finished:
         note("nothing finished: interrupted before the first round ended")
         raise typer.Exit(stopped or 130)
-    data = {"experiment": experiment, "device": info, "settings": settings.__dict__,
-            "batch": settings.batch if experiment != "batch-imgsz" else batches,
-            "imgsz": variants[0].imgsz if experiment != "batch-imgsz" else sizes,
-            "rows": [r.to_dict() for r in rows], "note": C.busy_note(rows) or None}
-    output.show(compare_report(experiment, rows, settings_line, data["note"]), data)
+    data = comparison.to_dict()
+    rows = comparison.rows
+    output.show(compare_report(experiment, rows, comparison.settings_line, data["note"]), data)
     ok = True
     if plot and settings.breakdown:
-        from netprobe.cli.bench import write_roofline
-
         ok = write_roofline(output, [(r.label, r) for r in rows], plot, f"netprobe compare {experiment} --breakdown")
     elif plot:
-        ok = _write_plot(output, rows, plot, settings_line)
+        ok = write_compare_plot(output, rows, plot, comparison.settings_line)
     if stopped is not None:
-        note(f"interrupted: showing {plural(rows[0].rounds, 'finished round')}")
+        note(f"interrupted: showing {plural(comparison.finished, 'finished round')}")
         output.finish(ok)
         raise typer.Exit(stopped)
     output.finish(ok)
@@ -237,16 +215,3 @@ def compare_report(experiment: str, rows: list, settings_line: str, busy: str | 
                    TableBlock("rows", columns, records, f"netprobe compare {experiment}", caption),
                    *([TextBlock(busy, "yellow")] if busy else []),
                    *explain_blocks([(r.label, r) for r in rows])])
-
-
-def _write_plot(output: Output, rows: list, path: str, subtitle: str) -> bool:
-    import io
-
-    from netprobe.plot import plot_compare
-
-    buf = io.BytesIO()
-    plot_compare(rows, buf, subtitle)
-    if output.write(path, buf.getvalue(), "plot"):
-        note(f"plot written to {path}")
-        return True
-    return False

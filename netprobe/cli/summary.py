@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from typing import Annotated
 
 import typer
 
 from netprobe.cli.app import command
+from netprobe.cli.options import choices
 from netprobe.cli.output import Output
 from netprobe.render import (
     CodeBlock,
@@ -25,23 +25,9 @@ from netprobe.render import (
 FORMAT_HELP = "Output format: table, json, csv (one table: see --section) or markdown."
 
 
-class Depth(str, Enum):
-    stage = "stage"
-    block = "block"
-    layer = "layer"
-
-
-class Staging(str, Enum):
-    children = "children"
-    auto = "auto"
-
-
-class CounterChoice(str, Enum):
-    native = "native"
-    fvcore = "fvcore"
-    thop = "thop"
-    torchinfo = "torchinfo"
-    all = "all"
+Depth = choices("Depth", ("stage", "block", "layer"))
+Staging = choices("Staging", ("children", "auto"))
+CounterChoice = choices("CounterChoice", ("native", "fvcore", "thop", "torchinfo", "all"))  # counters.CHOICES
 
 
 def shape_text(value: object) -> str:
@@ -106,21 +92,16 @@ def summary(
     target = resolve(spec, in_chans, scale, modules)
     detector = target.kind == "detector" and stages is Staging.children
     output = Output(fmt.value, DETECTOR_SECTIONS if detector else SECTIONS, section)
-    result = summarize(target, imgsz, batch, depth.value, stages.value, in_chans, train=train)
+    result = summarize(target, imgsz, batch, depth.value, stages.value, in_chans, train=train,
+                       counters=[c.value for c in counter or []])
     result.spec = target.label  # as the user wrote it; the canonical form is shown apart
-    names = _counter_names(counter or [])
-    counters = _run_counters(target, result, names) if names else {}
-    data = result.to_dict()
-    if counters:
-        data["counters"] = {name: c.macs for name, c in counters.items()}
-        data["counter_details"] = {name: c.to_dict() for name, c in counters.items()}
     report = detector_report(result) if detector else summary_report(result, features)
     if result.train:
         for line in train_lines(result.train):
             report.add(line)
-    if counters:
-        report.add(_counter_table(counters))
-    output.show(report, data)
+    if result.counter_details:
+        report.add(_counter_table(result.counter_details))
+    output.show(report, result.to_dict())
     output.finish()
 
 
@@ -186,42 +167,19 @@ def _totals_record(result) -> dict:
             "canonical": result.canonical}
 
 
-def _counter_names(choices: list[CounterChoice]) -> list[str]:
-    from netprobe.counters import EXTERNAL
-
-    names = [c.value for c in choices]
-    if "all" in names:
-        return ["native", *EXTERNAL]
-    return ["native", *[n for n in EXTERNAL if n in names]] if names else []
-
-
-def _run_counters(target, result, names: list[str]) -> dict:
-    from netprobe.counters import native_result, run_counter
-    from netprobe.counting import count
-
-    shape = tuple(result.input)
-    counters = {"native": native_result(count(target.meta_model(), shape))}
-    external = [n for n in names if n != "native"]
-    if external:
-        model = target.user_module if target.user_module is not None else target.make("cpu")
-        for name in external:
-            counters[name] = run_counter(name, model, shape)
-    return counters
-
-
-def _counter_table(counters: dict) -> TableBlock:
+def _counter_table(counters: dict[str, dict]) -> TableBlock:
     native = counters["native"]
     records = []
     for name, c in counters.items():
-        rec = {"name": name, "macs": c.macs, "convention": c.error or c.convention,
-               "ratio": f"{c.macs / native.macs:.3f}×" if c.macs and native.macs else "-"}
+        rec = {"name": name, "macs": c["macs"], "convention": c["error"] or c["convention"],
+               "ratio": f"{c['macs'] / native['macs']:.3f}×" if c["macs"] and native["macs"] else "-"}
         for kind in COUNTER_KINDS:
-            value = c.by_kind.get(kind, 0)
-            ref = native.by_kind.get(kind, 0)
+            value = c["by_kind"].get(kind, 0)
+            ref = native["by_kind"].get(kind, 0)
             mark = "" if name == "native" or value == ref else (" ▲" if value > ref else " ▼")
-            rec[kind] = (fmt_si(value) if value else "0") + mark if c.macs is not None else "-"
+            rec[kind] = (fmt_si(value) if value else "0") + mark if c["macs"] is not None else "-"
         records.append(rec)
-    kinds = [k for k in COUNTER_KINDS if any(c.by_kind.get(k) for c in counters.values())]
+    kinds = [k for k in COUNTER_KINDS if any(c["by_kind"].get(k) for c in counters.values())]
     columns = [Column("name", "Counter", justify="left", ident=True), Column("macs", "Total", fmt_si),
                Column("ratio", "vs native"), *[Column(k, k) for k in kinds],
                Column("convention", "What it counts", justify="left")]
@@ -232,11 +190,13 @@ def _counter_table(counters: dict) -> TableBlock:
 @command("list")
 def list_command(fmt: Annotated[Format, typer.Option("--format", "-f", help=FORMAT_HELP)] = Format.table) -> None:
     """The built-in backbones and detectors: parameters (counted), default image size, layout."""
+    from netprobe.archs.kinds import layout_legend
+
     output = Output(fmt.value, ("archs", "detectors"))
     archs, detectors = _arch_records(), _detector_records()
     arch_columns = [Column("name", "Arch", justify="left", ident=True), Column("family", "Family", justify="left"),
                     Column("params", "Params", fmt_int), Column("imgsz", "Image size"), Column("stages", "Stages"),
-                    Column("layout", "Layout (F fused, M MBConv)", justify="left"),
+                    Column("layout", f"Layout ({layout_legend()})", justify="left"),
                     Column("paper", "Paper", justify="left")]
     detector_columns = [Column("name", "Detector", justify="left", ident=True), Column("params", "Params", fmt_int),
                         Column("nc", "Classes"), Column("imgsz", "Image size"), Column("rows", "Rows"),

@@ -9,12 +9,9 @@ comment, `Detect(P3, P4, P5)`, else in each input row's), and without comments P
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
+from netprobe.detect.rows import DetectorRow
 from netprobe.detect.spec import DetectorSpec
-
-if TYPE_CHECKING:
-    from netprobe.detect.summary import DetectorRow
 
 YOLO_LEVELS = (3, 4, 5)  # strides 8, 16, 32
 

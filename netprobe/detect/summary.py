@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from netprobe.counting import OTHER_KINDS, Count, ModuleCount, pyramid_level, stride_ratio
 from netprobe.detect.build import Detector, build_detector, check_bounds, count_at
 from netprobe.detect.layers import LayerRow
+from netprobe.detect.rows import DetailRow, DetectorRow
 from netprobe.detect.spec import DetectorSpec, resolve
 from netprobe.detect.stride_check import HeadInput, claim_warnings, head_inputs, head_warning
 from netprobe.errors import InputError
@@ -15,45 +16,6 @@ SECTIONS = ("backbone", "neck", "head")
 DEPTHS = ("row", "block", "layer")
 CONTAINERS = ("Sequential", "ModuleList", "ModuleDict")
 BN_OPS_PER_ELEMENT = 4  # thop: normalise (2) x affine (2)
-
-
-@dataclass
-class DetectorRow:
-    """One YAML row as counted at the summary's input: shapes, strides, P-levels, parameters, MACs."""
-
-    index: int
-    src: int | list[int]  # 'from' as written
-    repeats: int
-    module: str
-    args: str
-    section: str
-    out: list[list[int]]  # C, H, W of each output map; the head: its eval output without the batch
-    stride: int | float | None  # the row's own: its output's cumulative stride over its input's
-    strides: list[int | float | None]  # cumulative stride of each output map (input pixels per cell)
-    p_levels: list[int | None]  # log2 of those strides
-    claimed_levels: list[int]  # the P-levels its YAML comment names
-    params: int
-    macs: int
-    share: float  # of all MACs
-    other_ops: int
-    output_of: int | None = None  # placeholder row of a multi-output module: which row, which map
-    output_index: int | None = None
-
-
-@dataclass
-class DetailRow:
-    """A block or layer inside a YAML row (`depth="block"` / `"layer"`), in execution order."""
-
-    path: str  # module path in the detector, e.g. "4.m.0" (row 4, its first bottleneck)
-    row: int
-    type: str
-    params: int
-    macs: int
-    other_ops: int
-    out: list[int]  # C, H, W of its (first) output
-    stride: int | float | None  # its own
-    cum_stride: int | float | None
-    p_level: int | None
 
 
 @dataclass
@@ -86,9 +48,14 @@ class DetectorSummary:
     depth: str = "row"
     detail: list[DetailRow] = field(default_factory=list)  # blocks or layers inside the rows, for depth != "row"
     train: dict | None = None  # summarize(..., train=True): the train step counted (summary.train_counts)
+    counters: dict[str, int | None] = field(default_factory=dict)  # summarize(counters=...): each one's total
+    counter_details: dict[str, dict] | None = None
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        data = asdict(self)
+        if self.counter_details is None:  # no counters asked for: no counter keys
+            del data["counters"], data["counter_details"]
+        return data
 
 
 def gflops_note(h: int, w: int) -> str:

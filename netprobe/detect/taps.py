@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from netprobe.api import build
-from netprobe.archs.builder import HEAD_CONV_TAP, FeatureInfo
+from netprobe.archs.builder import HEAD_CONV_TAP, FeatureInfo, feature_maps
 from netprobe.errors import SpecError
 from netprobe.spec import parse_spec
 
@@ -55,14 +55,8 @@ class BackboneTaps(nn.Module):
         return [t.channels for t in self.taps]
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        feats = {}
-        for name, module in self.named_children():
-            if name == "head_conv":
-                break
-            x = module(x)
-            feats[name] = x
-        if self.head_conv is not None:
-            feats[HEAD_CONV_TAP] = self.head_conv(x)
+        stages = [(name, module) for name, module in self.named_children() if name != "head_conv"]
+        feats = feature_maps(stages, x, self.head_conv)
         return [feats[name] for name in self.tap_names]
 
     def extra_repr(self) -> str:

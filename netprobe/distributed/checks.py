@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 import pickle
 import socket
 from dataclasses import dataclass, replace
@@ -12,10 +11,11 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from netprobe.bench import BenchConfig, _size_text, resolve_device, validate
+from netprobe.bench import BenchConfig, validate
 from netprobe.errors import InputError
 from netprobe.spec import Spec
-from netprobe.target import Target
+from netprobe.target import Target, size_text
+from netprobe.timing import resolve_device, usable_cores
 
 
 @dataclass(frozen=True)
@@ -61,13 +61,6 @@ def portable_model(model: object) -> object:
     return model
 
 
-def usable_cores() -> list[int]:
-    """The CPU cores this process may run on (its affinity mask), in order."""
-    if hasattr(os, "sched_getaffinity"):
-        return sorted(os.sched_getaffinity(0))
-    return list(range(os.cpu_count() or 1))
-
-
 def validate_nproc(nproc: int, device: str) -> None:
     """`nproc` ranks fit on this machine: one GPU each on CUDA, at least one core each on CPU."""
     if nproc < 1:
@@ -75,22 +68,18 @@ def validate_nproc(nproc: int, device: str) -> None:
     if not dist.is_available():
         raise InputError(f"torch {torch.__version__} was built without torch.distributed; data-parallel bench "
                          f"needs a build with it (the pip wheels for Linux have it)")
-    if device == "cuda":
-        gpus = torch.cuda.device_count()
-        if nproc > gpus:
-            raise InputError(f"--nproc {nproc} asks for more ranks than the {gpus} GPU(s) visible; on CUDA each "
-                             f"rank needs its own GPU: use --nproc {gpus} or fewer")
-        if not dist.is_nccl_available():
-            raise InputError(f"torch {torch.__version__} has no NCCL, which ranks on CUDA use; install a CUDA "
-                             f"build of torch or use --device cpu (gloo)")
-        return
-    cores = len(usable_cores())
-    if nproc > cores:
-        raise InputError(f"--nproc {nproc} asks for more ranks than the {cores} CPU cores this process may use; "
-                         f"on CPU each rank needs at least one core: use --nproc {cores} or fewer")
-    if not dist.is_gloo_available():
-        raise InputError(f"torch {torch.__version__} has no gloo backend, which ranks on CPU use; install the "
-                         f"standard torch wheel")
+    cuda = device == "cuda"
+    slots = torch.cuda.device_count() if cuda else len(usable_cores())
+    if nproc > slots:
+        what = ("GPU(s) visible; on CUDA each rank needs its own GPU" if cuda else
+                "CPU cores this process may use; on CPU each rank needs at least one core")
+        raise InputError(f"--nproc {nproc} asks for more ranks than the {slots} {what}: use --nproc {slots} or fewer")
+    backend, lacking = ((dist.is_nccl_available(), "no NCCL, which ranks on CUDA use; install a CUDA build of torch "
+                                                   "or use --device cpu (gloo)") if cuda else
+                        (dist.is_gloo_available(), "no gloo backend, which ranks on CPU use; install the standard "
+                                                   "torch wheel"))
+    if not backend:
+        raise InputError(f"torch {torch.__version__} has {lacking}")
 
 
 def default_world_sizes(nproc: int) -> list[int]:
@@ -183,4 +172,4 @@ def plan_scaling(config: BenchConfig, nproc: int, world_sizes: list[int] | None 
     threads = max(1, len(usable_cores()) // nproc)
     size = targets[0].input_size(config.imgsz)
     return ScalingPlan(config, nproc, rows, "nccl" if device == "cuda" else "gloo", bucket_mb, sync_bn, threads,
-                       timeout_s, port, exposed_comm, targets[0].label, _size_text(size))
+                       timeout_s, port, exposed_comm, targets[0].label, size_text(size))

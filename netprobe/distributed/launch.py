@@ -27,9 +27,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from netprobe.bench import is_oom
-from netprobe.distributed.checks import usable_cores
 from netprobe.errors import DistError, InputError
+from netprobe.timing import is_oom, usable_cores
 
 FAILURE_GRACE_S = 1.0  # after a first failure, how long to listen for the rank that caused it
 EXIT_GRACE_S = 10.0  # how long ranks may take to exit after rank 0 has reported

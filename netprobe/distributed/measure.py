@@ -1,6 +1,6 @@
 """What every rank of a row measures: single-device bench's train step, with the model in DDP.
 
-The step is `bench._make_step` (forward, loss, backward, optimizer, each phase marked), on a
+The step is single-device bench's `timing.TorchStep` (forward, loss, backward, optimizer, each phase marked), on a
 model wrapped in DistributedDataParallel whose gradient all-reduce goes through a communication
 hook that does what DDP's default does (average each bucket over the ranks) and notes when each
 bucket's all-reduce starts and completes. Per step, every figure is taken from the slowest rank
@@ -20,20 +20,11 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from netprobe.bench import (
-    AMP_DTYPES,
-    BenchConfig,
-    PhaseClock,
-    _classes,
-    _free,
-    _make_step,
-    _peak_mb,
-    _percentile,
-    _reset_peak,
-)
+from netprobe.bench import BenchConfig, output_classes
 from netprobe.counting import count
 from netprobe.distributed.launch import RankContext
 from netprobe.target import resolve
+from netprobe.timing import AMP_DTYPES, PhaseClock, Step, TorchStep, peak_mb, percentile, release_memory, reset_peak
 
 ALLREDUCE_METHOD = "comm_hook"  # how allreduce_ms is measured; see AllReduceTimer
 DDP_DEFAULT_BUCKET_MB = 25
@@ -120,13 +111,13 @@ def measure_row(task: RowTask, ctx: RankContext) -> dict | None:
     config = task.config
     target = resolve(config.spec, config.in_chans)  # each rank its own: a spec, an object path, a module sent over
     size = target.input_size(config.imgsz)
-    classes = _classes(target, count(target.meta_model(), (1, target.in_chans, *size)))
+    classes = output_classes(target, count(target.meta_model(), (1, target.in_chans, *size)))
     cuda = config.device == "cuda"
     torch.manual_seed(task.seed + ctx.rank)  # each rank its own data; DDP starts every rank from rank 0's weights
     if cuda:
         torch.backends.cudnn.benchmark = True
-    _free(config.device)
-    baseline = _reset_peak(config.device)
+    release_memory(config.device)
+    baseline = reset_peak(config.device)
     model = target.make(ctx.device)
     params = sum(p.numel() for p in model.parameters())
     fmt = torch.channels_last if config.channels_last else torch.contiguous_format
@@ -136,7 +127,8 @@ def measure_row(task: RowTask, ctx: RankContext) -> dict | None:
         model, timer = _wrap(model, task, ctx, cuda)
     x = torch.randn(config.batch, target.in_chans, *size, device=ctx.device).contiguous(memory_format=fmt)
     y = torch.randint(0, max(classes, 1), (config.batch,), device=ctx.device)
-    step = _make_step(model, x, y, config, AMP_DTYPES[config.amp], classes)
+    step = TorchStep(model, x, y, mode="train", dtype=AMP_DTYPES[config.amp], optimizer=config.optimizer,
+                     classes=classes)
 
     unsynced = model if task.ddp and task.exposed_comm else None
     steps = _timed_steps(step, config, ctx, timer, unsynced)
@@ -145,8 +137,8 @@ def measure_row(task: RowTask, ctx: RankContext) -> dict | None:
     if timer is not None:
         figures.update(grad_bytes=timer.bytes, buckets=timer.buckets)  # of the last timed step
         figures["grads_in_sync"] = _gradients_agree(step, config, ctx, timer)
-    peak_mb, figures["mem_kind"] = _peak_mb(config.device, baseline)
-    figures["peak_mem_mb"] = _slowest([[math.nan if peak_mb is None else peak_mb]], ctx)[0][0]
+    peak, figures["mem_kind"] = peak_mb(config.device, baseline)
+    figures["peak_mem_mb"] = _slowest([[math.nan if peak is None else peak]], ctx)[0][0]
     if math.isnan(figures["peak_mem_mb"]):
         figures["peak_mem_mb"] = None
     return figures if ctx.rank == 0 else None
@@ -164,7 +156,7 @@ def _wrap(model: nn.Module, task: RowTask, ctx: RankContext, cuda: bool) -> tupl
     return ddp, timer
 
 
-def _timed_steps(step: Any, config: BenchConfig, ctx: RankContext, timer: AllReduceTimer | None,
+def _timed_steps(step: Step, config: BenchConfig, ctx: RankContext, timer: AllReduceTimer | None,
                  unsynced: DistributedDataParallel | None) -> list[list[float]]:
     """Per timed step: [step, forward, backward, optimizer, all-reduce in flight, no_sync step] in ms (NaN: none).
 
@@ -190,7 +182,7 @@ def _timed_steps(step: Any, config: BenchConfig, ctx: RankContext, timer: AllRed
     return rows
 
 
-def _no_sync_step_ms(step: Any, clock: PhaseClock, model: DistributedDataParallel) -> float:
+def _no_sync_step_ms(step: Step, clock: PhaseClock, model: DistributedDataParallel) -> float:
     with model.no_sync():  # local gradients only: the same step without its all-reduce
         step(clock)
     return sum(clock.phases_ms())
@@ -208,8 +200,8 @@ def _slowest(rows: list[list[float]], ctx: RankContext) -> list[list[float]]:
 def _summary(rows: list[list[float]], task: RowTask) -> dict[str, float | None]:
     steps = [row[0] for row in rows]
     return {
-        "step_ms": statistics.median(steps), "step_p10_ms": _percentile(steps, 10),
-        "step_p90_ms": _percentile(steps, 90), "fwd_ms": statistics.median(row[1] for row in rows),
+        "step_ms": statistics.median(steps), "step_p10_ms": percentile(steps, 10),
+        "step_p90_ms": percentile(steps, 90), "fwd_ms": statistics.median(row[1] for row in rows),
         "bwd_ms": statistics.median(row[2] for row in rows), "opt_ms": statistics.median(row[3] for row in rows),
         "allreduce_ms": statistics.median(-row[6] for row in rows) if task.ddp else None,
         "allreduce_max_ms": statistics.median(row[4] for row in rows) if task.ddp else None,
@@ -217,7 +209,7 @@ def _summary(rows: list[list[float]], task: RowTask) -> dict[str, float | None]:
     }
 
 
-def _gradients_agree(step: Any, config: BenchConfig, ctx: RankContext, timer: AllReduceTimer) -> bool:
+def _gradients_agree(step: Step, config: BenchConfig, ctx: RankContext, timer: AllReduceTimer) -> bool:
     """One more synced step, untimed: every rank must get the same averaged gradients (ranks saw different data).
 
     Weights cannot show it: the no_sync steps let each rank's weights drift on purpose.

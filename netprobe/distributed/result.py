@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from netprobe.bench import AMP_DTYPES, DTYPE_NAMES
 from netprobe.distributed.checks import RowPlan, ScalingPlan
 from netprobe.distributed.measure import ALLREDUCE_METHOD
 from netprobe.distributed.ring import bus_gb_s
+from netprobe.timing import AMP_DTYPES, DTYPE_NAMES
 
 MB = 2**20
 

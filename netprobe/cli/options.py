@@ -1,0 +1,78 @@
+"""What several commands take alike: choices, comma lists, thread counts, the plot extra, the
+data-parallel options. Parsed and checked here, before any work."""
+
+from __future__ import annotations
+
+import os
+from enum import Enum
+from typing import Annotated
+
+import typer
+
+from netprobe.errors import InputError, check_range, quote
+
+
+def choices(name: str, values: tuple[str, ...]) -> type[Enum]:
+    """A str Enum of `values` (each member named and valued as the value), for a typer option."""
+    return Enum(name, {v: v for v in values}, type=str)  # type: ignore[return-value]
+
+
+DeviceChoice = choices("DeviceChoice", ("auto", "cpu", "cuda"))
+ModeChoice = choices("ModeChoice", ("train", "infer", "both"))
+AmpChoice = choices("AmpChoice", ("off", "bf16", "fp16"))
+OptimizerChoice = choices("OptimizerChoice", ("sgd", "adamw"))
+
+DeviceOption = Annotated[DeviceChoice, typer.Option(help="auto picks CUDA when present.")]
+ChannelsLastOption = Annotated[bool, typer.Option("--channels-last", help="NHWC model and input.")]
+ScaleOption = Annotated[str | None, typer.Option(help="A detector YAML's scale letter; default: from the file name.")]
+ModulesOption = Annotated[str | None, typer.Option(help="A .py file whose classes a detector YAML may name.")]
+WorldSizesOption = Annotated[str | None, typer.Option("--world-sizes", help="With --nproc: the rank counts to "
+                                                                           "measure, e.g. 1,2,4.")]
+GlobalBatchOption = Annotated[int | None, typer.Option("--global-batch", help="With --nproc: hold the total batch "
+                                                                             "(default: --batch per rank).")]
+BucketOption = Annotated[float, typer.Option("--bucket-mb", help="With --nproc: DDP's gradient bucket size, MB "
+                                                                 "(up to 1,024).")]
+
+
+def int_list(option: str, text: str | None, lo: int, hi: int) -> list[int]:
+    """'8,16' -> [8, 16], each checked against [lo, hi]."""
+    if text is None:
+        return []
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise InputError(f"{option} {quote(text)} is not a comma list of integers, e.g. {option} 8,16") from None
+    if not values:
+        raise InputError(f"{option} {quote(text)} holds no value; give e.g. {option} 8")
+    for v in values:
+        check_range(option, v, lo, hi)
+    return values
+
+
+def size_list(option: str, text: str | None) -> list[int | str]:
+    """'128,160x128' -> [128, '160x128']: each a valid N (an int) or HxW (a string, H != W)."""
+    from netprobe.target import parse_imgsz, size_text
+
+    if text is None:
+        return []
+    values = [parse_imgsz(v.strip()) for v in text.split(",") if v.strip()]
+    if not values:
+        raise InputError(f"{option} {quote(text)} holds no size; give e.g. {option} 224 or {option} 224x160")
+    return [size_text(v) for v in values]
+
+
+def check_threads(threads: int | None) -> None:
+    """Refuse more threads than usable cores; set torch's intra-op threads."""
+    if threads is not None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        check_range("--threads", threads, 1, cores)
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def require_matplotlib() -> None:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise InputError("--plot needs matplotlib: pip install matplotlib (or pip install 'netprobe[plot]')") from None

@@ -1,0 +1,216 @@
+"""`summarize(model)`: the paper-style stage table of any model, as plain data.
+
+Rows come from the target: a zoo backbone's stage table (stem, stage1..N, head, with the papers'
+operator names), or for any other module its top-level children (a container holding most of
+the network opened one level) or, with `stages="auto"`, runs of layers at one stride. Every
+number in a row is counted on the meta device; strides and P-levels are the counter's tracked
+cumulative strides, so they are right at any image size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
+
+from torch import nn
+
+from netprobe.archs.builder import Net
+from netprobe.counting import OTHER_KINDS, Count, ModuleCount, count
+from netprobe.errors import InputError
+from netprobe.reference import TORCHVISION, TORCHVISION_IMGSZ
+from netprobe.summary.modules import child_groups, deep_rows, group_row, stride_groups
+from netprobe.summary.rows import Row, act_mb, make_row
+from netprobe.summary.zoo import zoo_deep_rows, zoo_stage_rows
+from netprobe.target import Target, resolve
+
+if TYPE_CHECKING:
+    from netprobe.detect import DetectorSummary
+
+DEPTHS = ("stage", "block", "layer")
+STAGINGS = ("children", "auto")
+
+
+@dataclass
+class Summary:
+    """What `netprobe summary` shows; `to_dict()` is its JSON."""
+
+    spec: str  # the target as shown: a spec, an object path, a class name
+    kind: str
+    canonical: str | None
+    input: list[int]
+    params: int
+    trainable: int
+    macs: int
+    flops: int
+    other_ops: int
+    other_by_kind: dict[str, int]
+    act_mb: float
+    stages: list[Row]
+    rows: list[Row]  # at the requested depth
+    features: list[dict]
+    unsupported: dict[str, int]
+    outputs: list[list[int]] = field(default_factory=list)  # shapes of the model's outputs
+    reference: dict | None = None  # published figures of the plain arch, shown beside ours
+    counters: dict[str, int | None] = field(default_factory=dict)  # summarize(counters=...): each one's total
+    train: dict | None = None  # with train=True: the train step counted (see train_counts)
+    counter_details: dict[str, dict] | None = None  # each counter's split by op kind, its convention, its error
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        if self.counter_details is None:
+            del data["counter_details"]
+        return data
+
+
+def train_counts(target: Target, model: nn.Module, input_shape: tuple[int, ...]) -> dict:
+    """One train step counted op by op on meta: forward, backward (grad input and grad weight apart)
+    and step MACs, bytes moved, and beside them what torch's FlopCounterMode reports for the same step."""
+    from netprobe.counting import count_train, flop_counter_reference
+
+    counted = count_train(model, input_shape)
+    reference = flop_counter_reference(target.meta_model(), input_shape, counted.loss_kind)
+    return {"loss": counted.loss_kind, "fwd_macs": counted.fwd_macs, "bwd_macs": counted.bwd_macs,
+            "bwd_input_macs": counted.bwd_input_macs, "bwd_weight_macs": counted.bwd_weight_macs,
+            "step_macs": counted.step_macs, "fwd_bytes": counted.fwd_bytes, "bwd_bytes": counted.bwd_bytes,
+            "flop_counter": reference,
+            "by_module_bwd": {m.path: m.bwd_macs for m in counted.modules.values() if m.bwd_macs}}
+
+
+def stage_function(target: Target, size: tuple[int, int]) -> Callable[[str], str | None]:
+    """Which stage row each module path belongs to, as `summary` lays the model out: the first path
+    component for netprobe's backbones and detectors (stem, stage3, a YAML row), the stage rows of
+    any other model (its children, a bulk container opened). None: outside every stage."""
+    from netprobe.kinds import first_component
+
+    if target.kind in ("zoo", "detector"):
+        return first_component
+    model = target.meta_model()
+    result = count(model, (1, target.in_chans, *size))
+    prefixes = [(p, g.name) for g in child_groups(model, result) if g.whole for p in g.paths if p]
+
+    def stage_of(path: str) -> str | None:
+        return next((name for p, name in prefixes if path == p or path.startswith(p + ".")), None)
+
+    return stage_of
+
+
+def check_depth(depth: str, stages: str) -> None:
+    if depth not in DEPTHS:
+        raise InputError(f"depth {depth!r} is not allowed; use {', '.join(DEPTHS)}")
+    if stages not in STAGINGS:
+        raise InputError(f"stages {stages!r} is not allowed; use {' or '.join(STAGINGS)}")
+
+
+def summarize(model: object, imgsz: str | int | tuple[int, int] | None = None, batch: int = 1,
+              depth: str = "stage", stages: str = "children", in_chans: int | None = None,
+              scale: str | None = None, modules: str | None = None, train: bool = False,
+              counters: list[str] | tuple[str, ...] = ()) -> Summary | DetectorSummary:
+    """Count a model analytically (meta device: no memory, no arithmetic) and lay it out stage by stage.
+
+    `model` is a spec string (`efficientnet_b4:fused=1-3`, `yolov8n-pose:backbone=(efficientnetv2_s)`,
+    `path/model.yaml`, `module:pkg.mod:factory`, `file.py:factory`, `timm:NAME`), a `Target`, or an
+    `nn.Module`, which is never changed (it is counted on a meta copy). A detector's summary is a
+    `DetectorSummary`, one row per YAML row (`scale` and `modules` are a YAML file's options).
+    `stages="auto"` groups the layers of any model into runs at one stride instead of its own stages.
+    `train=True` also counts a train step's backward op by op (`train`, and `bwd_macs` per row).
+    `counters` ("fvcore", "thop", "torchinfo", "native" or "all") counts the same model with other
+    libraries too, each by its own convention, beside the native count (`counters`, `counter_details`).
+    """
+    from netprobe.counters import counter_names, reconcile
+
+    check_depth(depth, stages)
+    counter_names(list(counters))  # an unknown counter is refused before any work
+    target = resolve(model, in_chans, scale, modules)
+    size = target.input_size(imgsz)
+    target.check_input(size, batch)
+    if target.kind == "detector" and stages == "children":
+        from netprobe.detect import summarize_detector
+
+        found = summarize_detector(target.extra["detector"], size, batch, "row" if depth == "stage" else depth)
+        found.spec = target.label
+        if train:
+            found.train = train_counts(target, target.meta_model(), (batch, target.in_chans, *size))
+    else:
+        found = _summarize_module(target, size, batch, depth, stages, train)
+    reconciled = reconcile(target, tuple(found.input), list(counters))
+    if reconciled:
+        found.counters = {name: c.macs for name, c in reconciled.items()}
+        found.counter_details = {name: c.to_dict() for name, c in reconciled.items()}
+    return found
+
+
+def _summarize_module(target: Target, size: tuple[int, int], batch: int, depth: str, stages: str,
+                      train: bool) -> Summary:
+    net = target.meta_model()
+    result = count_checked(target, net, (batch, target.in_chans, *size))
+    if isinstance(net, Net) and stages == "children":
+        stage_rows = zoo_stage_rows(net, result)
+        rows = stage_rows if depth == "stage" else zoo_deep_rows(net, result, depth, stage_rows)
+    else:
+        groups = stride_groups(result) if stages == "auto" else child_groups(net, result)
+        stage_rows = [group_row(g, net, result, "stage") for g in groups]
+        rows = stage_rows if depth == "stage" else deep_rows(net, result, depth, groups)
+    root = result.modules[""]
+    trained = train_counts(target, target.meta_model(), result.input_shape) if train else None
+    if trained:
+        own = trained.pop("by_module_bwd")
+        for row in {id(r): r for r in [*stage_rows, *rows]}.values():
+            row.bwd_macs = sum(own.get(p, 0) for p in row._counted)
+    return Summary(
+        spec=target.label, kind=target.kind, canonical=target.canonical, input=list(result.input_shape),
+        params=result.params, trainable=sum(p.numel() for p in net.parameters() if p.requires_grad),
+        macs=result.macs, flops=2 * result.macs, other_ops=result.other_ops,
+        other_by_kind={k: result.by_kind[k] for k in OTHER_KINDS}, act_mb=round(act_mb(result.under("")), 3),
+        stages=stage_rows, rows=rows, unsupported=result.unsupported,
+        features=_features(net, result, stage_rows), outputs=[list(s) for s in root.out_shapes],
+        reference=_reference(target), train=trained,
+    )
+
+
+def count_checked(target: Target, net: nn.Module, input_shape: tuple[int, ...]) -> Count:
+    """Count, turning a model that fails on this input into one line naming the target and the cause."""
+    try:
+        return count(net, input_shape)
+    except Exception as exc:
+        first = next(iter(str(exc).strip().splitlines()), "")
+        shape = "×".join(map(str, input_shape))
+        raise InputError(f"{target.label} fails on an input of {shape}: {type(exc).__name__}"
+                         + (f": {first[:200]}" if first else "")) from None
+
+
+def _reference(target: Target) -> dict | None:
+    """torchvision's published params and GMACs for a plain arch (no options), with the size they are for."""
+    spec = target.spec
+    if spec is None or spec.options or spec.arch not in TORCHVISION:
+        return None
+    params, gmacs = TORCHVISION[spec.arch]
+    return {"source": "torchvision", "params": params, "gmacs": gmacs,
+            "imgsz": TORCHVISION_IMGSZ.get(spec.arch, spec.table.imgsz)}
+
+
+# ---- feature taps -------------------------------------------------------------------------------
+
+def _features(model: nn.Module, result: Count, stages: list[Row]) -> list[dict]:
+    """Multi-scale taps a detection neck could consume: a zoo backbone's stages, or for any other
+    model the last stage row at each spatial stride."""
+    if isinstance(model, Net):
+        rows = {r.name: r for r in stages}
+        return [_feature(rows[f.name]) if f.name in rows else _feature_of(f.name, result.modules[f.name])
+                for f in model.feature_info]
+    taps: dict[object, Row] = {}
+    for row in stages:
+        if row.p_level is not None:
+            taps[row.cum_stride] = row
+    return [_feature(row) for row in taps.values()]
+
+
+def _feature(row: Row) -> dict:
+    """A multi-scale tap as counted: its channels, cumulative stride and P-level at this input."""
+    return {"name": row.name, "channels": row.out[0] if row.out else None, "stride": row.cum_stride,
+            "level": f"P{row.p_level}" if row.p_level is not None else "-", "shape": row.out}
+
+
+def _feature_of(name: str, rec: ModuleCount) -> dict:
+    return _feature(make_row(name, "", rec, rec, [rec], 0, "stage"))
+

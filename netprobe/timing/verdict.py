@@ -1,0 +1,25 @@
+"""Were the numbers taken on a busy machine? The evidence and the one-line verdict under a table."""
+
+from __future__ import annotations
+
+BUSY_SPREAD = 1.3  # p90 / p10 of the timed steps (or max / min over rounds) above this: the machine was busy
+PEAK_DRIFT = 1.15  # matmul roofs measured per configuration that differ by more than this: the same
+
+
+def busy_line(step_spreads: list[float], peaks: list[float], steady: bool, round_spreads: list[float] = ()) -> str:
+    """The busy-machine note from its evidence: each configuration's p90/p10 of step times, the
+    matmul peaks measured, whether warm-up reached steady times, and (compare) each variant's
+    max/min throughput over rounds. '' when nothing points to a busy machine."""
+    reasons = []
+    if step_spreads and max(step_spreads) > BUSY_SPREAD:
+        reasons.append(f"step times spread widely (p90/p10 up to {max(step_spreads):.2f}, above {BUSY_SPREAD})")
+    if round_spreads and max(round_spreads) > BUSY_SPREAD:
+        reasons.append(f"a variant's throughput varied between rounds (max/min up to {max(round_spreads):.2f}, "
+                       f"above {BUSY_SPREAD})")
+    if len(peaks) > 1 and max(peaks) / min(peaks) > PEAK_DRIFT:
+        reasons.append(f"the measured matmul peak moved between configurations ({min(peaks):.2f}–{max(peaks):.2f} "
+                       "TFLOP/s)")
+    if not steady:
+        reasons.append("some timed steps were still getting faster after warm-up")
+    return ("note: " + "; ".join(reasons) + " — the numbers were taken on a busy machine; run again on a quiet "
+            "one") if reasons else ""
