@@ -6,8 +6,9 @@ The public names load on first use (PEP 562), so that `import netprobe` and the 
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from netprobe.lazy import exports
 
 __version__ = "0.2.0"
 
@@ -20,7 +21,6 @@ _HOME = {"api": ("build", "list_archs"), "archs": ("BlockSpec", "FeatureInfo", "
          "bench": ("BenchConfig", "BenchResult", "BenchRun", "benchmark"), "compare": ("Comparison",),
          "errors": ("InputError", "NetprobeError", "SpecError"), "spec": ("Spec", "parse_spec"),
          "summary": ("Summary", "summarize"), "target": ("Target", "resolve")}
-_PUBLIC = {name: f"netprobe.{module}" for module, names in _HOME.items() for name in names}
 
 if TYPE_CHECKING:
     from netprobe.api import build, list_archs
@@ -32,14 +32,4 @@ if TYPE_CHECKING:
     from netprobe.summary import Summary, summarize
     from netprobe.target import Target, resolve
 
-
-def __getattr__(name: str) -> object:
-    if name not in _PUBLIC:
-        raise AttributeError(f"module 'netprobe' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_PUBLIC[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_PUBLIC])
+__getattr__, __dir__ = exports("netprobe", _HOME, globals())

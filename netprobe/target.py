@@ -127,9 +127,9 @@ def resolve(model: object, in_chans: int | None = None, scale: str | None = None
         return model
     text = model.strip() if isinstance(model, str) else None
     if text:
-        from netprobe import detect
+        from netprobe.detect.builtin import is_detector
 
-        if detect.is_detector(text):
+        if is_detector(text):
             return _detector_target(text, in_chans, scale, modules)
     if scale is not None or modules is not None:
         raise InputError("--scale and --modules apply to detectors (a YAML file or a built-in such as yolov8n) only")

@@ -171,3 +171,43 @@ def test_the_console_script_prints_no_traceback():
                           text=True)
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("error: unknown arch 'efficientnetv2_z'") and "Traceback" not in proc.stderr
+
+
+# ---- start-up: help and version never import torch; list's counts are cached -----------------------
+
+@pytest.mark.parametrize("args", [["--help"], ["bench", "--help"], ["summary", "--help"], ["compare", "--help"],
+                                  ["list", "--help"], ["--version"]])
+def test_help_and_version_do_not_import_torch(args):
+    probe = ("import contextlib, io, sys; sys.argv = ['netprobe', *sys.argv[1:]]\n"
+             "from netprobe.cli import main\n"
+             "with contextlib.redirect_stdout(io.StringIO()) as out, contextlib.suppress(SystemExit):\n"
+             "    main()\n"
+             "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.'))[:3], out.getvalue()[:20])")
+    done = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("[] ") and ("Usage" in done.stdout or "netprobe 0." in done.stdout)
+
+
+def test_list_counts_are_cached_by_code_fingerprint(tmp_path, monkeypatch):
+    from netprobe import cache, catalog
+
+    monkeypatch.setenv("NETPROBE_CACHE_DIR", str(tmp_path))
+    counted = []
+    monkeypatch.setattr(catalog, "_arch_params", lambda canonical: counted.append(canonical) or len(canonical))
+    first = catalog.arch_records()
+    assert len(counted) == len(first) == 18 and (tmp_path / "arch-params.json").exists()
+    assert catalog.arch_records() == first and len(counted) == 18  # read back, not counted again
+    monkeypatch.setattr(cache, "code_fingerprint", lambda: "another version of the code")
+    assert catalog.arch_records() == first and len(counted) == 36  # other code: counted afresh
+    (tmp_path / "arch-params.json").write_text("{not json")
+    assert catalog.arch_records() == first  # a broken cache is counted again, not an error
+
+
+def test_an_unwritable_cache_is_no_error(tmp_path, monkeypatch):
+    from netprobe.catalog import arch_records
+
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setenv("NETPROBE_CACHE_DIR", str(blocker / "cache"))  # under a file: cannot be created
+    records = {r["name"]: r["params"] for r in arch_records()}
+    assert records["resnet50"] == 25_557_032 and records["efficientnet_b0"] == 5_288_548

@@ -9,11 +9,12 @@ import tempfile
 from pathlib import Path
 
 import typer
-from rich.text import Text
 
 from netprobe.cli.app import say_error
 from netprobe.errors import InputError, quote
-from netprobe.render import UNLIMITED, Format, Report, make_console, print_report, to_csv, to_json, to_markdown
+from netprobe.render import Format, Report, to_csv, to_json, to_markdown
+
+UNLIMITED = 1_000_000  # the width of output that is not a terminal
 
 PATH_LIMIT = 240  # characters of a path shown in a message
 
@@ -58,6 +59,8 @@ class Output:
             return
         try:
             if self.fmt is Format.table:
+                from netprobe.terminal import make_console, print_report
+
                 print_report(make_console(width=stdout_width()), report)
             else:
                 sys.stdout.write(self.text(report, data))
@@ -101,6 +104,10 @@ def _silence_stdout() -> None:
 
 def note(text: str, style: str = "") -> None:
     """A line on stderr (literal text), for what is not a result: progress, device, interruptions."""
+    from rich.text import Text
+
+    from netprobe.terminal import make_console
+
     make_console(stderr=True).print(Text(text, style=style), soft_wrap=True)
 
 
@@ -150,6 +157,8 @@ def _umask() -> int:
 def progress_bar():
     """A rich progress bar on stderr, so stdout stays clean for json and csv; descriptions are literal."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from netprobe.terminal import make_console
 
     console = make_console(stderr=True)
     # Off when stderr is not a terminal: a log file gets no bar, and no stray empty line.

@@ -191,9 +191,10 @@ def _counter_table(counters: dict[str, dict]) -> TableBlock:
 def list_command(fmt: Annotated[Format, typer.Option("--format", "-f", help=FORMAT_HELP)] = Format.table) -> None:
     """The built-in backbones and detectors: parameters (counted), default image size, layout."""
     from netprobe.archs.kinds import layout_legend
+    from netprobe.catalog import arch_records, detector_records
 
     output = Output(fmt.value, ("archs", "detectors"))
-    archs, detectors = _arch_records(), _detector_records()
+    archs, detectors = arch_records(), detector_records()
     arch_columns = [Column("name", "Arch", justify="left", ident=True), Column("family", "Family", justify="left"),
                     Column("params", "Params", fmt_int), Column("imgsz", "Image size"), Column("stages", "Stages"),
                     Column("layout", f"Layout ({layout_legend()})", justify="left"),
@@ -210,28 +211,3 @@ def list_command(fmt: Annotated[Format, typer.Option("--format", "-f", help=FORM
     ])
     output.show(report, {"archs": archs, "detectors": detectors})
     output.finish()
-
-
-def _arch_records() -> list[dict]:
-    from netprobe.api import build, list_archs
-
-    records = []
-    for arch in list_archs():
-        model = build(arch.name, device="meta")
-        records.append({"name": arch.name, "family": arch.family, "params": sum(p.numel() for p in model.parameters()),
-                        "imgsz": model.table.imgsz, "stages": len(model.table.stages),
-                        "layout": model.table.layout(), "paper": arch.paper})
-    return records
-
-
-def _detector_records() -> list[dict]:
-    from netprobe.detect import BUILTINS, build_detector
-    from netprobe.detect import resolve as resolve_detector
-
-    records = []
-    for name, builtin in BUILTINS.items():
-        spec = resolve_detector(name)
-        model = build_detector(spec, "meta")
-        records.append({"name": name, "params": sum(p.numel() for p in model.parameters()), "nc": spec.nc,
-                        "imgsz": spec.imgsz, "rows": len(spec.layers), "origin": builtin.origin})
-    return records

@@ -14,15 +14,26 @@ whatever the image size: a stride-2 conv doubles it, an upsample halves it, glob
 ends it.
 """
 
-from netprobe.counting.forward import Count, ModuleCount, count, model_device
-from netprobe.counting.reference import flop_counter_reference
-from netprobe.counting.rules import FREE, MAC_KINDS, OTHER_KINDS, RULES, Rule
-from netprobe.counting.strides import Stride, pyramid_level, stride_ratio
-from netprobe.counting.train import Tally, TrainCount, TrainModuleCount, count_train
-from netprobe.counting.train_rules import LOSS_PATH, train_rule, train_rules
+from typing import TYPE_CHECKING
+
+from netprobe.lazy import exports
 
 __all__ = [
     "FREE", "LOSS_PATH", "MAC_KINDS", "OTHER_KINDS", "RULES", "Count", "ModuleCount", "Rule", "Stride", "Tally",
     "TrainCount", "TrainModuleCount", "count", "count_train", "flop_counter_reference", "model_device",
     "pyramid_level", "stride_ratio", "train_rule", "train_rules",
 ]
+_HOME = {"forward": ("Count", "ModuleCount", "count", "model_device"), "reference": ("flop_counter_reference",),
+         "rules": ("FREE", "MAC_KINDS", "OTHER_KINDS", "RULES", "Rule"),
+         "strides": ("Stride", "pyramid_level", "stride_ratio"),
+         "train": ("Tally", "TrainCount", "TrainModuleCount", "count_train"),
+         "train_rules": ("LOSS_PATH", "train_rule", "train_rules")}
+__getattr__, __dir__ = exports("netprobe.counting", _HOME, globals())
+
+if TYPE_CHECKING:
+    from netprobe.counting.forward import Count, ModuleCount, count, model_device
+    from netprobe.counting.reference import flop_counter_reference
+    from netprobe.counting.rules import FREE, MAC_KINDS, OTHER_KINDS, RULES, Rule
+    from netprobe.counting.strides import Stride, pyramid_level, stride_ratio
+    from netprobe.counting.train import Tally, TrainCount, TrainModuleCount, count_train
+    from netprobe.counting.train_rules import LOSS_PATH, train_rule, train_rules

@@ -11,6 +11,7 @@ of the YOLOv3 FPN follow the backbone's taps: c3, c4, c5 name the channels of it
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -81,3 +82,13 @@ BUILTINS: dict[str, Builtin] = {
     "yolov3-fpn": Builtin("yolov3-fpn", "yolov3-fpn.yaml", "seed 3: EfficientNet-YOLOv3 (reference/seed-detectors.md)",
                           imgsz=416),
 }
+
+YAML_TARGET = re.compile(r"^(.*?\.ya?ml)(?::(.*))?$", re.IGNORECASE | re.DOTALL)  # path.yaml[:options]
+
+
+def is_detector(text: object) -> bool:
+    """Whether `text` names a detector: a built-in (before any ':') or a .yaml/.yml file."""
+    if not isinstance(text, str):
+        return False
+    text = text.strip()
+    return text.partition(":")[0].strip() in BUILTINS or YAML_TARGET.match(text) is not None

@@ -17,7 +17,7 @@ import math
 import re
 from dataclasses import dataclass, field, replace
 
-from netprobe.detect.builtin import BUILTINS, Builtin, Published
+from netprobe.detect.builtin import BUILTINS, YAML_TARGET, Builtin, Published
 from netprobe.detect.kinds import Scaling
 from netprobe.detect.layers import LayerRow, walk
 from netprobe.detect.swap import swap_backbone
@@ -29,7 +29,6 @@ from netprobe.spec import parse_spec
 BUILTIN_KEYS = ("nc", "imgsz", "backbone")
 YAML_KEYS = ("scale", "nc", "imgsz", "backbone", "modules")
 SCALE_LETTER = re.compile(r"yolo(?:e-)?v?\d+([nslmx])")  # ultralytics reads the scale off the file name
-_YAML_TARGET = re.compile(r"^(.*?\.ya?ml)(?::(.*))?$", re.IGNORECASE | re.DOTALL)
 _NEST_HINT = "a backbone spec with options goes in parentheses, e.g. backbone=(efficientnet_b4:fused=1-3)"
 
 
@@ -69,14 +68,6 @@ class DetectorSpec:
         return {name: tuple(r.index for r in self.section(name)) for name in ("backbone", "neck", "head")}
 
 
-def is_detector(text: str) -> bool:
-    """Whether `text` names a detector: a built-in (before any ':') or a .yaml/.yml file."""
-    if not isinstance(text, str):
-        return False
-    text = text.strip()
-    return text.partition(":")[0].strip() in BUILTINS or _YAML_TARGET.match(text) is not None
-
-
 def resolve(text: str, scale: str | None = None, modules: str | None = None) -> DetectorSpec:
     """Parse a detector spec or load a YAML file (`scale`: --scale, `modules`: --modules FILE.py).
 
@@ -85,7 +76,7 @@ def resolve(text: str, scale: str | None = None, modules: str | None = None) -> 
     if not isinstance(text, str) or not text.strip():
         raise SpecError("empty detector spec: give a built-in such as yolov8n, or a model .yaml file")
     target, options_text = _split_target(text.strip())
-    is_yaml = target not in BUILTINS and _YAML_TARGET.match(target) is not None
+    is_yaml = target not in BUILTINS and YAML_TARGET.match(target) is not None
     options = _parse_options(options_text, target, YAML_KEYS if is_yaml else BUILTIN_KEYS)
     for key, value in (("scale", scale), ("modules", modules)):
         if value is not None:
@@ -100,7 +91,7 @@ def resolve(text: str, scale: str | None = None, modules: str | None = None) -> 
 # ---- the spec string -------------------------------------------------------------------------------
 
 def _split_target(text: str) -> tuple[str, str]:
-    yaml_match = _YAML_TARGET.match(text)
+    yaml_match = YAML_TARGET.match(text)
     if yaml_match and text.partition(":")[0].strip() not in BUILTINS:
         return yaml_match.group(1).strip(), (yaml_match.group(2) or "").strip()
     name, _, rest = text.partition(":")

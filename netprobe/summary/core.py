@@ -117,10 +117,11 @@ def summarize(model: object, imgsz: str | int | tuple[int, int] | None = None, b
     `counters` ("fvcore", "thop", "torchinfo", "native" or "all") counts the same model with other
     libraries too, each by its own convention, beside the native count (`counters`, `counter_details`).
     """
-    from netprobe.counters import counter_names, reconcile
-
     check_depth(depth, stages)
-    counter_names(list(counters))  # an unknown counter is refused before any work
+    if counters:
+        from netprobe.counters import counter_names
+
+        counter_names(list(counters))  # an unknown counter is refused before any work
     target = resolve(model, in_chans, scale, modules)
     size = target.input_size(imgsz)
     target.check_input(size, batch)
@@ -133,8 +134,10 @@ def summarize(model: object, imgsz: str | int | tuple[int, int] | None = None, b
             found.train = train_counts(target, target.meta_model(), (batch, target.in_chans, *size))
     else:
         found = _summarize_module(target, size, batch, depth, stages, train)
-    reconciled = reconcile(target, tuple(found.input), list(counters))
-    if reconciled:
+    if counters:
+        from netprobe.counters import reconcile
+
+        reconciled = reconcile(target, tuple(found.input), list(counters))
         found.counters = {name: c.macs for name, c in reconciled.items()}
         found.counter_details = {name: c.to_dict() for name, c in reconciled.items()}
     return found
