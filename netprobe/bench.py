@@ -23,6 +23,8 @@ from netprobe.target import Target, resolve, size_text
 from netprobe.timing import (
     AMP_DTYPES,
     DTYPE_NAMES,
+    MAX_WARMUP_LIMIT_S,
+    MAX_WARMUP_S,
     OPTIMIZERS,
     StageTime,
     StepTimes,
@@ -63,6 +65,7 @@ class BenchConfig:
     optimizer: str = "sgd"  # sgd | adamw
     warmup: int = 3  # at least this many untimed steps (and at least MIN_WARMUP_S, until steady)
     iters: int = 10
+    max_warmup_s: float = MAX_WARMUP_S  # the ceiling of warm-up once `warmup` steps are done
     per_stage: bool = False
     in_chans: int | None = None  # None: the model's own, else 3
     copy: bool = True  # False: time the nn.Module passed in itself (restored afterwards)
@@ -106,6 +109,7 @@ class BenchResult:
     warmup_steps: int = 0  # untimed steps it took to reach steady state
     warmup_s: float = 0.0
     steady: bool = True  # False: the timed steps were still getting faster
+    warmup_capped: bool = False  # warm-up stopped at its ceiling (max_warmup_s) before step times settled
     fwd_macs: int | None = None  # counted per image, forward (= macs_per_img)
     bwd_macs: int | None = None  # counted per image, backward (train only): grad inputs and grad weights;
     # TFLOP/s counts 2 FLOPs per MAC of fwd_macs + bwd_macs, not an assumed 3 x forward
@@ -127,6 +131,9 @@ def validate(config: BenchConfig) -> Target:
     target = resolve(config.spec, config.in_chans)
     for name, (lo, hi) in LIMITS.items():
         check_range(name, getattr(config, name), lo, hi)
+    if not 0 < config.max_warmup_s <= MAX_WARMUP_LIMIT_S:
+        raise InputError(f"--max-warmup-s {config.max_warmup_s:g} is not allowed; give a ceiling above 0 and at most "
+                         f"{MAX_WARMUP_LIMIT_S:,.0f} seconds (default {MAX_WARMUP_S:g})")
     if config.mode not in ("train", "infer"):
         raise InputError(f"mode {config.mode!r} is not allowed; use train or infer")
     if config.amp not in AMP_DTYPES:
@@ -152,12 +159,14 @@ def validate(config: BenchConfig) -> Target:
 
 # ---- one configuration -------------------------------------------------------------------------
 
-def benchmark(config: BenchConfig | object, on_step: Callable[[], None] | None = None, **options) -> BenchResult:
+def benchmark(config: BenchConfig | object, on_step: Callable[[], None] | None = None,
+              on_status: Callable[[str], None] | None = None, **options) -> BenchResult:
     """Measure one configuration. Out of memory is a result (`status='oom'`), not an exception.
 
     `config` is a `BenchConfig`, or a model (spec string, `nn.Module`, `Target`) with the config's
     fields as keywords: `benchmark(model, device="cpu", batch=8, imgsz=128)`. A module passed in is
-    timed on a copy unless `copy=False`, and is left exactly as it was either way.
+    timed on a copy unless `copy=False`, and is left exactly as it was either way. `on_step` ticks a
+    progress bar (1 + warmup + iters times); `on_status(text)` says what is being done (warm-up, timing).
     """
     if not isinstance(config, BenchConfig):
         config = BenchConfig(config, **options)
@@ -189,7 +198,8 @@ def benchmark(config: BenchConfig | object, on_step: Callable[[], None] | None =
     release_memory(device)
     baseline = reset_peak(device)
     try:
-        _measure(target, config, size, dtype, result, classes, counted, step_count, on_step or (lambda: None))
+        _measure(target, config, size, dtype, result, classes, counted, step_count, on_step or (lambda: None),
+                 on_status)
         result.peak_mem_mb, result.mem_kind = peak_mb(device, baseline)
     except Exception as exc:
         if not is_oom(exc):
@@ -231,7 +241,8 @@ def _count_step(target: Target, config: BenchConfig, size: tuple[int, int], dtyp
 
 
 def _measure(target: Target, config: BenchConfig, size: tuple[int, int], dtype: torch.dtype, result: BenchResult,
-             classes: int, counted: Count, step_count, on_step: Callable[[], None]) -> None:
+             classes: int, counted: Count, step_count, on_step: Callable[[], None],
+             on_status: Callable[[str], None] | None = None) -> None:
     device = config.device
     if device == "cuda":
         torch.backends.cudnn.benchmark = True
@@ -243,7 +254,8 @@ def _measure(target: Target, config: BenchConfig, size: tuple[int, int], dtype: 
         y = torch.randint(0, max(classes, 1), (config.batch,), device=device)
         step = TorchStep(model, x, y, mode=config.mode, dtype=dtype, optimizer=config.optimizer, classes=classes,
                          compile=config.compile)
-        times = measure_steps(step, device, config.warmup, config.iters, on_step)
+        times = measure_steps(step, device, config.warmup, config.iters, on_step, config.max_warmup_s,
+                              on_status=on_status)
         _fill(result, times, config)
         if config.breakdown:
             _explain(result, target, model, step, x, config, dtype, step_count)
@@ -258,6 +270,7 @@ def _fill(result: BenchResult, times: StepTimes, config: BenchConfig) -> None:
     if config.compile:
         result.compile_s = times.first_s
     result.warmup_steps, result.warmup_s, result.steady = times.warmup_steps, times.warmup_s, times.steady
+    result.warmup_capped = times.warmup_capped
     result.step_ms = times.step_ms
     result.step_p10_ms, result.step_p90_ms = times.percentile_ms(10), times.percentile_ms(90)
     result.fwd_ms = times.phase_ms(0)
@@ -320,7 +333,8 @@ def busy_note(results: list[BenchResult]) -> str:
     """A line for under the table when the numbers look taken on a busy machine, else ''."""
     ok = [r for r in results if r.status == "ok"]
     return busy_line([r.step_p90_ms / r.step_p10_ms for r in ok if r.step_p10_ms],
-                     [r.peak_measured_tflops or r.peak_tflops for r in ok if r.peak_tflops], all(r.steady for r in ok))
+                     [r.peak_measured_tflops or r.peak_tflops for r in ok if r.peak_tflops], all(r.steady for r in ok),
+                     capped=any(r.warmup_capped for r in ok))
 
 
 def grid(specs: list, batches: list[int], sizes: list, modes: list[str],
@@ -402,12 +416,12 @@ class BenchRun:
         return {"device": self.info, "results": [r.to_dict() for r in self.results], "note": self.note or None}
 
     def measure(self, configs: list[BenchConfig], on_step: Callable[[], None] | None = None,
-                max_batch: bool = False) -> Iterator[BenchResult]:
+                max_batch: bool = False, on_status: Callable[[str], None] | None = None) -> Iterator[BenchResult]:
         """Measure each configuration (or find each one's largest batch), keeping every result as it comes;
         an interrupt between configurations leaves the finished ones in `results`."""
         self.planned += len(configs)
         for config in configs:
-            result = find_max_batch(config) if max_batch else benchmark(config, on_step)
+            result = find_max_batch(config) if max_batch else benchmark(config, on_step, on_status)
             if result is not None:
                 self.results.append(result)
                 yield result

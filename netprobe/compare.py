@@ -19,7 +19,7 @@ from netprobe.reference import PAPER_TABLE2_V100, PAPER_TABLE3
 from netprobe.render import plural
 from netprobe.spec import CUSTOM, parse_spec
 from netprobe.target import resolve, size_text
-from netprobe.timing import busy_line, device_info, resolve_device
+from netprobe.timing import MAX_WARMUP_S, busy_line, device_info, resolve_device
 
 EXPERIMENTS = ("fused-stages", "batch-imgsz")
 FUSED_VARIANTS = (("No fused", "none"), ("Fused stage1-3", "1-3"), ("Fused stage1-5", "1-5"),
@@ -37,6 +37,7 @@ class Settings:
     iters: int = 2
     rounds: int = 3
     breakdown: bool = False  # profile the last round: time by op kind, roofline per stage
+    max_warmup_s: float = MAX_WARMUP_S  # the ceiling of each measurement's warm-up
 
 
 MAX_ROUNDS = 1000
@@ -53,7 +54,8 @@ class Variant:
     def config(self, settings: Settings) -> BenchConfig:
         """The train measurement of this variant under `settings`."""
         return BenchConfig(self.spec, settings.device, self.batch, self.imgsz, "train", settings.amp,
-                           settings.channels_last, warmup=settings.warmup, iters=settings.iters)
+                           settings.channels_last, warmup=settings.warmup, iters=settings.iters,
+                           max_warmup_s=settings.max_warmup_s)
 
 
 @dataclass
@@ -86,6 +88,7 @@ class CompareRow:
     step_spread: float | None = None  # the largest p90 / p10 of step times in any round
     peak_tflops: list[float] = field(default_factory=list)  # the matmul peak each round measured
     steady: bool = True  # False: in some round the timed steps were still getting faster
+    warmup_capped: bool = False  # in some round warm-up stopped at its ceiling before step times settled
     loss: str = ""  # what the timed train step's loss was (bench's wording: cross-entropy or a surrogate)
 
     def to_dict(self) -> dict:
@@ -272,6 +275,7 @@ def _update(row: CompareRow, results: list[BenchResult]) -> None:
     row.step_spread = max((r.step_p90_ms / r.step_p10_ms for r in ok if r.step_p10_ms), default=None)
     row.peak_tflops = [r.peak_measured_tflops or r.peak_tflops for r in ok if r.peak_tflops]
     row.steady = all(r.steady for r in ok)
+    row.warmup_capped = any(r.warmup_capped for r in ok)
     row.loss = ok[-1].loss
 
 
@@ -283,7 +287,8 @@ def _median(values: list[float | None]) -> float | None:
 def busy_note(rows: list[CompareRow]) -> str:
     """bench's busy-machine note, with the spread of each variant over rounds as further evidence."""
     return busy_line([r.step_spread for r in rows if r.step_spread], [p for r in rows for p in r.peak_tflops],
-                     all(r.steady for r in rows), [r.round_spread for r in rows if r.round_spread])
+                     all(r.steady for r in rows), [r.round_spread for r in rows if r.round_spread],
+                     capped=any(r.warmup_capped for r in rows))
 
 
 def _relate(rows: list[CompareRow]) -> None:

@@ -1,12 +1,15 @@
 """Reports on a terminal, through rich: tables that fit the width they are given without ever dropping
 a column that identifies a row or cutting a number. Text columns wrap, and when that is not enough the
 table is split into column groups (the identifying columns repeated in each), or at the narrowest into
-one stacked block per row. Output that is not a terminal is not width-limited at all. Nothing is read
-as markup: every title, cell and message is shown as the literal text it is.
+one stacked block per row. Lines of text (notes, captions' neighbours) wrap at the width, or at 100
+columns where the table is not width-limited (output that is not a terminal); the canonical spec wraps
+only at its separators, so that no token of it is ever cut. Nothing is read as markup: every title,
+cell and message is shown as the literal text it is.
 """
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 
 from rich.console import Console
@@ -23,12 +26,28 @@ class _Console(Console):
         raise BrokenPipeError
 
 
-def make_console(stderr: bool = False, width: int | None = None) -> Console:
+TEXT_WIDTH = 100  # lines of text wrap here when the tables are not width-limited
+SEPARATORS = "/,+"  # where a canonical spec may break: between stages, options and rows
+
+
+def make_console(stderr: bool = False, width: int | None = None, file: object = None) -> Console:
     """A console that never reads markup, emoji codes or 'highlights' numbers in user text."""
-    return _Console(stderr=stderr, width=width, markup=False, highlight=False, emoji=False, soft_wrap=False)
+    return _Console(stderr=stderr, width=width, markup=False, highlight=False, emoji=False, soft_wrap=False,
+                    file=file)
 
 
-def print_report(console: Console, report: Report) -> None:
+def render_text(report: Report, width: int, table_width: int) -> str:
+    """The report as plain text for a file or a pipe: tables at `table_width`, lines of text wrapped at
+    `width`, and no line ending in spaces (rich pads titles and captions to the table's width)."""
+    buffer = io.StringIO()
+    print_report(make_console(width=table_width, file=buffer), report, width)
+    return "".join(line.rstrip() + "\n" for line in buffer.getvalue().splitlines())
+
+
+def print_report(console: Console, report: Report, text_width: int | None = None) -> None:
+    """Every block of `report` on `console`; lines of text and the canonical spec wrap at `text_width`
+    (default: the console's width)."""
+    width = min(text_width or console.width, console.width)
     for block in report.blocks:
         if isinstance(block, TableBlock) and block.csv_only:
             continue
@@ -36,7 +55,9 @@ def print_report(console: Console, report: Report) -> None:
             for part in fit_table(block, console.width):
                 console.print(part)
         elif isinstance(block, CodeBlock):
-            console.print(Text(block.label, style="dim") + Text(block.text), soft_wrap=True)
+            _print_code(console, block, width)
+        elif width < console.width:
+            console.print(Text(block.text, style=block.style or ""), width=width)
         else:
             console.print(Text(block.text, style=block.style or ""))
 
@@ -154,3 +175,31 @@ def _stacked(block: TableBlock, room: int) -> list:
 
 
 # ---- files and pipes ----------------------------------------------------------------------------
+
+
+def _print_code(console: Console, block: CodeBlock, width: int) -> None:
+    """A labelled code line (the canonical spec), wrapped at its separators; continuation lines are
+    indented under the text, or by two spaces where the longest piece would not fit there."""
+    indent = len(block.label)
+    if max(map(len, wrap_at_separators(block.text, 1))) > width - indent:
+        indent = 2
+    for i, line in enumerate(wrap_at_separators(block.text, width - indent)):
+        label = block.label if i == 0 else " " * indent
+        console.print(Text(label, style="dim") + Text(line), soft_wrap=True)
+
+
+def wrap_at_separators(text: str, width: int) -> list[str]:
+    """`text` in lines of at most `width` characters, broken only after a separator ('/', ',' or '+'); a piece
+    longer than the width stays whole. Joined back, the lines are `text`."""
+    pieces, start = [], 0
+    for i, ch in enumerate(text):
+        if ch in SEPARATORS:
+            pieces.append(text[start:i + 1])
+            start = i + 1
+    pieces.append(text[start:])
+    lines = [""]
+    for piece in (p for p in pieces if p):
+        if lines[-1] and len(lines[-1]) + len(piece) > max(width, 1):
+            lines.append("")
+        lines[-1] += piece
+    return lines

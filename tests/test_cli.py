@@ -130,11 +130,11 @@ def test_ctrl_c_keeps_what_finished(monkeypatch, tmp_path):
     real = B.benchmark
     done = []
 
-    def benchmark(config, on_step=None):
+    def benchmark(config, *args):
         if done:
             raise KeyboardInterrupt
         done.append(config)
-        return real(config, on_step)
+        return real(config, *args)
 
     monkeypatch.setattr(B, "benchmark", benchmark)
     out = tmp_path / "partial.json"

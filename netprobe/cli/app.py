@@ -68,8 +68,13 @@ def say_error(message: str) -> None:
     make_console(stderr=True).print(Text("error: ", style="bold red") + Text(message), soft_wrap=True)
 
 
-def command(name: str):
-    """Register a CLI command whose user errors become one line on stderr and exit code 2."""
+SHORT_HELP_LIMIT = 50  # what `netprobe --help` shows of a command fits whole beside its name at 80 columns
+
+
+def command(name: str, short_help: str):
+    """Register a CLI command whose user errors become one line on stderr and exit code 2; `short_help`
+    is its line in `netprobe --help` (at most SHORT_HELP_LIMIT characters, never cut)."""
+    assert len(short_help) <= SHORT_HELP_LIMIT, short_help
 
     def register(fn):
         @functools.wraps(fn)
@@ -80,7 +85,7 @@ def command(name: str):
             except NetprobeError as exc:
                 raise fail(str(exc)) from None
 
-        return app.command(name)(wrapper)
+        return app.command(name, short_help=short_help)(wrapper)
 
     return register
 

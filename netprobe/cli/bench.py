@@ -8,12 +8,16 @@ import typer
 
 from netprobe.cli.app import command, interrupt_code
 from netprobe.cli.options import (
+    DEFAULT_MAX_WARMUP_S,
+    DEFAULT_MODEL,
+    DEFAULT_MODEL_NOTE,
     AmpChoice,
     BucketOption,
     ChannelsLastOption,
     DeviceChoice,
     DeviceOption,
     GlobalBatchOption,
+    MaxWarmupOption,
     ModeChoice,
     ModulesOption,
     OptimizerChoice,
@@ -34,6 +38,7 @@ def _bench_record(result) -> dict:
     rec = result.to_dict()
     if result.step_p10_ms is not None:
         rec["spread"] = f"{result.step_p10_ms:.1f}–{result.step_p90_ms:.1f}"
+        rec["steps"] = f"{result.warmup_steps}+{result.iters}" + ("!" if result.warmup_capped else "")
     if result.status != "ok":
         rec["status"] = result.status.upper() if result.status == "oom" else f"error: {result.error}"
     return rec
@@ -44,7 +49,7 @@ BENCH_COLUMNS = [
     Column("imgsz", "Size", ident=True), Column("mode", "Mode", justify="left", ident=True),
     Column("dtype", "dtype", justify="left"), Column("status", "Status", justify="left", ident=True),
     Column("imgs_per_s", "imgs/s", fmt_float(1)), Column("step_ms", "Step ms", fmt_float(1)),
-    Column("spread", "p10–p90 ms"), Column("fwd_ms", "Fwd ms", fmt_float(1)),
+    Column("spread", "p10–p90 ms"), Column("steps", "Warm-up+timed"), Column("fwd_ms", "Fwd ms", fmt_float(1)),
     Column("bwd_ms", "Bwd ms", fmt_float(1)), Column("opt_ms", "Opt ms", fmt_float(1)),
     Column("peak_mem_mb", "Peak MB", fmt_mb), Column("tflops", "TFLOP/s", fmt_float(3)),
     Column("peak_fraction", "of peak", fmt_pct),
@@ -64,7 +69,7 @@ BENCH_RESULT_CSV = [Column(k, k) for k in (
 SECTIONS = ("results", "stages", "breakdown", "roofline")
 
 
-@command("bench")
+@command("bench", "Time train or inference steps: phases, memory.")
 def bench(
     specs: Annotated[list[str] | None, typer.Argument(help="Models to measure (any spec summary takes); default "
                                                            "efficientnetv2_s.")] = None,
@@ -81,6 +86,7 @@ def bench(
     warmup: Annotated[int, typer.Option(help="Untimed steps first, at least (0-10,000); warm-up also lasts until "
                                              "step times are steady.")] = 3,
     iters: Annotated[int, typer.Option(help="Timed steps (1-100,000).")] = 10,
+    max_warmup_s: MaxWarmupOption = DEFAULT_MAX_WARMUP_S,
     threads: Annotated[int | None, typer.Option(help="CPU threads (torch.set_num_threads), at most the cores.")]
     = None,
     in_chans: Annotated[int | None, typer.Option("--in-chans", help="Input channels; default: the model's own, "
@@ -130,11 +136,12 @@ def bench(
     check_threads(threads)
     dev = resolve_device(device.value)
     modes = ["train", "infer"] if mode is ModeChoice.both else [mode.value]
-    targets = [resolve(s, in_chans, scale, modules) for s in specs or ["efficientnetv2_s"]]
+    targets = [resolve(s, in_chans, scale, modules) for s in specs or [DEFAULT_MODEL]]
     configs = B.grid(targets, int_list("--batch", batch, *B.LIMITS["batch"]),
                      size_list("--imgsz", imgsz) or [None], modes, device=dev, amp=amp.value,
                      channels_last=channels_last, compile=compile_model, optimizer=optimizer.value, warmup=warmup,
-                     iters=iters, per_stage=per_stage, in_chans=in_chans, breakdown=breakdown)
+                     iters=iters, per_stage=per_stage, in_chans=in_chans, breakdown=breakdown,
+                     max_warmup_s=max_warmup_s)
     for config in configs:
         B.validate(config)
     if nproc is not None:
@@ -151,6 +158,8 @@ def bench(
     if find_max_batch and dev != "cuda":
         raise InputError("--find-max-batch needs --device cuda: on the CPU, memory is shared with the system and "
                          "swaps rather than failing cleanly")
+    if not specs:
+        note(DEFAULT_MODEL_NOTE)
     if device is DeviceChoice.auto:
         note(f"device: auto → {dev}" + ("" if dev == "cuda" else " (no CUDA available)"))
     session, stopped = _measure_all(B.BenchRun(dev), configs, find_max_batch)
@@ -170,9 +179,14 @@ def _measure_all(session, configs: list, find_max: bool) -> tuple[object, int | 
                                                                  + configs[0].iters + 1))
         try:
             for config in configs:
-                label = getattr(config.spec, "label", config.spec)
-                progress.update(task, description=f"{label} b{config.batch} {config.imgsz or ''} {config.mode}")
-                for _ in session.measure([config], lambda: progress.advance(task), find_max):
+                name = getattr(config.spec, "label", config.spec)
+                label = f"{name} b{config.batch} {config.imgsz or ''} {config.mode}"
+                progress.update(task, description=label)
+
+                def status(text: str, label: str = label) -> None:
+                    progress.update(task, description=f"{label}: {text}")
+
+                for _ in session.measure([config], lambda: progress.advance(task), find_max, status):
                     pass
                 if find_max:
                     progress.advance(task)
@@ -209,6 +223,8 @@ def bench_report(results: list, info: dict, busy: str) -> Report:
                "matmul, best measured so far in this run): "
                + ", ".join(f"{k} {v:.2f} TFLOP/s" for k, v in peaks.items())
                + f" · Peak MB: {mem} · TFLOP/s counts 2 FLOPs per MAC of the step as counted (backward op by op)"
+               + " · Warm-up+timed: untimed steps until step times settled (! = stopped at --max-warmup-s), then "
+               "the timed ones"
                + (f" · train loss: {'; '.join(losses)}" if losses else "")
                + (" (a stand-in: no label assignment or real detection loss is timed)"
                   if any(r.loss.startswith("surrogate") for r in results) else ""))

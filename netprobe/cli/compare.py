@@ -61,7 +61,7 @@ def _one(option: str, values: list, experiment: str) -> object:
     return values[0] if values else None
 
 
-@command("compare")
+@command("compare", "Train variants side by side, the paper beside.")
 def compare(
     what: Annotated[list[str], typer.Argument(help="fused-stages, batch-imgsz, or models to put side by side "
                                                    "(any spec summary takes).")],
@@ -75,6 +75,7 @@ def compare(
     amp: Annotated[opt.AmpChoice, typer.Option(help="Autocast dtype.")] = opt.AmpChoice.off,
     channels_last: opt.ChannelsLastOption = False,
     iters: Annotated[int | None, typer.Option(help="Timed iterations per variant per round (1-100,000).")] = None,
+    max_warmup_s: opt.MaxWarmupOption = opt.DEFAULT_MAX_WARMUP_S,
     rounds: Annotated[int | None, typer.Option(help="Interleaved rounds, A B C D, A B C D, ... (1-1,000).")]
     = None,
     fused_kernel: Annotated[str, typer.Option(help="Kernel of the fused stages: keep (each stage's own) or an "
@@ -115,12 +116,13 @@ def compare(
     dev = resolve_device(device.value)
     one_batch = _one("--batch", batches, experiment) if experiment != "batch-imgsz" else None
     one_size = _one("--imgsz", sizes, experiment) if experiment != "batch-imgsz" else None
+    given_base = base
     base = base or ("efficientnet_b6" if experiment == "batch-imgsz" else "efficientnet_b4")
     from netprobe.target import resolve
 
     base_size = resolve(base).imgsz or (224, 224)
-    settings = C.default_settings(dev, base_size[0], one_batch, one_size, iters, rounds, amp=amp.value,
-                                  channels_last=channels_last, breakdown=breakdown)
+    settings = C.default_settings(dev, base_size[0], one_batch, one_size, iters, rounds, max_warmup_s=max_warmup_s,
+                                  amp=amp.value, channels_last=channels_last, breakdown=breakdown)
     if experiment == "fused-stages":
         variants = C.fused_stage_variants(base, fused_kernel, settings.batch, settings.imgsz)
     elif experiment == "batch-imgsz":
@@ -145,6 +147,9 @@ def compare(
         return
     if world_sizes is not None or global_batch is not None or bucket_mb != 25:
         raise InputError("--world-sizes, --global-batch and --bucket-mb go with --nproc")
+    if experiment != "specs" and given_base is None:
+        table = "Table 2 (batch x image size)" if experiment == "batch-imgsz" else "Table 3 (fused stages)"
+        note(f"no --base given: {base}, the base of the EfficientNetV2 paper's {table}")
     _run_compare(C, output, experiment, variants, settings, plot)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from netprobe.frozen import frozen_note
 from netprobe.render import CodeBlock, Column, Report, TableBlock, TextBlock, fmt_int, fmt_pct, fmt_si
 
 
@@ -58,6 +59,8 @@ def detector_report(s) -> Report:
     report.add(TextBlock(f"Params {s.params:,} (trainable {s.trainable:,})   MACs {fmt_si(s.macs)}   "
                          f"FLOPs {fmt_si(s.flops)}   ultralytics-style {s.ultralytics_gflops:.1f} GFLOPs per image",
                          "bold"))
+    if s.frozen:
+        report.add(TextBlock("note: " + frozen_note(s.frozen), "dim"))
     report.add(TextBlock(s.gflops_note, "dim"))
     if s.published:
         p = s.published

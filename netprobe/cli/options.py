@@ -32,6 +32,11 @@ GlobalBatchOption = Annotated[int | None, typer.Option("--global-batch", help="W
                                                                              "(default: --batch per rank).")]
 BucketOption = Annotated[float, typer.Option("--bucket-mb", help="With --nproc: DDP's gradient bucket size, MB "
                                                                  "(up to 1,024).")]
+MaxWarmupOption = Annotated[float, typer.Option("--max-warmup-s", help="Ceiling of the warm-up in seconds, once "
+                                                                      "--warmup steps are done (up to 3,600).")]
+DEFAULT_MAX_WARMUP_S = 10.0  # timing.MAX_WARMUP_S (not imported here: --help must not import torch)
+DEFAULT_MODEL = "efficientnetv2_s"
+DEFAULT_MODEL_NOTE = f"no model given: {DEFAULT_MODEL}, the EfficientNetV2 paper's reference"
 
 
 def int_list(option: str, text: str | None, lo: int, hi: int) -> list[int]:
@@ -76,3 +81,4 @@ def require_matplotlib() -> None:
         import matplotlib  # noqa: F401
     except ImportError:
         raise InputError("--plot needs matplotlib: pip install matplotlib (or pip install 'netprobe[plot]')") from None
+

@@ -59,15 +59,25 @@ class Output:
             return
         try:
             if self.fmt is Format.table:
-                from netprobe.terminal import make_console, print_report
-
-                print_report(make_console(width=stdout_width()), report)
+                self._table(report)
             else:
                 sys.stdout.write(self.text(report, data))
                 sys.stdout.flush()
         except BrokenPipeError:
             self.broken = True
             _silence_stdout()
+
+    def _table(self, report: Report) -> None:
+        """On a terminal, rich draws the report at its width; into a pipe or file, plain text with no
+        trailing spaces, tables at their natural width (or COLUMNS) and text wrapped at 100 columns."""
+        from netprobe.terminal import TEXT_WIDTH, make_console, print_report, render_text
+
+        width = stdout_width()
+        if sys.stdout.isatty():
+            print_report(make_console(width=width), report)
+            return
+        sys.stdout.write(render_text(report, TEXT_WIDTH if width == UNLIMITED else width, width or UNLIMITED))
+        sys.stdout.flush()
 
     def text(self, report: Report, data: object) -> str:
         if self.fmt is Format.json:

@@ -7,8 +7,9 @@ from typing import Annotated
 import typer
 
 from netprobe.cli.app import command
-from netprobe.cli.options import choices
-from netprobe.cli.output import Output
+from netprobe.cli.options import DEFAULT_MODEL, DEFAULT_MODEL_NOTE, choices
+from netprobe.cli.output import Output, note
+from netprobe.frozen import frozen_note
 from netprobe.render import (
     CodeBlock,
     Column,
@@ -52,12 +53,12 @@ COUNTER_KINDS = ("conv", "linear", "matmul", "norm", "act", "mul", "add", "pool"
 SECTIONS = ("rows", "features", "counters", "totals")
 
 
-@command("summary")
+@command("summary", "Stage table: shapes, P-levels, params, MACs.")
 def summary(
-    spec: Annotated[str, typer.Argument(help="What to count: a backbone spec (efficientnet_b4:fused=1-3), a "
+    spec: Annotated[str | None, typer.Argument(help="What to count: a backbone spec (efficientnet_b4:fused=1-3), a "
                                              "detector (yolov8n, yolov8n-pose:backbone=efficientnetv2_s, "
                                              "path/model.yaml), module:pkg.mod:factory, path/to/file.py:factory "
-                                             "or timm:NAME.")] = "efficientnetv2_s",
+                                             "or timm:NAME; default efficientnetv2_s.")] = None,
     imgsz: Annotated[str | None, typer.Option(help="Image size N or HxW; default: the model's own.")] = None,
     batch: Annotated[int, typer.Option(help="Batch size of the counted input (1-65,536).")] = 1,
     depth: Annotated[Depth, typer.Option(help="Rows per stage (a detector: per YAML row), block or leaf layer.")]
@@ -89,9 +90,11 @@ def summary(
 
     if in_chans is not None:
         check_range("--in-chans", in_chans, 1, 4096)
-    target = resolve(spec, in_chans, scale, modules)
+    target = resolve(spec or DEFAULT_MODEL, in_chans, scale, modules)
     detector = target.kind == "detector" and stages is Staging.children
     output = Output(fmt.value, DETECTOR_SECTIONS if detector else SECTIONS, section)
+    if spec is None:
+        note(DEFAULT_MODEL_NOTE)
     result = summarize(target, imgsz, batch, depth.value, stages.value, in_chans, train=train,
                        counters=[c.value for c in counter or []])
     result.spec = target.label  # as the user wrote it; the canonical form is shown apart
@@ -116,6 +119,8 @@ def summary_report(result, features: bool) -> Report:
     report = Report([TableBlock("rows", columns, records, f"{result.spec} — input {n}×{c}×{h}×{w}", MACS_CAPTION)])
     report.add(TextBlock(f"Params {result.params:,} (trainable {result.trainable:,})   MACs {fmt_si(result.macs)}   "
                          f"FLOPs {fmt_si(result.flops)}   Act. {result.act_mb:.1f} MB", "bold"))
+    if result.frozen:
+        report.add(TextBlock("note: " + frozen_note(result.frozen), "dim"))
     other = ", ".join(f"{k} {fmt_si(v)}" for k, v in result.other_by_kind.items() if v)
     report.add(TextBlock(f"Not in MACs: {fmt_si(result.other_ops)} element ops ({other or 'none'})"))
     if result.unsupported:
@@ -187,7 +192,7 @@ def _counter_table(counters: dict[str, dict]) -> TableBlock:
                       "native conv/linear/matmul are MACs; its other kinds are element ops, not in its total.")
 
 
-@command("list")
+@command("list", "The built-in backbones and detectors, counted.")
 def list_command(fmt: Annotated[Format, typer.Option("--format", "-f", help=FORMAT_HELP)] = Format.table) -> None:
     """The built-in backbones and detectors: parameters (counted), default image size, layout."""
     from netprobe.archs.kinds import layout_legend

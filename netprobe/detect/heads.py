@@ -40,6 +40,9 @@ def _grid(feats: list[torch.Tensor], strides: tuple[float, ...]) -> tuple[torch.
 class DFL(nn.Module):
     """Distribution focal loss integral: softmax over the bins, then their expectation (a fixed 1x1 conv)."""
 
+    frozen_why = ("its 1x1 conv holds the fixed bin positions 0..15 that turn the softmax into a distance, frozen "
+                  "as in ultralytics")
+
     def __init__(self, bins: int = DFL_BINS) -> None:
         super().__init__()
         self.bins = bins

@@ -11,6 +11,7 @@ from netprobe.detect.rows import DetailRow, DetectorRow
 from netprobe.detect.spec import DetectorSpec, resolve
 from netprobe.detect.stride_check import HeadInput, claim_warnings, head_inputs, head_warning
 from netprobe.errors import InputError
+from netprobe.frozen import frozen_parameters
 
 SECTIONS = ("backbone", "neck", "head")
 DEPTHS = ("row", "block", "layer")
@@ -32,6 +33,7 @@ class DetectorSummary:
     sections: dict[str, dict[str, float]]  # backbone / neck / head -> params, macs, share
     params: int
     trainable: int
+    frozen: list[dict]  # modules holding parameters that do not train: path, type, params, why
     macs: int  # multiply-accumulates for the whole batch (the papers' "FLOPs")
     flops: int  # 2 x macs
     other_ops: int
@@ -107,7 +109,8 @@ def summarize_detector(spec_or_model: str | DetectorSpec | Detector, imgsz: int 
         spec=spec_or_model if isinstance(spec_or_model, str) else spec.canonical, name=spec.name,
         canonical=spec.canonical, input=[batch, 3, h, w], nc=spec.nc, scale=spec.scale, rows=rows,
         sections=_sections(rows, macs), params=result.params,
-        trainable=sum(p.numel() for p in model.parameters() if p.requires_grad), macs=macs, flops=2 * macs,
+        trainable=sum(p.numel() for p in model.parameters() if p.requires_grad),
+        frozen=frozen_parameters(model), macs=macs, flops=2 * macs,
         other_ops=result.other_ops, other_by_kind={k: result.by_kind[k] for k in OTHER_KINDS},
         ultralytics_gflops=round(ultralytics_gflops(result) / batch, 4), gflops_note=gflops_note(h, w),
         head_inputs=inputs, warnings=warnings, notes=list(spec.notes), unsupported=result.unsupported,

@@ -18,6 +18,7 @@ from torch import nn
 from netprobe.archs.builder import Net
 from netprobe.counting import OTHER_KINDS, Count, ModuleCount, count
 from netprobe.errors import InputError
+from netprobe.frozen import frozen_parameters
 from netprobe.reference import TORCHVISION, TORCHVISION_IMGSZ
 from netprobe.summary.modules import child_groups, deep_rows, group_row, stride_groups
 from netprobe.summary.rows import Row, act_mb, make_row
@@ -41,6 +42,7 @@ class Summary:
     input: list[int]
     params: int
     trainable: int
+    frozen: list[dict]  # modules holding parameters that do not train: path, type, params, why
     macs: int
     flops: int
     other_ops: int
@@ -163,6 +165,7 @@ def _summarize_module(target: Target, size: tuple[int, int], batch: int, depth: 
     return Summary(
         spec=target.label, kind=target.kind, canonical=target.canonical, input=list(result.input_shape),
         params=result.params, trainable=sum(p.numel() for p in net.parameters() if p.requires_grad),
+        frozen=frozen_parameters(net),
         macs=result.macs, flops=2 * result.macs, other_ops=result.other_ops,
         other_by_kind={k: result.by_kind[k] for k in OTHER_KINDS}, act_mb=round(act_mb(result.under("")), 3),
         stages=stage_rows, rows=rows, unsupported=result.unsupported,

@@ -17,7 +17,16 @@ from netprobe.timing.device import (
     peak_tflops,
     resolve_device,
 )
-from netprobe.timing.loop import MAX_WARMUP_S, MIN_WARMUP_S, StepTimes, measure_steps, percentile, timed, warm_up
+from netprobe.timing.loop import (
+    MAX_WARMUP_LIMIT_S,
+    MAX_WARMUP_S,
+    MIN_WARMUP_S,
+    StepTimes,
+    measure_steps,
+    percentile,
+    timed,
+    warm_up,
+)
 from netprobe.timing.memory import is_oom, peak_mb, release_memory, reset_peak, rss_mb
 from netprobe.timing.stages import StageTime, stage_times
 from netprobe.timing.step import INFER_PHASES, TRAIN_PHASES, Step
@@ -26,9 +35,9 @@ from netprobe.timing.torch_step import AMP_DTYPES, DTYPE_NAMES, OPTIMIZERS, Torc
 from netprobe.timing.verdict import BUSY_SPREAD, busy_line
 
 __all__ = [
-    "AMP_DTYPES", "BUSY_SPREAD", "DEVICES", "DTYPE_NAMES", "INFER_PHASES", "MAX_WARMUP_S", "MIN_WARMUP_S",
-    "OPTIMIZERS", "TRAIN_PHASES", "Clock", "PhaseClock", "StageTime", "Step", "StepTimes", "TorchStep", "best_peaks",
-    "busy_line", "cpu_name", "device_info", "device_roof", "fastest_ms", "is_oom", "loss_name", "measure_steps",
-    "memory_bandwidth_gbs", "peak_mb", "peak_tflops", "percentile", "release_memory", "reset_peak",
+    "AMP_DTYPES", "BUSY_SPREAD", "DEVICES", "DTYPE_NAMES", "INFER_PHASES", "MAX_WARMUP_LIMIT_S", "MAX_WARMUP_S",
+    "MIN_WARMUP_S", "OPTIMIZERS", "TRAIN_PHASES", "Clock", "PhaseClock", "StageTime", "Step", "StepTimes", "TorchStep",
+    "best_peaks", "busy_line", "cpu_name", "device_info", "device_roof", "fastest_ms", "is_oom", "loss_name",
+    "measure_steps", "memory_bandwidth_gbs", "peak_mb", "peak_tflops", "percentile", "release_memory", "reset_peak",
     "resolve_device", "rss_mb", "stage_times", "synchronize", "timed", "usable_cores", "warm_up",
 ]

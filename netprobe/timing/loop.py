@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from netprobe.timing.clock import Clock, PhaseClock
 
 MIN_WARMUP_S = {"cpu": 1.0, "cuda": 0.5}  # warm-up lasts at least this long as well as `warmup` steps
-MAX_WARMUP_S = 30.0  # ... and gives up waiting for steady times after this long
+MAX_WARMUP_S = 10.0  # ... and gives up waiting for steady times after this long (the default ceiling)
+MAX_WARMUP_LIMIT_S = 3600.0  # the highest ceiling a user may set
 STEADY_TOLERANCE = 0.05  # steady: the last warm-up steps within 5% of the ones before
 TREND_LIMIT = 1.10  # timed steps whose first half is 10% slower than the second are still warming up
 RETIMES = 2  # timed steps still falling are taken again, at most this many times
@@ -52,27 +53,37 @@ class StepTimes:
 
 def measure_steps(step: Callable[[Clock], None], device: str, warmup: int, iters: int,
                   on_step: Callable[[], None] | None = None, max_warmup_s: float = MAX_WARMUP_S,
-                  min_warmup_s: float | None = None) -> StepTimes:
+                  min_warmup_s: float | None = None, on_status: Callable[[str], None] | None = None) -> StepTimes:
     """Run `step(clock)` once (timed apart), warm it up until steady, then time `iters` steps.
 
     Warm-up lasts at least `warmup` steps and `min_warmup_s` (default by device), until step times
-    stop falling, and at most `max_warmup_s`. `on_step` is called after the first run, after each of
-    the first `warmup` warm-up steps and once per timed step (1 + warmup + iters calls in all).
+    stop falling, and at most `max_warmup_s` (once `warmup` steps are done). `on_step` is called after
+    the first run, after each of the first `warmup` warm-up steps and once per timed step (1 + warmup
+    + iters calls in all). `on_status(text)` says what it is doing, for a progress display: the first
+    step, each warm-up step while it waits for steady times (against the ceiling), the timed steps.
     """
     tick = on_step or (lambda: None)
+    say = on_status or (lambda text: None)
     clock = PhaseClock(device)
+    say("first step (allocating, compiling, autotuning)")
     t0 = time.perf_counter()
     step(clock)
     clock.phases_ms()
     first_s = time.perf_counter() - t0
     tick()
     min_s = MIN_WARMUP_S.get(device, 1.0) if min_warmup_s is None else min_warmup_s
-    warmup_steps, warmup_s, capped = warm_up(step, clock, warmup, min_s, max_warmup_s, tick)
+
+    def waiting(steps: int, seconds: float) -> None:
+        say(f"warm-up: {steps} steps, {seconds:.1f} s of at most {max_warmup_s:g} s, waiting for step times to settle")
+
+    warmup_steps, warmup_s, capped = warm_up(step, clock, warmup, min_s, max_warmup_s, tick, waiting)
+    say(f"timing {iters} steps")
     per_step = timed(step, clock, iters)
     for _ in range(RETIMES):  # still getting faster: those steps were warm-up too
         if not trending_down([sum(p) for p in per_step]):
             break
         warmup_steps += len(per_step)
+        say(f"timing {iters} steps again: they were still getting faster")
         per_step = timed(step, clock, iters)
     for _ in per_step:
         tick()
@@ -81,7 +92,8 @@ def measure_steps(step: Callable[[Clock], None], device: str, warmup: int, iters
 
 
 def warm_up(step: Callable[[Clock], None], clock: Clock, warmup: int, min_s: float, max_s: float,
-            on_step: Callable[[], None]) -> tuple[int, float, bool]:
+            on_step: Callable[[], None], on_warmup: Callable[[int, float], None] | None = None,
+            ) -> tuple[int, float, bool]:
     """Untimed steps until `warmup` are done, `min_s` has passed, and step times stopped falling (the
     last three within 5% of the three before); at most `max_s`. Returns (steps, seconds, capped)."""
     if warmup == 0:
@@ -94,6 +106,8 @@ def warm_up(step: Callable[[Clock], None], clock: Clock, warmup: int, min_s: flo
         if len(times) <= warmup:
             on_step()
         elapsed = time.perf_counter() - start
+        if on_warmup:
+            on_warmup(len(times), elapsed)
         if len(times) >= warmup and elapsed >= min_s and steady(times):
             return len(times), elapsed, False
         if len(times) >= warmup and elapsed >= max_s:

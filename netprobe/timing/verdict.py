@@ -6,10 +6,12 @@ BUSY_SPREAD = 1.3  # p90 / p10 of the timed steps (or max / min over rounds) abo
 PEAK_DRIFT = 1.15  # matmul roofs measured per configuration that differ by more than this: the same
 
 
-def busy_line(step_spreads: list[float], peaks: list[float], steady: bool, round_spreads: list[float] = ()) -> str:
+def busy_line(step_spreads: list[float], peaks: list[float], steady: bool, round_spreads: list[float] = (),
+              capped: bool = False) -> str:
     """The busy-machine note from its evidence: each configuration's p90/p10 of step times, the
-    matmul peaks measured, whether warm-up reached steady times, and (compare) each variant's
-    max/min throughput over rounds. '' when nothing points to a busy machine."""
+    matmul peaks measured, whether the timed steps were steady, whether warm-up stopped at its ceiling
+    before they settled, and (compare) each variant's max/min throughput over rounds. '' when nothing
+    points to a busy machine."""
     reasons = []
     if step_spreads and max(step_spreads) > BUSY_SPREAD:
         reasons.append(f"step times spread widely (p90/p10 up to {max(step_spreads):.2f}, above {BUSY_SPREAD})")
@@ -21,5 +23,7 @@ def busy_line(step_spreads: list[float], peaks: list[float], steady: bool, round
                        "TFLOP/s)")
     if not steady:
         reasons.append("some timed steps were still getting faster after warm-up")
+    if capped:
+        reasons.append("warm-up reached its ceiling before step times settled (--max-warmup-s)")
     return ("note: " + "; ".join(reasons) + " — the numbers were taken on a busy machine; run again on a quiet "
             "one") if reasons else ""
