@@ -38,6 +38,7 @@ class Settings:
     rounds: int = 3
     breakdown: bool = False  # profile the last round: time by op kind, roofline per stage
     max_warmup_s: float = MAX_WARMUP_S  # the ceiling of each measurement's warm-up
+    runtimes: tuple[str, ...] = ()  # empty: train steps in eager torch; else inference in each runtime (torch first)
 
 
 MAX_ROUNDS = 1000
@@ -51,16 +52,23 @@ class Variant:
     imgsz: int | str | None
     paper: dict | None = None
 
-    def config(self, settings: Settings) -> BenchConfig:
-        """The train measurement of this variant under `settings`."""
-        return BenchConfig(self.spec, settings.device, self.batch, self.imgsz, "train", settings.amp,
+    def config(self, settings: Settings, runtime: str | None = None) -> BenchConfig:
+        """The measurement of this variant under `settings`: its train step, or with runtimes its inference
+        in `runtime`."""
+        mode = "infer" if settings.runtimes else "train"
+        return BenchConfig(self.spec, settings.device, self.batch, self.imgsz, mode, settings.amp,
                            settings.channels_last, warmup=settings.warmup, iters=settings.iters,
-                           max_warmup_s=settings.max_warmup_s)
+                           max_warmup_s=settings.max_warmup_s, runtime=runtime or "torch")
+
+    def configs(self, settings: Settings) -> list[BenchConfig]:
+        """One measurement per runtime (the train step alone without runtimes)."""
+        return [self.config(settings, r) for r in settings.runtimes or (None,)]
 
 
 @dataclass
 class CompareRow:
-    """One variant's counts, its measured train throughput over rounds, and the paper's figures."""
+    """One variant's counts, its measured throughput over rounds (train steps; or inference in one
+    runtime), and the paper's figures."""
 
     label: str
     spec: str
@@ -70,7 +78,11 @@ class CompareRow:
     macs: int  # per image at the run size
     macs_base: int  # per image at the base arch's own image size (what the paper counts)
     status: str = "ok"
-    train_imgs_per_s: float | None = None
+    train_imgs_per_s: float | None = None  # without runtimes: train steps per second x batch
+    runtime: str = "torch"
+    mode: str = "train"
+    infer_imgs_per_s: float | None = None  # with runtimes: inference in `runtime`
+    vs_torch: float | None = None  # with runtimes: this variant's speed here over its speed in eager torch
     imgs_per_s_min: float | None = None
     imgs_per_s_max: float | None = None
     rounds: int = 0
@@ -164,7 +176,8 @@ def spec_variants(specs: list, batch: int, imgsz: int | str | None) -> list[Vari
 def check_variants(variants: list[Variant], settings: Settings) -> None:
     """Refuse, before any work, a variant that bench would refuse."""
     for v in variants:
-        validate(v.config(settings))
+        for config in v.configs(settings):
+            validate(config)
 
 
 def _counted_row(v: Variant) -> CompareRow:
@@ -211,7 +224,9 @@ class Comparison:
                 f"{plural(info['threads'], 'thread')}): batch {','.join(map(str, self.batches))}, "
                 f"{','.join(self.sizes)} px, amp {s.amp}, channels_last {s.channels_last}, "
                 f"{plural(s.rounds, 'round')} × {plural(s.iters, 'iter')} (+{s.warmup} warm-up, until steady), "
-                "variants interleaved" + ("; the last round also profiled (--breakdown)" if s.breakdown else ""))
+                "variants interleaved" + ("; the last round also profiled (--breakdown)" if s.breakdown else "")
+                + (f"; inference (fp32) in {', '.join(s.runtimes)}, each runtime's outputs checked against eager "
+                   "torch's" if s.runtimes else ""))
 
     @property
     def note(self) -> str:
@@ -229,17 +244,19 @@ class Comparison:
 
         A caller that stops early (Ctrl-C) keeps the rows of the rounds finished (`finished`).
         """
-        self.rows = [_counted_row(v) for v in self.variants]
-        results: list[list[BenchResult]] = [[] for _ in self.variants]
+        jobs = [(v, config) for v in self.variants for config in v.configs(self.settings)]
+        counted = {id(v): _counted_row(v) for v in self.variants}
+        self.rows = [replace(counted[id(v)], runtime=c.runtime, mode=c.mode) for v, c in jobs]
+        results: list[list[BenchResult]] = [[] for _ in jobs]
         rounds = self.settings.rounds
         for r in range(rounds):
-            for i, v in enumerate(self.variants):
+            for i, (v, config) in enumerate(jobs):
                 if on_measure:
-                    on_measure(v.label, r)
+                    on_measure(v.label + (f" ({config.runtime})" if self.settings.runtimes else ""), r)
                 if self.rows[i].status == "oom":
                     continue  # it will not fit in a later round either
                 last = self.settings.breakdown and r == rounds - 1  # profiled steps add to the last round only
-                results[i].append(benchmark(replace(v.config(self.settings), breakdown=last)))
+                results[i].append(benchmark(replace(config, breakdown=last)))
                 _update(self.rows[i], results[i])
             _relate(self.rows)
             self.finished = r + 1
@@ -261,12 +278,12 @@ def _update(row: CompareRow, results: list[BenchResult]) -> None:
     if last.breakdown or last.breakdown_note:
         row.breakdown, row.roofline, row.breakdown_note = last.breakdown, last.roofline, last.breakdown_note
     if last.status != "ok" and not ok:
-        row.status = last.status if last.status == "oom" else f"error: {last.error}"
+        row.status = last.status if last.status == "oom" else f"{last.status}: {last.error}"
         row.peak_mem_mb = last.peak_mem_mb
         return
     row.measurements = [r.imgs_per_s for r in ok]
     row.rounds = len(ok)
-    row.train_imgs_per_s = statistics.median(row.measurements)
+    setattr(row, f"{row.mode}_imgs_per_s", statistics.median(row.measurements))
     row.imgs_per_s_min, row.imgs_per_s_max = min(row.measurements), max(row.measurements)
     row.tflops = _median([r.tflops for r in ok])  # None where the step could not be counted
     row.peak_fraction = _median([r.peak_fraction for r in ok])
@@ -292,11 +309,19 @@ def busy_note(rows: list[CompareRow]) -> str:
 
 
 def _relate(rows: list[CompareRow]) -> None:
-    """Speed relative to the first row, and deviation from the paper's figures where it has them."""
-    ref = rows[0].train_imgs_per_s
+    """Speed relative to the first variant in the same runtime, and to the same variant in eager torch;
+    deviation from the paper's figures where it has them."""
+    speed = {id(row): row.train_imgs_per_s if row.mode == "train" else row.infer_imgs_per_s for row in rows}
+    first = {}
+    for row in rows:
+        first.setdefault(row.runtime, speed[id(row)])
+    eager = {row.label: speed[id(row)] for row in rows if row.runtime == "torch"}
     paper_ref = (rows[0].paper or {}).get("v100_imgs_per_s")
     for row in rows:
-        row.speedup = row.train_imgs_per_s / ref if ref and row.train_imgs_per_s else None
+        ref, mine = first[row.runtime], speed[id(row)]
+        row.speedup = mine / ref if ref and mine else None
+        if row.mode == "infer":
+            row.vs_torch = mine / eager[row.label] if eager.get(row.label) and mine else None
         if row.paper and "params_m" in row.paper:
             row.deviation = {
                 "params": row.params / 1e6 / row.paper["params_m"] - 1,

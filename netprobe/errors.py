@@ -82,3 +82,9 @@ def check_range(name: str, value: int | float, lo: int | float, hi: int | float)
     """Refuse a number outside [lo, hi] in one line that states both bounds."""
     if not lo <= value <= hi:
         raise InputError(f"{name} {value:,} is not allowed; {name} must be from {lo:,} to {hi:,}")
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one line: `Type: first line of the message`, or the type alone when it has none."""
+    first = next(iter(str(exc).splitlines()), "").strip()
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__

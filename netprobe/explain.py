@@ -11,8 +11,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from netprobe.breakdown import Breakdown, StageOf, breakdown_step
+from netprobe.breakdown import Breakdown, OpTime, StageOf, breakdown, breakdown_step
 from netprobe.counting import TrainCount, count_train
+from netprobe.errors import one_line
 from netprobe.kinds import first_component
 from netprobe.roofline import Roofline, roofline, stage_families
 from netprobe.timing import DTYPE_NAMES, OPTIMIZERS, memory_bandwidth_gbs
@@ -33,17 +34,39 @@ def explain_step(model: nn.Module, step: Callable, x: torch.Tensor, device: str,
                  peak_tflops: float | None = None, stage_of: StageOf = first_component,
                  steps: int = 3, count: TrainCount | None = None) -> Explanation:
     """Count the step of `model` on `x` (meta device; or take `count`, the same step counted already),
-    profile `steps` more runs of `step(clock)` (a timing `Step`), and set the two beside each other and
-    against the device's roofs."""
+    profile `steps` more runs of `step(clock)` (a timing `Step`) under torch's profiler, and set the two
+    beside each other and against the device's roofs."""
     notes: list[str] = []
-    if count is None:
-        try:
-            count = count_train(model, tuple(x.shape), dtype=dtype,
-                                optimizer=OPTIMIZERS.get(optimizer) if mode == "train" else None)
-        except Exception as exc:  # a module the meta counter cannot run still gets its times
-            notes.append(f"no MAC or byte shares: counting the train step failed ({type(exc).__name__}: "
-                         f"{_first_line(exc)})")
+    count = count or _count(model, x, dtype, mode, optimizer, notes)
     found = breakdown_step(model, step, device, mode, count, stage_of, step_ms, steps)
+    return _explained(model, found, count, device, dtype, mode, peak_tflops, stage_of, notes)
+
+
+def explain_profiled(model: nn.Module, times: list[OpTime], x: torch.Tensor, device: str, dtype: torch.dtype,
+                     step_ms: float | None = None, peak_tflops: float | None = None,
+                     stage_of: StageOf = first_component, count: TrainCount | None = None) -> Explanation:
+    """The same for an inference step profiled by a runtime's own profiler: its op times (given to
+    modules of `model`) beside the counted forward, and against the device's roofs."""
+    notes: list[str] = []
+    count = count or _count(model, x, dtype, "infer", "sgd", notes)
+    found = breakdown(times, model, count, stage_of, step_ms, "infer")
+    if not found.records:
+        found.note = "no breakdown: the runtime's profiler recorded no ops"
+    return _explained(model, found, count, device, dtype, "infer", peak_tflops, stage_of, notes)
+
+
+def _count(model: nn.Module, x: torch.Tensor, dtype: torch.dtype, mode: str, optimizer: str,
+           notes: list[str]) -> TrainCount | None:
+    try:
+        return count_train(model, tuple(x.shape), dtype=dtype,
+                           optimizer=OPTIMIZERS.get(optimizer) if mode == "train" else None)
+    except Exception as exc:  # a module the meta counter cannot run still gets its times
+        notes.append(f"no MAC or byte shares: counting the train step failed ({one_line(exc)})")
+        return None
+
+
+def _explained(model: nn.Module, found: Breakdown, count: TrainCount | None, device: str, dtype: torch.dtype,
+               mode: str, peak_tflops: float | None, stage_of: StageOf, notes: list[str]) -> Explanation:
     if found.note:
         notes.append(found.note)
     roof = None
@@ -52,7 +75,3 @@ def explain_step(model: nn.Module, step: Callable, x: torch.Tensor, device: str,
         roof = roofline(count, peak_tflops, bandwidth, DTYPE_NAMES.get(dtype, str(dtype)), stage_of,
                         found.stage_ms(), stage_families(model, count, stage_of), backward=mode == "train")
     return Explanation(found, roof, count, "; ".join(notes) or None)
-
-
-def _first_line(exc: BaseException) -> str:
-    return next(iter(str(exc).splitlines()), "")

@@ -1,4 +1,5 @@
-"""The compare figure: measured train throughput and counted MACs per variant (matplotlib, optional)."""
+"""The compare figure: measured throughput (train, or inference per runtime) and counted MACs per variant
+(matplotlib, optional)."""
 
 from __future__ import annotations
 
@@ -11,14 +12,15 @@ def plot_compare(rows: list, path: str, subtitle: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = [r.label for r in rows]
+    infer = any(r.mode == "infer" for r in rows)
+    labels = [r.label + (f"\n{r.runtime}" if infer else "") for r in rows]
     x = range(len(rows))
-    speed = [r.train_imgs_per_s or 0 for r in rows]
+    speed = [(r.infer_imgs_per_s if infer else r.train_imgs_per_s) or 0 for r in rows]
     low = [max(0.0, s - (r.imgs_per_s_min or s)) for s, r in zip(speed, rows, strict=True)]
     high = [(r.imgs_per_s_max or s) - s for s, r in zip(speed, rows, strict=True)]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.8))
     ax1.bar(x, speed, yerr=[low, high], capsize=4, color="#4c72b0", label="measured (median, min–max)")
-    paper = [(r.paper or {}).get("v100_imgs_per_s") for r in rows]
+    paper = [None if infer else (r.paper or {}).get("v100_imgs_per_s") for r in rows]  # the paper's are train speeds
     if any(paper) and speed[0] and paper[0]:
         # The paper's V100 speed relative to its first row, drawn on our first row's scale.
         scaled = [p / paper[0] * speed[0] if p else None for p in paper]
@@ -28,8 +30,8 @@ def plot_compare(rows: list, path: str, subtitle: str) -> None:
         if r.status != "ok":
             ax1.text(i, 0, r.status.upper(), ha="center", va="bottom", color="red")
     ax1.set_xticks(list(x), labels, rotation=15)
-    ax1.set_ylabel("train imgs/s")
-    ax1.set_title("Training throughput (higher is better)")
+    ax1.set_ylabel("infer imgs/s" if infer else "train imgs/s")
+    ax1.set_title(("Inference" if infer else "Training") + " throughput (higher is better)")
     ax1.legend(fontsize=8)
     macs = [r.macs / 1e9 for r in rows]
     ax2.bar(x, macs, color="#55a868")

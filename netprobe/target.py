@@ -14,11 +14,12 @@ parsed with `ast.literal_eval`, never evaluated.
 from __future__ import annotations
 
 import ast
+import contextlib
 import copy
 import importlib
 import importlib.util
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -178,6 +179,34 @@ def _object_target(module: nn.Module, in_chans: int | None) -> Target:
     imgsz, chans = _declared_input(module)
     return Target(label=type(module).__name__, kind="object", make=make, imgsz=imgsz,
                   in_chans=in_chans or chans or 3, user_module=module)
+
+
+@contextlib.contextmanager
+def module_to_time(target: Target, device: str, copy: bool = True) -> Iterator[nn.Module]:
+    """The module to time: a fresh one (or a copy of the user's), or with `copy=False` the user's own,
+    which gets its parameters, buffers, gradients and training flag back afterwards."""
+    from netprobe.counting import model_device
+
+    if copy or target.user_module is None:
+        yield target.make(device)
+        return
+    module = target.user_module
+    if model_device(module).type != device:
+        raise InputError(f"copy=False times your module where it is ({model_device(module)}); "
+                         f"move it to {device} first, or let netprobe copy it")
+    saved = {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict(keep_vars=True).items()}
+    # Clones: a backward adds into an existing .grad in place.
+    grads = {name: None if p.grad is None else p.grad.detach().clone() for name, p in module.named_parameters()}
+    training = module.training
+    try:
+        yield module
+    finally:
+        with torch.no_grad():
+            for k, v in module.state_dict(keep_vars=True).items():
+                v.copy_(saved[k])
+        for name, p in module.named_parameters():
+            p.grad = grads[name]
+        module.train(training)
 
 
 def meta_copy(module: nn.Module) -> nn.Module:

@@ -5,6 +5,7 @@ import torch
 
 from netprobe import bench as B
 from netprobe import timing
+from netprobe.bench import measure as BM
 from netprobe.errors import InputError
 
 TINY = dict(device="cpu", batch=2, imgsz=64, warmup=1, iters=3)
@@ -65,7 +66,7 @@ def test_per_stage_times_cover_every_stage_at_its_real_input():
 
 
 def test_out_of_memory_is_a_result_and_the_grid_goes_on(monkeypatch):
-    real = B._measure
+    real = BM._measure
     calls = []
 
     def measure(spec, config, *args):
@@ -74,7 +75,7 @@ def test_out_of_memory_is_a_result_and_the_grid_goes_on(monkeypatch):
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return real(spec, config, *args)
 
-    monkeypatch.setattr(B, "_measure", measure)
+    monkeypatch.setattr(BM, "_measure", measure)
     configs = B.grid(["mobilenetv3_small:classes=10"], [2, 4, 3], [64], ["train"], device="cpu", warmup=0, iters=1)
     results = list(B.run_grid(configs))
     assert [r.status for r in results] == ["ok", "oom", "ok"]
@@ -84,7 +85,7 @@ def test_out_of_memory_is_a_result_and_the_grid_goes_on(monkeypatch):
 @pytest.mark.parametrize("exc,shown", [(RuntimeError("cuDNN went away\nmore"), "RuntimeError: cuDNN went away"),
                                        (AssertionError(), "AssertionError")])
 def test_other_failures_are_errors_not_crashes(monkeypatch, exc, shown):
-    monkeypatch.setattr(B, "_measure", lambda *a: (_ for _ in ()).throw(exc))
+    monkeypatch.setattr(BM, "_measure", lambda *a: (_ for _ in ()).throw(exc))
     r = B.benchmark(B.BenchConfig("mobilenetv3_small", **TINY))
     assert r.status == "error" and r.error == shown
 

@@ -9,7 +9,7 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from netprobe import bench as B
+from netprobe.bench import run as BR
 from netprobe.cli import app
 
 runner = CliRunner()
@@ -127,7 +127,7 @@ def test_bench_csv_out(tmp_path):
 
 
 def test_ctrl_c_keeps_what_finished(monkeypatch, tmp_path):
-    real = B.benchmark
+    real = BR.benchmark
     done = []
 
     def benchmark(config, *args):
@@ -136,7 +136,7 @@ def test_ctrl_c_keeps_what_finished(monkeypatch, tmp_path):
         done.append(config)
         return real(config, *args)
 
-    monkeypatch.setattr(B, "benchmark", benchmark)
+    monkeypatch.setattr(BR, "benchmark", benchmark)
     out = tmp_path / "partial.json"
     result = run("bench", "mobilenetv3_small", "--device", "cpu", "--batch", "2,3,4", "--imgsz", "32", "--warmup",
                  "0", "--iters", "1", "--format", "json", "--out", str(out))

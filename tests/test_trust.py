@@ -18,6 +18,8 @@ import netprobe
 from netprobe import bench as B
 from netprobe import timing
 from netprobe.archs import ARCHS
+from netprobe.bench import measure as BM
+from netprobe.bench import run as BR
 from netprobe.cli import app
 
 runner = CliRunner()
@@ -135,13 +137,13 @@ def test_bench_result_says_how_warm_up_went():
     ("r.txt", "give a file name ending in .json or .csv"),
 ])
 def test_unwritable_destinations_are_refused_before_any_work(monkeypatch, path, needle):
-    monkeypatch.setattr(B, "benchmark", lambda *a, **k: pytest.fail("measured before checking --out"))
+    monkeypatch.setattr(BR, "benchmark", lambda *a, **k: pytest.fail("measured before checking --out"))
     one_error_line(run(*TINY_BENCH, "--out", path), needle)
 
 
 def test_unwritable_plot_is_refused_before_any_work(monkeypatch, tmp_path):
     pytest.importorskip("matplotlib")
-    monkeypatch.setattr(B, "benchmark", lambda *a, **k: pytest.fail("measured before checking --plot"))
+    monkeypatch.setattr(BR, "benchmark", lambda *a, **k: pytest.fail("measured before checking --plot"))
     one_error_line(run("compare", "efficientnet_b0", "--device", "cpu", "--plot", str(tmp_path / "no" / "p.png")),
                    "does not exist")
 
@@ -175,15 +177,15 @@ def test_sigterm_prints_and_writes_what_finished(tmp_path):
     # A real signal to a real process: the second configuration sends SIGTERM to its own process.
     script = f"""
 import os, signal, sys
-from netprobe import bench as B
+from netprobe.bench import run as BR
 from netprobe.cli import main
-real, seen = B.benchmark, []
+real, seen = BR.benchmark, []
 def benchmark(config, *args):
     if seen:
         os.kill(os.getpid(), signal.SIGTERM)
     seen.append(config)
     return real(config, *args)
-B.benchmark = benchmark
+BR.benchmark = benchmark
 sys.argv = ["netprobe", *{TINY_BENCH!r}, "--batch", "2,3,4", "--format", "json", "--out", {str(tmp_path / 'r.json')!r}]
 main()
 """
@@ -353,7 +355,7 @@ def test_nothing_finished_is_said_not_an_empty_table(monkeypatch):
     def interrupted(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(B, "benchmark", interrupted)
+    monkeypatch.setattr(BR, "benchmark", interrupted)
     result = run(*TINY_BENCH)
     assert result.exit_code == 130 and result.stdout == ""
     assert "nothing finished" in result.stderr
@@ -381,7 +383,7 @@ def test_compare_keeps_rounds_whose_step_could_not_be_counted():
 def test_roofs_do_not_count_in_the_models_peak_memory(monkeypatch):
     seen = []
     real = timing.reset_peak
-    monkeypatch.setattr(B, "reset_peak", lambda device: seen.append(len(timing.best_peaks())) or real(device))
+    monkeypatch.setattr(BM, "reset_peak", lambda device: seen.append(len(timing.best_peaks())) or real(device))
     monkeypatch.setattr(timing.device, "_BEST_PEAK", {})
     B.benchmark(B.BenchConfig("mobilenetv3_small:classes=10", device="cpu", batch=2, imgsz=32, warmup=0, iters=1))
     assert seen == [1]  # the matmul roof was measured (and its buffers freed) before the peak was reset

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from netprobe.cli.app import command, interrupt_code
+from netprobe.cli.app import command, interrupt_code, say_error
 from netprobe.cli.options import (
     DEFAULT_MAX_WARMUP_S,
     DEFAULT_MODEL,
@@ -26,6 +26,8 @@ from netprobe.cli.options import (
     check_threads,
     int_list,
     require_matplotlib,
+    runtime_list,
+    runtime_names,
     size_list,
 )
 from netprobe.cli.output import Output, note, progress_bar
@@ -40,7 +42,8 @@ def _bench_record(result) -> dict:
         rec["spread"] = f"{result.step_p10_ms:.1f}–{result.step_p90_ms:.1f}"
         rec["steps"] = f"{result.warmup_steps}+{result.iters}" + ("!" if result.warmup_capped else "")
     if result.status != "ok":
-        rec["status"] = result.status.upper() if result.status == "oom" else f"error: {result.error}"
+        rec["status"] = result.status.upper() if result.status == "oom" else f"{result.status}: {result.error}"
+    rec["runtime_text"] = f"{result.runtime} {result.runtime_version}".strip()
     return rec
 
 
@@ -65,7 +68,20 @@ BENCH_RESULT_CSV = [Column(k, k) for k in (
     "spec", "device", "dtype", "batch", "imgsz", "mode", "status", "imgs_per_s", "fwd_ms", "bwd_ms", "opt_ms",
     "step_ms", "step_p10_ms", "step_p90_ms", "peak_mem_mb", "mem_kind", "tflops", "peak_tflops", "peak_fraction",
     "compile_s", "macs_per_img", "params", "channels_last", "compiled", "optimizer", "iters", "warmup_steps",
-    "steady", "loss", "error")]
+    "steady", "loss", "error", "runtime", "runtime_version", "provider", "threads", "export_s", "first_run_s",
+    "file_mb", "max_abs_err", "max_rel_err", "parity_ok", "vs_torch")]
+RUNTIME_COLUMNS = [
+    Column("spec", "Spec", justify="left", ident=True), Column("batch", "Batch", ident=True),
+    Column("imgsz", "Size", ident=True), Column("runtime_text", "Runtime", justify="left", ident=True),
+    Column("provider", "Provider", justify="left"), Column("threads", "Threads"),
+    Column("status", "Status", justify="left", ident=True), Column("step_ms", "p50 ms", fmt_float(2)),
+    Column("step_p90_ms", "p90 ms", fmt_float(2)), Column("imgs_per_s", "imgs/s", fmt_float(1)),
+    Column("vs_torch", "vs torch", lambda v: f"{float(v):.2f}×"), Column("steps", "Warm-up+timed"),
+    Column("file_mb", "File MB", fmt_float(1)), Column("export_s", "Export s", fmt_float(2)),
+    Column("first_run_s", "First run s", fmt_float(2)), Column("peak_mem_mb", "Peak MB", fmt_mb),
+    Column("max_abs_err", "Max abs err", lambda v: f"{float(v):.1e}"),
+    Column("max_rel_err", "Max rel err", lambda v: f"{float(v):.1e}"),
+]
 SECTIONS = ("results", "stages", "breakdown", "roofline")
 
 
@@ -77,7 +93,8 @@ def bench(
     batch: Annotated[str, typer.Option(help="Batch size (1-65,536), or a comma list for a grid.")] = "8",
     imgsz: Annotated[str | None, typer.Option(help="Image size N or HxW, or a comma list; default: the model's "
                                                    "own.")] = None,
-    mode: Annotated[ModeChoice, typer.Option(help="train step, inference, or both.")] = ModeChoice.train,
+    mode: Annotated[ModeChoice | None, typer.Option(help="train step, inference, or both (default: train; with "
+                                                          "a --runtime other than torch, infer).")] = None,
     amp: Annotated[AmpChoice, typer.Option(help="Autocast dtype (fp16 adds a gradient scaler).")] = AmpChoice.off,
     channels_last: ChannelsLastOption = False,
     compile_model: Annotated[bool, typer.Option("--compile", help="torch.compile; compile time reported apart.")]
@@ -118,9 +135,15 @@ def bench(
     = None,
     out: Annotated[str | None, typer.Option(help="Also write the results to FILE (.json or .csv), atomically.")]
     = None,
+    runtime: Annotated[str | None, typer.Option(help="Where to run the model: torch (eager, default), torchscript, "
+                                                     "export, onnxruntime, openvino, or a comma list (one row each; "
+                                                     "inference).")] = None,
+    keep_exports: Annotated[str | None, typer.Option("--keep-exports", help="Keep the exported files in this "
+                                                                            "folder.")] = None,
 ) -> None:
     """Time forward, backward and optimizer steps; memory, achieved TFLOP/s, OOM as a result."""
     from netprobe import bench as B
+    from netprobe.runtimes import check_runtimes
     from netprobe.target import resolve
     from netprobe.timing import resolve_device
 
@@ -135,10 +158,17 @@ def bench(
         check_range("--in-chans", in_chans, 1, 4096)
     check_threads(threads)
     dev = resolve_device(device.value)
-    modes = ["train", "infer"] if mode is ModeChoice.both else [mode.value]
+    runtimes = runtime_list(runtime)
+    deployed = runtimes != ["torch"]
+    modes = ["train", "infer"] if mode is ModeChoice.both else [mode.value if mode else
+                                                                 "infer" if deployed else "train"]
+    check_runtimes(runtimes, dev, modes)
+    if keep_exports is not None and not deployed:
+        raise InputError("--keep-exports keeps the files a --runtime other than torch exports; add --runtime")
     targets = [resolve(s, in_chans, scale, modules) for s in specs or [DEFAULT_MODEL]]
     configs = B.grid(targets, int_list("--batch", batch, *B.LIMITS["batch"]),
-                     size_list("--imgsz", imgsz) or [None], modes, device=dev, amp=amp.value,
+                     size_list("--imgsz", imgsz) or [None], modes, runtimes, keep_exports=keep_exports,
+                     device=dev, amp=amp.value,
                      channels_last=channels_last, compile=compile_model, optimizer=optimizer.value, warmup=warmup,
                      iters=iters, per_stage=per_stage, in_chans=in_chans, breakdown=breakdown,
                      max_warmup_s=max_warmup_s)
@@ -147,6 +177,8 @@ def bench(
     if nproc is not None:
         from netprobe.cli.distributed import DistOptions, check_plans, run_all
 
+        if deployed:
+            raise InputError("--nproc measures data-parallel training in eager torch; leave --runtime out")
         options = DistOptions(nproc, int_list("--world-sizes", world_sizes, 1, 4096) or None, global_batch, bucket_mb,
                               sync_bn, port, timeout)
         check_plans(configs, options)
@@ -160,6 +192,8 @@ def bench(
                          "swaps rather than failing cleanly")
     if not specs:
         note(DEFAULT_MODEL_NOTE)
+    if deployed and runtime is not None and "torch" not in runtime_names(runtime):
+        note("eager torch is measured too: the reference for every runtime's speed and outputs")
     if device is DeviceChoice.auto:
         note(f"device: auto → {dev}" + ("" if dev == "cuda" else " (no CUDA available)"))
     session, stopped = _measure_all(B.BenchRun(dev), configs, find_max_batch)
@@ -207,11 +241,15 @@ def _report(output: Output, session, out: str | None, plot: str | None = None) -
         ok = output.write(out, text)
     if plot:
         ok = write_roofline(output, [(_config_label(r), r) for r in results], plot, "netprobe bench --breakdown") and ok
+    for r in results:
+        if r.failed_in == "export":  # a model the exporter cannot take: one line naming what it refused
+            say_error(f"{r.spec} b{r.batch} {r.imgsz}px, --runtime {r.runtime}: {r.error}")
+            ok = False
     output.finish(ok)
 
 
 def _config_label(r) -> str:
-    return f"{r.spec} b{r.batch} {r.imgsz}px {r.dtype} {r.mode}"
+    return f"{r.spec} b{r.batch} {r.imgsz}px {r.dtype} {r.mode}" + (f" {r.runtime}" if r.runtime != "torch" else "")
 
 
 def bench_report(results: list, info: dict, busy: str) -> Report:
@@ -230,6 +268,8 @@ def bench_report(results: list, info: dict, busy: str) -> Report:
                   if any(r.loss.startswith("surrogate") for r in results) else ""))
     columns = BENCH_COLUMNS + ([Column("compile_s", "Compile s", fmt_float(1))]
                                if any(r.compiled for r in results) else [])
+    if any(r.runtime != "torch" for r in results):
+        columns, caption = RUNTIME_COLUMNS, runtime_caption(results, info)
     report = Report([TableBlock("results", columns, records, "netprobe bench", caption)])
     stage_recs = [{**s.__dict__, "config": f"{r.spec} b{r.batch} {r.imgsz}px {r.dtype} {r.mode}"}
                   for r in results for s in r.stages]
@@ -243,3 +283,20 @@ def bench_report(results: list, info: dict, busy: str) -> Report:
     for block in explain_blocks([(_config_label(r), r) for r in results]):
         report.add(block)
     return report
+
+
+def runtime_caption(results: list, info: dict) -> str:
+    """What a table of runtimes needs said: the machine and threads, how each runtime got its model, how
+    the outputs were checked and what the columns mean."""
+    from netprobe.runtimes import PARITY_TOLERANCE
+    from netprobe.runtimes.base import PARITY_FLOOR
+
+    exporters = {r.runtime: r.exporter for r in results if r.exporter and r.runtime != "torch"}
+    mem = next((r.mem_kind for r in results if r.mem_kind), "")
+    return (f"{info['name']} · {plural(info['threads'], 'intra-op thread')} for every runtime · inference, fp32, "
+            "same input, same warm-up rule (until steady) · "
+            + " · ".join(f"{name}: {how}" for name, how in exporters.items())
+            + f" · Max abs/rel err: each runtime's outputs against eager torch's (rel: of their largest magnitude); "
+            f"beyond {PARITY_TOLERANCE:g} of the scale + {PARITY_FLOOR:g} the row says mismatch · vs torch: eager "
+            f"torch's p50 over this one's · First run s: loading (session creation, compilation) and the first run "
+            f"· Peak MB: {mem} while loading and running (not exporting)")

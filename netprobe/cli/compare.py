@@ -36,6 +36,14 @@ PAPER_COLUMNS = [
     Column("paper_v100", "Paper V100 imgs/s"), Column("paper_tpu", "Paper TPUv3 imgs/s"),
     Column("paper_speedup", "Paper V100 speed", _speed),
 ]
+RUNTIME_COMPARE_COLUMNS = [
+    Column("label", "Variant", justify="left", ident=True), Column("runtime", "Runtime", justify="left", ident=True),
+    Column("params", "Params", fmt_si), Column("macs_base", "MACs @base size", fmt_si),
+    Column("macs", "MACs @run size", fmt_si), Column("status", "Status", justify="left", ident=True),
+    Column("infer_imgs_per_s", "Infer imgs/s", fmt_float(2)), Column("spread", "min–max"),
+    Column("speedup", "Speed vs first", _speed), Column("vs_torch", "vs torch", _speed),
+    Column("peak_mem_mb", "Peak MB", fmt_mb),
+]
 TABLE2_COLUMNS = [Column("paper_v100", "Paper V100 imgs/s (16 GB)")]
 
 
@@ -92,6 +100,9 @@ def compare(
     global_batch: opt.GlobalBatchOption = None,
     bucket_mb: opt.BucketOption = 25,
     fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.table,
+    runtime: Annotated[str | None, typer.Option(help="Compare inference in these runtimes instead of training: "
+                                                     "a comma list of torch, torchscript, export, onnxruntime, "
+                                                     "openvino (eager torch always, as the reference).")] = None,
 ) -> None:
     """Train the variants side by side (interleaved rounds), with the paper's figures beside ours."""
     from netprobe import compare as C
@@ -121,8 +132,10 @@ def compare(
     from netprobe.target import resolve
 
     base_size = resolve(base).imgsz or (224, 224)
+    runtimes = tuple(opt.runtime_list(runtime)) if runtime is not None else ()
     settings = C.default_settings(dev, base_size[0], one_batch, one_size, iters, rounds, max_warmup_s=max_warmup_s,
-                                  amp=amp.value, channels_last=channels_last, breakdown=breakdown)
+                                  amp=amp.value, channels_last=channels_last, breakdown=breakdown,
+                                  runtimes=runtimes)
     if experiment == "fused-stages":
         variants = C.fused_stage_variants(base, fused_kernel, settings.batch, settings.imgsz)
     elif experiment == "batch-imgsz":
@@ -135,9 +148,9 @@ def compare(
     if nproc is not None:
         from netprobe.cli.distributed import DistOptions, check_plans, run_all
 
-        if plot or breakdown:
-            raise InputError("--plot and --breakdown go with the single-device comparison; leave them out with "
-                             "--nproc")
+        if plot or breakdown or runtime:
+            raise InputError("--plot, --breakdown and --runtime go with the single-device comparison; leave them "
+                             "out with --nproc")
         sizes_asked = opt.int_list("--world-sizes", world_sizes, 1, 4096) or None
         options = DistOptions(nproc, sizes_asked, global_batch, bucket_mb)
         jobs = [(v.label, v.config(settings)) for v in variants]
@@ -207,16 +220,23 @@ def compare_report(experiment: str, rows: list, settings_line: str, busy: str | 
     has_table2 = any(r.paper and "v100_oom" in r.paper for r in rows)
     columns = COMPARE_COLUMNS + (PAPER_COLUMNS if has_table3 else []) + (TABLE2_COLUMNS if has_table2 else [])
     caption = "MACs = multiply-accumulates per image (the paper's 'FLOPs'). Train imgs/s: median over rounds."
+    if any(r.mode == "infer" for r in rows):  # runtimes: inference, and the paper's train speeds do not apply
+        columns = RUNTIME_COMPARE_COLUMNS + (PAPER_COLUMNS[:4] if has_table3 else [])
+        caption = ("MACs = multiply-accumulates per image (the paper's 'FLOPs'). Infer imgs/s: median over rounds, "
+                   "fp32, the same input in every runtime. Speed vs first: against the first variant in the same "
+                   "runtime; vs torch: against the same variant in eager torch.")
     losses = sorted({r.loss for r in rows if r.loss})
     if any(loss.startswith("surrogate") for loss in losses):
         caption += (f" Train loss: {'; '.join(losses)} (a stand-in: no label assignment or real detection loss is "
                     "timed).")
     if has_table3 or has_table2:
         caption += (" Paper columns: EfficientNetV2 paper (arXiv:2104.00298) " + ("Table 3" if has_table3 else
-                    "Table 2") + ", published figures, not measured here.")
+                    "Table 2") + ", published figures, not measured here"
+                    + (" (its speeds are of training, so not shown beside inference)." if rows[0].mode == "infer"
+                       else "."))
     from netprobe.cli.explain import explain_blocks
 
     return Report([TextBlock(f"Settings: {settings_line}."),
                    TableBlock("rows", columns, records, f"netprobe compare {experiment}", caption),
                    *([TextBlock(busy, "yellow")] if busy else []),
-                   *explain_blocks([(r.label, r) for r in rows])])
+                   *explain_blocks([(r.label + (f" ({r.runtime})" if r.mode == "infer" else ""), r) for r in rows])])

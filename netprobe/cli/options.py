@@ -82,3 +82,17 @@ def require_matplotlib() -> None:
     except ImportError:
         raise InputError("--plot needs matplotlib: pip install matplotlib (or pip install 'netprobe[plot]')") from None
 
+
+
+def runtime_names(text: str) -> list[str]:
+    """The runtimes a --runtime comma list names (checked: known, none twice)."""
+    from netprobe.runtimes import parse_runtimes
+
+    return parse_runtimes(text)
+
+
+def runtime_list(text: str | None) -> list[str]:
+    """The runtimes to measure: eager torch alone by default; with others, eager torch first as their
+    reference (for speed and for the outputs every export is checked against)."""
+    names = runtime_names(text) if text is not None else ["torch"]
+    return names if names[0] == "torch" else ["torch", *[n for n in names if n != "torch"]]

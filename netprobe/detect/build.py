@@ -71,7 +71,7 @@ class Detector(nn.Module):
                 out = maps[row.output_of][row.output_index]  # type: ignore[index]
             else:
                 feeds = [maps[j] for j in row.inputs]
-                if row.index in self._joins:
+                if row.index in self._joins and not torch.jit.is_tracing():  # traced sizes are tensors, not ints
                     self._check_join(row, feeds, x)
                 out = self._modules[str(row.index)](feeds[0] if isinstance(row.src, int) else feeds)
             if row.index in self._kept:

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from netprobe.errors import DistError, InputError
+from netprobe.errors import DistError, InputError, one_line
 from netprobe.timing import is_oom, usable_cores
 
 FAILURE_GRACE_S = 1.0  # after a first failure, how long to listen for the rank that caused it
@@ -78,12 +78,6 @@ class _Failure:
     def error(self) -> DistError:
         verb = "died" if self.kind == "died" else "failed"
         return DistError(f"rank {self.rank} {verb}: {self.line}", self.rank, self.kind)
-
-
-def one_line(exc: BaseException) -> str:
-    """`Type: first line of the message`, or the type alone when the message is empty."""
-    first = next(iter(str(exc).splitlines()), "").strip()
-    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
 class Launcher:

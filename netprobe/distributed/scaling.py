@@ -19,10 +19,10 @@ import torch.distributed as dist
 
 from netprobe.bench import BenchConfig
 from netprobe.distributed.checks import RowPlan, ScalingPlan, plan_scaling
-from netprobe.distributed.launch import Launcher, RankContext, one_line
+from netprobe.distributed.launch import Launcher, RankContext
 from netprobe.distributed.measure import RowTask, measure_row
 from netprobe.distributed.result import DistResult, failed_row, measured_row, relate
-from netprobe.errors import DistError, InputError
+from netprobe.errors import DistError, InputError, one_line
 from netprobe.timing import is_oom
 
 JOB_VARIABLES = ("RANK", "WORLD_SIZE", "MASTER_ADDR")

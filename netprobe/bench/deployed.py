@@ -1,0 +1,132 @@
+"""Measuring a model where it will be deployed: exported with a runtime's own tools, loaded, checked
+against eager torch on the same input, then timed by the same steady-state loop as eager torch.
+
+A model the exporter or runtime cannot take is a row that says where it failed (export, load, run)
+and why, naming the op the exporter refused; the other rows go on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import torch
+
+from netprobe.bench.config import BenchConfig, BenchResult, fill_times
+from netprobe.counting import Count
+from netprobe.errors import one_line
+from netprobe.runtimes import Runtime, RuntimeStep, get_runtime, parity
+from netprobe.target import Target, module_to_time
+from netprobe.tensors import tensors
+from netprobe.timing import measure_steps, release_memory, reset_peak
+
+
+class DeployFailed(Exception):
+    """A runtime could not export, load or run the model: a result to show, not a crash."""
+
+    def __init__(self, stage: str, cause: BaseException) -> None:
+        super().__init__(f"{stage} failed: {one_line(cause)}")
+        self.stage = stage
+
+
+def measure_deployed(target: Target, config: BenchConfig, size: tuple[int, int], dtype: torch.dtype,
+                     result: BenchResult, classes: int, counted: Count, step_count, on_step: Callable[[], None],
+                     on_status: Callable[[str], None] | None = None) -> int | None:
+    """Export, load, check and time `config` in its runtime; fills `result`. Returns the memory baseline
+    taken once the model is exported (the peak is the runtime's, not the exporter's)."""
+    runtime = get_runtime(config.runtime)
+    say = on_status or (lambda text: None)
+    result.runtime_version, result.provider = runtime.version(), runtime.provider(config.device)
+    with module_to_time(target, config.device, config.copy) as model, _folder(config.keep_exports) as folder:
+        model.eval()
+        result.params = sum(p.numel() for p in model.parameters())
+        x = torch.randn(config.batch, target.in_chans, *size, device=config.device)
+        with torch.inference_mode():
+            reference = list(tensors(model(x)))
+        say(f"exporting to {runtime.file_kind}")
+        try:
+            session, step, baseline = _deploy(runtime, model, x, folder, _stem(result), config, result, reference)
+        except DeployFailed as exc:
+            result.status, result.error, result.failed_in = "error", str(exc), exc.stage
+            return None
+        times = measure_steps(step, config.device, config.warmup, config.iters, on_step, config.max_warmup_s,
+                              on_status=on_status)
+        result.first_run_s += times.first_s
+        fill_times(result, times, config)
+        if config.breakdown:
+            _explain(result, target, runtime, session, model, x, config, dtype, step_count, folder)
+        step.release()
+        if config.keep_exports:
+            result.export_files = [str(f) for f in result_files(folder, _stem(result))]
+    return baseline
+
+
+def _deploy(runtime: Runtime, model, x: torch.Tensor, folder: Path, stem: str, config: BenchConfig,
+            result: BenchResult, reference: list[torch.Tensor]) -> tuple[object, RuntimeStep, int | None]:
+    """Export, load (timed with the first run) and check the outputs; raises DeployFailed where it fails."""
+    try:
+        exported = runtime.export(model, x, folder, stem)
+    except Exception as exc:
+        raise DeployFailed("export", exc) from None
+    result.exporter, result.export_s, result.file_mb = exported.how, exported.seconds, exported.size_mb
+    release_memory(config.device)
+    baseline = reset_peak(config.device)
+    t0 = time.perf_counter()
+    try:
+        session = runtime.load(exported, config.device, result.threads)
+    except Exception as exc:
+        raise DeployFailed("load", exc) from None
+    result.first_run_s = time.perf_counter() - t0
+    step = RuntimeStep(runtime, session, x)
+    try:
+        outputs = runtime.run(session, step.inputs)
+    except Exception as exc:
+        raise DeployFailed("run", exc) from None
+    check = parity(reference, outputs)
+    result.max_abs_err, result.max_rel_err, result.parity_ok = check.max_abs, check.max_rel, check.ok
+    if not check.ok:
+        result.status, result.error = "mismatch", check.note
+    return session, step, baseline
+
+
+def _explain(result: BenchResult, target: Target, runtime: Runtime, session: object, model, x: torch.Tensor,
+             config: BenchConfig, dtype: torch.dtype, step_count, folder: Path) -> None:
+    """Time by op kind and the roofline from the runtime's own profiler, where it has one netprobe reads."""
+    from netprobe.runtimes.profile import profile_runtime
+
+    if not hasattr(runtime, "session_options"):
+        result.breakdown_note = f"no breakdown for {runtime.name}: netprobe reads the profiler of onnxruntime only"
+        return
+    from netprobe.explain import explain_profiled
+    from netprobe.summary import stage_function
+
+    stage_of = stage_function(target, tuple(x.shape[2:]))
+    found = explain_profiled(model, profile_runtime(runtime, folder / f"{_stem(result)}.onnx", model, x,
+                                                    config.device, result.threads, folder),
+                             x, config.device, dtype, result.step_ms, result.peak_tflops, stage_of, count=step_count)
+    result.breakdown = found.breakdown.to_records() or None
+    result.roofline = found.roofline.to_dict() if found.roofline else None
+    result.breakdown_note = found.note
+
+
+def _stem(result: BenchResult) -> str:
+    """A file name for the export: the model, batch, size and runtime, in letters a file system takes."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", f"{result.spec}-b{result.batch}-{result.imgsz}-{result.runtime}")[-120:]
+
+
+def result_files(folder: Path, stem: str) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.name.startswith(stem + "."))
+
+
+@contextlib.contextmanager
+def _folder(keep: str | None) -> Iterator[Path]:
+    """The folder exports go to: the user's (--keep-exports), or a temporary one removed afterwards."""
+    if keep:
+        yield Path(keep).expanduser()
+        return
+    with tempfile.TemporaryDirectory(prefix="netprobe-export-") as temp:
+        yield Path(temp)

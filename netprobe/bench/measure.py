@@ -1,0 +1,154 @@
+"""Measuring one configuration: count it on meta, then time it through `netprobe.timing` (an eager-torch
+step, warmed up until steady, each phase timed). Out of memory is a result."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+
+import torch
+from torch import nn
+
+from netprobe.bench.config import BenchConfig, BenchResult, fill_times, validate
+from netprobe.bench.deployed import measure_deployed
+from netprobe.counting import Count, count, count_train
+from netprobe.errors import one_line
+from netprobe.target import Target, module_to_time, size_text
+from netprobe.timing import (
+    AMP_DTYPES,
+    DTYPE_NAMES,
+    OPTIMIZERS,
+    TorchStep,
+    device_roof,
+    is_oom,
+    loss_name,
+    measure_steps,
+    memory_bandwidth_gbs,
+    peak_mb,
+    release_memory,
+    reset_peak,
+    resolve_device,
+    stage_times,
+)
+
+
+def benchmark(config: BenchConfig | object, on_step: Callable[[], None] | None = None,
+              on_status: Callable[[str], None] | None = None, **options) -> BenchResult:
+    """Measure one configuration. Out of memory is a result (`status='oom'`), not an exception.
+
+    `config` is a `BenchConfig`, or a model (spec string, `nn.Module`, `Target`) with the config's
+    fields as keywords: `benchmark(model, device="cpu", batch=8, imgsz=128)`. A module passed in is
+    timed on a copy unless `copy=False`, and is left exactly as it was either way. `on_step` ticks a
+    progress bar (1 + warmup + iters times); `on_status(text)` says what is being done (warm-up, timing).
+    """
+    if not isinstance(config, BenchConfig):
+        config = BenchConfig(config, **options)
+    elif options:
+        config = replace(config, **options)
+    target = validate(config)
+    device = resolve_device(config.device)
+    config = replace(config, device=device)
+    size = target.input_size(config.imgsz)
+    dtype = AMP_DTYPES[config.amp]
+    result = BenchResult(target.label, device, DTYPE_NAMES[dtype], config.batch, size_text(size), config.mode, "ok")
+    try:
+        counted = count(target.meta_model(), (1, target.in_chans, *size))
+    except Exception as exc:  # data-dependent code the meta device cannot run: a row that says so, not a traceback
+        result.status, result.error = "error", f"cannot count it on the meta device ({one_line(exc)})"
+        return result
+    classes = output_classes(target, counted)
+    train = config.mode == "train"
+    result.macs_per_img, result.channels_last, result.compiled = counted.macs, config.channels_last, config.compile
+    result.optimizer, result.iters = (config.optimizer if train else ""), config.iters
+    result.loss = loss_name(classes) if train else ""
+    result.runtime, result.threads = config.runtime, torch.get_num_threads()
+    step_count = _count_step(target, config, size, dtype, classes)
+    result.fwd_macs = step_count.fwd_macs // config.batch if step_count and train else counted.macs
+    result.bwd_macs = step_count.bwd_macs // config.batch if step_count and train else None
+    # the roofs first: their buffers (the copy's are 2 x 256 MB on CPU) must not count in the model's peak memory
+    result.peak_tflops, result.peak_measured_tflops = device_roof(device, dtype)
+    if config.breakdown:
+        memory_bandwidth_gbs(device, dtype)  # measured once per process, kept for the breakdown
+    release_memory(device)
+    baseline = reset_peak(device)
+    measure = _measure if config.runtime == "torch" else measure_deployed
+    try:
+        baseline = measure(target, config, size, dtype, result, classes, counted, step_count,
+                           on_step or (lambda: None), on_status) or baseline
+        result.peak_mem_mb, result.mem_kind = peak_mb(device, baseline)
+    except Exception as exc:
+        if not is_oom(exc):
+            result.status, result.error = "error", one_line(exc)
+        else:
+            result.status, result.error = "oom", "out of memory"
+            result.peak_mem_mb, result.mem_kind = peak_mb(device, baseline)
+    finally:
+        release_memory(device)
+    return result
+
+
+def output_classes(target: Target, counted: Count) -> int:
+    """How many classes the model's logits have; 0 when its output is no [N, classes] tensor."""
+    if target.spec is not None:
+        return target.spec.table.classes
+    outs = counted.modules[""].out_shapes
+    return outs[0][1] if len(outs) == 1 and len(outs[0]) == 2 and outs[0][1] > 1 else 0
+
+
+def _count_step(target: Target, config: BenchConfig, size: tuple[int, int], dtype: torch.dtype, classes: int):
+    """The step as timed, counted op by op on meta (a train step with its optimizer; an inference
+    step's forward only when a breakdown needs its bytes); None where it is not needed or cannot be
+    counted: no TFLOP/s then, rather than a guessed one."""
+    train = config.mode == "train"
+    if not (train or config.breakdown):
+        return None
+    try:
+        return count_train(target.meta_model(), (config.batch, target.in_chans, *size),
+                           loss="cross_entropy" if classes else "sum", dtype=dtype,
+                           optimizer=OPTIMIZERS[config.optimizer] if train else None)
+    except Exception:
+        return None
+
+
+def _measure(target: Target, config: BenchConfig, size: tuple[int, int], dtype: torch.dtype, result: BenchResult,
+             classes: int, counted: Count, step_count, on_step: Callable[[], None],
+             on_status: Callable[[str], None] | None = None) -> None:
+    device = config.device
+    result.runtime_version, result.provider = torch.__version__, device
+    if device == "cuda":
+        torch.backends.cudnn.benchmark = True
+    with module_to_time(target, config.device, config.copy) as model:
+        result.params = sum(p.numel() for p in model.parameters())
+        fmt = torch.channels_last if config.channels_last else torch.contiguous_format
+        model = model.to(memory_format=fmt)
+        x = torch.randn(config.batch, target.in_chans, *size, device=device).contiguous(memory_format=fmt)
+        y = torch.randint(0, max(classes, 1), (config.batch,), device=device)
+        step = TorchStep(model, x, y, mode=config.mode, dtype=dtype, optimizer=config.optimizer, classes=classes,
+                         compile=config.compile)
+        times = measure_steps(step, device, config.warmup, config.iters, on_step, config.max_warmup_s,
+                              on_status=on_status)
+        fill_times(result, times, config)
+        if config.breakdown:
+            _explain(result, target, model, step, x, config, dtype, step_count)
+        if config.per_stage:
+            macs = {name: sum(m.macs for m in counted.under(name)) * config.batch for name, _ in model.named_children()}
+            result.stages = stage_times(model, x, dtype, config.mode == "train", config.warmup, config.iters, macs)
+        step.release()
+
+
+def _explain(result: BenchResult, target: Target, model: nn.Module, step: TorchStep, x: torch.Tensor,
+             config: BenchConfig, dtype: torch.dtype, step_count) -> None:
+    """Profiled steps after the timed ones: time by op kind and the roofline, or a note saying why not."""
+    if config.compile:
+        result.breakdown_note = "no breakdown with compile: the compiled graph fuses ops across modules"
+        return
+    from netprobe.explain import explain_step
+    from netprobe.summary import stage_function
+
+    stage_of = stage_function(target, tuple(x.shape[2:]))
+    found = explain_step(model, step, x, config.device, dtype, config.mode, config.optimizer, result.step_ms,
+                         result.peak_tflops, stage_of, count=step_count)
+    result.breakdown = found.breakdown.to_records() or None
+    result.roofline = found.roofline.to_dict() if found.roofline else None
+    result.breakdown_note = found.note
+

@@ -1,0 +1,164 @@
+"""What every runtime provides: export a module, load the export on a device, run it, say its version.
+
+A runtime is one class with four jobs (export, load, run, version) and a few facts (the pip extra that
+installs it, the devices it runs on, the file it writes). `RuntimeStep` turns any runtime's loaded
+model into a timing `Step`, so that netprobe's steady-state loop times every runtime alike.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+import sys
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from netprobe.timing.clock import Clock
+from netprobe.timing.step import INFER_PHASES
+
+DEPLOY_EXTRA = "deploy"  # pip install 'netprobe[deploy]'
+
+
+@dataclass
+class Exported:
+    """What `Runtime.export` wrote: the files of one model (the first is the one to load), how long it took."""
+
+    files: list[Path]
+    seconds: float
+    how: str  # the exporter and its settings, in words
+    module: nn.Module | None = None  # runtimes that need no file (eager torch) keep the module
+
+    @property
+    def size_mb(self) -> float:
+        return sum(f.stat().st_size for f in self.files) / 2**20
+
+
+class Runtime:
+    """A runtime a model can be deployed to. Subclasses set the facts and implement the four jobs."""
+
+    name = ""
+    packages: tuple[str, ...] = ()  # import names it needs
+    extra: str | None = DEPLOY_EXTRA  # the pip extra that installs them (None: always there)
+    cuda = False  # runs on CUDA devices
+    file_kind = ""  # what its export is, e.g. "ONNX"
+
+    def missing(self) -> str | None:
+        """Why the runtime cannot be used here (a package that does not import), or None."""
+        for package in self.packages:
+            try:
+                importlib.import_module(package)
+            except Exception as exc:  # not installed, or built against something else
+                return f"{package} does not import ({type(exc).__name__})"
+        return None
+
+    def version(self) -> str:
+        raise NotImplementedError
+
+    def provider(self, device: str) -> str:
+        """The execution provider or device it runs the model on, as the runtime names it."""
+        return device
+
+    def export(self, model: nn.Module, example: torch.Tensor, folder: Path, stem: str) -> Exported:
+        raise NotImplementedError
+
+    def load(self, exported: Exported, device: str, threads: int) -> object:
+        raise NotImplementedError
+
+    def prepare_input(self, x: torch.Tensor) -> object:
+        """The input as the runtime takes it (converted once, outside the timed steps)."""
+        return x
+
+    def run(self, session: object, inputs: object) -> list:
+        """Run the loaded model once; its outputs as a list of tensors or arrays."""
+        raise NotImplementedError
+
+
+class RuntimeStep:
+    """A loaded model of any runtime as a timing Step: one inference per call, one phase."""
+
+    phases = INFER_PHASES
+
+    def __init__(self, runtime: Runtime, session: object, x: torch.Tensor) -> None:
+        self.runtime, self.session, self.inputs = runtime, session, runtime.prepare_input(x)
+
+    def __call__(self, clock: Clock) -> None:
+        clock.mark()
+        self.runtime.run(self.session, self.inputs)
+        clock.mark()
+
+    def release(self) -> None:
+        self.session = self.inputs = None
+
+
+@dataclass
+class Parity:
+    """A runtime's outputs against eager torch's on the same input."""
+
+    max_abs: float
+    max_rel: float  # max abs error over the largest magnitude of the reference
+    ok: bool
+    note: str = ""  # why not ok: different numbers or shapes of outputs, or the error beyond tolerance
+    shapes: list[list[int]] = field(default_factory=list)
+
+
+PARITY_TOLERANCE = 1e-3  # max |runtime - torch| within this fraction of max |torch|, per output ...
+PARITY_FLOOR = 1e-5  # ... plus this much: outputs near zero (an untrained classifier's) carry rounding alone
+
+
+def parity(reference: list[torch.Tensor], outputs: list) -> Parity:
+    """Compare every output; shapes must match and each one's largest error stay within
+    PARITY_TOLERANCE x its largest magnitude + PARITY_FLOOR."""
+    got = [torch.as_tensor(o).detach().float().cpu() for o in outputs]
+    want = [r.detach().float().cpu() for r in reference]
+    if len(got) != len(want):
+        return Parity(float("inf"), float("inf"), False, f"{len(got)} outputs where eager torch gives {len(want)}")
+    max_abs = max_rel = 0.0
+    ok = True
+    for i, (a, b) in enumerate(zip(want, got, strict=True)):
+        if tuple(a.shape) != tuple(b.shape):
+            return Parity(float("inf"), float("inf"), False,
+                          f"output {i} has shape {list(b.shape)} where eager torch gives {list(a.shape)}")
+        err = (a - b).abs().max().item() if a.numel() else 0.0
+        scale = a.abs().max().item() if a.numel() else 0.0
+        max_abs, max_rel = max(max_abs, err), max(max_rel, err / scale if scale else err)
+        ok = ok and err <= PARITY_TOLERANCE * scale + PARITY_FLOOR
+    note = "" if ok else (f"outputs differ from eager torch by up to {max_abs:.2g} ({max_rel:.1e} of their scale; "
+                          f"tolerance {PARITY_TOLERANCE:g} of the scale + {PARITY_FLOOR:g})")
+    return Parity(max_abs, max_rel, ok, note, [list(a.shape) for a in want])
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """Exporters print graphs, warnings and progress lines from Python and C++: keep them off the user's
+    terminal and out of piped output (both file descriptors), and restore them even on error."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        with warnings.catch_warnings(), open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink), \
+                contextlib.redirect_stderr(sink):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (*saved, devnull):
+            os.close(fd)
+
+
+def timed_export(files: list[Path], how: str, export) -> Exported:
+    """Run `export()` (which writes `files`) quietly and time it."""
+    t0 = time.perf_counter()
+    with quiet():
+        export()
+    return Exported(files, time.perf_counter() - t0, how)

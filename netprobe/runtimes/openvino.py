@@ -1,0 +1,54 @@
+"""OpenVINO: the ONNX export converted with `openvino.convert_model`, saved as IR (.xml + .bin), and
+compiled for the CPU with `threads` inference threads, the latency hint, and fp32 inference precision
+(OpenVINO would otherwise run bf16 on CPUs that have it: the rows would not compare like for like)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from netprobe.runtimes.base import Exported, Runtime, quiet
+from netprobe.runtimes.onnx_export import EXPORTER, export_onnx
+
+
+class OpenVino(Runtime):
+    name = "openvino"
+    packages = ("onnx", "openvino")
+    cuda = False  # its GPU plugin drives Intel GPUs, not CUDA devices
+    file_kind = "OpenVINO IR (.xml + .bin)"
+
+    def version(self) -> str:
+        import openvino
+
+        return openvino.__version__.split("-")[0]
+
+    def provider(self, device: str) -> str:
+        return "CPU"
+
+    def export(self, model: nn.Module, example: torch.Tensor, folder: Path, stem: str) -> Exported:
+        import openvino
+
+        onnx = export_onnx(model, example, folder / f"{stem}.onnx")
+        xml, weights = folder / f"{stem}.xml", folder / f"{stem}.bin"
+        t0 = time.perf_counter()
+        with quiet():
+            openvino.save_model(openvino.convert_model(str(onnx.files[0])), str(xml))
+        onnx.files[0].unlink()  # the IR is what OpenVINO loads
+        return Exported([xml, weights], onnx.seconds + time.perf_counter() - t0,
+                        f"{EXPORTER}, then openvino.convert_model to IR")
+
+    def load(self, exported: Exported, device: str, threads: int) -> object:
+        import openvino
+
+        config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+        compiled = openvino.Core().compile_model(str(exported.files[0]), "CPU", config)
+        return compiled.create_infer_request()
+
+    def prepare_input(self, x: torch.Tensor) -> object:
+        return x.detach().cpu().numpy()
+
+    def run(self, session: object, inputs: object) -> list:
+        return list(session.infer({0: inputs}).values())
