@@ -9,7 +9,7 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from netprobe.bench import run as BR
+from netprobe.bench import runs as BR
 from netprobe.cli import app
 
 runner = CliRunner()

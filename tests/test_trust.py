@@ -19,7 +19,7 @@ from netprobe import bench as B
 from netprobe import timing
 from netprobe.archs import ARCHS
 from netprobe.bench import measure as BM
-from netprobe.bench import run as BR
+from netprobe.bench import runs as BR
 from netprobe.cli import app
 
 runner = CliRunner()
@@ -177,7 +177,7 @@ def test_sigterm_prints_and_writes_what_finished(tmp_path):
     # A real signal to a real process: the second configuration sends SIGTERM to its own process.
     script = f"""
 import os, signal, sys
-from netprobe.bench import run as BR
+from netprobe.bench import runs as BR
 from netprobe.cli import main
 real, seen = BR.benchmark, []
 def benchmark(config, *args):

@@ -10,7 +10,7 @@ roofs measured and the busy-machine verdict (`BenchRun.to_dict()` is its JSON).
 
 from netprobe.bench.config import LIMITS, BenchConfig, BenchResult, validate
 from netprobe.bench.measure import benchmark, output_classes
-from netprobe.bench.run import BenchRun, busy_note, find_max_batch, grid, largest_fitting, run, run_grid
+from netprobe.bench.runs import BenchRun, busy_note, find_max_batch, grid, largest_fitting, run, run_grid
 from netprobe.timing import StageTime
 
 __all__ = ["LIMITS", "BenchConfig", "BenchResult", "BenchRun", "StageTime", "benchmark", "busy_note", "find_max_batch",

@@ -150,27 +150,9 @@ def _check_deployed(config: BenchConfig, target: Target) -> None:
             raise InputError(f"{flag} applies to eager torch; --runtime {config.runtime} runs the fp32 export of the "
                              "model as it is: leave it out, or use --runtime torch")
     if config.keep_exports is not None:
+        from netprobe.files import check_folder
+
         check_folder(config.keep_exports, "--keep-exports")
-
-
-def check_folder(path: str, option: str) -> None:
-    """A folder that exists and can be written in (tested by creating and removing a file), or one line."""
-    import os
-    import tempfile
-    from pathlib import Path
-
-    from netprobe.errors import quote
-
-    folder = Path(path).expanduser()
-    if not folder.is_dir():
-        raise InputError(f"{option} {quote(path)} is not a folder; give an existing folder (create it first)")
-    try:
-        fd, probe = tempfile.mkstemp(dir=folder, prefix=".netprobe-check-")
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise InputError(f"{option} {quote(path)}: cannot write in it ({exc.strerror or exc}); choose a writable "
-                         "folder") from None
 
 
 def fill_times(result: BenchResult, times: StepTimes, config: BenchConfig) -> None:

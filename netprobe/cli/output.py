@@ -5,18 +5,16 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
-from pathlib import Path
 
 import typer
 
 from netprobe.cli.app import say_error
 from netprobe.errors import InputError, quote
+from netprobe.files import PATH_LIMIT, check_destination, write_atomic
 from netprobe.render import Format, Report, to_csv, to_json, to_markdown
 
 UNLIMITED = 1_000_000  # the width of output that is not a terminal
 
-PATH_LIMIT = 240  # characters of a path shown in a message
 
 
 def stdout_width() -> int | None:
@@ -119,49 +117,6 @@ def note(text: str, style: str = "") -> None:
     from netprobe.terminal import make_console
 
     make_console(stderr=True).print(Text(text, style=style), soft_wrap=True)
-
-
-def check_destination(path: str, suffixes: tuple[str, ...], option: str) -> None:
-    """Refuse before any work a file that could not be written: wrong suffix, a folder, a missing or
-    read-only folder (tested by creating and removing a file in it)."""
-    shown = quote(path, PATH_LIMIT)
-    if suffixes and not path.lower().endswith(suffixes):
-        raise InputError(f"--{option} {shown}: give a file name ending in {' or '.join(suffixes)}")
-    target = Path(path).expanduser()
-    if target.is_dir():
-        raise InputError(f"--{option} {shown} is a folder; give a file name inside it")
-    folder = target.parent
-    if not folder.is_dir():
-        raise InputError(f"--{option} {shown}: the folder {quote(str(folder), PATH_LIMIT)} does not exist; "
-                         "create it first")
-    try:
-        fd, probe = tempfile.mkstemp(dir=folder, prefix=".netprobe-check-")
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise InputError(f"--{option} {shown}: cannot write in {quote(str(folder), PATH_LIMIT)} "
-                         f"({exc.strerror or exc}); choose a writable folder") from None
-
-
-def write_atomic(path: str | Path, content: str | bytes) -> None:
-    """Write through a temporary file and a rename (never a half-written file), with the mode a
-    plain write would give: the existing file's, or 0666 less the umask."""
-    path = Path(path).expanduser()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(content.encode() if isinstance(content, str) else content)
-        os.chmod(tmp, path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def progress_bar():

@@ -80,6 +80,21 @@ class Runtime:
         raise NotImplementedError
 
 
+class TorchRuntime(Runtime):
+    """A runtime of PyTorch's own (eager, TorchScript, torch.export): always there, on CPU and CUDA, run
+    under inference mode."""
+
+    extra = None
+    cuda = True
+
+    def version(self) -> str:
+        return torch.__version__
+
+    def run(self, session: object, inputs: object) -> list:
+        with torch.inference_mode():
+            return [session(inputs)]
+
+
 class RuntimeStep:
     """A loaded model of any runtime as a timing Step: one inference per call, one phase."""
 

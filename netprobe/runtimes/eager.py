@@ -7,24 +7,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from netprobe.runtimes.base import Exported, Runtime
+from netprobe.runtimes.base import Exported, TorchRuntime
 
 
-class Eager(Runtime):
+class Eager(TorchRuntime):
     name = "torch"
-    extra = None
-    cuda = True
     file_kind = "none (the module itself)"
-
-    def version(self) -> str:
-        return torch.__version__
 
     def export(self, model: nn.Module, example: torch.Tensor, folder: Path, stem: str) -> Exported:
         return Exported([], 0.0, "eager: no export", module=model)
 
     def load(self, exported: Exported, device: str, threads: int) -> object:
         return exported.module.eval()
-
-    def run(self, session: object, inputs: object) -> list:
-        with torch.inference_mode():
-            return [session(inputs)]

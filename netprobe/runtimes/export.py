@@ -8,17 +8,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from netprobe.runtimes.base import Exported, Runtime, timed_export
+from netprobe.runtimes.base import Exported, TorchRuntime, timed_export
 
 
-class TorchExport(Runtime):
+class TorchExport(TorchRuntime):
     name = "export"
-    extra = None
-    cuda = True
     file_kind = "ExportedProgram (.pt2)"
-
-    def version(self) -> str:
-        return torch.__version__
 
     def export(self, model: nn.Module, example: torch.Tensor, folder: Path, stem: str) -> Exported:
         path = folder / f"{stem}.pt2"
@@ -30,7 +25,3 @@ class TorchExport(Runtime):
 
     def load(self, exported: Exported, device: str, threads: int) -> object:
         return torch.export.load(str(exported.files[0])).module()
-
-    def run(self, session: object, inputs: object) -> list:
-        with torch.inference_mode():
-            return [session(inputs)]

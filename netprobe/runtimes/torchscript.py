@@ -8,17 +8,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from netprobe.runtimes.base import Exported, Runtime, timed_export
+from netprobe.runtimes.base import Exported, TorchRuntime, timed_export
 
 
-class TorchScript(Runtime):
+class TorchScript(TorchRuntime):
     name = "torchscript"
-    extra = None
-    cuda = True
     file_kind = "TorchScript (.pt)"
-
-    def version(self) -> str:
-        return torch.__version__
 
     def export(self, model: nn.Module, example: torch.Tensor, folder: Path, stem: str) -> Exported:
         path = folder / f"{stem}.pt"
@@ -33,7 +28,3 @@ class TorchScript(Runtime):
         with warnings.catch_warnings():  # torch 2.13 calls TorchScript deprecated: the warning is not a result
             warnings.simplefilter("ignore")
             return torch.jit.load(str(exported.files[0]), map_location=device).eval()
-
-    def run(self, session: object, inputs: object) -> list:
-        with torch.inference_mode():
-            return [session(inputs)]
