@@ -342,7 +342,7 @@ def unet(width: int = 32) -> UNet:
 
 
 class DeepFailure(nn.Module):
-    """Raises deep inside: the third block's attention gets a tensor of the wrong width."""
+    """Raises deep inside: the third block ends with a Linear that gets a map of the wrong width."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -365,8 +365,29 @@ class ReturnsNothing(nn.Module):
         return self.result
 
 
+class Gate(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[1] != 4:  # a user's own check, its message in brackets that look like markup
+            raise ValueError(f"[bold]gate[/bold] wants 4 channels, got {x.shape[1]}")
+        return x
+
+
+class RaisesMarkup(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = Gate()
+        self.conv = nn.Conv2d(4, 4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(self.gate(x))
+
+
 def deep_failure() -> DeepFailure:
     return DeepFailure()
+
+
+def raises_markup() -> RaisesMarkup:
+    return RaisesMarkup()
 
 
 def returns_none() -> ReturnsNothing:
@@ -374,4 +395,4 @@ def returns_none() -> ReturnsNothing:
 
 
 def returns_text() -> ReturnsNothing:
-    return ReturnsNothing("[bold red]done[/]")  # markup-looking text must be shown as is, never rendered
+    return ReturnsNothing("done")

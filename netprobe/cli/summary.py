@@ -62,8 +62,9 @@ def summary(
     batch: Annotated[int, typer.Option(help="Batch size of the counted input (1-65,536).")] = 1,
     depth: Annotated[Depth, typer.Option(help="Rows per stage (a detector: per YAML row), block or leaf layer.")]
     = Depth.stage,
-    stages: Annotated[Staging, typer.Option(help="Stage rows: the model's own (children) or runs of layers at one "
-                                                 "stride (auto).")] = Staging.children,
+    stages: Annotated[Staging, typer.Option(help="Stage rows: the model's top-level children, or its stages found "
+                                                 "by structure, then stride (auto: stem, stages, head).")]
+    = Staging.children,
     in_chans: Annotated[int | None, typer.Option("--in-chans", help="Input channels; default: the model's own, "
                                                                      "else 3.")] = None,
     scale: Annotated[str | None, typer.Option(help="A detector YAML's scale letter (n, s, m, l, x); default: "

@@ -2,9 +2,9 @@
 
 Rows come from the target: a zoo backbone's stage table (stem, stage1..N, head, with the papers'
 operator names), or for any other module its top-level children (a container holding most of
-the network opened one level) or, with `stages="auto"`, runs of layers at one stride. Every
-number in a row is counted on the meta device; strides and P-levels are the counter's tracked
-cumulative strides, so they are right at any image size.
+the network opened one level) or, with `stages="auto"`, its stages found by structure first and
+stride second (see `auto`). Every number in a row is counted on the meta device; strides and
+P-levels are the counter's tracked cumulative strides, so they are right at any image size.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from netprobe.archs.builder import Net
 from netprobe.counting import OTHER_KINDS, Count, ModuleCount, count
 from netprobe.errors import InputError
 from netprobe.reference import TORCHVISION, TORCHVISION_IMGSZ
-from netprobe.summary.modules import child_groups, deep_rows, group_row, stride_groups
+from netprobe.summary.auto import auto_rows
+from netprobe.summary.modules import child_groups, deep_rows, group_row
 from netprobe.summary.rows import Row, act_mb, make_row
 from netprobe.summary.zoo import zoo_deep_rows, zoo_stage_rows
 from netprobe.target import Target, resolve
@@ -112,7 +113,9 @@ def summarize(model: object, imgsz: str | int | tuple[int, int] | None = None, b
     `path/model.yaml`, `module:pkg.mod:factory`, `file.py:factory`, `timm:NAME`), a `Target`, or an
     `nn.Module`, which is never changed (it is counted on a meta copy). A detector's summary is a
     `DetectorSummary`, one row per YAML row (`scale` and `modules` are a YAML file's options).
-    `stages="auto"` groups the layers of any model into runs at one stride instead of its own stages.
+    `stages="auto"` finds the stages of any model from its structure and strides (ResNet's stem, layer1-4,
+    head; ViT's patch embed, encoder layers, head; a UNet's levels down and back up) instead of its
+    top-level children; a block is never split, and a forward's own work sits in its module's row.
     `train=True` also counts a train step's backward op by op (`train`, and `bwd_macs` per row).
     `counters` ("fvcore", "thop", "torchinfo", "native" or "all") counts the same model with other
     libraries too, each by its own convention, beside the native count (`counters`, `counter_details`).
@@ -147,11 +150,13 @@ def _summarize_module(target: Target, size: tuple[int, int], batch: int, depth: 
                       train: bool) -> Summary:
     net = target.meta_model()
     result = count_checked(target, net, (batch, target.in_chans, *size))
-    if isinstance(net, Net) and stages == "children":
+    if stages == "auto":
+        stage_rows, rows = auto_rows(net, result, depth)
+    elif isinstance(net, Net):
         stage_rows = zoo_stage_rows(net, result)
         rows = stage_rows if depth == "stage" else zoo_deep_rows(net, result, depth, stage_rows)
     else:
-        groups = stride_groups(result) if stages == "auto" else child_groups(net, result)
+        groups = child_groups(net, result)
         stage_rows = [group_row(g, net, result, "stage") for g in groups]
         rows = stage_rows if depth == "stage" else deep_rows(net, result, depth, groups)
     root = result.modules[""]
