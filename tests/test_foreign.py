@@ -259,3 +259,22 @@ def test_cli_auto_stages_of_a_file_model():
     data = json.loads(result.stdout)
     assert [r["name"] for r in data["rows"]] == ["stem", "layer1", "layer2", "layer3", "layer4", "head"]
     assert [f["level"] for f in data["features"]] == ["P2", "P3", "P4", "P5"]
+
+
+@pytest.mark.parametrize(("factory", "message"), [
+    ("deep_failure", "fails on an input of 1×3×64×64 in blocks.2.2 (Linear): RuntimeError: mat1 and mat2 shapes "
+                     "cannot be multiplied (256x32 and 16x4)"),
+    ("raises_markup", "fails on an input of 1×3×64×64 in gate (Gate): ValueError: [bold]gate[/bold] wants 4 "
+                      "channels, got 3"),
+    ("returns_none", "returns no tensor on an input of 1×3×64×64 (its forward gave NoneType); a model must return "
+                     "a tensor, or a tuple, list or dict of them"),
+    ("returns_text", "returns no tensor on an input of 1×3×64×64 (its forward gave str)"),
+])
+@pytest.mark.parametrize("stages", ["children", "auto"])
+def test_a_forward_that_fails_or_returns_no_tensor_is_one_line_naming_the_module(factory, message, stages):
+    result = runner.invoke(app, ["summary", f"{FIXTURES}:{factory}", "--imgsz", "64", "--stages", stages])
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"error: {FIXTURES}:{factory} ")
+    assert message in " ".join(result.stderr.split())  # as given: brackets are not read as markup

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from torch import nn
 
 from netprobe.archs.builder import Net
-from netprobe.counting import OTHER_KINDS, Count, ModuleCount, count
+from netprobe.counting import OTHER_KINDS, Count, ModuleCount, count, failed_module
 from netprobe.errors import InputError
 from netprobe.reference import TORCHVISION, TORCHVISION_IMGSZ
 from netprobe.summary.auto import auto_rows
@@ -177,14 +177,21 @@ def _summarize_module(target: Target, size: tuple[int, int], batch: int, depth: 
 
 
 def count_checked(target: Target, net: nn.Module, input_shape: tuple[int, ...]) -> Count:
-    """Count, turning a model that fails on this input into one line naming the target and the cause."""
+    """Count, turning a model that fails on this input, or gives back no tensor, into one line naming the
+    target, the innermost module that raised (when not the model itself) and the cause."""
+    shape = "×".join(map(str, input_shape))
     try:
-        return count(net, input_shape)
+        result = count(net, input_shape)
     except Exception as exc:
         first = next(iter(str(exc).strip().splitlines()), "")
-        shape = "×".join(map(str, input_shape))
-        raise InputError(f"{target.label} fails on an input of {shape}: {type(exc).__name__}"
+        failed = failed_module(exc)
+        where = f" in {failed[0]} ({failed[1]})" if failed and failed[0] else ""
+        raise InputError(f"{target.label} fails on an input of {shape}{where}: {type(exc).__name__}"
                          + (f": {first[:200]}" if first else "")) from None
+    if not result.modules[""].out_shapes:
+        raise InputError(f"{target.label} returns no tensor on an input of {shape} (its forward gave "
+                         f"{result.output_type}); a model must return a tensor, or a tuple, list or dict of them")
+    return result
 
 
 def _reference(target: Target) -> dict | None:
