@@ -261,6 +261,16 @@ def test_cli_auto_stages_of_a_file_model():
     assert [f["level"] for f in data["features"]] == ["P2", "P3", "P4", "P5"]
 
 
+def test_cli_a_token_rows_channels_are_its_width():
+    result = runner.invoke(app, ["summary", f"{FIXTURES}:vit_b_16", "--imgsz", "224", "--stages", "auto",
+                                 "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    rows = [line.split(",") for line in result.stdout.splitlines()]
+    at = rows[0].index("channels")
+    assert [(r[0], r[at], r[at + 1]) for r in rows[1:3]] == [("patch embed", "768", "768x14x14"),
+                                                             ("encoder.layers.encoder_layer_0", "768", "197x768")]
+
+
 @pytest.mark.parametrize(("factory", "message"), [
     ("deep_failure", "fails on an input of 1×3×64×64 in blocks.2.2 (Linear): RuntimeError: mat1 and mat2 shapes "
                      "cannot be multiplied (256x32 and 16x4)"),

@@ -153,9 +153,16 @@ def train_lines(train: dict) -> list[TextBlock]:
     ]
 
 
+def channels(row) -> int | None:
+    """C of a C×H×W map; of a token sequence (L×D, no spatial map: a transformer's) its width D."""
+    if not row.out:
+        return None
+    return row.out[-1] if len(row.out) == 2 and row.cum_stride is None else row.out[0]
+
+
 def _row_record(row) -> dict:
     rec = dict(row.__dict__)
-    rec["channels"] = row.out[0] if row.out else None
+    rec["channels"] = channels(row)
     rec["stride"] = row.stride if row.stride is not None else "-"
     rec["p"] = f"P{row.p_level}" if row.p_level is not None else "-"
     rec["out"] = row.out if row.out else "-"
