@@ -3,8 +3,8 @@
 From the model down, a module is opened into its children where they leave maps at different strides (the
 model itself, a flat `features` list) or where it holds blocks that work on tokens (a transformer's encoder,
 opened to its layers); anything else is a piece counted whole, so a residual block never splits. The pieces,
-in the order they ran, make the rows: a stage (a container of repeated blocks, ResNet's `layer2`) or a token
-block is a row of its own; the pieces before the first of them are the stem (the patch embed, before token
+in the order they ran, make the rows: a stage (a container of blocks, ResNet's `layer2`) or a token block
+is a row of its own; the pieces before the first of them are the stem (the patch embed, before token
 blocks); the pieces after the last spatial map or stage are the head; the rest are runs at one stride, cut
 after each named module (a UNet's `encoder2` takes the pool before it). Work an opened module's own forward
 does (a class token's concat, a skip concat, a pool) joins the row that ran just before it, or the head once
@@ -44,9 +44,11 @@ class Piece:
 
 @dataclass
 class AutoGroup:
+    """One row: its name and the pieces it sums."""
+
     name: str
     pieces: list[Piece]
-    kind: str  # "stem", "head", "stage" (a stage or token block: one piece), "run" or "block"
+    kind: str  # "stem", "head", "stage" (a stage or token block), "run", "block" or "rest" (never called)
 
 
 def auto_rows(model: nn.Module, result: Count, depth: str) -> tuple[list[Row], list[Row]]:

@@ -1,6 +1,6 @@
 """The module tree of any model as the counter saw it run, and what each module is to a stage table:
 a leaf layer, a container of layers (a conv-norm-act), a block (a residual block, an encoder layer), or a
-stage (a container of repeated blocks: ResNet's layer2, an encoder's layers). Built once, in one pass
+stage (a container of blocks: ResNet's layer2, an encoder's layers). Built once, in one pass
 over the modules, so that grouping stays linear in their number."""
 
 from __future__ import annotations
