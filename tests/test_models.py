@@ -125,13 +125,13 @@ def test_the_input_size_comes_from_the_model_or_must_be_given():
     assert four.input == [1, 4, 32, 32]
 
 
-def test_stages_auto_groups_layers_by_stride():
+def test_stages_auto_splits_a_flat_layer_list_by_stride_and_keeps_named_stages():
     s = netprobe.summarize(fx.TinyCNN(), imgsz=64, stages="auto")
-    assert [r.name for r in s.stages] == ["stride2", "stride4", "head"]
+    assert [r.name for r in s.stages] == ["features.0-8", "features.9-11", "head"]  # `features[0:9]`, ...
     assert [r.p_level for r in s.stages] == [1, 2, None]
     assert sum(r.params for r in s.stages) == s.params and sum(r.macs for r in s.stages) == s.macs
-    zoo = netprobe.summarize("efficientnet_b0", stages="auto")
-    assert [r.name for r in zoo.stages] == ["stride2", "stride4", "stride8", "stride16", "stride32", "head"]
+    zoo = netprobe.summarize("efficientnet_b0", stages="auto")  # structure first: its own stages, not stride runs
+    assert [r.name for r in zoo.stages] == [r.name for r in netprobe.summarize("efficientnet_b0").stages]
     assert sum(r.macs for r in zoo.stages) == zoo.macs
 
 

@@ -127,3 +127,36 @@ def test_published_figures_come_beside_ours_only_for_the_plain_arch():
     assert s.params == s.reference["params"] and round(s.macs / 1e9, 3) == s.reference["gmacs"]
     assert summarize("efficientnet_b4:fused=1-3").reference is None
     assert summarize("efficientnetv2_xl").reference is None  # torchvision has no XL
+
+
+def test_fused_attention_counts_the_same_on_cpu_as_on_meta():
+    import fixtures_foreign as ff
+
+    def vit():
+        return ff.VisionTransformer(image_size=64, layers=2, heads=4, dim=64, mlp_dim=128, num_classes=10)
+
+    on_cpu = count(vit(), (2, 3, 64, 64))  # eval + no_grad on CPU: nn.MultiheadAttention's fused kernel
+    with torch.device("meta"):
+        on_meta = count(vit(), (2, 3, 64, 64))  # meta: the unfused path (linear, then scaled_dot_product)
+    assert on_cpu.unsupported == {} == on_meta.unsupported
+    tokens, dim, layers = 17, 64, 2
+    attention = layers * 2 * (4 * tokens * dim * dim + 2 * tokens * tokens * dim)  # batch 2: projections, QK^T, AV
+    assert on_meta.by_kind["matmul"] == layers * 2 * 2 * tokens * tokens * dim
+    assert on_cpu.macs == on_meta.macs == attention + 2 * (16 * 64 * 768 + layers * 2 * tokens * dim * 128 + 64 * 10)
+
+
+@pytest.mark.parametrize(("layer", "x", "words"), [
+    (torch.nn.Linear(16, 4), (2, 8, 32), "mat1 and mat2 shapes cannot be multiplied (16x32 and 16x4)"),
+    (torch.nn.Conv2d(4, 8, 3), (1, 3, 8, 8), "expected input[1, 3, 8, 8] to have 4 channels, but got 3"),
+    (torch.nn.ConvTranspose2d(4, 8, 2), (1, 3, 8, 8), "to have 4 channels, but got 3 channels"),
+])
+def test_meta_refuses_the_shapes_real_kernels_refuse_and_names_the_module(layer, x, words):
+    from netprobe.counting import failed_module
+
+    model = torch.nn.Sequential(torch.nn.Identity(), torch.nn.Sequential(layer))
+    with pytest.raises(RuntimeError):
+        model(torch.zeros(x))  # the real kernel refuses it ...
+    with pytest.raises(RuntimeError) as err:
+        count(model.to("meta"), x)  # ... and so does the meta count, in torch's words
+    assert words in str(err.value)
+    assert failed_module(err.value) == ("1.0", type(layer).__name__)

@@ -63,8 +63,9 @@ def summary(
     batch: Annotated[int, typer.Option(help="Batch size of the counted input (1-65,536).")] = 1,
     depth: Annotated[Depth, typer.Option(help="Rows per stage (a detector: per YAML row), block or leaf layer.")]
     = Depth.stage,
-    stages: Annotated[Staging, typer.Option(help="Stage rows: the model's own (children) or runs of layers at one "
-                                                 "stride (auto).")] = Staging.children,
+    stages: Annotated[Staging, typer.Option(help="Stage rows: the model's top-level children, or its stages found "
+                                                 "by structure, then stride (auto: stem, stages, head).")]
+    = Staging.children,
     in_chans: Annotated[int | None, typer.Option("--in-chans", help="Input channels; default: the model's own, "
                                                                      "else 3.")] = None,
     scale: Annotated[str | None, typer.Option(help="A detector YAML's scale letter (n, s, m, l, x); default: "
@@ -157,9 +158,16 @@ def train_lines(train: dict) -> list[TextBlock]:
     ]
 
 
+def channels(row) -> int | None:
+    """C of a C×H×W map; of a token sequence (L×D, no spatial map: a transformer's) its width D."""
+    if not row.out:
+        return None
+    return row.out[-1] if len(row.out) == 2 and row.cum_stride is None else row.out[0]
+
+
 def _row_record(row) -> dict:
     rec = dict(row.__dict__)
-    rec["channels"] = row.out[0] if row.out else None
+    rec["channels"] = channels(row)
     rec["stride"] = row.stride if row.stride is not None else "-"
     rec["p"] = f"P{row.p_level}" if row.p_level is not None else "-"
     rec["out"] = row.out if row.out else "-"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -28,6 +29,8 @@ class ModuleCount:
     out_strides: list[Stride | None] = field(default_factory=list)  # ... and of each tensor output
     leaf_out_elems: int = 0  # output elements of a leaf module: what backward keeps
     calls: int = 0
+    # A parent's own work by when it happened: Count.calls index -> that stretch's counts (leaves keep none).
+    own_at: dict[int, ModuleCount] = field(default_factory=dict)
 
     @property
     def other_ops(self) -> int:
@@ -56,6 +59,8 @@ class Count:
     by_kind: dict[str, int]  # total per op kind (conv, linear and matmul in MACs, the rest element ops)
     unsupported: dict[str, int]  # ops with no rule: name -> times seen
     order: list[str] = field(default_factory=list)  # module paths in the order they first ran
+    calls: list[str] = field(default_factory=list)  # the module path of every call, in the order they started
+    output_type: str = ""  # the class of what the forward returned: Tensor, tuple, dict, NoneType, ...
 
     params = property(lambda self: sum(m.params for m in self.modules.values()), doc="Parameters, all modules.")
     macs = property(lambda self: sum(m.macs for m in self.modules.values()), doc="MACs, all modules.")
@@ -77,10 +82,10 @@ class _OpCounter(TorchDispatchMode):
         return False
 
     def __init__(self, scope: list[str], modules: dict[str, ModuleCount], by_kind: dict, unsupported: dict,
-                 tracker: StrideTracker):
+                 tracker: StrideTracker, calls: list[str], parents: set[str]):
         super().__init__()
         self.scope, self.modules, self.by_kind, self.unsupported = scope, modules, by_kind, unsupported
-        self.tracker = tracker
+        self.tracker, self.calls, self.parents = tracker, calls, parents
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -102,12 +107,21 @@ class _OpCounter(TorchDispatchMode):
             return out
         n = rule.count(args, out)
         record = self.modules[self.scope[-1]]
-        if rule.kind in MAC_KINDS:
-            record.macs += n
-        else:
-            record.other[rule.kind] = record.other.get(rule.kind, 0) + n
+        _add(record, rule.kind, n)
+        if record.path in self.parents:  # a parent's own op: remember when, so rows can place it in time
+            tick = len(self.calls)
+            if tick not in record.own_at:
+                record.own_at[tick] = ModuleCount(record.path, record.type)
+            _add(record.own_at[tick], rule.kind, n)
         self.by_kind[rule.kind] += n
         return out
+
+
+def _add(record: ModuleCount, kind: str, n: int) -> None:
+    if kind in MAC_KINDS:
+        record.macs += n
+    else:
+        record.other[kind] = record.other.get(kind, 0) + n
 
 
 def model_device(model: nn.Module) -> torch.device:
@@ -124,12 +138,15 @@ def count(model: nn.Module, input_shape: tuple[int, ...], example: object = None
     positional arguments as a tuple) when its forward takes something else.
 
     Runs on the `meta` device when the model lives there (build it with `device="meta"`):
-    no tensor memory, no arithmetic. The model is put in eval mode and left so.
+    no tensor memory, no arithmetic. The model is put in eval mode and left so. An exception from the
+    forward propagates unchanged; `failed_module(exc)` then names the innermost module that was running.
     """
     device = model_device(model)
     modules: dict[str, ModuleCount] = {}
     scope: list[str] = []
     order: list[str] = []
+    calls: list[str] = []
+    parents: set[str] = set()
     handles = []
     inputs = example if example is not None else torch.empty(input_shape, device=device)
     first_input = next(tensors(inputs), None)
@@ -138,7 +155,9 @@ def count(model: nn.Module, input_shape: tuple[int, ...], example: object = None
         rec = ModuleCount(path, type(module).__name__, params=sum(p.numel() for p in module.parameters(False)))
         modules[path] = rec
         is_leaf = next(module.children(), None) is None
-        handles.append(module.register_forward_pre_hook(_make_pre_hook(scope, order, rec, tracker)))
+        if not is_leaf:
+            parents.add(path)
+        handles.append(module.register_forward_pre_hook(_make_pre_hook(scope, order, calls, rec, tracker)))
         handles.append(module.register_forward_hook(_make_post_hook(scope, rec, is_leaf, tracker)))
     by_kind: dict[str, int] = defaultdict(int)
     unsupported: dict[str, int] = defaultdict(int)
@@ -147,18 +166,30 @@ def count(model: nn.Module, input_shape: tuple[int, ...], example: object = None
         tracker.strides[first_input] = (1.0,) * (first_input.ndim - 2)
     args = inputs if isinstance(inputs, tuple) else (inputs,)
     try:
-        with torch.no_grad(), _OpCounter(scope, modules, by_kind, unsupported, tracker):
-            model(*args)
+        with torch.no_grad(), _OpCounter(scope, modules, by_kind, unsupported, tracker, calls, parents):
+            output = model(*args)
+    except Exception as exc:
+        # The post-hooks of the modules an exception left never ran: the scope's top is where it was raised.
+        with contextlib.suppress(AttributeError):  # an exception class with __slots__ takes no attribute
+            exc.netprobe_module = (scope[-1], modules[scope[-1]].type) if scope else None
+        raise
     finally:
         for h in handles:
             h.remove()
     shape = tuple(first_input.shape) if first_input is not None else tuple(input_shape)
-    return Count(shape, modules, {k: by_kind.get(k, 0) for k in MAC_KINDS + OTHER_KINDS}, dict(unsupported), order)
+    return Count(shape, modules, {k: by_kind.get(k, 0) for k in MAC_KINDS + OTHER_KINDS}, dict(unsupported), order,
+                 calls, type(output).__name__)
 
 
-def _make_pre_hook(scope: list[str], order: list[str], rec: ModuleCount, tracker: StrideTracker):
+def failed_module(exc: BaseException) -> tuple[str, str] | None:
+    """The innermost module (path, class name) running when `count` saw `exc` raised; None if not known."""
+    return getattr(exc, "netprobe_module", None)
+
+
+def _make_pre_hook(scope: list[str], order: list[str], calls: list[str], rec: ModuleCount, tracker: StrideTracker):
     def hook(module: nn.Module, args: tuple) -> None:
         scope.append(rec.path)
+        calls.append(rec.path)
         if not rec.calls:
             order.append(rec.path)
         rec.calls += 1

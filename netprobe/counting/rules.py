@@ -50,6 +50,15 @@ def _attention_macs(args: tuple, out: object) -> int:
     return batch * q.shape[-2] * k.shape[-2] * (q.shape[-1] + v.shape[-1])
 
 
+def _native_mha_macs(args: tuple, out: object) -> int:
+    # nn.MultiheadAttention's fused CPU/CUDA path: (query, key, value, embed_dim, num_heads, ...), batch first.
+    q, k = args[0], args[1]
+    batch, length, dim = q.shape
+    source = k.shape[1]
+    projections = batch * dim * dim * (2 * length + 2 * source)  # Q and output from L rows, K and V from S
+    return projections + batch * length * source * 2 * dim  # Q K^T and (L x S) V over all heads
+
+
 def out_elems(args: tuple, out: object) -> int:
     return numel(out[0] if isinstance(out, tuple) else out)
 
@@ -86,6 +95,10 @@ def _broadcast_shape(shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
 def _conv(func, args: tuple, kwargs: dict) -> torch.Tensor:
     # aten.convolution(input, weight, bias, stride, padding, dilation, transposed, output_padding, groups)
     x, w, _, stride, padding, dilation, transposed, output_padding, groups = args[:9]
+    takes = w.shape[0] if transposed else w.shape[1] * groups
+    if x.shape[1] != takes:  # what the real kernel refuses, refused on meta too (with torch's words)
+        raise RuntimeError(f"Given groups={groups}, weight of size {list(w.shape)}, expected input{list(x.shape)} "
+                           f"to have {takes} channels, but got {x.shape[1]} channels instead")
     if transposed:
         spatial = [(n - 1) * s - 2 * p + d * (k - 1) + op + 1 for n, k, s, p, d, op
                    in zip(x.shape[2:], w.shape[2:], stride, padding, dilation, output_padding, strict=True)]
@@ -116,11 +129,17 @@ def _adaptive_pool(func, args: tuple, kwargs: dict) -> torch.Tensor:
 
 def _matmul(func, args: tuple, kwargs: dict) -> torch.Tensor:
     a, b = args[-2], args[-1]
+    if a.shape[1] != b.shape[0]:
+        raise RuntimeError(f"mat1 and mat2 shapes cannot be multiplied ({a.shape[0]}x{a.shape[1]} and "
+                           f"{b.shape[0]}x{b.shape[1]})")
     return empty((a.shape[0], b.shape[1]), a)
 
 
 def _batched_matmul(func, args: tuple, kwargs: dict) -> torch.Tensor:
     a, b = args[-2], args[-1]
+    if a.shape[0] != b.shape[0] or a.shape[2] != b.shape[1]:
+        raise RuntimeError(f"batch1 and batch2 shapes cannot be multiplied ({'x'.join(map(str, a.shape))} and "
+                           f"{'x'.join(map(str, b.shape))})")
     return empty((a.shape[0], a.shape[1], b.shape[2]), a)
 
 
@@ -182,6 +201,8 @@ for _op in packets("mv", "addmv", "dot", "vdot"):
 for _op in packets("_scaled_dot_product_flash_attention_for_cpu", "_scaled_dot_product_flash_attention",
                     "_scaled_dot_product_efficient_attention", "_scaled_dot_product_cudnn_attention"):
     RULES[_op] = Rule("matmul", _attention_macs)
+for _op in packets("_native_multi_head_attention"):  # its in and out projections are inside: counted as matmul
+    RULES[_op] = Rule("matmul", _native_mha_macs)
 for _op in packets("native_batch_norm", "_native_batch_norm_legit", "_native_batch_norm_legit_no_training",
                     "_batch_norm_with_update", "_batch_norm_no_update", "cudnn_batch_norm"):
     RULES[_op] = Rule("norm", out_elems, _batch_norm)

@@ -2,9 +2,9 @@
 
 Rows come from the target: a zoo backbone's stage table (stem, stage1..N, head, with the papers'
 operator names), or for any other module its top-level children (a container holding most of
-the network opened one level) or, with `stages="auto"`, runs of layers at one stride. Every
-number in a row is counted on the meta device; strides and P-levels are the counter's tracked
-cumulative strides, so they are right at any image size.
+the network opened one level) or, with `stages="auto"`, its stages found by structure first and
+stride second (see `auto`). Every number in a row is counted on the meta device; strides and
+P-levels are the counter's tracked cumulative strides, so they are right at any image size.
 """
 
 from __future__ import annotations
@@ -16,11 +16,12 @@ from typing import TYPE_CHECKING
 from torch import nn
 
 from netprobe.archs.builder import Net
-from netprobe.counting import OTHER_KINDS, Count, ModuleCount, count
+from netprobe.counting import OTHER_KINDS, Count, ModuleCount, count, failed_module
 from netprobe.errors import InputError
 from netprobe.frozen import frozen_parameters
 from netprobe.reference import TORCHVISION, TORCHVISION_IMGSZ
-from netprobe.summary.modules import child_groups, deep_rows, group_row, stride_groups
+from netprobe.summary.auto import auto_rows
+from netprobe.summary.modules import child_groups, deep_rows, group_row
 from netprobe.summary.rows import Row, act_mb, make_row
 from netprobe.summary.zoo import zoo_deep_rows, zoo_stage_rows
 from netprobe.target import Target, resolve
@@ -114,7 +115,9 @@ def summarize(model: object, imgsz: str | int | tuple[int, int] | None = None, b
     `path/model.yaml`, `module:pkg.mod:factory`, `file.py:factory`, `timm:NAME`), a `Target`, or an
     `nn.Module`, which is never changed (it is counted on a meta copy). A detector's summary is a
     `DetectorSummary`, one row per YAML row (`scale` and `modules` are a YAML file's options).
-    `stages="auto"` groups the layers of any model into runs at one stride instead of its own stages.
+    `stages="auto"` finds the stages of any model from its structure and strides (ResNet's stem, layer1-4,
+    head; ViT's patch embed, encoder layers, head; a UNet's levels down and back up) instead of its
+    top-level children; a block is never split, and a forward's own work sits in its module's row.
     `train=True` also counts a train step's backward op by op (`train`, and `bwd_macs` per row).
     `counters` ("fvcore", "thop", "torchinfo", "native" or "all") counts the same model with other
     libraries too, each by its own convention, beside the native count (`counters`, `counter_details`).
@@ -149,11 +152,13 @@ def _summarize_module(target: Target, size: tuple[int, int], batch: int, depth: 
                       train: bool) -> Summary:
     net = target.meta_model()
     result = count_checked(target, net, (batch, target.in_chans, *size))
-    if isinstance(net, Net) and stages == "children":
+    if stages == "auto":
+        stage_rows, rows = auto_rows(net, result, depth)
+    elif isinstance(net, Net):
         stage_rows = zoo_stage_rows(net, result)
         rows = stage_rows if depth == "stage" else zoo_deep_rows(net, result, depth, stage_rows)
     else:
-        groups = stride_groups(result) if stages == "auto" else child_groups(net, result)
+        groups = child_groups(net, result)
         stage_rows = [group_row(g, net, result, "stage") for g in groups]
         rows = stage_rows if depth == "stage" else deep_rows(net, result, depth, groups)
     root = result.modules[""]
@@ -175,14 +180,21 @@ def _summarize_module(target: Target, size: tuple[int, int], batch: int, depth: 
 
 
 def count_checked(target: Target, net: nn.Module, input_shape: tuple[int, ...]) -> Count:
-    """Count, turning a model that fails on this input into one line naming the target and the cause."""
+    """Count, turning a model that fails on this input, or gives back no tensor, into one line naming the
+    target, the innermost module that raised (when not the model itself) and the cause."""
+    shape = "×".join(map(str, input_shape))
     try:
-        return count(net, input_shape)
+        result = count(net, input_shape)
     except Exception as exc:
         first = next(iter(str(exc).strip().splitlines()), "")
-        shape = "×".join(map(str, input_shape))
-        raise InputError(f"{target.label} fails on an input of {shape}: {type(exc).__name__}"
+        failed = failed_module(exc)
+        where = f" in {failed[0]} ({failed[1]})" if failed and failed[0] else ""
+        raise InputError(f"{target.label} fails on an input of {shape}{where}: {type(exc).__name__}"
                          + (f": {first[:200]}" if first else "")) from None
+    if not result.modules[""].out_shapes:
+        raise InputError(f"{target.label} returns no tensor on an input of {shape} (its forward gave "
+                         f"{result.output_type}); a model must return a tensor, or a tuple, list or dict of them")
+    return result
 
 
 def _reference(target: Target) -> dict | None:

@@ -69,6 +69,34 @@ def make_row(name: str, op: str, first: ModuleCount, last: ModuleCount, mods: li
 
 CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
 OWN_OPS = "(functional ops)"
+NOT_CALLED = "(not called)"  # modules the forward never called (an auxiliary head in eval): their parameters
+
+
+def kinds_text(kinds: Counter) -> str:
+    """'4× Conv1x1, 2× DWConv3x3': the three most common, '…' for more."""
+    return ", ".join(f"{n}× {k}" if n > 1 else k for k, n in kinds.most_common(3)) + (", …" if len(kinds) > 3 else "")
+
+
+def never_called(result: Count) -> dict[str, str]:
+    """The top-most modules the forward never called (nor anything below them), each with where its
+    parameters go: its parent when the parent ran and multiplied in its own forward (nn.MultiheadAttention
+    uses its out_proj's weight so), else NOT_CALLED."""
+    reached = {""}
+    for path in result.order:  # a module that ran, and everything above it (a ModuleList runs through its elements)
+        while path not in reached:
+            reached.add(path)
+            path = path.rpartition(".")[0]
+    owners = {}
+    for path in result.modules:
+        parent = path.rpartition(".")[0]
+        if path not in reached and parent in reached:
+            used = parent in result.modules and result.modules[parent].calls and result.modules[parent].macs
+            owners[path] = parent if used else NOT_CALLED
+    return owners
+
+
+def not_called_op(paths: list[str]) -> str:
+    return "not called: " + ", ".join(paths[:3]) + (", …" if len(paths) > 3 else "")
 
 
 def describe(model: nn.Module, path: str) -> str:
@@ -83,24 +111,39 @@ def describe(model: nn.Module, path: str) -> str:
         return f"Conv{k}"
     children = list(module.children())
     if isinstance(module, CONTAINERS) and children:
-        kinds = Counter(type(c).__name__ for c in children)
-        return ", ".join(f"{n}× {k}" if n > 1 else k for k, n in kinds.most_common(3)) + (
-            ", …" if len(kinds) > 3 else "")
+        return kinds_text(Counter(type(c).__name__ for c in children))
     return type(module).__name__
 
 
 
 def layer_rows(model: nn.Module, result: Count) -> list[Row]:
-    """Every module that does work itself (a leaf layer, or a block's residual add), in execution order."""
+    """Every module that does work itself (a leaf layer, or a block's residual add), in execution order; a
+    module never called goes with its parent (see `never_called`) or to one NOT_CALLED row, last."""
+    folded: dict[str, list[ModuleCount]] = {}
+    tops = never_called(result)
+    for path, owner in tops.items():
+        folded.setdefault(owner, []).extend(_below(result, path))
     rows = []
     for path in [*result.order[1:], ""]:  # the model's own ops (outside every layer) last
         rec = result.modules[path]
-        if not (rec.params or rec.macs or rec.other_ops) or not (rec.leaf_out_elems or rec.other_ops):
+        mods = [rec, *folded.get(path, [])]
+        if not any(m.params or m.macs or m.other_ops for m in mods):
             continue
         name = path or OWN_OPS  # the model's own forward, outside every layer
-        rows.append(make_row(name, _layer_op(model, path, rec), rec, rec, [rec], result.macs, "layer",
-                         kernel=_layer_kernel(model, path)))
+        rows.append(make_row(name, _layer_op(model, path, rec), rec, rec, mods, result.macs, "layer",
+                             kernel=_layer_kernel(model, path)))
+    unused = folded.get(NOT_CALLED, [])
+    if any(m.params for m in unused):  # (a drop-path Identity never called holds nothing: no row)
+        row = make_row(NOT_CALLED, not_called_op([p for p, o in tops.items() if o == NOT_CALLED]), unused[0],
+                       unused[0], unused, result.macs, "layer")
+        row.out, row.stride, row.p_level, row.cum_stride = [], None, None, None
+        rows.append(row)
     return rows
+
+
+def _below(result: Count, top: str) -> list[ModuleCount]:
+    """A never-called module and everything below it (all never called)."""
+    return [m for p, m in result.modules.items() if p == top or p.startswith(top + ".")]
 
 
 def _layer_op(model: nn.Module, path: str, rec: ModuleCount) -> str:
