@@ -6,13 +6,11 @@ from __future__ import annotations
 
 from netprobe.errors import InputError, closest, quote
 from netprobe.runtimes.base import PARITY_TOLERANCE, Exported, Parity, Runtime, RuntimeStep, parity
-from netprobe.runtimes.eager import Eager
-from netprobe.runtimes.export import TorchExport
+from netprobe.runtimes.eager import EAGER, EXPORT, TORCHSCRIPT
 from netprobe.runtimes.onnxruntime import OnnxRuntime
 from netprobe.runtimes.openvino import OpenVino
-from netprobe.runtimes.torchscript import TorchScript
 
-RUNTIMES: dict[str, Runtime] = {r.name: r for r in (Eager(), TorchScript(), TorchExport(), OnnxRuntime(), OpenVino())}
+RUNTIMES: dict[str, Runtime] = {r.name: r for r in (EAGER, TORCHSCRIPT, EXPORT, OnnxRuntime(), OpenVino())}
 REFERENCE = "torch"
 # Asked for by users, not here yet: why, in one line.
 NOT_YET = {"tensorrt": "TensorRT needs a CUDA machine to build and test it on, which this project has not had yet"}

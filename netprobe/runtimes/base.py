@@ -13,7 +13,7 @@ import os
 import sys
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -82,13 +82,30 @@ class Runtime:
 
 class TorchRuntime(Runtime):
     """A runtime of PyTorch's own (eager, TorchScript, torch.export): always there, on CPU and CUDA, run
-    under inference mode."""
+    under inference mode; given by its name, what its file is, and how it saves and loads one."""
 
     extra = None
     cuda = True
 
+    def __init__(self, name: str, file_kind: str, how: str, suffix: str = "",
+                 save: Callable[[nn.Module, torch.Tensor, Path], None] | None = None,
+                 load: Callable[[Path, str], object] | None = None) -> None:
+        self.name, self.file_kind, self.how, self.suffix = name, file_kind, how, suffix
+        self._save, self._load = save, load
+
     def version(self) -> str:
         return torch.__version__
+
+    def export(self, model: nn.Module, example: torch.Tensor, folder: Path, stem: str) -> Exported:
+        if self._save is None:  # eager: the module itself
+            return Exported([], 0.0, self.how, module=model)
+        path = folder / f"{stem}{self.suffix}"
+        return timed_export([path], self.how, lambda: self._save(model, example, path))
+
+    def load(self, exported: Exported, device: str, threads: int) -> object:
+        if self._load is None:
+            return exported.module.eval()
+        return self._load(exported.files[0], device)
 
     def run(self, session: object, inputs: object) -> list:
         with torch.inference_mode():
