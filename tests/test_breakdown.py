@@ -101,7 +101,7 @@ def test_attribute_reads_the_event_tree():
     }
 
 
-TINY = dict(device="cpu", batch=2, imgsz=64, warmup=1, iters=1)
+TINY = dict(device="cpu", batch=2, imgsz=64, warmup=1, iters=1, max_warmup_s=2)
 
 
 def tiny_step(spec="efficientnet_b0:classes=10,depth=0.5"):
