@@ -26,6 +26,7 @@ from netprobe.cli.options import (
 )
 from netprobe.cli.output import Output, note, progress_bar
 from netprobe.cli.plots import write_roofline
+from netprobe.cli.saving import DbOption, NoSaveOption, check_database, record_run
 from netprobe.errors import InputError, check_range
 from netprobe.render import Column, Format, Report, TableBlock, TextBlock, fmt_float, fmt_mb, fmt_pct, fmt_si, plural
 
@@ -112,6 +113,8 @@ def bench(
     = None,
     out: Annotated[str | None, typer.Option(help="Also write the results to FILE (.json or .csv), atomically.")]
     = None,
+    db: DbOption = None,
+    no_save: NoSaveOption = False,
 ) -> None:
     """Time forward, backward and optimizer steps; memory, achieved TFLOP/s, OOM as a result."""
     from netprobe import bench as B
@@ -119,6 +122,7 @@ def bench(
     from netprobe.timing import resolve_device
 
     output = Output(fmt.value, SECTIONS, section, {"out": (out, (".json", ".csv")), "plot": (plot, (".png",))})
+    check_database(output, "bench", db, no_save)
     if plot and not breakdown:
         raise InputError("--plot draws the roofline that --breakdown measures; add --breakdown")
     if plot:
@@ -193,6 +197,7 @@ def _report(output: Output, session, out: str | None, plot: str | None = None) -
         ok = output.write(out, text)
     if plot:
         ok = write_roofline(output, [(_config_label(r), r) for r in results], plot, "netprobe bench --breakdown") and ok
+    ok = record_run(output, data) and ok
     output.finish(ok)
 
 

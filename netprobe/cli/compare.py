@@ -10,6 +10,7 @@ from netprobe.cli import options as opt
 from netprobe.cli.app import command, interrupt_code
 from netprobe.cli.output import Output, note, progress_bar
 from netprobe.cli.plots import write_compare_plot, write_roofline
+from netprobe.cli.saving import DbOption, NoSaveOption, check_database, record_run
 from netprobe.errors import InputError, quote
 from netprobe.render import Column, Format, Report, TableBlock, TextBlock, fmt_float, fmt_mb, fmt_pct, fmt_si, plural
 
@@ -91,6 +92,8 @@ def compare(
     global_batch: opt.GlobalBatchOption = None,
     bucket_mb: opt.BucketOption = 25,
     fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.table,
+    db: DbOption = None,
+    no_save: NoSaveOption = False,
 ) -> None:
     """Train the variants side by side (interleaved rounds), with the paper's figures beside ours."""
     from netprobe import compare as C
@@ -98,6 +101,7 @@ def compare(
     from netprobe.timing import resolve_device
 
     output = Output(fmt.value, ("rows", "breakdown", "roofline"), None, {"plot": (plot, (".png",))})
+    check_database(output, "compare", db, no_save)
     experiment = what[0] if what[0] in C.EXPERIMENTS else "specs"
     if experiment != "specs" and len(what) > 1:
         raise InputError(f"{experiment} takes no models; use --base to choose the arch")
@@ -189,6 +193,7 @@ def _run_compare(C, output: Output, experiment: str, variants: list, settings, p
         ok = write_roofline(output, [(r.label, r) for r in rows], plot, f"netprobe compare {experiment} --breakdown")
     elif plot:
         ok = write_compare_plot(output, rows, plot, comparison.settings_line)
+    ok = record_run(output, data) and ok
     if stopped is not None:
         note(f"interrupted: showing {plural(comparison.finished, 'finished round')}")
         output.finish(ok)

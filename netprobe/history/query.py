@@ -1,0 +1,152 @@
+"""Finding runs and rows: filters (spec, command, device, machine, since, ids, the last N) turned into
+SQL made only of fixed fragments, the user's text always a parameter, never part of the statement."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import time
+from dataclasses import dataclass, field
+
+from netprobe.errors import InputError, quote
+from netprobe.history.record import utc_from_iso, utc_text
+
+COMMANDS = ("bench", "compare", "summary")
+_RELATIVE = re.compile(r"^(\d+)\s*([mhdw])$")
+_UNIT_S = {"m": 60, "h": 3600, "d": 86_400, "w": 7 * 86_400}
+
+
+@dataclass
+class Filters:
+    """Which runs: every field given must hold (text matches are case-insensitive parts)."""
+
+    ids: list[str] = field(default_factory=list)  # run ids, or the start of run uids (6+ hex digits)
+    spec: str | None = None  # part of a row's spec, label or canonical spec
+    command: str | None = None  # bench | compare | summary
+    device: str | None = None  # cpu | cuda | meta, or part of the device's name
+    machine: str | None = None  # the start of a machine id, or part of its CPU or GPU name
+    since: str | None = None  # a date, a date and time (UTC), or an age: 30m, 12h, 7d, 2w
+    last: int | None = None  # only the N most recent of the runs that match
+
+    def where(self) -> tuple[str, list]:
+        """The WHERE clause over `runs` (joined with `machines` as m) and its parameters."""
+        clauses, params = [], []
+        if self.ids:
+            clauses.append("(" + " OR ".join(_ID_CLAUSE for _ in self.ids) + ")")
+            for ident in self.ids:
+                params += _id_params(ident)
+        if self.spec is not None:
+            clauses.append("EXISTS (SELECT 1 FROM results r WHERE r.run_id = runs.id AND (instr(lower(r.spec), "
+                           "lower(?)) OR instr(lower(coalesce(r.label, '')), lower(?)) OR "
+                           "instr(lower(coalesce(r.canonical, '')), lower(?))))")
+            params += [self.spec] * 3
+        if self.command is not None:
+            if self.command not in COMMANDS:
+                raise InputError(f"--command {quote(self.command)} is not one; use {', '.join(COMMANDS)}")
+            clauses.append("runs.command = ?")
+            params.append(self.command)
+        if self.device is not None:
+            clauses.append("(runs.device = lower(?) OR instr(lower(coalesce(runs.device_name, '')), lower(?)))")
+            params += [self.device] * 2
+        if self.machine is not None:
+            clauses.append("(substr(runs.machine_id, 1, length(?)) = lower(?) OR instr(lower(coalesce(m.cpu, '')), "
+                           "lower(?)) OR instr(lower(coalesce(m.gpus, '')), lower(?)) OR "
+                           "instr(lower(coalesce(runs.device_name, '')), lower(?)))")
+            params += [self.machine] * 5
+        if self.since is not None:
+            clauses.append("runs.created >= ?")
+            params.append(since_text(self.since))
+        if self.last is not None:
+            clauses.append("runs.id IN (SELECT id FROM runs ORDER BY created DESC, id DESC LIMIT ?)")
+            params.append(self.last)
+        return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+_ID_CLAUSE = "(runs.id = ? OR (length(?) >= 6 AND substr(runs.run_uid, 1, length(?)) = lower(?)))"
+
+
+def _id_params(ident: str) -> list:
+    """An id clause's parameters: the run id (when `ident` is a number), then the uid prefix three times."""
+    return [int(ident) if ident.isdigit() and len(ident) < 19 else None, ident, ident, ident]
+
+
+def since_text(text: str) -> str:
+    """A --since value as the database's UTC text: 2026-11-24, 2026-11-24T10:30 (UTC) or an age (7d, 12h)."""
+    match = _RELATIVE.match(text.strip().lower())
+    if match:
+        return utc_text(time.time() - int(match.group(1)) * _UNIT_S[match.group(2)])
+    try:
+        return utc_from_iso(text)
+    except ValueError:
+        raise InputError(f"--since {quote(text)} is not a date or an age; give e.g. 2026-11-24, "
+                         "2026-11-24T10:30 (UTC), 12h or 7d") from None
+
+
+RUN_LIST = ("SELECT runs.id, runs.run_uid, runs.created, runs.duration_s, runs.command, runs.experiment, "
+            "runs.device, runs.device_name, runs.machine_id, m.cpu, m.gpus, runs.n_results, runs.note, "
+            "runs.netprobe, runs.torch, "
+            "(SELECT group_concat(spec, ' | ') FROM (SELECT DISTINCT coalesce(label, spec) AS spec FROM results "
+            "WHERE results.run_id = runs.id LIMIT 4)) AS specs "
+            "FROM runs JOIN machines m USING (machine_id)")
+
+
+def list_runs(conn: sqlite3.Connection, filters: Filters, limit: int | None = None) -> tuple[list[dict], int]:
+    """The matching runs, newest first (at most `limit`), and how many match in all."""
+    where, params = filters.where()
+    total = conn.execute(f"SELECT count(*) FROM runs JOIN machines m USING (machine_id){where}", params).fetchone()[0]
+    sql = f"{RUN_LIST}{where} ORDER BY runs.created DESC, runs.id DESC" + (" LIMIT ?" if limit is not None else "")
+    return _dicts(conn, sql, [*params, *([limit] if limit is not None else [])]), total
+
+
+RESULT_LIST = ("SELECT results.id AS result_id, runs.id AS run_id, runs.run_uid, runs.created, runs.command, "
+               "runs.experiment, runs.machine_id, m.cpu, m.gpus, m.memory_mb, runs.device, runs.device_name, "
+               "runs.torch, runs.note, results.position, results.label, results.spec, results.canonical, "
+               "results.status, results.mode, results.dtype, results.batch, results.imgsz, results.imgs_per_s, "
+               "results.step_ms, results.macs, results.params, results.tflops, results.peak_mem_mb, "
+               "results.explained FROM results JOIN runs ON results.run_id = runs.id JOIN machines m USING "
+               "(machine_id)")
+
+
+def list_results(conn: sqlite3.Connection, filters: Filters, with_data: bool = False, only: str | None = None,
+                 newest: int | None = None) -> list[dict]:
+    """The rows of the matching runs (oldest run first; with `newest`, only that many, newest first),
+    without their JSON unless `with_data`. `only`: "explained" (rows with a breakdown) or
+    "fused-stages" (that experiment's rows)."""
+    where, params = filters.where()
+    extra = {None: "", "explained": "results.explained = 1",
+             "fused-stages": "runs.experiment = 'fused-stages'"}[only]
+    if extra:
+        where = f"{where} AND {extra}" if where else f" WHERE {extra}"
+    sql = RESULT_LIST.replace(" FROM results", ", results.data FROM results") if with_data else RESULT_LIST
+    if newest is not None:
+        return _dicts(conn, f"{sql}{where} ORDER BY runs.created DESC, runs.id DESC, results.position LIMIT ?",
+                      [*params, newest])
+    return _dicts(conn, f"{sql}{where} ORDER BY runs.created, runs.id, results.position", params)
+
+
+def find_run(conn: sqlite3.Connection, ident: str) -> int:
+    """The id of the one run that `ident` names (an id, or the start of a run uid)."""
+    found = conn.execute(f"SELECT runs.id FROM runs WHERE {_ID_CLAUSE} LIMIT 2",
+                         _id_params(ident)).fetchall()
+    if not found:
+        raise InputError(f"no run {quote(ident)} in the results database; netprobe history lists them (the ID "
+                         "column, or 6+ characters of a uid)")
+    if len(found) > 1:
+        raise InputError(f"{quote(ident)} starts more than one run uid; give more of it, or the run's ID")
+    return found[0][0]
+
+
+def remove_runs(conn: sqlite3.Connection, run_ids: list[int]) -> int:
+    """Delete runs and their rows (in the caller's transaction); machines left with no run go too. Rows removed."""
+    removed = 0
+    for run_id in run_ids:
+        removed += conn.execute("DELETE FROM results WHERE run_id = ?", (run_id,)).rowcount
+        conn.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+    conn.execute("DELETE FROM machines WHERE machine_id NOT IN (SELECT machine_id FROM runs)")
+    return removed
+
+
+def _dicts(conn: sqlite3.Connection, sql: str, params: list) -> list[dict]:
+    cursor = conn.execute(sql, params)
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor]
