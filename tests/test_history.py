@@ -482,7 +482,7 @@ def test_the_api_gives_plain_records(db):
             assert list(h.dataframe()["imgs_per_s"]) == [12.5]
 
 
-@pytest.mark.parametrize("args", [["history"]])
+@pytest.mark.parametrize("args", [["history"], ["report", "--format", "json"]])
 def test_history_and_report_do_not_import_torch(db, args):
     keep(db, "a")
     probe = ("import contextlib, io, sys; sys.argv = ['netprobe', *sys.argv[1:]]\n"
