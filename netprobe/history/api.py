@@ -28,7 +28,7 @@ class Run:
     cpu: str | None
     n_results: int
     note: str | None  # the busy-machine verdict
-    specs: str | None  # its first few rows' specs
+    specs: str | None = None  # its first few rows' specs
     duration_s: float | None = None
     netprobe: str | None = None
     torch: str | None = None

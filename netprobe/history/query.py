@@ -3,6 +3,7 @@ SQL made only of fixed fragments, the user's text always a parameter, never part
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 import time
@@ -84,17 +85,19 @@ def since_text(text: str) -> str:
 
 RUN_LIST = ("SELECT runs.id, runs.run_uid, runs.created, runs.duration_s, runs.command, runs.experiment, "
             "runs.device, runs.device_name, runs.machine_id, m.cpu, m.gpus, runs.n_results, runs.note, "
-            "runs.netprobe, runs.torch, "
-            "(SELECT group_concat(spec, ' | ') FROM (SELECT DISTINCT coalesce(label, spec) AS spec FROM results "
-            "WHERE results.run_id = runs.id LIMIT 4)) AS specs "
-            "FROM runs JOIN machines m USING (machine_id)")
+            "runs.netprobe, runs.torch{specs} FROM runs JOIN machines m USING (machine_id)")
+SPECS = (", (SELECT group_concat(spec, ' | ') FROM (SELECT DISTINCT coalesce(label, spec) AS spec FROM results "
+         "WHERE results.run_id = runs.id LIMIT 4)) AS specs")
 
 
-def list_runs(conn: sqlite3.Connection, filters: Filters, limit: int | None = None) -> tuple[list[dict], int]:
-    """The matching runs, newest first (at most `limit`), and how many match in all."""
+def list_runs(conn: sqlite3.Connection, filters: Filters, limit: int | None = None,
+              specs: bool = True) -> tuple[list[dict], int]:
+    """The matching runs, newest first (at most `limit`), and how many match in all; with `specs`,
+    each run's first few row names."""
     where, params = filters.where()
     total = conn.execute(f"SELECT count(*) FROM runs JOIN machines m USING (machine_id){where}", params).fetchone()[0]
-    sql = f"{RUN_LIST}{where} ORDER BY runs.created DESC, runs.id DESC" + (" LIMIT ?" if limit is not None else "")
+    sql = (RUN_LIST.format(specs=SPECS if specs else "") + f"{where} ORDER BY runs.created DESC, runs.id DESC"
+           + (" LIMIT ?" if limit is not None else ""))
     return _dicts(conn, sql, [*params, *([limit] if limit is not None else [])]), total
 
 
@@ -122,6 +125,16 @@ def list_results(conn: sqlite3.Connection, filters: Filters, with_data: bool = F
         return _dicts(conn, f"{sql}{where} ORDER BY runs.created DESC, runs.id DESC, results.position LIMIT ?",
                       [*params, newest])
     return _dicts(conn, f"{sql}{where} ORDER BY runs.created, runs.id, results.position", params)
+
+
+def result_data(conn: sqlite3.Connection, result_ids: list[int]) -> dict[int, dict]:
+    """The whole JSON of these rows, by row id."""
+    found = {}
+    for start in range(0, len(result_ids), 500):  # within SQLite's limit of parameters per statement
+        chunk = result_ids[start:start + 500]
+        sql = f"SELECT id, data FROM results WHERE id IN ({', '.join('?' * len(chunk))})"
+        found.update((row_id, json.loads(data)) for row_id, data in conn.execute(sql, chunk))
+    return found
 
 
 def find_run(conn: sqlite3.Connection, ident: str) -> int:

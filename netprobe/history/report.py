@@ -13,7 +13,7 @@ import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from netprobe.history.query import Filters, list_results, list_runs
+from netprobe.history.query import Filters, list_results, list_runs, result_data
 from netprobe.history.svg import PALETTE, Axis, Chart, Line, Mark, stacked_bars
 from netprobe.render import Column, Report, TableBlock, TextBlock, fmt_float, fmt_si, plural
 
@@ -60,13 +60,13 @@ class CrossReport:
 
 def build(conn: sqlite3.Connection, filters: Filters) -> CrossReport:
     """The report over the runs `filters` selects."""
-    runs, _ = list_runs(conn, filters)
+    runs, _ = list_runs(conn, filters, specs=False)
     rows = list_results(conn, filters)
     names = machine_names(conn, runs)
     report = Report([TextBlock(f"{plural(len(runs), 'run')}, {plural(len(rows), 'row')}, "
                                f"{plural(len(names), 'machine')}.")])
     data: dict = {"runs": len(runs), "rows": len(rows)}
-    fused = fused_table(list_results(conn, filters, with_data=True, only="fused-stages"), names)
+    fused = fused_table(conn, [r for r in rows if r["experiment"] == "fused-stages"], names)
     if fused is not None:
         report.add(fused)
         data["fused_stages"] = fused.records
@@ -95,30 +95,32 @@ def machine_names(conn: sqlite3.Connection, runs: list[dict]) -> dict[str, str]:
     return names
 
 
-def fused_table(rows: list[dict], names: dict[str, str]) -> TableBlock | None:
+def fused_table(conn: sqlite3.Connection, rows: list[dict], names: dict[str, str]) -> TableBlock | None:
     """One line per variant; per machine and setting, the latest run's train imgs/s and its speed against
     the first variant; the paper's V100 and TPUv3 figures beside, where the base is EfficientNet-B4."""
     groups: dict[tuple, dict] = {}
     for r in rows:  # oldest first: a later run of the same machine and setting replaces an earlier one
-        data = json.loads(r["data"])
         key = (r["machine_id"], r["device_name"], r["batch"], r["imgsz"], r["dtype"], r["spec"].split(":")[0])
         group = groups.setdefault(key, {"run": None, "rows": {}})
         if group["run"] != r["run_id"]:
             group["run"], group["rows"] = r["run_id"], {}
-        group["rows"][r["label"]] = data
+        group["rows"][r["label"]] = r
     if not groups:
         return None
+    # only the rows shown need their JSON read (for the paper's figures they carry)
+    kept = result_data(conn, [r["result_id"] for g in groups.values() for r in g["rows"].values()])
     labels = list(dict.fromkeys(label for g in groups.values() for label in g["rows"]))
     columns = [Column("variant", "Variant", justify="left", ident=True)]
     records = [{"variant": label} for label in labels]
     for i, (key, group) in enumerate(groups.items()):
         head = f"{names.get(key[0], key[0][:6])}: {key[5]} b{key[2]} {key[3]}px {key[4]}, run {group['run']}"
         columns += [Column(f"g{i}", f"{head} · imgs/s", fmt_float(2)), Column(f"g{i}x", f"{head} · vs first", _times)]
-        first = next(iter(group["rows"].values())).get("train_imgs_per_s")
+        first = next(iter(group["rows"].values()))["imgs_per_s"]
         for rec in records:
-            ips = (group["rows"].get(rec["variant"]) or {}).get("train_imgs_per_s")
+            ips = (group["rows"].get(rec["variant"]) or {}).get("imgs_per_s")
             rec[f"g{i}"], rec[f"g{i}x"] = ips, ips / first if ips and first else None
-    paper = {label: d.get("paper") for g in groups.values() for label, d in g["rows"].items() if d.get("paper")}
+    paper = {label: kept[r["result_id"]]["paper"] for g in groups.values() for label, r in g["rows"].items()
+             if kept[r["result_id"]].get("paper")}
     if paper:
         v100_first = (paper.get(labels[0]) or {}).get("v100_imgs_per_s")
         columns += [Column("v100", f"{PAPER_GROUP} · V100 imgs/s"), Column("tpu", f"{PAPER_GROUP} · TPUv3 imgs/s"),

@@ -26,7 +26,7 @@ def export_json(conn: sqlite3.Connection, filters: Filters) -> dict:
     """The matching runs as one JSON document: what `history import` takes on another machine."""
     from netprobe import __version__
 
-    runs, _ = list_runs(conn, filters)
+    runs, _ = list_runs(conn, filters, specs=False)
     return {"format": FORMAT, "version": VERSION, "netprobe": __version__, "exported": utc_text(time.time()),
             "runs": [run_document(conn, r["id"]) for r in reversed(runs)]}
 
