@@ -385,6 +385,8 @@ def test_history_filters_by_command_machine_device_and_time(db):
     assert total("--device", "cpu") == 2 and total("--device", "cuda") == 0
     assert total("--since", "1h") == 2 and total("--since", "2999-01-01") == 0
     assert total("--last", "1") == 1
+    last = json.loads(run("history", "--db", str(db), "--format", "json", "--last", "1", "--spec", "efficient").stdout)
+    assert [r["specs"] for r in last["runs"]] == ["efficientnet_b0"]  # the newest of those that match
     one_error_line(run("history", "--db", str(db), "--since", "yesterday"), "--since 'yesterday' is not a date")
     one_error_line(run("history", "--db", str(db), "--command", "train"), "--command 'train' is not one")
 

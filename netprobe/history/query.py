@@ -31,38 +31,42 @@ class Filters:
 
     def where(self) -> tuple[str, list]:
         """The WHERE clause over `runs` (joined with `machines` as m) and its parameters."""
+        if self.command is not None and self.command not in COMMANDS:
+            raise InputError(f"--command {quote(self.command)} is not one; use {', '.join(COMMANDS)}")
         clauses, params = [], []
         if self.ids:
             clauses.append("(" + " OR ".join(_ID_CLAUSE for _ in self.ids) + ")")
             for ident in self.ids:
                 params += _id_params(ident)
-        if self.spec is not None:
-            clauses.append("EXISTS (SELECT 1 FROM results r WHERE r.run_id = runs.id AND (instr(lower(r.spec), "
-                           "lower(?)) OR instr(lower(coalesce(r.label, '')), lower(?)) OR "
-                           "instr(lower(coalesce(r.canonical, '')), lower(?))))")
-            params += [self.spec] * 3
-        if self.command is not None:
-            if self.command not in COMMANDS:
-                raise InputError(f"--command {quote(self.command)} is not one; use {', '.join(COMMANDS)}")
-            clauses.append("runs.command = ?")
-            params.append(self.command)
-        if self.device is not None:
-            clauses.append("(runs.device = lower(?) OR instr(lower(coalesce(runs.device_name, '')), lower(?)))")
-            params += [self.device] * 2
-        if self.machine is not None:
-            clauses.append("(substr(runs.machine_id, 1, length(?)) = lower(?) OR instr(lower(coalesce(m.cpu, '')), "
-                           "lower(?)) OR instr(lower(coalesce(m.gpus, '')), lower(?)) OR "
-                           "instr(lower(coalesce(runs.device_name, '')), lower(?)))")
-            params += [self.machine] * 5
-        if self.since is not None:
-            clauses.append("runs.created >= ?")
-            params.append(since_text(self.since))
-        if self.last is not None:
-            clauses.append("runs.id IN (SELECT id FROM runs ORDER BY created DESC, id DESC LIMIT ?)")
-            params.append(self.last)
-        return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+        values = {"spec": self.spec, "command": self.command, "device": self.device, "machine": self.machine,
+                  "since": None if self.since is None else since_text(self.since)}
+        for name, value in values.items():
+            if value is not None:
+                sql = _CLAUSES[name]
+                clauses.append(sql)
+                params += [value] * sql.count("?")
+        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        if self.last is None:
+            return where, params
+        # the newest N of the runs that match: the conditions inside, the limit on them
+        return (f" WHERE runs.id IN (SELECT runs.id FROM runs JOIN machines m USING (machine_id){where} "
+                "ORDER BY runs.created DESC, runs.id DESC LIMIT ?)"), [*params, self.last]
 
 
+def _contains(column: str) -> str:
+    return f"instr(lower(coalesce({column}, '')), lower(?))"
+
+
+# Each filter's condition: fixed SQL, its value passed for every '?'.
+_CLAUSES = {
+    "spec": "EXISTS (SELECT 1 FROM results r WHERE r.run_id = runs.id AND (" + " OR ".join(
+        _contains(c) for c in ("r.spec", "r.label", "r.canonical")) + "))",
+    "command": "runs.command = ?",
+    "device": f"(runs.device = lower(?) OR {_contains('runs.device_name')})",
+    "machine": "(substr(runs.machine_id, 1, length(?)) = lower(?) OR " + " OR ".join(
+        _contains(c) for c in ("m.cpu", "m.gpus", "runs.device_name")) + ")",
+    "since": "runs.created >= ?",
+}
 _ID_CLAUSE = "(runs.id = ? OR (length(?) >= 6 AND substr(runs.run_uid, 1, length(?)) = lower(?)))"
 
 
