@@ -112,6 +112,11 @@ def test_the_html_page_is_self_contained_and_escapes_every_text(tmp_path):
     folder.mkdir(parents=True)
     db = folder / "r.sqlite"
     evil = {**FUSED, "rows": [{**r, "label": r["label"] + " <b>&'\""} for r in FUSED["rows"]]}
+    spec = "models/<script>alert(3)</script>.py:Net"  # a model file whose path is markup
+    bench = {"device": FUSED["device"], "note": None, "results": [
+        {"spec": spec, "device": "cpu", "dtype": "fp32", "batch": 2, "imgsz": 32, "mode": "train", "status": "ok",
+         "imgs_per_s": 5.0, "macs_per_img": 1_000_000}]}
+    record(db, run_document(bench, ["netprobe", "bench", spec], facts=LAPTOP))
     record(db, run_document(evil, ARGV, facts={**LAPTOP, "cpu": "<img src=x onerror=alert(2)>"}))
     html_file = tmp_path / "report.html"
     result = run("report", "--db", str(db), "--html", str(html_file))
@@ -123,6 +128,7 @@ def test_the_html_page_is_self_contained_and_escapes_every_text(tmp_path):
     assert page.tags["table"] == 4 and page.tags["svg"] >= 1 + 4 + 1  # speed, 4 rooflines, time by op kind
     assert "<script" not in text and "<img" not in text and "<b>" not in text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text and "&lt;img src=x onerror=alert(2)&gt;" in text
+    assert "models/&lt;script&gt;alert(3)&lt;/script&gt;.py:Net" in text
     assert "No fused &lt;b&gt;&amp;&#x27;&quot;" in text
 
 

@@ -94,8 +94,9 @@ def _list(ctx, spec, command_, device, machine, since, last, all_runs, db, fmt) 
     given = any(v is not None for v in (spec, command_, device, machine, since, last)) or all_runs
     if ctx.invoked_subcommand is not None:
         if given or db is not None or fmt is not Format.table:
-            raise InputError(f"the listing's options go after 'netprobe history', not before "
-                             f"'{ctx.invoked_subcommand}'; give them after it")
+            raise InputError(f"the listing's options (--spec, --db, --format, ...) belong to 'netprobe history' "
+                             f"alone; give '{ctx.invoked_subcommand}' its own after it, e.g. netprobe history "
+                             f"{ctx.invoked_subcommand} ... --db PATH")
         return
     output = Output(fmt.value, ("runs",))
     with open_db(db) as (conn, path):
