@@ -210,6 +210,19 @@ def test_a_read_only_database_is_refused_before_any_work_and_still_listed(db, mo
         db.chmod(0o644)
 
 
+def test_a_damaged_database_is_one_line_too(db):
+    for i in range(30):
+        keep(db, f"spec{i}", "x" * 10)
+    with sqlite3.connect(db) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    damaged = bytearray(db.read_bytes())
+    for page in range(2 * 4096, len(damaged), 4096):  # every page's header after the first two
+        damaged[page:page + 8] = b"\xff" * 8
+    db.write_bytes(bytes(damaged))
+    for args in (["history"], ["report", "--format", "json"], ["history", "export", str(db.parent / "x.json")]):
+        one_error_line(run(*args, "--db", str(db)), "database disk image is malformed")
+
+
 @pytest.mark.parametrize(("where", "needle"), [("missing/r.sqlite", "does not exist"), (".", "is a folder")])
 def test_a_db_path_that_cannot_be_a_file_is_refused(tmp_path, monkeypatch, where, needle):
     monkeypatch.setattr(B, "benchmark", never_measured)

@@ -64,12 +64,14 @@ def filters(ids=None, spec=None, command_=None, device=None, machine=None, since
 @contextlib.contextmanager
 def open_db(db: str | None, create: bool = False) -> Iterator[tuple[sqlite3.Connection, Path]]:
     """The results database (--db, else the default one) and its path; closed afterwards."""
-    from netprobe.history.store import connect, default_path
+    from netprobe.history.store import HistoryError, connect, default_path, shown
 
     path = Path(db).expanduser() if db is not None else default_path()
     conn = connect(path, create=create)
     try:
         yield conn, path
+    except sqlite3.DatabaseError as exc:  # damaged, or full while importing (nothing was merged then)
+        raise HistoryError(f"results database {shown(path)}: {exc}; nothing was changed") from None
     finally:
         conn.close()
 

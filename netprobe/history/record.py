@@ -111,7 +111,7 @@ def record(path: Path | str, doc: dict) -> int:
     try:
         with transaction(conn):
             return insert_run(conn, doc)
-    except sqlite3.OperationalError as exc:  # full disk, read-only file, locked past the busy timeout
+    except sqlite3.DatabaseError as exc:  # full disk, read-only file, locked past the busy timeout, damaged
         raise write_error(Path(path), exc) from None
     finally:
         conn.close()
