@@ -147,21 +147,22 @@ def chromium(page: Path, profile: Path, *args: str) -> subprocess.CompletedProce
                           capture_output=True, text=True, timeout=180)
 
 
-def loaded_files(page: Path, profile: Path) -> list[str]:
-    """Every file the browser read while rendering `page` (its verbose log names each file URL it loads)."""
-    log = chromium(page, profile, "--enable-logging=stderr", "--v=1", "--dump-dom").stderr
-    return sorted(set(re.findall(r"FileURLLoader::Start: (\S+)", log)))
+def render(page: Path, profile: Path) -> tuple[str, list[str]]:
+    """The page's DOM as the browser built it, and every file the browser read to render it (its verbose
+    log names each file URL it loads)."""
+    done = chromium(page, profile, "--enable-logging=stderr", "--v=1", "--dump-dom")
+    return done.stdout, sorted(set(re.findall(r"FileURLLoader::Start: (\S+)", done.stderr)))
 
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="no chromium here (Debian: apt-get install -y chromium)")
 def test_a_real_browser_renders_the_report_with_nothing_else_to_load(two_machines, tmp_path):
     html_file = tmp_path / "report.html"
     assert run("report", "--db", str(two_machines), "--html", str(html_file)).exit_code == 0
-    dom = chromium(html_file, tmp_path / "p1", "--dump-dom").stdout
+    dom, loaded = render(html_file, tmp_path / "p1")
     assert dom.count("<table>") == 4 and dom.count("<svg") >= 6 and "Fused-MBConv stages across machines" in dom
-    assert loaded_files(html_file, tmp_path / "p2") == [html_file.as_uri()]
+    assert loaded == [html_file.as_uri()]
     shot = tmp_path / "shot.png"
-    chromium(html_file, tmp_path / "p3", f"--screenshot={shot}", "--window-size=1280,1800", "--hide-scrollbars")
+    chromium(html_file, tmp_path / "p2", f"--screenshot={shot}", "--window-size=1280,1800", "--hide-scrollbars")
     assert shot.stat().st_size > 50_000
     from PIL import Image
 
@@ -172,7 +173,7 @@ def test_a_real_browser_renders_the_report_with_nothing_else_to_load(two_machine
     # the same check on a page with one missing image does see the failed load
     broken = tmp_path / "broken.html"
     broken.write_text(f'<p>x</p><img src="{(tmp_path / "missing.png").as_uri()}">')
-    assert (tmp_path / "missing.png").as_uri() in loaded_files(broken, tmp_path / "p4")
+    assert (tmp_path / "missing.png").as_uri() in render(broken, tmp_path / "p3")[1]
 
 
 def test_a_real_run_goes_from_bench_to_the_report(tmp_path):

@@ -77,11 +77,12 @@ def build(conn: sqlite3.Connection, filters: Filters) -> CrossReport:
     machines = machine_records(conn, runs)
     report.add(TableBlock("machines", MACHINE_COLUMNS, machines, "Machines"))
     report.add(TableBlock("runs", RUN_COLUMNS, [_run_row(r) for r in runs], "Runs in this report"))
-    explained = list_results(conn, filters, with_data=True, only="explained", newest=MAX_EXPLAINED)
+    newest = list_results(conn, filters, with_data=True, only="explained", newest=MAX_EXPLAINED)
+    explained = sorted(newest, key=lambda r: (r["created"], r["run_id"], r["position"]))  # in the order they ran
     figures = [speed_figure(speeds)] if speeds else []
-    figures += roofline_figures(explained[::-1], names)  # the newest rows, in the order they ran
+    figures += roofline_figures(explained, names)
     if explained:
-        figures.append(kinds_figure(explained[::-1], names))
+        figures.append(kinds_figure(explained, names))
     data.update(speeds=speeds, machines=machines, runs_listed=[_run_row(r) for r in runs])
     return CrossReport(report, data, figures)
 
@@ -239,10 +240,10 @@ def kinds_figure(rows: list[dict], names: dict[str, str]) -> Figure:
         bars.append((_config(r, names), {k["kind"]: k for k in whole}))
     lines = []
     for label, by_kind in bars:
-        lines.append((f"{label} — time", [(by_kind.get(k) or {}).get("time_share", 0) for k in kinds]))
+        lines.append((label, [(by_kind.get(k) or {}).get("time_share", 0) for k in kinds]))
         lines.append(("MACs", [(by_kind.get(k) or {}).get("macs_share", 0) for k in kinds]))
     parts = [k.replace("_", " ") for k in kinds]
-    return Figure("Time by op kind", stacked_bars(lines, parts, "Share of the step's time, and of its MACs, by op "
-                                                  "kind", width=900),
+    return Figure("Time by op kind", stacked_bars(lines, parts, "Share of the step's time (upper bar) and of its "
+                                                  "MACs (lower bar), by op kind", width=900),
                   "From the profiled steps of each row with a breakdown: a kind whose time bar is much longer than its "
                   "MACs bar runs far below the rate of the others (depthwise convs, typically).", "why")
