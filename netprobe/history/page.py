@@ -69,7 +69,8 @@ def table_html(block: TableBlock) -> str:
         return f' class="{" ".join(kinds)}"' if kinds else ""
 
     head = _header(block.columns, cls)
-    rows = "".join("<tr>" + "".join(f"<td{cls(c)}>{escape(c.cell(r))}</td>" for c in block.columns) + "</tr>"
+    cells = [(f"<td{cls(c)}>", c.cell) for c in block.columns]  # each column's tag made once, not per cell
+    rows = "".join("<tr>" + "".join(f"{tag}{escape(cell(r))}</td>" for tag, cell in cells) + "</tr>"
                    for r in block.records)
     caption = f'<p class="caption">{escape(block.caption)}</p>' if block.caption else ""
     if not block.records:

@@ -114,17 +114,26 @@ RESULT_LIST = ("SELECT results.id AS result_id, runs.id AS run_id, runs.run_uid,
                "(machine_id)")
 
 
+# what the report reads of every row (a third of the columns: it reads 10,000 rows in a fraction of a second)
+LEAN_LIST = ("SELECT results.id AS result_id, results.run_id, runs.created, runs.experiment, runs.machine_id, "
+             "runs.device_name, results.position, results.label, results.spec, results.status, results.mode, "
+             "results.dtype, results.batch, results.imgsz, results.imgs_per_s, results.macs FROM results JOIN runs "
+             "ON results.run_id = runs.id JOIN machines m USING (machine_id)")
+
+
 def list_results(conn: sqlite3.Connection, filters: Filters, with_data: bool = False, only: str | None = None,
-                 newest: int | None = None) -> list[dict]:
+                 newest: int | None = None, lean: bool = False) -> list[dict]:
     """The rows of the matching runs (oldest run first; with `newest`, only that many, newest first),
-    without their JSON unless `with_data`. `only`: "explained" (rows with a breakdown) or
-    "fused-stages" (that experiment's rows)."""
+    without their JSON unless `with_data` (`lean`: only the columns of `LEAN_LIST`). `only`:
+    "explained" (rows with a breakdown) or "fused-stages" (that experiment's rows)."""
     where, params = filters.where()
     extra = {None: "", "explained": "results.explained = 1",
              "fused-stages": "runs.experiment = 'fused-stages'"}[only]
     if extra:
         where = f"{where} AND {extra}" if where else f" WHERE {extra}"
-    sql = RESULT_LIST.replace(" FROM results", ", results.data FROM results") if with_data else RESULT_LIST
+    sql = LEAN_LIST if lean else RESULT_LIST
+    if with_data:
+        sql = sql.replace(" FROM results", ", results.data FROM results")
     if newest is not None:
         return _dicts(conn, f"{sql}{where} ORDER BY runs.created DESC, runs.id DESC, results.position LIMIT ?",
                       [*params, newest])

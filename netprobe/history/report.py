@@ -20,6 +20,7 @@ from netprobe.render import Column, Report, TableBlock, TextBlock, fmt_float, fm
 PAPER_GROUP = "paper, not measured"  # the heading over the paper's columns
 PAPER = "EfficientNetV2 paper (arXiv:2104.00298) Table 3: published figures, not measured here"
 MAX_EXPLAINED = 12  # rows drawn with a roofline and a time-by-kind bar: the newest ones
+MAX_RUNS_LISTED = 200  # runs listed by name at the end (the tables above count them all)
 SPEED_COLUMNS = [
     Column("spec", "Spec", justify="left", ident=True), Column("machine", "Machine", justify="left", ident=True),
     Column("mode", "Mode", justify="left", ident=True), Column("dtype", "dtype", justify="left"),
@@ -61,7 +62,7 @@ class CrossReport:
 def build(conn: sqlite3.Connection, filters: Filters) -> CrossReport:
     """The report over the runs `filters` selects."""
     runs, _ = list_runs(conn, filters, specs=False)
-    rows = list_results(conn, filters)
+    rows = list_results(conn, filters, lean=True)
     names = machine_names(conn, runs)
     report = Report([TextBlock(f"{plural(len(runs), 'run')}, {plural(len(rows), 'row')}, "
                                f"{plural(len(names), 'machine')}.")])
@@ -76,14 +77,16 @@ def build(conn: sqlite3.Connection, filters: Filters) -> CrossReport:
                           "as counted (compare: at the run size)."))
     machines = machine_records(conn, runs)
     report.add(TableBlock("machines", MACHINE_COLUMNS, machines, "Machines"))
-    report.add(TableBlock("runs", RUN_COLUMNS, [_run_row(r) for r in runs], "Runs in this report"))
+    listed = [_run_row(r) for r in runs[:MAX_RUNS_LISTED]]
+    more = f"; the {len(runs) - len(listed):,} older ones: netprobe history --all" if len(runs) > len(listed) else ""
+    report.add(TableBlock("runs", RUN_COLUMNS, listed, "Runs in this report", f"Newest first{more}."))
     newest = list_results(conn, filters, with_data=True, only="explained", newest=MAX_EXPLAINED)
     explained = sorted(newest, key=lambda r: (r["created"], r["run_id"], r["position"]))  # in the order they ran
     figures = [speed_figure(speeds)] if speeds else []
     figures += roofline_figures(explained, names)
     if explained:
         figures.append(kinds_figure(explained, names))
-    data.update(speeds=speeds, machines=machines, runs_listed=[_run_row(r) for r in runs])
+    data.update(speeds=speeds, machines=machines, runs_listed=listed)
     return CrossReport(report, data, figures)
 
 
