@@ -123,7 +123,7 @@ def main() -> None:
         runs = fill(path, args.rows)
         print(f"{args.rows:,} rows in {runs:,} runs on {len(MACHINES)} machines, {path.stat().st_size / 2**20:.1f} MB "
               f"(filled in {time.perf_counter() - t0:.1f} s); {os.cpu_count()} CPUs, python "
-              f"{sys.version.split()[0]}")
+              f"{sys.version.split()[0]}, load average {os.getloadavg()[0]:.1f}")
         env = {**os.environ, "NETPROBE_DB": str(path)}
         html = str(Path(folder) / "report.html")
         from netprobe.history import open as open_history

@@ -10,7 +10,7 @@
    `netprobe bench` against `--no-save`. Medians, their difference and ratio; on a noisy machine the
    spread of single runs is shown beside, since it can exceed what recording adds.
 
-    python benchmarks/record_overhead.py [--rounds 7]
+    python benchmarks/record_overhead.py [--rounds 7] [--part 1|2|both]
 """
 
 from __future__ import annotations
@@ -106,11 +106,14 @@ def whole_commands(rounds: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--part", choices=("1", "2", "both"), default="both", help="in process (1), whole commands (2)")
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).parent))
-    print(f"{os.cpu_count()} CPUs, python {sys.version.split()[0]}")
-    in_process(args.rounds)
-    whole_commands(args.rounds)
+    print(f"{os.cpu_count()} CPUs, python {sys.version.split()[0]}, load average {os.getloadavg()[0]:.1f}")
+    if args.part in ("1", "both"):
+        in_process(args.rounds)
+    if args.part in ("2", "both"):
+        whole_commands(args.rounds)
 
 
 if __name__ == "__main__":
