@@ -19,6 +19,8 @@ class OneLineErrors(TyperGroup):
     every other user error; an interrupt anywhere is exit 130 (143 for SIGTERM), without a stray line."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        global _args
+        _args = list(sys.argv[1:] if args is None else args)
         try:
             code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except _click.exceptions.NoArgsIsHelpError as exc:
@@ -44,6 +46,12 @@ class OneLineErrors(TyperGroup):
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   cls=OneLineErrors)
 _terminated = False
+_args: list[str] = []  # the command line of this invocation, as given
+
+
+def invoked_args() -> list[str]:
+    """The command line this invocation was given (`netprobe` and its arguments), for the record of a run."""
+    return ["netprobe", *_args]
 
 
 class Terminated(KeyboardInterrupt):
@@ -71,23 +79,31 @@ def say_error(message: str) -> None:
 SHORT_HELP_LIMIT = 50  # what `netprobe --help` shows of a command fits whole beside its name at 80 columns
 
 
-def command(name: str, short_help: str):
-    """Register a CLI command whose user errors become one line on stderr and exit code 2; `short_help`
-    is its line in `netprobe --help` (at most SHORT_HELP_LIMIT characters, never cut)."""
+def command(name: str, short_help: str, group: typer.Typer | None = None, needs_torch: bool = True):
+    """Register a CLI command (on `app`, or on a command group) whose user errors become one line on
+    stderr and exit code 2; `short_help` is its line in the group's `--help` (at most SHORT_HELP_LIMIT
+    characters, never cut). `needs_torch=False`: a command that reads stored results, started without torch."""
     assert len(short_help) <= SHORT_HELP_LIMIT, short_help
 
     def register(fn):
-        @functools.wraps(fn)
-        def wrapper(*args, **kwargs):
-            _load_torch()
-            try:
-                return fn(*args, **kwargs)
-            except NetprobeError as exc:
-                raise fail(str(exc)) from None
-
-        return app.command(name, short_help=short_help)(wrapper)
+        return (group or app).command(name, short_help=short_help)(one_line_errors(fn, needs_torch))
 
     return register
+
+
+def one_line_errors(fn, needs_torch: bool = True):
+    """`fn` with its user errors as one line on stderr and exit code 2 (torch imported first if it needs it)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        if needs_torch:
+            _load_torch()
+        try:
+            return fn(*args, **kwargs)
+        except NetprobeError as exc:
+            raise fail(str(exc)) from None
+
+    return wrapper
 
 
 def _load_torch() -> None:

@@ -32,6 +32,7 @@ from netprobe.cli.options import (
 )
 from netprobe.cli.output import Output, note, progress_bar
 from netprobe.cli.plots import write_roofline
+from netprobe.cli.saving import DbOption, NoSaveOption, check_database, record_run
 from netprobe.errors import InputError, check_range
 from netprobe.render import Column, Format, Report, TableBlock, TextBlock, fmt_float, fmt_mb, fmt_pct, fmt_si, plural
 
@@ -140,6 +141,8 @@ def bench(
                                                      "inference).")] = None,
     keep_exports: Annotated[str | None, typer.Option("--keep-exports", help="Keep the exported files in this "
                                                                             "folder.")] = None,
+    db: DbOption = None,
+    no_save: NoSaveOption = False,
 ) -> None:
     """Time forward, backward and optimizer steps; memory, achieved TFLOP/s, OOM as a result."""
     from netprobe import bench as B
@@ -148,6 +151,7 @@ def bench(
     from netprobe.timing import resolve_device
 
     output = Output(fmt.value, SECTIONS, section, {"out": (out, (".json", ".csv")), "plot": (plot, (".png",))})
+    check_database(output, "bench", db, no_save)
     if plot and not breakdown:
         raise InputError("--plot draws the roofline that --breakdown measures; add --breakdown")
     if plot:
@@ -245,6 +249,7 @@ def _report(output: Output, session, out: str | None, plot: str | None = None) -
         if r.failed_in == "export":  # a model the exporter cannot take: one line naming what it refused
             say_error(f"{r.spec} b{r.batch} {r.imgsz}px, --runtime {r.runtime}: {r.error}")
             ok = False
+    ok = record_run(output, data) and ok
     output.finish(ok)
 
 

@@ -10,6 +10,7 @@ from netprobe.cli import options as opt
 from netprobe.cli.app import command, interrupt_code
 from netprobe.cli.output import Output, note, progress_bar
 from netprobe.cli.plots import write_compare_plot, write_roofline
+from netprobe.cli.saving import DbOption, NoSaveOption, check_database, record_run
 from netprobe.errors import InputError, quote
 from netprobe.render import Column, Format, Report, TableBlock, TextBlock, fmt_float, fmt_mb, fmt_pct, fmt_si, plural
 
@@ -103,6 +104,8 @@ def compare(
     runtime: Annotated[str | None, typer.Option(help="Compare inference in these runtimes instead of training: "
                                                      "a comma list of torch, torchscript, export, onnxruntime, "
                                                      "openvino (eager torch always, as the reference).")] = None,
+    db: DbOption = None,
+    no_save: NoSaveOption = False,
 ) -> None:
     """Train the variants side by side (interleaved rounds), with the paper's figures beside ours."""
     from netprobe import compare as C
@@ -110,6 +113,7 @@ def compare(
     from netprobe.timing import resolve_device
 
     output = Output(fmt.value, ("rows", "breakdown", "roofline"), None, {"plot": (plot, (".png",))})
+    check_database(output, "compare", db, no_save)
     experiment = what[0] if what[0] in C.EXPERIMENTS else "specs"
     if experiment != "specs" and len(what) > 1:
         raise InputError(f"{experiment} takes no models; use --base to choose the arch")
@@ -207,6 +211,7 @@ def _run_compare(C, output: Output, experiment: str, variants: list, settings, p
         ok = write_roofline(output, [(r.label, r) for r in rows], plot, f"netprobe compare {experiment} --breakdown")
     elif plot:
         ok = write_compare_plot(output, rows, plot, comparison.settings_line)
+    ok = record_run(output, data) and ok
     if stopped is not None:
         note(f"interrupted: showing {plural(comparison.finished, 'finished round')}")
         output.finish(ok)

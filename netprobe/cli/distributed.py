@@ -8,6 +8,7 @@ import typer
 
 from netprobe.cli.app import interrupt_code
 from netprobe.cli.output import Output, note, progress_bar
+from netprobe.cli.saving import record_run
 from netprobe.errors import InputError
 from netprobe.render import Column, Report, TableBlock, TextBlock, fmt_float, fmt_mb, fmt_pct, plural
 
@@ -83,6 +84,7 @@ def run_all(output: Output, jobs: list[tuple[str, object]], options: DistOptions
 
             ok = output.write(out, to_json(data) if out.lower().endswith(".json") else
                               to_csv([Column(k, k) for k in data["rows"][0]], data["rows"]))
+        ok = record_run(output, data) and ok
     if failure is not None:
         raise InputError(str(failure))
     if stopped is not None:

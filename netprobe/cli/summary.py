@@ -9,6 +9,7 @@ import typer
 from netprobe.cli.app import command
 from netprobe.cli.options import DEFAULT_MODEL, DEFAULT_MODEL_NOTE, choices
 from netprobe.cli.output import Output, note
+from netprobe.cli.saving import DbOption, SaveOption, check_database, record_run
 from netprobe.frozen import frozen_note
 from netprobe.render import (
     CodeBlock,
@@ -81,6 +82,8 @@ def summary(
     fmt: Annotated[Format, typer.Option("--format", "-f", help=FORMAT_HELP)] = Format.table,
     section: Annotated[str | None, typer.Option(help=f"The table --format csv prints: {', '.join(SECTIONS)}.")]
     = None,
+    save: SaveOption = False,
+    db: DbOption = None,
 ) -> None:
     """The paper-style stage table: operator, stride, channels, layers, shapes, params and MACs per stage."""
     from netprobe.cli.detector import SECTIONS as DETECTOR_SECTIONS
@@ -96,6 +99,7 @@ def summary(
     output = Output(fmt.value, DETECTOR_SECTIONS if detector else SECTIONS, section)
     if spec is None:
         note(DEFAULT_MODEL_NOTE)
+    check_database(output, "summary", db, save=save)
     result = summarize(target, imgsz, batch, depth.value, stages.value, in_chans, train=train,
                        counters=[c.value for c in counter or []])
     result.spec = target.label  # as the user wrote it; the canonical form is shown apart
@@ -106,7 +110,7 @@ def summary(
     if result.counter_details:
         report.add(_counter_table(result.counter_details))
     output.show(report, result.to_dict())
-    output.finish()
+    output.finish(record_run(output, result.to_dict()))
 
 
 def summary_report(result, features: bool) -> Report:

@@ -1,0 +1,71 @@
+"""`netprobe report`: the recorded runs across machines — tables on stdout in any format, and with
+`--html` one self-contained page with the charts."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+import typer
+
+from netprobe.cli.app import command
+from netprobe.cli.history import (
+    CommandFilter,
+    DbPath,
+    DeviceFilter,
+    LastOption,
+    MachineFilter,
+    SinceFilter,
+    SpecFilter,
+    filters,
+    open_db,
+)
+from netprobe.cli.output import Output, note
+from netprobe.render import Format
+
+SECTIONS = ("fused_stages", "speeds", "machines", "runs")
+
+
+@command("report", "Recorded runs across machines: HTML, markdown.", needs_torch=False)
+def report(
+    runs: Annotated[list[str] | None, typer.Argument(help="Runs to report on (IDs, or 6+ characters of uids); "
+                                                          "default: every run the filters select.")] = None,
+    last: LastOption = None, spec: SpecFilter = None, command_: CommandFilter = None, device: DeviceFilter = None,
+    machine: MachineFilter = None, since: SinceFilter = None,
+    html: Annotated[str | None, typer.Option("--html", help="Write the report as one self-contained HTML page "
+                                                            "(tables and charts inline, nothing fetched).")] = None,
+    db: DbPath = None,
+    fmt: Annotated[Format | None, typer.Option("--format", "-f", help="Print the tables: table, json, csv (see "
+                                                                       "--section) or markdown (default: table, "
+                                                                       "or nothing with --html).")] = None,
+    section: Annotated[str | None, typer.Option(help=f"The table --format csv prints: {', '.join(SECTIONS)}.")]
+    = None,
+) -> None:
+    """The fused-stages table across machines (paper figures beside), speed against MACs for every spec,
+    rooflines and time by op kind, and each machine's fingerprint, from the recorded runs."""
+    from netprobe import __version__
+    from netprobe.errors import InputError
+    from netprobe.history.page import html_page
+    from netprobe.history.query import find_run
+    from netprobe.history.record import utc_text
+    from netprobe.history.report import build
+
+    output = Output((fmt or Format.table).value, SECTIONS, section, {"html": (html, (".html", ".htm"))})
+    chosen = filters(runs, spec, command_, device, machine, since, last)
+    with open_db(db) as (conn, path):
+        for ident in runs or []:
+            find_run(conn, ident)  # a run asked for by name must exist
+        cross = build(conn, chosen)
+    if not cross.data["runs"]:
+        raise InputError("no recorded run matches; netprobe history lists the runs (and --db picks another "
+                         "database)")
+    if fmt is not None or html is None:
+        output.show(cross.report, cross.data)
+    ok = True
+    if html is not None:
+        meta = [f"{path} · generated {utc_text(time.time())} by netprobe {__version__}",
+                "Every figure was measured by netprobe on the machine named, except the columns marked paper."]
+        ok = output.write(html, html_page(cross, meta), "report")
+        if ok:
+            note(f"report written to {html}")
+    output.finish(ok)

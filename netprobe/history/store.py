@@ -1,0 +1,220 @@
+"""The results database file: where it lives, how it is opened, its schema and the migrations to it.
+
+One SQLite file, no server. WAL mode and a busy timeout let several processes (two commands, the
+ranks of a data-parallel run) write at once; `PRAGMA user_version` is the schema version, and a
+file of an older version is upgraded when opened, in one transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from netprobe.errors import NetprobeError, quote
+
+BUSY_TIMEOUT_MS = 30_000  # a writer waits this long for another to finish its transaction
+PATH_LIMIT = 240  # characters of a path shown in a message
+
+
+class HistoryError(NetprobeError):
+    """The results database cannot be used: not SQLite, another program's, a newer schema, read-only, full."""
+
+
+def default_path() -> Path:
+    """$NETPROBE_DB, else the platform's per-user data folder: ~/.local/share/netprobe (or
+    $XDG_DATA_HOME/netprobe) on Linux, ~/Library/Application Support/netprobe on macOS,
+    %LOCALAPPDATA%\\netprobe on Windows; the file is results.sqlite there."""
+    if os.environ.get("NETPROBE_DB"):
+        return Path(os.environ["NETPROBE_DB"]).expanduser()
+    home = Path.home()
+    if sys.platform == "win32":
+        base = Path(os.environ.get("LOCALAPPDATA") or home / "AppData" / "Local")
+    elif sys.platform == "darwin":
+        base = home / "Library" / "Application Support"
+    else:
+        base = Path(os.environ.get("XDG_DATA_HOME") or home / ".local" / "share")
+    return base / "netprobe" / "results.sqlite"
+
+
+# ---- schema ----------------------------------------------------------------------------------------
+
+V1 = """
+CREATE TABLE machines (
+    machine_id TEXT PRIMARY KEY,   -- a hash of the hardware fields: the same machine, the same id
+    cpu TEXT, cpus INTEGER, memory_mb INTEGER, arch TEXT, board TEXT, gpus TEXT,
+    fingerprint TEXT NOT NULL      -- every fact as JSON
+);
+CREATE TABLE runs (
+    id INTEGER PRIMARY KEY,
+    run_uid TEXT NOT NULL UNIQUE,  -- made when the run was recorded: how imports recognise it
+    created TEXT NOT NULL,         -- UTC, ISO 8601
+    duration_s REAL,
+    command TEXT NOT NULL,         -- bench | compare | summary
+    experiment TEXT,               -- compare's (fused-stages, batch-imgsz, specs); data-parallel; NULL
+    argv TEXT NOT NULL,            -- the command line, a JSON list
+    machine_id TEXT NOT NULL REFERENCES machines(machine_id),
+    device TEXT, device_name TEXT, device_memory_mb INTEGER, threads INTEGER, usable_cores INTEGER,
+    netprobe TEXT, torch TEXT, cuda TEXT, cudnn TEXT, python TEXT, os TEXT, driver TEXT,
+    peak_tflops TEXT,              -- the measured matmul roofs, JSON {dtype: TFLOP/s}
+    bandwidth_gbs REAL,            -- the measured copy bandwidth, where the run measured it
+    note TEXT,                     -- the busy-machine verdict
+    envelope TEXT NOT NULL         -- the run's JSON without its rows
+);
+CREATE TABLE results (
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    position INTEGER NOT NULL,
+    label TEXT, spec TEXT NOT NULL, status TEXT, mode TEXT, dtype TEXT, batch INTEGER, imgsz TEXT,
+    imgs_per_s REAL, step_ms REAL, macs INTEGER, params INTEGER, tflops REAL, peak_mem_mb REAL,
+    data TEXT NOT NULL             -- the row's whole JSON, as the command printed it
+);
+CREATE INDEX results_run ON results(run_id);
+"""
+
+# v2: the spec that re-runs each row exactly, and what `history` and `report` need without reading every
+# row's JSON: a row count per run, a flag for rows with a breakdown, indexes for the filters.
+V2 = """
+ALTER TABLE results ADD COLUMN canonical TEXT;
+ALTER TABLE results ADD COLUMN explained INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE runs ADD COLUMN n_results INTEGER NOT NULL DEFAULT 0;
+UPDATE runs SET n_results = (SELECT count(*) FROM results WHERE results.run_id = runs.id);
+CREATE INDEX runs_created ON runs(created);
+CREATE INDEX runs_machine ON runs(machine_id);
+CREATE INDEX results_spec ON results(spec);
+"""
+
+
+def _fill_v2(conn: sqlite3.Connection) -> None:
+    """v1 rows: the canonical spec is the one their JSON holds (summaries), else the spec as given."""
+    rows = conn.execute("SELECT id, spec, data FROM results").fetchall()
+    updates = []
+    for row_id, spec, data in rows:
+        row = json.loads(data)
+        explained = bool(row.get("breakdown") or row.get("roofline"))
+        updates.append((row.get("canonical") or spec, int(explained), row_id))
+    conn.executemany("UPDATE results SET canonical = ?, explained = ? WHERE id = ?", updates)
+
+
+# Each step takes the file from version i to i + 1: SQL, then (optionally) Python over the rows.
+MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None] | None]] = [(V1, None), (V2, _fill_v2)]
+SCHEMA_VERSION = len(MIGRATIONS)
+OUR_TABLES = {"machines", "runs", "results"}
+
+
+# ---- opening ---------------------------------------------------------------------------------------
+
+def shown(path: Path | str) -> str:
+    return quote(str(path), PATH_LIMIT)
+
+
+def connect(path: Path | str, create: bool = True) -> sqlite3.Connection:
+    """Open the database at `path` (created, with its folder when `create`), upgraded to the current
+    schema; anything that makes it unusable is a `HistoryError` with one line saying what and what to do."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise HistoryError(f"results database {shown(path)} is a folder; give a file name inside it")
+    if not path.exists():
+        if not create:
+            raise HistoryError(f"no results database at {shown(path)} yet: netprobe bench and compare record "
+                               "every run there (or give another with --db)")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise HistoryError(f"cannot create the folder of the results database {shown(path)} "
+                               f"({exc.strerror or exc}); give another path with --db, or run with --no-save") from None
+    try:
+        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise HistoryError(f"cannot open the results database {shown(path)} ({exc}); give another path with "
+                           "--db") from None
+    try:
+        _prepare(conn, path)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _prepare(conn: sqlite3.Connection, path: Path) -> None:
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+    except sqlite3.DatabaseError as exc:
+        raise HistoryError(f"{shown(path)} is not a netprobe results database: {exc} (it is not SQLite); give "
+                           "another path with --db, or move the file away") from None
+    _check_version(conn, path, version)
+    try:
+        if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            conn.execute("PRAGMA journal_mode = WAL")  # readers never block the writer, nor it them
+        conn.execute("PRAGMA synchronous = NORMAL")  # with WAL: a crash loses at most the last run, never the file
+        conn.execute("PRAGMA foreign_keys = ON")
+        _upgrade(conn, path)
+    except sqlite3.OperationalError as exc:
+        raise write_error(path, exc) from None
+
+
+def _check_version(conn: sqlite3.Connection, path: Path, version: int) -> None:
+    if version > SCHEMA_VERSION:
+        raise HistoryError(f"results database {shown(path)} has schema version {version}, newer than this netprobe "
+                           f"knows ({SCHEMA_VERSION}); upgrade netprobe, or give another path with --db")
+    if version == 0:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if tables:
+            raise HistoryError(f"{shown(path)} is an SQLite file of another program (tables: "
+                               f"{', '.join(sorted(tables))[:120]}), not a netprobe results database; give another "
+                               "path with --db")
+
+
+def _upgrade(conn: sqlite3.Connection, path: Path) -> None:
+    """Apply the missing migrations in one transaction (another process may be doing the same: the
+    version is read again once the write lock is held)."""
+    if conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        _check_version(conn, path, version)
+        for sql, fill in MIGRATIONS[version:]:
+            for statement in statements(sql):
+                conn.execute(statement)
+            if fill is not None:
+                fill(conn)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def statements(sql: str) -> list[str]:
+    """A script's statements, one by one (a semicolon inside a comment or a string does not end one)."""
+    done, current = [], ""
+    for line in sql.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            done.append(current.strip())
+            current = ""
+    return done
+
+
+def check_writable(conn: sqlite3.Connection, path: Path | str) -> None:
+    """Refuse, before any work, a database this process cannot write (a read-only file or folder):
+    take the write lock and touch the header, then roll back."""
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        finally:
+            conn.execute("ROLLBACK")
+    except sqlite3.OperationalError as exc:
+        raise write_error(Path(path), exc) from None
+
+
+def write_error(path: Path, exc: sqlite3.Error) -> HistoryError:
+    """A failed write as one line: read-only, full, locked, or what SQLite said."""
+    return HistoryError(f"cannot write to the results database {shown(path)}: {exc}; give a writable path with "
+                        "--db, or run with --no-save")
