@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 import netprobe.history
 from netprobe import bench as B
+from netprobe.bench import runs as BR  # where bench's runs call benchmark: patched there
 from netprobe.cli import app
 from netprobe.history import store, tables
 from netprobe.history.record import machine_id, record, run_document
@@ -39,7 +40,7 @@ def one_error_line(result, needle: str) -> None:
     assert "Traceback" not in result.output
 
 
-def fake_benchmark(config, on_step=None):
+def fake_benchmark(config, on_step=None, on_status=None):
     """A bench result without the measurement (these tests are about where results go)."""
     label = getattr(config.spec, "label", config.spec)
     return B.BenchResult(label, "cpu", "fp32", config.batch, 32, config.mode, "ok", imgs_per_s=10.0 * config.batch,
@@ -70,7 +71,7 @@ def db(tmp_path) -> Path:
 
 @pytest.fixture
 def fake_bench(monkeypatch):
-    monkeypatch.setattr(B, "benchmark", fake_benchmark)
+    monkeypatch.setattr(BR, "benchmark", fake_benchmark)
 
 
 # ---- recording ------------------------------------------------------------------------------------
@@ -133,13 +134,13 @@ def test_summary_is_recorded_only_with_save(db):
 def test_an_interrupted_bench_records_the_rows_that_finished(db, monkeypatch):
     seen = []
 
-    def stop_on_second(config, on_step=None):
+    def stop_on_second(config, on_step=None, on_status=None):
         if seen:
             raise KeyboardInterrupt
         seen.append(config)
         return fake_benchmark(config)
 
-    monkeypatch.setattr(B, "benchmark", stop_on_second)
+    monkeypatch.setattr(BR, "benchmark", stop_on_second)
     result = run(*TINY_BENCH, "--batch", "2,3,4", "--db", str(db))
     assert result.exit_code == 130
     assert counts(db) == (1, 1)
@@ -165,21 +166,21 @@ def never_measured(*a, **k):
 
 
 def test_a_file_that_is_not_sqlite_is_refused_before_any_work(db, monkeypatch):
-    monkeypatch.setattr(B, "benchmark", never_measured)
+    monkeypatch.setattr(BR, "benchmark", never_measured)
     db.write_text("these are my notes, not a database\n" * 20)
     one_error_line(run(*TINY_BENCH, "--db", str(db)), "is not a netprobe results database")
     assert db.read_text().startswith("these are my notes")  # untouched
 
 
 def test_another_programs_sqlite_file_is_refused(db, monkeypatch):
-    monkeypatch.setattr(B, "benchmark", never_measured)
+    monkeypatch.setattr(BR, "benchmark", never_measured)
     with sqlite3.connect(db) as conn:
         conn.execute("CREATE TABLE contacts (name TEXT)")
     one_error_line(run(*TINY_BENCH, "--db", str(db)), "an SQLite file of another program (tables: contacts)")
 
 
 def test_a_newer_schema_is_refused(db, monkeypatch):
-    monkeypatch.setattr(B, "benchmark", never_measured)
+    monkeypatch.setattr(BR, "benchmark", never_measured)
     keep(db, "a")
     with sqlite3.connect(db) as conn:
         conn.execute(f"PRAGMA user_version = {store.SCHEMA_VERSION + 1}")
@@ -198,7 +199,7 @@ def make_read_only(path: Path) -> None:
 
 
 def test_a_read_only_database_is_refused_before_any_work_and_still_listed(db, monkeypatch):
-    monkeypatch.setattr(B, "benchmark", never_measured)
+    monkeypatch.setattr(BR, "benchmark", never_measured)
     keep(db, "a")
     make_read_only(db)
     try:
@@ -225,7 +226,7 @@ def test_a_damaged_database_is_one_line_too(db):
 
 @pytest.mark.parametrize(("where", "needle"), [("missing/r.sqlite", "does not exist"), (".", "is a folder")])
 def test_a_db_path_that_cannot_be_a_file_is_refused(tmp_path, monkeypatch, where, needle):
-    monkeypatch.setattr(B, "benchmark", never_measured)
+    monkeypatch.setattr(BR, "benchmark", never_measured)
     one_error_line(run(*TINY_BENCH, "--db", str(tmp_path / where)), needle)
 
 
