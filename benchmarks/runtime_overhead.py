@@ -4,7 +4,8 @@ For efficientnet_b0 and yolov8n at batch 1 and 8, the model is exported once wit
 exporter and loaded once per runtime; then, in interleaved rounds (order alternating), netprobe's
 timing (`measure_steps` over the runtime step that `netprobe bench --runtime` uses: warm-up until steady,
 p50 of the timed steps) and a bare loop over the runtime's own call on the same session and input
-(ONNX Runtime: `InferenceSession.run`; OpenVINO: `compiled_model(x)`) each give a median latency.
+(ONNX Runtime: `InferenceSession.run`; OpenVINO: `compiled_model(x)`, the same compiled model) each
+give a median latency.
 The ratio netprobe / bare per round, and its median over rounds, is printed; the goal is within
 +-5%. `onnxruntime_perf_test` is used too where it is on the PATH.
 
@@ -55,15 +56,9 @@ def compare(name: str, batch: int, runtime_name: str, rounds: int, folder: Path)
     if runtime_name == "onnxruntime":
         def bare() -> None:
             session.run(None, {"input": inputs})
-    else:
-        import openvino
-
-        compiled = openvino.Core().compile_model(str(exported.files[0]), "CPU", {
-            "INFERENCE_NUM_THREADS": torch.get_num_threads(), "PERFORMANCE_HINT": "LATENCY",
-            "INFERENCE_PRECISION_HINT": "f32"})
-
+    else:  # the same compiled model (one thread pool), called as OpenVINO's examples call it
         def bare() -> None:
-            compiled(inputs)
+            session(inputs)
     one = bare_ms(bare, 0.5)
     iters = max(5, min(100, int(2000 / max(one, 1e-3))))  # about 2 s of timed steps
     ratios = []

@@ -44,11 +44,12 @@ class OpenVino(Runtime):
         import openvino
 
         config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
-        compiled = openvino.Core().compile_model(str(exported.files[0]), "CPU", config)
-        return compiled.create_infer_request()
+        return openvino.Core().compile_model(str(exported.files[0]), "CPU", config)
 
     def prepare_input(self, x: torch.Tensor) -> object:
         return x.detach().cpu().numpy()
 
     def run(self, session: object, inputs: object) -> list:
-        return list(session.infer({0: inputs}).values())
+        # The compiled model called as OpenVINO's own examples call it: one infer request it keeps,
+        # the input array shared, not copied (the array is contiguous and lives as long as the step)
+        return list(session(inputs).values())
