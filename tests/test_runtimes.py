@@ -163,9 +163,8 @@ def test_a_model_the_exporter_cannot_take_is_a_row_and_one_line(tmp_path):
     (["--runtime", "onnxruntime,onnxruntime"], "names a runtime twice"),
 ])
 def test_bad_runtime_input_is_one_line_before_any_export(monkeypatch, args, needle):
-    from netprobe.runtimes.base import Runtime
-
-    monkeypatch.setattr(Runtime, "export", lambda *a: pytest.fail("exported before checking"))
+    for runtime in RUNTIMES.values():  # each runtime's own export (subclasses override the base's)
+        monkeypatch.setattr(runtime, "export", lambda *a: pytest.fail("exported before checking"))
     one_error_line(run("bench", "mobilenetv3_small", "--device", "cpu", "--imgsz", "32", *args), needle)
 
 
@@ -214,3 +213,16 @@ def test_compare_in_runtimes():
     assert rows[0]["vs_torch"] == 1.0 and rows[1]["vs_torch"] == pytest.approx(
         rows[1]["infer_imgs_per_s"] / rows[0]["infer_imgs_per_s"])
     assert rows[2]["speedup"] == pytest.approx(rows[2]["infer_imgs_per_s"] / rows[0]["infer_imgs_per_s"])
+
+
+def test_an_interrupt_during_an_export_keeps_the_rows_that_finished(monkeypatch):
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(RUNTIMES["onnxruntime"], "export", interrupted)
+    result = run("bench", "mobilenetv3_small:classes=10", "--device", "cpu", "--batch", "2", "--imgsz", "32",
+                 "--iters", "1", "--max-warmup-s", "1", "--runtime", "onnxruntime", "--format", "json", "--no-save")
+    assert result.exit_code == 130
+    rows = json.loads(result.stdout)["results"]
+    assert [(r["runtime"], r["status"]) for r in rows] == [("torch", "ok")]
+    assert "interrupted: 1 of 2 configurations finished" in result.stderr
