@@ -207,7 +207,9 @@ def _scaling(data: dict, scale: str | None, where: str) -> tuple[Scaling, str | 
             notes.append(f"{where}: no scale in the file name or --scale; using '{scale}', the first of "
                          f"{', '.join(map(str, scales))}")
         if scale not in scales:
-            raise SpecError(f"{where}: scale {scale!r} is not in its scales ({', '.join(map(str, scales))})")
+            names = [str(k) for k in scales]
+            valid = ", ".join(names[:-1]) + f" or {names[-1]}" if len(names) > 1 else names[0]
+            raise SpecError(f"{where}: scale {scale!r} is not in its scales; give --scale {valid}")
         depth, width, max_channels = [*scales[scale], math.inf][:3]
         return Scaling(float(depth), float(width), max_channels), scale, notes
     if scale is not None:
@@ -231,6 +233,8 @@ def _globals(data: dict, scale: str | None, where: str) -> tuple[Scaling, str | 
         unscaled = _unscaled_width(data)
         if "kpt_shape" in data:
             data["kpt_shape"] = tuple(int(k) for k in data["kpt_shape"])
+    except NetprobeError:
+        raise  # already one line of its own (an unknown --scale): not a malformed table
     except (TypeError, ValueError, IndexError, KeyError) as exc:
         raise SpecError(f"{where}: malformed scales, depth_multiple, width_multiple, anchors or kpt_shape "
                         f"({type(exc).__name__}: {exc}); see an upstream YAML such as yolov8.yaml") from None

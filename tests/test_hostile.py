@@ -1,0 +1,86 @@
+"""Hostile inputs on the newer surfaces (issue 21): YAML files, model paths, detector specs.
+
+Each case through the CLI: one line on stderr saying what was wrong and what would be right, exit
+code 2, no traceback, and refused before long work. Cases that once hung run in a subprocess under
+`timeout -k`, so a hang fails the test instead of the run.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from netprobe.cli import app
+
+runner = CliRunner()
+LAYOUTS = Path(__file__).resolve().parents[1] / "netprobe" / "detect" / "layouts"
+YOLOV8 = (LAYOUTS / "yolov8.yaml").read_text()
+HANG_S = 60  # a subprocess that has not ended by then is a hang
+
+
+def run(*args: str):
+    return runner.invoke(app, list(args))
+
+
+def one_error_line(result, needle: str) -> None:
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], result.stderr
+    assert "Traceback" not in result.output
+
+
+def run_bounded(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """`netprobe ARGS` in a subprocess, killed by `timeout -k` if it runs past HANG_S (exit 124 or 137)."""
+    prefix = ["timeout", "-k", "5", str(HANG_S)] if shutil.which("timeout") else []
+    done = subprocess.run([*prefix, sys.executable, "-m", "netprobe", *args], capture_output=True, text=True,
+                          cwd=cwd, env={**os.environ, "COLUMNS": "200"}, timeout=HANG_S + 30)
+    assert done.returncode not in (124, 137), f"netprobe {' '.join(args)} hung: {done.stderr[-400:]}"
+    return done
+
+
+def one_error_line_of(done: subprocess.CompletedProcess, needle: str) -> None:
+    assert done.returncode == 2, done.stdout + done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def yaml_with(tmp_path: Path, name: str, old: str, new: str) -> str:
+    assert old in YOLOV8
+    path = tmp_path / name
+    path.write_text(YOLOV8.replace(old, new, 1))
+    return str(path)
+
+
+# ---- YAML files -----------------------------------------------------------------------------------
+
+def test_random_bytes_are_not_a_yaml_file(tmp_path):
+    garbage = tmp_path / "garbage.yaml"
+    garbage.write_bytes(bytes([0x94, 0xff, 0x00, 0x81]) * 1024)
+    one_error_line(run("summary", str(garbage), "--scale", "s"), "is not a text file (byte 0 is not UTF-8)")
+
+
+def test_a_yaml_file_over_the_size_limit_is_refused_unread(tmp_path):
+    big = tmp_path / "big.yaml"
+    big.write_text(YOLOV8 + "# padding\n" * 200_000)  # 2 MB
+    one_error_line(run("summary", str(big), "--scale", "s"), "a model YAML is at most 1,048,576 bytes")
+
+
+def test_a_yaml_path_that_is_a_folder_or_a_device_is_refused(tmp_path):
+    (tmp_path / "dir.yaml").mkdir()
+    one_error_line(run("summary", str(tmp_path / "dir.yaml")), "is a folder; give a model .yaml file")
+    if Path("/dev/zero").exists():
+        (tmp_path / "zero.yaml").symlink_to("/dev/zero")
+        one_error_line(run("summary", str(tmp_path / "zero.yaml")), "is not a regular file")
+
+
+def test_an_unknown_scale_is_one_line_naming_the_valid_ones(tmp_path):
+    path = yaml_with(tmp_path, "model.yaml", "nc: 80", "nc: 80")
+    result = run("summary", path, "--scale", "q")
+    one_error_line(result, "scale 'q' is not in its scales; give --scale n, s, m, l or x")
+    assert result.stderr.count(path) == 1 and "malformed" not in result.stderr
