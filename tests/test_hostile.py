@@ -84,3 +84,26 @@ def test_an_unknown_scale_is_one_line_naming_the_valid_ones(tmp_path):
     result = run("summary", path, "--scale", "q")
     one_error_line(result, "scale 'q' is not in its scales; give --scale n, s, m, l or x")
     assert result.stderr.count(path) == 1 and "malformed" not in result.stderr
+
+
+# ---- sizes out of range: refused before building --------------------------------------------------
+
+def test_a_width_out_of_range_is_refused_stating_the_bound(tmp_path):
+    uncapped = yaml_with(tmp_path, "hugew.yaml", "s: [0.33, 0.50, 1024]", "s: [0.33, 0.50, 100000000000]")
+    Path(uncapped).write_text(Path(uncapped).read_text().replace("[64, 3, 2]", "[100000000, 3, 2]", 1))
+    one_error_line(run("summary", uncapped, "--scale", "s"), "at most 65,536 per row after scaling")
+    wide = yaml_with(tmp_path, "widem.yaml", "s: [0.33, 0.50, 1024]", "s: [0.33, 100000000, 1024]")
+    one_error_line(run("summary", wide, "--scale", "s"), "(x width 1e+08) is too many; at most 65,536")
+
+
+def test_repeats_out_of_range_are_refused_before_building(tmp_path):
+    deep = yaml_with(tmp_path, "deep.yaml", "[-1, 3, C2f, [128, True]]", "[-1, 100000000, C2f, [128, True]]")
+    one_error_line_of(run_bounded("summary", deep, "--scale", "s"),
+                      "row 2 (C2f [128, True]): 100,000,000 repeats (x depth 0.33) is too many; at most 512")
+
+
+def test_parameters_and_rows_out_of_range_are_refused(tmp_path):
+    huge = yaml_with(tmp_path, "huge.yaml", "[-1, 1, SPPF, [1024, 5]]", "[-1, 1, nn.Conv2d, [512, 1000000, 15]]")
+    one_error_line(run("summary", huge, "--scale", "s"), "at most 10,000,000,000 (10 G) in a detector")
+    many = yaml_with(tmp_path, "many.yaml", "head:\n", "head:\n" + "  - [-1, 1, nn.Identity, []]\n" * 1000)
+    one_error_line(run("summary", many, "--scale", "s"), "1,023 rows; a detector has at most 1,000")

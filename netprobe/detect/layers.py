@@ -23,6 +23,8 @@ from netprobe.errors import NetprobeError, SpecError
 
 TRACE_SIZE = 2048  # the walk's square input: a multiple of every power-of-two stride up to 2048
 IMAGE = -1  # the index that stands for the input image in a row's `inputs`
+MAX_ROWS = 1_000  # rows of one detector (upstream: about 25), checked before any is built
+MAX_PARAMS = 10_000_000_000  # parameters of one detector, summed row by row as each is built on meta
 
 
 @dataclass(frozen=True)
@@ -49,7 +51,11 @@ class LayerRow:
 
 def walk(raw: list[RawRow], scaling: Scaling, names: dict, user: dict[str, type] | None, where: str) -> list[LayerRow]:
     """Scale and trace every row (see the module docstring); any error names the row, in one line."""
+    if len(raw) > MAX_ROWS:
+        raise SpecError(f"{where}: {len(raw):,} rows; a detector has at most {MAX_ROWS:,} (upstream ones: "
+                        "about 25)")
     rows: list[LayerRow] = []
+    total_params = 0
     maps: dict[int, object] = {IMAGE: torch.empty(1, 3, TRACE_SIZE, TRACE_SIZE, device="meta")}
     names = {k: frozen(v) for k, v in names.items()}
     for item in raw:
@@ -63,8 +69,15 @@ def walk(raw: list[RawRow], scaling: Scaling, names: dict, user: dict[str, type]
         if kind.joins:
             _check_join(i, inputs, feeds, where)
         args = [_resolve_name(a, names) for a in item.args]
-        repeats = scaling.repeats(item.repeats)
-        ctor, out = _trace(kind, args, feeds, item, repeats, scaling, i, where)
+        try:
+            repeats = scaling.repeats(item.repeats)
+        except SpecError as exc:
+            raise SpecError(f"{where}: row {i} ({item.module} {list(item.args)}): {exc}") from None
+        ctor, out, params = _trace(kind, args, feeds, item, repeats, scaling, i, where)
+        total_params += params
+        if total_params > MAX_PARAMS:
+            raise SpecError(f"{where}: rows 0-{i} already hold {total_params:,} parameters; at most "
+                            f"{MAX_PARAMS:,} (10 G) in a detector: use a smaller width, depth or channel count")
         section = item.section if item.section == "backbone" else "head" if kind.head else "neck"
         rows.append(_row(i, item, inputs, repeats, tuple(ctor), section, out, kind))
         maps[i] = out
@@ -132,7 +145,7 @@ def build_row(kind: Kind, ctor: list, repeats: int) -> nn.Module:
 
 
 def _trace(kind: Kind, args: list, feeds: list[torch.Tensor], item: RawRow, repeats: int, scaling: Scaling,
-           i: int, where: str) -> tuple[list, object]:
+           i: int, where: str) -> tuple[list, object, int]:
     what = f"row {i} ({item.module} {list(item.args)})"
     try:
         ctor = kind.args(args, [t.shape[1] for t in feeds], repeats, scaling)
@@ -150,7 +163,7 @@ def _trace(kind: Kind, args: list, feeds: list[torch.Tensor], item: RawRow, repe
                         f"{_first_line(exc)}") from None
     maps = [torch.empty(shape, device="meta") for shape in result.modules[""].out_shapes]
     out = maps[0] if len(maps) == 1 and not kind.multi_output else maps
-    return ctor, out
+    return ctor, out, result.params
 
 
 def _first_line(exc: BaseException) -> str:
