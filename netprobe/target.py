@@ -149,7 +149,33 @@ def resolve(model: object, in_chans: int | None = None, scale: str | None = None
         return _timm_target(text, in_chans)
     if _looks_like_file(text):
         return _path_target(text, text, "file", in_chans)
-    return _zoo_target(parse_spec(text))
+    try:
+        spec = parse_spec(text)
+    except SpecError:
+        _refuse_a_path(text)  # `adir:factory`, `model.txt:factory`: say what the path is, not "unknown arch"
+        raise
+    return _zoo_target(spec)
+
+
+def _refuse_a_path(text: str) -> None:
+    """Refuse, in one line, a spec whose part before ':' is an existing folder or a file other than .py."""
+    head = text.split("(", 1)[0]
+    location, _, attr = head.rpartition(":") if ":" in head else (head, "", "factory")
+    if not location.strip():
+        return
+    path = Path(location.strip()).expanduser()
+    try:
+        is_dir, is_file = path.is_dir(), path.is_file()
+    except OSError:  # a name too long to be a path
+        return
+    name = attr.strip() or "factory"
+    if is_dir:
+        folder = location.strip().rstrip("/")
+        raise SpecError(f"{quote(location.strip(), 80)} is a folder, not a model; give a .py file in it "
+                        f"({folder}/model.py:{name}) or a module path (module:package.module:{name})")
+    if is_file:
+        raise SpecError(f"{quote(location.strip(), 80)} is not a .py file; give path/to/file.py:{name}, "
+                        "or a model .yaml file")
 
 
 def _detector_target(text: str, in_chans: int | None, scale: str | None, modules: str | None) -> Target:
@@ -330,6 +356,8 @@ _FILE_MODULES: dict[Path, object] = {}
 
 def _import_file(path_text: str, where: str) -> object:
     path = Path(path_text).expanduser()
+    if path.is_dir():
+        raise SpecError(f"{where}: {quote(path_text)} is a folder, not a file; give the path of a .py file")
     if not path.is_file():
         raise SpecError(f"{where}: no such file {quote(path_text)}; give the path of a .py file")
     path = path.resolve()

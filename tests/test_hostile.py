@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from netprobe.cli import app
@@ -107,3 +108,28 @@ def test_parameters_and_rows_out_of_range_are_refused(tmp_path):
     one_error_line(run("summary", huge, "--scale", "s"), "at most 10,000,000,000 (10 G) in a detector")
     many = yaml_with(tmp_path, "many.yaml", "head:\n", "head:\n" + "  - [-1, 1, nn.Identity, []]\n" * 1000)
     one_error_line(run("summary", many, "--scale", "s"), "1,023 rows; a detector has at most 1,000")
+
+
+# ---- model paths and destinations -----------------------------------------------------------------
+
+def test_a_folder_given_as_a_model_file_is_named_a_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "adir").mkdir()
+    one_error_line(run("summary", "adir:ok"), "'adir' is a folder, not a model; give a .py file in it "
+                                             "(adir/model.py:ok) or a module path (module:package.module:ok)")
+    (tmp_path / "bdir.py").mkdir()
+    one_error_line(run("summary", "bdir.py:ok"), "'bdir.py' is a folder, not a file; give the path of a .py file")
+    (tmp_path / "notes.txt").write_text("")
+    one_error_line(run("summary", "notes.txt:ok"), "'notes.txt' is not a .py file; give path/to/file.py:ok")
+    one_error_line(run("summary", "efficientnet_bx"), "unknown arch 'efficientnet_bx'")  # no folder: as before
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc")
+@pytest.mark.parametrize("command", [["bench", "mobilenetv3_small", "--breakdown"], ["compare", "efficientnet_b0"]])
+def test_a_plot_in_a_folder_that_takes_no_file_says_not_writable(monkeypatch, command):
+    pytest.importorskip("matplotlib")
+    from netprobe.bench import runs as BR
+
+    monkeypatch.setattr(BR, "benchmark", lambda *a, **k: pytest.fail("measured before checking --plot"))
+    one_error_line(run(*command, "--device", "cpu", "--plot", "/proc/r.png"),
+                   "cannot write in '/proc', the folder is not writable (it takes no new files)")
