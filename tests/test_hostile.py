@@ -133,3 +133,27 @@ def test_a_plot_in_a_folder_that_takes_no_file_says_not_writable(monkeypatch, co
     monkeypatch.setattr(BR, "benchmark", lambda *a, **k: pytest.fail("measured before checking --plot"))
     one_error_line(run(*command, "--device", "cpu", "--plot", "/proc/r.png"),
                    "cannot write in '/proc', the folder is not writable (it takes no new files)")
+
+
+SHRINK = """
+from torch import nn
+
+
+class Shrink(nn.Module):  # declares c2 channels, returns them flattened
+    def __init__(self, c1, c2):
+        super().__init__()
+        self.conv = nn.Conv2d(c1, c2, 1)
+
+    def forward(self, x):
+        return self.conv(x).flatten(1)
+"""
+
+
+def test_a_user_block_returning_the_wrong_shape_is_blamed_not_the_row_that_reads_it(tmp_path):
+    blocks = tmp_path / "blocks.py"
+    blocks.write_text(SHRINK)
+    path = yaml_with(tmp_path, "shrink.yaml", "[-1, 1, SPPF, [1024, 5]]", "[-1, 1, Shrink, [1024]]")
+    result = run("summary", path, "--scale", "s", "--modules", str(blocks))
+    one_error_line(result, "row 9 (Shrink [512, 512]) returns a 1x2097152 tensor, which row 10 (nn.Upsample) reads; "
+                           "a row that others read must return an N x C x H x W map")
+    assert "IndexError" not in result.stderr and "NotImplementedError" not in result.stderr

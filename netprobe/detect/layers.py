@@ -65,7 +65,7 @@ def walk(raw: list[RawRow], scaling: Scaling, names: dict, user: dict[str, type]
             raise SpecError(f"{where}: row {i}: unknown module {item.module!r}; known: {', '.join(known_names())}; "
                             "define it in a Python file and pass --modules FILE.py")
         inputs = _inputs(item.src, i, item.module, where)
-        feeds = [_feed(maps, j, i, where) for j in inputs]
+        feeds = [_feed(maps, j, i, where, rows, item.module) for j in inputs]
         if kind.joins:
             _check_join(i, inputs, feeds, where)
         args = [_resolve_name(a, names) for a in item.args]
@@ -99,11 +99,17 @@ def _inputs(src: int | tuple[int, ...], i: int, module: str, where: str) -> tupl
     return tuple(absolute)
 
 
-def _feed(maps: dict[int, object], j: int, i: int, where: str) -> torch.Tensor:
+def _feed(maps: dict[int, object], j: int, i: int, where: str, rows: list[LayerRow], module: str) -> torch.Tensor:
     value = maps[j]
     if not isinstance(value, torch.Tensor):
         raise SpecError(f"{where}: row {i} reads row {j}, which returns several maps; read one of the rows "
                         f"after it, which hold them")
+    if value.ndim != 4:  # blame the row that made it, not the one that trips over it
+        made = rows[j]
+        row = made if made.output_of is None else rows[made.output_of]
+        shape = "x".join(map(str, value.shape))
+        raise SpecError(f"{where}: row {row.index} ({row.module} {list(row.args)}) returns a {shape} tensor, which "
+                        f"row {i} ({module}) reads; a row that others read must return an N x C x H x W map")
     return value
 
 
