@@ -157,3 +157,25 @@ def test_a_user_block_returning_the_wrong_shape_is_blamed_not_the_row_that_reads
     one_error_line(result, "row 9 (Shrink [512, 512]) returns a 1x2097152 tensor, which row 10 (nn.Upsample) reads; "
                            "a row that others read must return an N x C x H x W map")
     assert "IndexError" not in result.stderr and "NotImplementedError" not in result.stderr
+
+
+# ---- the right error, then an exit at once (each in a subprocess under `timeout -k`) --------------
+
+@pytest.mark.parametrize(("src", "needle"), [
+    ("16", "row 11 (Concat) reads from 16, but only rows 0-10 come before it"),  # pointing forward
+    ("99", "row 11 (Concat) reads from 99, but only rows 0-10 come before it"),  # out of range
+    ("-50", "row 11 (Concat) reads from -50, but only rows 0-10 come before it"),
+])
+def test_a_from_index_forward_or_out_of_range_exits_at_once(tmp_path, src, needle):
+    path = yaml_with(tmp_path, "from.yaml", "[[-1, 6], 1, Concat, [1]]", f"[[-1, {src}], 1, Concat, [1]]")
+    one_error_line_of(run_bounded("summary", path, "--scale", "s"), needle)
+
+
+@pytest.mark.parametrize(("spec", "needle"), [
+    ("yolov8n-pose:backbone=(yolov8n-pose:backbone=(efficientnet_b0))",
+     "backbone 'yolov8n-pose:backbone=(efficientnet_b0)' is a detector, not a backbone; give a netprobe backbone"),
+    ("yolov8n:backbone=(custom:stem=24,stages=mb_r2_k3_s2_e4_c48/mb_r2_k3_s2_e4_c64/mb_r2_k3_s2_e4_c96,head=256)",
+     "has no stride-32 stage (its strides: 2, 4, 8, 16); a detector needs taps at strides 8, 16, 32"),
+])
+def test_a_backbone_no_detector_can_use_exits_at_once(spec, needle):
+    one_error_line_of(run_bounded("summary", spec), needle)

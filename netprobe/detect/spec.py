@@ -21,6 +21,7 @@ from netprobe.detect.builtin import BUILTINS, YAML_TARGET, Builtin, Published
 from netprobe.detect.kinds import Scaling
 from netprobe.detect.layers import LayerRow, walk
 from netprobe.detect.swap import swap_backbone
+from netprobe.detect.taps import DETECTOR_TAP_STRIDES
 from netprobe.detect.usermodules import load_user_modules
 from netprobe.detect.yamlfile import load_model_dict, raw_rows, read_text
 from netprobe.errors import NetprobeError, SpecError
@@ -164,10 +165,22 @@ def _int_option(key: str, text: str, lo: int, hi: int) -> int:
 
 
 def _backbone_option(text: str) -> str:
+    from netprobe.detect.builtin import is_detector
+
+    if is_detector(text):  # a detector nested as a backbone: say so at once, before anything is built
+        raise SpecError(f"backbone {text!r} is a detector, not a backbone; give a netprobe backbone spec, e.g. "
+                        "backbone=(efficientnet_b0) ('netprobe list' shows them)")
     try:
-        return str(parse_spec(text))
+        parsed = parse_spec(text)
     except NetprobeError as exc:
         raise SpecError(f"backbone {text!r}: {exc}") from None
+    have = sorted(set(parsed.table.stage_strides()))
+    for stride in DETECTOR_TAP_STRIDES:  # what every neck reads, checked on the table before building anything
+        if stride not in have:
+            raise SpecError(f"backbone {str(parsed)!r} has no stride-{stride} stage (its strides: "
+                            f"{', '.join(map(str, have))}); a detector needs taps at strides "
+                            f"{', '.join(map(str, DETECTOR_TAP_STRIDES))}")
+    return str(parsed)
 
 
 def _nested(spec: str) -> str:
@@ -246,18 +259,19 @@ def _assemble(name: str, source: str, origin: str, data: dict, text: str, scale:
     where = name if source == "builtin" else source
     if "nc" in options:
         data["nc"] = _int_option("nc", options["nc"], 1, 100_000)
+    imgsz = _int_option("imgsz", options["imgsz"], 1, 8192) if "imgsz" in options else imgsz
+    backbone = _backbone_option(options["backbone"]) if "backbone" in options else None  # checked before building
     scaling, scale, notes = _globals(data, scale, where)
     user = load_user_modules(options["modules"]) if "modules" in options else None
     raw = raw_rows(data, text, where)
     rows = walk(raw, scaling, data, user, where)
-    backbone = _backbone_option(options["backbone"]) if "backbone" in options else None
     if backbone is not None:
         rows = walk(swap_backbone(raw, rows, backbone, where), scaling, data, user, where)
     rows[-1:] = [_as_head(rows[-1])]
     spec = DetectorSpec(
         name=name, source=source, origin=origin, nc=data["nc"], scale=scale, depth=scaling.depth,
         width=scaling.width, max_channels=None if math.isinf(scaling.max_channels) else int(scaling.max_channels),
-        layers=tuple(rows), imgsz=_int_option("imgsz", options["imgsz"], 1, 8192) if "imgsz" in options else imgsz,
+        layers=tuple(rows), imgsz=imgsz,
         max_stride=math.ceil(max((s for r in rows for s in r.strides), default=1)),
         kpt_shape=data.get("kpt_shape"),
         backbone=next((str(r.args[0]) for r in rows if r.module == "Backbone" and r.args), None),
