@@ -179,3 +179,85 @@ def test_a_from_index_forward_or_out_of_range_exits_at_once(tmp_path, src, needl
 ])
 def test_a_backbone_no_detector_can_use_exits_at_once(spec, needle):
     one_error_line_of(run_bounded("summary", spec), needle)
+
+
+
+# ---- meta counting refuses what a real forward refuses --------------------------------------------
+
+WRONG_SHAPES = """
+import torch
+from torch import nn
+
+
+class BadFwd(nn.Module):  # Linear(7, 3) on a 1x3x64x64 input: a real forward refuses it
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(7, 3)
+
+    def forward(self, x):
+        return self.fc(x)
+
+
+class AddBad(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(7))
+
+    def forward(self, x):
+        return x + self.bias
+
+
+class CatBad(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.down = nn.Conv2d(3, 4, 3, stride=2)
+
+    def forward(self, x):
+        return torch.cat([x, self.down(x)], 1)
+
+
+class KernelBad(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.big = nn.Conv2d(3, 4, 99)
+
+    def forward(self, x):
+        return self.big(x)
+
+
+def badfwd():
+    return BadFwd()
+
+
+def addbad():
+    return AddBad()
+
+
+def catbad():
+    return CatBad()
+
+
+def kernelbad():
+    return KernelBad()
+"""
+
+
+@pytest.mark.parametrize(("factory", "needle"), [
+    ("badfwd", "fails on an input of 1×3×64×64 in fc (Linear): RuntimeError: mat1 and mat2 shapes cannot be "
+               "multiplied (192x64 and 7x3); fc is Linear(in_features=7) and got 1×3×64×64 (last dim 64)"),
+    ("addbad", "The size of tensor a (64) must match the size of tensor b (7) at non-singleton dimension 3"),
+    ("catbad", "Sizes of tensors must match except in dimension 1. Expected size 64 but got size 31"),
+    ("kernelbad", "in big (Conv2d): RuntimeError: Calculated padded input size per channel: (64 x 64). Kernel "
+                  "size: (99 x 99)"),
+])
+def test_meta_counting_refuses_what_a_real_forward_refuses(tmp_path, monkeypatch, factory, needle):
+    import torch
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "wrong.py").write_text(WRONG_SHAPES)
+    namespace: dict = {}
+    exec(WRONG_SHAPES, namespace)
+    with pytest.raises(RuntimeError):
+        namespace[factory]()(torch.zeros(1, 3, 64, 64))  # the real forward refuses it ...
+    one_error_line(run("summary", f"wrong.py:{factory}", "--imgsz", "64"), needle)  # ... and so does summary
+
