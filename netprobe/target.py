@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from netprobe.building import BuildTimeout, building
 from netprobe.errors import InputError, SpecError, check_range, quote
 from netprobe.spec import Spec, parse_spec
 
@@ -320,8 +321,10 @@ def _factory_target(label: str, kind: str, factory: Callable, args: list, kwargs
 
     def call(device: str | torch.device) -> nn.Module:
         try:
-            with torch.device(device):
+            with building(label), torch.device(device):
                 made = factory(*args, **kwargs)
+        except BuildTimeout:
+            raise
         except Exception as exc:
             raise _cause(where, "raised", exc) from None
         if not isinstance(made, nn.Module):
@@ -346,7 +349,10 @@ def _cause(where: str, verb: str, exc: BaseException) -> SpecError:
 
 def _import_module(name: str, where: str) -> object:
     try:
-        return importlib.import_module(name)
+        with building(name):
+            return importlib.import_module(name)
+    except BuildTimeout:
+        raise
     except Exception as exc:
         raise _cause(where, f"importing {name} failed with", exc) from None
 
@@ -369,7 +375,11 @@ def _import_file(path_text: str, where: str) -> object:
     sys.modules[name] = module
     sys.path.insert(0, str(path.parent))  # so the file can import its neighbours
     try:
-        spec.loader.exec_module(module)  # type: ignore[union-attr]
+        with building(path_text):
+            spec.loader.exec_module(module)  # type: ignore[union-attr]
+    except BuildTimeout:
+        sys.modules.pop(name, None)
+        raise
     except Exception as exc:
         sys.modules.pop(name, None)
         raise _cause(where, f"importing {path.name} failed with", exc) from None

@@ -261,3 +261,60 @@ def test_meta_counting_refuses_what_a_real_forward_refuses(tmp_path, monkeypatch
         namespace[factory]()(torch.zeros(1, 3, 64, 64))  # the real forward refuses it ...
     one_error_line(run("summary", f"wrong.py:{factory}", "--imgsz", "64"), needle)  # ... and so does summary
 
+
+# ---- a factory that never returns -----------------------------------------------------------------
+
+FACTORIES = """
+import time
+
+from torch import nn
+
+
+def forever():
+    while True:
+        time.sleep(0.5)
+
+
+def blocked():
+    time.sleep(3600)  # one blocking call: the timer must interrupt it
+
+
+def ok():
+    return nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU())
+"""
+
+
+@pytest.mark.parametrize("factory", ["forever", "blocked"])
+def test_a_factory_that_never_returns_is_stopped_at_the_build_timeout(tmp_path, factory):
+    (tmp_path / "fac.py").write_text(FACTORIES)
+    done = run_bounded("summary", f"fac.py:{factory}", "--build-timeout", "1", cwd=tmp_path)
+    one_error_line_of(done, f"building fac.py:{factory} took longer than 1 s (--build-timeout) and was stopped")
+
+
+def test_build_timeout_is_checked_and_a_quick_factory_is_untouched(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "fac.py").write_text(FACTORIES)
+    one_error_line(run("summary", "fac.py:ok", "--build-timeout", "-1"),
+                   "--build-timeout -1 is not allowed; give seconds from 0 (no limit) to 86,400")
+    result = run("summary", "fac.py:ok", "--imgsz", "32", "--build-timeout", "5")
+    assert result.exit_code == 0, result.output
+    import signal
+
+    if hasattr(signal, "getitimer"):
+        assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)  # no timer left running
+
+
+def test_what_is_being_built_is_shown_on_a_terminal(monkeypatch):
+    import io
+
+    from netprobe.building import building
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    err = Terminal()
+    monkeypatch.setattr(sys, "stderr", err)
+    with building("fac.py:forever"):
+        assert err.getvalue() == "building fac.py:forever …"
+    assert err.getvalue().endswith("\r\033[K")  # cleared once built

@@ -12,11 +12,13 @@ parses back to the same spec.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import math
 import re
 from dataclasses import dataclass, field, replace
 
+from netprobe.building import building
 from netprobe.detect.builtin import BUILTINS, YAML_TARGET, Builtin, Published
 from netprobe.detect.kinds import Scaling
 from netprobe.detect.layers import LayerRow, walk
@@ -264,9 +266,10 @@ def _assemble(name: str, source: str, origin: str, data: dict, text: str, scale:
     scaling, scale, notes = _globals(data, scale, where)
     user = load_user_modules(options["modules"]) if "modules" in options else None
     raw = raw_rows(data, text, where)
-    rows = walk(raw, scaling, data, user, where)
-    if backbone is not None:
-        rows = walk(swap_backbone(raw, rows, backbone, where), scaling, data, user, where)
+    with building(where) if user else contextlib.nullcontext():  # a user's blocks run in the walk
+        rows = walk(raw, scaling, data, user, where)
+        if backbone is not None:
+            rows = walk(swap_backbone(raw, rows, backbone, where), scaling, data, user, where)
     rows[-1:] = [_as_head(rows[-1])]
     spec = DetectorSpec(
         name=name, source=source, origin=origin, nc=data["nc"], scale=scale, depth=scaling.depth,
