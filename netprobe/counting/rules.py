@@ -90,6 +90,8 @@ def _broadcast(func, args: tuple, kwargs: dict) -> torch.Tensor:
 
 def _broadcast_shape(shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
     # Plain numpy-style broadcasting (torch.broadcast_shapes would import sympy), refusing what torch refuses.
+    if len(shapes) == 2 and shapes[0] == shapes[1]:  # the common case: a residual add, a gate of the same shape
+        return shapes[0]
     ndim = max(len(s) for s in shapes)
     padded = [(1,) * (ndim - len(s)) + s for s in shapes]
     out = []
