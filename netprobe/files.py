@@ -3,6 +3,7 @@ written atomically (a temporary file renamed into place, never a half-written on
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from collections.abc import Callable
@@ -20,6 +21,8 @@ def unwritable(folder: Path) -> str | None:
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
+        if exc.errno == errno.ENOENT and folder.is_dir():  # /proc, /sys: the folder is there, but takes no file
+            return "it takes no new files"
         return str(exc.strerror or exc)
     return None
 
@@ -37,7 +40,8 @@ def check_folder(path: str, option: str) -> Path:
     """A folder that exists and can be written in, or one line saying what is wrong with it."""
     shown, folder = quote(path, PATH_LIMIT), Path(path).expanduser()
     _usable(folder, f"{option} {shown} is not a folder; give an existing folder (create it first)",
-            lambda reason: f"{option} {shown}: cannot write in it ({reason}); choose a writable folder")
+            lambda reason: f"{option} {shown}: cannot write in it ({reason}): the folder is not writable; "
+                           "choose a writable folder")
     return folder
 
 
@@ -52,7 +56,8 @@ def check_destination(path: str, suffixes: tuple[str, ...], option: str) -> None
         raise InputError(f"--{option} {shown} is a folder; give a file name inside it")
     folder = quote(str(target.parent), PATH_LIMIT)
     _usable(target.parent, f"--{option} {shown}: the folder {folder} does not exist; create it first",
-            lambda reason: f"--{option} {shown}: cannot write in {folder} ({reason}); choose a writable folder")
+            lambda reason: f"--{option} {shown}: cannot write in {folder}, the folder is not writable ({reason}); "
+                           "choose a writable folder")
 
 
 def write_atomic(path: str | Path, content: str | bytes) -> None:

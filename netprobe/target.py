@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from netprobe.building import BuildTimeout, building
 from netprobe.errors import InputError, SpecError, check_range, quote
 from netprobe.spec import Spec, parse_spec
 
@@ -149,7 +150,33 @@ def resolve(model: object, in_chans: int | None = None, scale: str | None = None
         return _timm_target(text, in_chans)
     if _looks_like_file(text):
         return _path_target(text, text, "file", in_chans)
-    return _zoo_target(parse_spec(text))
+    try:
+        spec = parse_spec(text)
+    except SpecError:
+        _refuse_a_path(text)  # `adir:factory`, `model.txt:factory`: say what the path is, not "unknown arch"
+        raise
+    return _zoo_target(spec)
+
+
+def _refuse_a_path(text: str) -> None:
+    """Refuse, in one line, a spec whose part before ':' is an existing folder or a file other than .py."""
+    head = text.split("(", 1)[0]
+    location, _, attr = head.rpartition(":") if ":" in head else (head, "", "factory")
+    if not location.strip():
+        return
+    path = Path(location.strip()).expanduser()
+    try:
+        is_dir, is_file = path.is_dir(), path.is_file()
+    except OSError:  # a name too long to be a path
+        return
+    name = attr.strip() or "factory"
+    if is_dir:
+        folder = location.strip().rstrip("/")
+        raise SpecError(f"{quote(location.strip(), 80)} is a folder, not a model; give a .py file in it "
+                        f"({folder}/model.py:{name}) or a module path (module:package.module:{name})")
+    if is_file:
+        raise SpecError(f"{quote(location.strip(), 80)} is not a .py file; give path/to/file.py:{name}, "
+                        "or a model .yaml file")
 
 
 def _detector_target(text: str, in_chans: int | None, scale: str | None, modules: str | None) -> Target:
@@ -294,8 +321,10 @@ def _factory_target(label: str, kind: str, factory: Callable, args: list, kwargs
 
     def call(device: str | torch.device) -> nn.Module:
         try:
-            with torch.device(device):
+            with building(label), torch.device(device):
                 made = factory(*args, **kwargs)
+        except BuildTimeout:
+            raise
         except Exception as exc:
             raise _cause(where, "raised", exc) from None
         if not isinstance(made, nn.Module):
@@ -320,7 +349,10 @@ def _cause(where: str, verb: str, exc: BaseException) -> SpecError:
 
 def _import_module(name: str, where: str) -> object:
     try:
-        return importlib.import_module(name)
+        with building(name):
+            return importlib.import_module(name)
+    except BuildTimeout:
+        raise
     except Exception as exc:
         raise _cause(where, f"importing {name} failed with", exc) from None
 
@@ -330,6 +362,8 @@ _FILE_MODULES: dict[Path, object] = {}
 
 def _import_file(path_text: str, where: str) -> object:
     path = Path(path_text).expanduser()
+    if path.is_dir():
+        raise SpecError(f"{where}: {quote(path_text)} is a folder, not a file; give the path of a .py file")
     if not path.is_file():
         raise SpecError(f"{where}: no such file {quote(path_text)}; give the path of a .py file")
     path = path.resolve()
@@ -341,7 +375,11 @@ def _import_file(path_text: str, where: str) -> object:
     sys.modules[name] = module
     sys.path.insert(0, str(path.parent))  # so the file can import its neighbours
     try:
-        spec.loader.exec_module(module)  # type: ignore[union-attr]
+        with building(path_text):
+            spec.loader.exec_module(module)  # type: ignore[union-attr]
+    except BuildTimeout:
+        sys.modules.pop(name, None)
+        raise
     except Exception as exc:
         sys.modules.pop(name, None)
         raise _cause(where, f"importing {path.name} failed with", exc) from None

@@ -8,11 +8,13 @@ import typer
 
 from netprobe.cli.app import command, interrupt_code, say_error
 from netprobe.cli.options import (
+    DEFAULT_BUILD_TIMEOUT_S,
     DEFAULT_MAX_WARMUP_S,
     DEFAULT_MODEL,
     DEFAULT_MODEL_NOTE,
     AmpChoice,
     BucketOption,
+    BuildTimeoutOption,
     ChannelsLastOption,
     DeviceChoice,
     DeviceOption,
@@ -28,6 +30,7 @@ from netprobe.cli.options import (
     require_matplotlib,
     runtime_list,
     runtime_names,
+    set_build_timeout,
     size_list,
 )
 from netprobe.cli.output import Output, note, progress_bar
@@ -141,6 +144,7 @@ def bench(
                                                      "inference).")] = None,
     keep_exports: Annotated[str | None, typer.Option("--keep-exports", help="Keep the exported files in this "
                                                                             "folder.")] = None,
+    build_timeout: BuildTimeoutOption = DEFAULT_BUILD_TIMEOUT_S,
     db: DbOption = None,
     no_save: NoSaveOption = False,
 ) -> None:
@@ -161,6 +165,7 @@ def bench(
     if in_chans is not None:
         check_range("--in-chans", in_chans, 1, 4096)
     check_threads(threads)
+    set_build_timeout(build_timeout)
     dev = resolve_device(device.value)
     runtimes = runtime_list(runtime)
     deployed = runtimes != ["torch"]

@@ -104,6 +104,7 @@ def compare(
     runtime: Annotated[str | None, typer.Option(help="Compare inference in these runtimes instead of training: "
                                                      "a comma list of torch, torchscript, export, onnxruntime, "
                                                      "openvino (eager torch always, as the reference).")] = None,
+    build_timeout: opt.BuildTimeoutOption = opt.DEFAULT_BUILD_TIMEOUT_S,
     db: DbOption = None,
     no_save: NoSaveOption = False,
 ) -> None:
@@ -126,6 +127,7 @@ def compare(
         raise InputError("--fused-kernel applies to fused-stages only")
     batches = opt.int_list("--batch", batch, *LIMITS["batch"])
     sizes = opt.size_list("--imgsz", imgsz)
+    opt.set_build_timeout(build_timeout)
     if experiment == "specs" and len(what) == 1:
         _check_word(C, what[0])
     dev = resolve_device(device.value)

@@ -34,9 +34,24 @@ BucketOption = Annotated[float, typer.Option("--bucket-mb", help="With --nproc: 
                                                                  "(up to 1,024).")]
 MaxWarmupOption = Annotated[float, typer.Option("--max-warmup-s", help="Ceiling of the warm-up in seconds, once "
                                                                       "--warmup steps are done (up to 3,600).")]
+BuildTimeoutOption = Annotated[float, typer.Option("--build-timeout", help="Seconds your code (file.py:factory, "
+                                                                       "module:..., --modules) may take to build "
+                                                                       "a model (up to 86,400; 0: no limit).")]
+DEFAULT_BUILD_TIMEOUT_S = 120.0  # building.DEFAULT_BUILD_TIMEOUT_S
 DEFAULT_MAX_WARMUP_S = 10.0  # timing.MAX_WARMUP_S (not imported here: --help must not import torch)
 DEFAULT_MODEL = "efficientnetv2_s"
 DEFAULT_MODEL_NOTE = f"no model given: {DEFAULT_MODEL}, the EfficientNetV2 paper's reference"
+
+
+def set_build_timeout(seconds: float) -> None:
+    """Check --build-timeout and set it for every build of a user's model from now on."""
+    from netprobe.building import MAX_BUILD_TIMEOUT_S
+    from netprobe.building import set_build_timeout as set_limit
+
+    if not 0 <= seconds <= MAX_BUILD_TIMEOUT_S:  # NaN too
+        raise InputError(f"--build-timeout {seconds:g} is not allowed; give seconds from 0 (no limit) to "
+                         f"{MAX_BUILD_TIMEOUT_S:,.0f}")
+    set_limit(seconds)
 
 
 def int_list(option: str, text: str | None, lo: int, hi: int) -> list[int]:

@@ -7,7 +7,14 @@ from typing import Annotated
 import typer
 
 from netprobe.cli.app import command
-from netprobe.cli.options import DEFAULT_MODEL, DEFAULT_MODEL_NOTE, choices
+from netprobe.cli.options import (
+    DEFAULT_BUILD_TIMEOUT_S,
+    DEFAULT_MODEL,
+    DEFAULT_MODEL_NOTE,
+    BuildTimeoutOption,
+    choices,
+    set_build_timeout,
+)
 from netprobe.cli.output import Output, note
 from netprobe.cli.saving import DbOption, SaveOption, check_database, record_run
 from netprobe.frozen import frozen_note
@@ -82,6 +89,7 @@ def summary(
     fmt: Annotated[Format, typer.Option("--format", "-f", help=FORMAT_HELP)] = Format.table,
     section: Annotated[str | None, typer.Option(help=f"The table --format csv prints: {', '.join(SECTIONS)}.")]
     = None,
+    build_timeout: BuildTimeoutOption = DEFAULT_BUILD_TIMEOUT_S,
     save: SaveOption = False,
     db: DbOption = None,
 ) -> None:
@@ -94,6 +102,7 @@ def summary(
 
     if in_chans is not None:
         check_range("--in-chans", in_chans, 1, 4096)
+    set_build_timeout(build_timeout)
     target = resolve(spec or DEFAULT_MODEL, in_chans, scale, modules)
     detector = target.kind == "detector" and stages is Staging.children
     output = Output(fmt.value, DETECTOR_SECTIONS if detector else SECTIONS, section)

@@ -20,10 +20,11 @@ from netprobe.lazy import exports
 
 __all__ = [
     "FREE", "LOSS_PATH", "MAC_KINDS", "OTHER_KINDS", "RULES", "Count", "ModuleCount", "Rule", "Stride", "Tally",
-    "TrainCount", "TrainModuleCount", "count", "count_train", "failed_module", "flop_counter_reference", "model_device",
+    "TrainCount", "TrainModuleCount", "count", "count_train", "failed_input", "failed_module", "flop_counter_reference",
+    "model_device",
     "pyramid_level", "stride_ratio", "train_rule", "train_rules",
 ]
-_HOME = {"forward": ("Count", "ModuleCount", "count", "failed_module", "model_device"),
+_HOME = {"forward": ("Count", "ModuleCount", "count", "failed_input", "failed_module", "model_device"),
          "reference": ("flop_counter_reference",),
          "rules": ("FREE", "MAC_KINDS", "OTHER_KINDS", "RULES", "Rule"),
          "strides": ("Stride", "pyramid_level", "stride_ratio"),
@@ -32,7 +33,7 @@ _HOME = {"forward": ("Count", "ModuleCount", "count", "failed_module", "model_de
 __getattr__, __dir__ = exports("netprobe.counting", _HOME, globals())
 
 if TYPE_CHECKING:
-    from netprobe.counting.forward import Count, ModuleCount, count, failed_module, model_device
+    from netprobe.counting.forward import Count, ModuleCount, count, failed_input, failed_module, model_device
     from netprobe.counting.reference import flop_counter_reference
     from netprobe.counting.rules import FREE, MAC_KINDS, OTHER_KINDS, RULES, Rule
     from netprobe.counting.strides import Stride, pyramid_level, stride_ratio

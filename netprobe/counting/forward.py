@@ -26,6 +26,7 @@ class ModuleCount:
     other: dict[str, int] = field(default_factory=dict)  # element ops by kind
     out_shapes: list[tuple[int, ...]] = field(default_factory=list)  # each tensor output of its last call
     in_strides: list[Stride | None] = field(default_factory=list)  # cumulative stride of each tensor input
+    in_shape: tuple[int, ...] = ()  # the shape of the first tensor input of its last call
     out_strides: list[Stride | None] = field(default_factory=list)  # ... and of each tensor output
     leaf_out_elems: int = 0  # output elements of a leaf module: what backward keeps
     calls: int = 0
@@ -172,6 +173,7 @@ def count(model: nn.Module, input_shape: tuple[int, ...], example: object = None
         # The post-hooks of the modules an exception left never ran: the scope's top is where it was raised.
         with contextlib.suppress(AttributeError):  # an exception class with __slots__ takes no attribute
             exc.netprobe_module = (scope[-1], modules[scope[-1]].type) if scope else None
+            exc.netprobe_input = modules[scope[-1]].in_shape if scope else ()
         raise
     finally:
         for h in handles:
@@ -186,6 +188,11 @@ def failed_module(exc: BaseException) -> tuple[str, str] | None:
     return getattr(exc, "netprobe_module", None)
 
 
+def failed_input(exc: BaseException) -> tuple[int, ...]:
+    """The shape of the first tensor the module of `failed_module(exc)` was given; () if not known."""
+    return getattr(exc, "netprobe_input", ())
+
+
 def _make_pre_hook(scope: list[str], order: list[str], calls: list[str], rec: ModuleCount, tracker: StrideTracker):
     def hook(module: nn.Module, args: tuple) -> None:
         scope.append(rec.path)
@@ -193,7 +200,9 @@ def _make_pre_hook(scope: list[str], order: list[str], calls: list[str], rec: Mo
         if not rec.calls:
             order.append(rec.path)
         rec.calls += 1
-        rec.in_strides = [tracker.get(t) for t in tensors(args)]
+        inputs = list(tensors(args))
+        rec.in_strides = [tracker.get(t) for t in inputs]
+        rec.in_shape = tuple(inputs[0].shape) if inputs else ()
     return hook
 
 

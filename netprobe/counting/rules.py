@@ -79,17 +79,29 @@ def like_input(func, args: tuple, kwargs: dict) -> torch.Tensor:
 
 
 def _broadcast(func, args: tuple, kwargs: dict) -> torch.Tensor:
-    if func._schema.name.endswith("_"):
-        return args[0]
     shapes = [tuple(a.shape) for a in args[:2] if isinstance(a, torch.Tensor)]
-    return empty(_broadcast_shape(shapes), args[0])
+    shape = _broadcast_shape(shapes) if len(shapes) > 1 else shapes[0]
+    if func._schema.name.endswith("_"):
+        if shape != shapes[0]:  # in place: the other operand must broadcast to the first's shape
+            raise RuntimeError(f"output with shape {list(shapes[0])} doesn't match the broadcast shape {list(shape)}")
+        return args[0]
+    return empty(shape, args[0])
 
 
 def _broadcast_shape(shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
-    # Plain numpy-style broadcasting; torch.broadcast_shapes would import sympy.
+    # Plain numpy-style broadcasting (torch.broadcast_shapes would import sympy), refusing what torch refuses.
+    if len(shapes) == 2 and shapes[0] == shapes[1]:  # the common case: a residual add, a gate of the same shape
+        return shapes[0]
     ndim = max(len(s) for s in shapes)
     padded = [(1,) * (ndim - len(s)) + s for s in shapes]
-    return tuple(max(dims) if min(dims) != 0 else 0 for dims in zip(*padded, strict=True))
+    out = []
+    for k, dims in enumerate(zip(*padded, strict=True)):
+        sizes = set(dims) - {1}
+        if len(sizes) > 1:
+            raise RuntimeError(f"The size of tensor a ({dims[0]}) must match the size of tensor b ({dims[1]}) at "
+                               f"non-singleton dimension {k}")
+        out.append(sizes.pop() if sizes else 1)
+    return tuple(out)
 
 
 def _conv(func, args: tuple, kwargs: dict) -> torch.Tensor:
@@ -103,8 +115,13 @@ def _conv(func, args: tuple, kwargs: dict) -> torch.Tensor:
         spatial = [(n - 1) * s - 2 * p + d * (k - 1) + op + 1 for n, k, s, p, d, op
                    in zip(x.shape[2:], w.shape[2:], stride, padding, dilation, output_padding, strict=True)]
         return empty((x.shape[0], w.shape[1] * groups, *spatial), x)
-    spatial = [(n + 2 * p - d * (k - 1) - 1) // s + 1
-               for n, k, s, p, d in zip(x.shape[2:], w.shape[2:], stride, padding, dilation, strict=True)]
+    padded = [n + 2 * p for n, p in zip(x.shape[2:], padding, strict=True)]
+    spans = [d * (k - 1) + 1 for k, d in zip(w.shape[2:], dilation, strict=True)]
+    if any(n < k for n, k in zip(padded, spans, strict=True)):  # the real kernel refuses a map smaller than it
+        raise RuntimeError(f"Calculated padded input size per channel: ({' x '.join(map(str, padded))}). Kernel "
+                           f"size: ({' x '.join(map(str, spans))}). Kernel size can't be greater than actual "
+                           "input size")
+    spatial = [(n - k) // s + 1 for n, k, s in zip(padded, spans, stride, strict=True)]
     return empty((x.shape[0], w.shape[0], *spatial), x)
 
 
@@ -148,6 +165,13 @@ def _cat(func, args: tuple, kwargs: dict) -> torch.Tensor:
     dim = args[1] if len(args) > 1 else kwargs.get("dim", 0)
     first = tensors[0]
     dim %= first.ndim
+    for k, t in enumerate(tensors[1:], start=1):  # what the real kernel refuses, refused on meta too
+        if t.ndim != first.ndim:
+            raise RuntimeError(f"Tensors must have same number of dimensions: got {first.ndim} and {t.ndim}")
+        for d in range(first.ndim):
+            if d != dim and t.shape[d] != first.shape[d]:
+                raise RuntimeError(f"Sizes of tensors must match except in dimension {dim}. Expected size "
+                                   f"{first.shape[d]} but got size {t.shape[d]} for tensor number {k} in the list.")
     shape = list(first.shape)
     shape[dim] = sum(t.shape[dim] for t in tensors)
     return empty(shape, first)
@@ -158,6 +182,10 @@ def _stack(func, args: tuple, kwargs: dict) -> torch.Tensor:
     dim = args[1] if len(args) > 1 else kwargs.get("dim", 0)
     first = tensors[0]
     dim %= first.ndim + 1
+    for k, t in enumerate(tensors[1:], start=1):
+        if t.shape != first.shape:
+            raise RuntimeError(f"stack expects each tensor to be equal size, but got {list(first.shape)} at entry 0 "
+                               f"and {list(t.shape)} at entry {k}")
     shape = list(first.shape)
     shape.insert(dim, len(tensors))
     return empty(shape, first)

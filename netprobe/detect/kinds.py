@@ -24,6 +24,10 @@ from torch import nn
 
 from netprobe.detect import blocks, heads, seed_blocks
 from netprobe.detect.taps import DETECTOR_TAP_STRIDES, SEED2_TAP_STRIDES, BackboneTaps
+from netprobe.errors import SpecError
+
+MAX_CHANNELS = 65_536  # output channels of one row after scaling (yolov8x: 640; netprobe backbones: 8,192)
+MAX_REPEATS = 512  # repeats of one row after depth scaling (upstream: 9 at most; netprobe backbones: 512)
 
 
 @dataclass(frozen=True)
@@ -36,13 +40,26 @@ class Scaling:
     unscaled: int | None = None  # yolov5's na * (nc + 5): a row of that width is the output (ultralytics 8.4: none)
 
     def channels(self, c: int) -> int:
-        """ultralytics' rule: min(c, max_channels) x width, rounded up to a multiple of 8."""
+        """ultralytics' rule: min(c, max_channels) x width, rounded up to a multiple of 8; refused above
+        MAX_CHANNELS, before anything is built."""
         if c == self.unscaled:
             return c
-        return math.ceil(min(c, self.max_channels) * self.width / 8) * 8
+        capped = min(c, self.max_channels)
+        if capped * self.width > MAX_CHANNELS:
+            cap = f", capped at {self.max_channels:,g}" if c > self.max_channels else ""
+            raise SpecError(f"{c:,} output channels (x width {self.width:g}{cap}) is too many; at most "
+                            f"{MAX_CHANNELS:,} per row after scaling: use a smaller width or channel count")
+        return math.ceil(capped * self.width / 8) * 8
 
     def repeats(self, n: int) -> int:
-        return max(round(n * self.depth), 1) if n > 1 else n
+        """The repeat count after depth scaling; refused above MAX_REPEATS, before anything is built."""
+        if n <= 1:
+            return n
+        if n * self.depth > MAX_REPEATS + 0.5:
+            depth = f" (x depth {self.depth:g})" if self.depth != 1 else ""
+            raise SpecError(f"{n:,} repeats{depth} is too many; at most {MAX_REPEATS} per row after scaling: "
+                            "use a smaller depth or repeat count")
+        return max(round(n * self.depth), 1)
 
 
 # Argument rules: (row args as written, input channels, repeats, scaling) -> constructor args.

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from netprobe.building import BuildTimeout
 from netprobe.counting import count
 from netprobe.detect.kinds import Kind, Scaling, known_names, lookup
 from netprobe.detect.yamlfile import RawRow, frozen
@@ -23,6 +24,8 @@ from netprobe.errors import NetprobeError, SpecError
 
 TRACE_SIZE = 2048  # the walk's square input: a multiple of every power-of-two stride up to 2048
 IMAGE = -1  # the index that stands for the input image in a row's `inputs`
+MAX_ROWS = 1_000  # rows of one detector (upstream: about 25), checked before any is built
+MAX_PARAMS = 10_000_000_000  # parameters of one detector, summed row by row as each is built on meta
 
 
 @dataclass(frozen=True)
@@ -49,7 +52,11 @@ class LayerRow:
 
 def walk(raw: list[RawRow], scaling: Scaling, names: dict, user: dict[str, type] | None, where: str) -> list[LayerRow]:
     """Scale and trace every row (see the module docstring); any error names the row, in one line."""
+    if len(raw) > MAX_ROWS:
+        raise SpecError(f"{where}: {len(raw):,} rows; a detector has at most {MAX_ROWS:,} (upstream ones: "
+                        "about 25)")
     rows: list[LayerRow] = []
+    total_params = 0
     maps: dict[int, object] = {IMAGE: torch.empty(1, 3, TRACE_SIZE, TRACE_SIZE, device="meta")}
     names = {k: frozen(v) for k, v in names.items()}
     for item in raw:
@@ -59,12 +66,19 @@ def walk(raw: list[RawRow], scaling: Scaling, names: dict, user: dict[str, type]
             raise SpecError(f"{where}: row {i}: unknown module {item.module!r}; known: {', '.join(known_names())}; "
                             "define it in a Python file and pass --modules FILE.py")
         inputs = _inputs(item.src, i, item.module, where)
-        feeds = [_feed(maps, j, i, where) for j in inputs]
+        feeds = [_feed(maps, j, i, where, rows, item.module) for j in inputs]
         if kind.joins:
             _check_join(i, inputs, feeds, where)
         args = [_resolve_name(a, names) for a in item.args]
-        repeats = scaling.repeats(item.repeats)
-        ctor, out = _trace(kind, args, feeds, item, repeats, scaling, i, where)
+        try:
+            repeats = scaling.repeats(item.repeats)
+        except SpecError as exc:
+            raise SpecError(f"{where}: row {i} ({item.module} {list(item.args)}): {exc}") from None
+        ctor, out, params = _trace(kind, args, feeds, item, repeats, scaling, i, where)
+        total_params += params
+        if total_params > MAX_PARAMS:
+            raise SpecError(f"{where}: rows 0-{i} already hold {total_params:,} parameters; at most "
+                            f"{MAX_PARAMS:,} (10 G) in a detector: use a smaller width, depth or channel count")
         section = item.section if item.section == "backbone" else "head" if kind.head else "neck"
         rows.append(_row(i, item, inputs, repeats, tuple(ctor), section, out, kind))
         maps[i] = out
@@ -86,11 +100,17 @@ def _inputs(src: int | tuple[int, ...], i: int, module: str, where: str) -> tupl
     return tuple(absolute)
 
 
-def _feed(maps: dict[int, object], j: int, i: int, where: str) -> torch.Tensor:
+def _feed(maps: dict[int, object], j: int, i: int, where: str, rows: list[LayerRow], module: str) -> torch.Tensor:
     value = maps[j]
     if not isinstance(value, torch.Tensor):
         raise SpecError(f"{where}: row {i} reads row {j}, which returns several maps; read one of the rows "
                         f"after it, which hold them")
+    if value.ndim != 4:  # blame the row that made it, not the one that trips over it
+        made = rows[j]
+        row = made if made.output_of is None else rows[made.output_of]
+        shape = "x".join(map(str, value.shape))
+        raise SpecError(f"{where}: row {row.index} ({row.module} {list(row.args)}) returns a {shape} tensor, which "
+                        f"row {i} ({module}) reads; a row that others read must return an N x C x H x W map")
     return value
 
 
@@ -132,25 +152,29 @@ def build_row(kind: Kind, ctor: list, repeats: int) -> nn.Module:
 
 
 def _trace(kind: Kind, args: list, feeds: list[torch.Tensor], item: RawRow, repeats: int, scaling: Scaling,
-           i: int, where: str) -> tuple[list, object]:
+           i: int, where: str) -> tuple[list, object, int]:
     what = f"row {i} ({item.module} {list(item.args)})"
     try:
         ctor = kind.args(args, [t.shape[1] for t in feeds], repeats, scaling)
         with torch.device("meta"):
             module = build_row(kind, ctor, repeats)
+    except BuildTimeout:
+        raise
     except NetprobeError as exc:
         raise SpecError(f"{where}: {what}: {exc}") from None
     except Exception as exc:  # a user's class may raise anything; the user needs the row, not a traceback
         raise SpecError(f"{where}: {what} cannot be built: {type(exc).__name__}: {_first_line(exc)}") from None
     try:  # counting on meta runs every op's shape rule, several times faster than a plain meta forward
         result = count(module, (), example=feeds[0] if isinstance(item.src, int) else list(feeds))
+    except BuildTimeout:
+        raise
     except Exception as exc:
         shapes = ", ".join("x".join(map(str, t.shape[1:])) for t in feeds)
         raise SpecError(f"{where}: {what} fails on its input ({shapes}): {type(exc).__name__}: "
                         f"{_first_line(exc)}") from None
     maps = [torch.empty(shape, device="meta") for shape in result.modules[""].out_shapes]
     out = maps[0] if len(maps) == 1 and not kind.multi_output else maps
-    return ctor, out
+    return ctor, out, result.params
 
 
 def _first_line(exc: BaseException) -> str:

@@ -12,15 +12,18 @@ parses back to the same spec.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import math
 import re
 from dataclasses import dataclass, field, replace
 
+from netprobe.building import building
 from netprobe.detect.builtin import BUILTINS, YAML_TARGET, Builtin, Published
 from netprobe.detect.kinds import Scaling
 from netprobe.detect.layers import LayerRow, walk
 from netprobe.detect.swap import swap_backbone
+from netprobe.detect.taps import DETECTOR_TAP_STRIDES
 from netprobe.detect.usermodules import load_user_modules
 from netprobe.detect.yamlfile import load_model_dict, raw_rows, read_text
 from netprobe.errors import NetprobeError, SpecError
@@ -164,10 +167,22 @@ def _int_option(key: str, text: str, lo: int, hi: int) -> int:
 
 
 def _backbone_option(text: str) -> str:
+    from netprobe.detect.builtin import is_detector
+
+    if is_detector(text):  # a detector nested as a backbone: say so at once, before anything is built
+        raise SpecError(f"backbone {text!r} is a detector, not a backbone; give a netprobe backbone spec, e.g. "
+                        "backbone=(efficientnet_b0) ('netprobe list' shows them)")
     try:
-        return str(parse_spec(text))
+        parsed = parse_spec(text)
     except NetprobeError as exc:
         raise SpecError(f"backbone {text!r}: {exc}") from None
+    have = sorted(set(parsed.table.stage_strides()))
+    for stride in DETECTOR_TAP_STRIDES:  # what every neck reads, checked on the table before building anything
+        if stride not in have:
+            raise SpecError(f"backbone {str(parsed)!r} has no stride-{stride} stage (its strides: "
+                            f"{', '.join(map(str, have))}); a detector needs taps at strides "
+                            f"{', '.join(map(str, DETECTOR_TAP_STRIDES))}")
+    return str(parsed)
 
 
 def _nested(spec: str) -> str:
@@ -207,7 +222,9 @@ def _scaling(data: dict, scale: str | None, where: str) -> tuple[Scaling, str | 
             notes.append(f"{where}: no scale in the file name or --scale; using '{scale}', the first of "
                          f"{', '.join(map(str, scales))}")
         if scale not in scales:
-            raise SpecError(f"{where}: scale {scale!r} is not in its scales ({', '.join(map(str, scales))})")
+            names = [str(k) for k in scales]
+            valid = ", ".join(names[:-1]) + f" or {names[-1]}" if len(names) > 1 else names[0]
+            raise SpecError(f"{where}: scale {scale!r} is not in its scales; give --scale {valid}")
         depth, width, max_channels = [*scales[scale], math.inf][:3]
         return Scaling(float(depth), float(width), max_channels), scale, notes
     if scale is not None:
@@ -231,6 +248,8 @@ def _globals(data: dict, scale: str | None, where: str) -> tuple[Scaling, str | 
         unscaled = _unscaled_width(data)
         if "kpt_shape" in data:
             data["kpt_shape"] = tuple(int(k) for k in data["kpt_shape"])
+    except NetprobeError:
+        raise  # already one line of its own (an unknown --scale): not a malformed table
     except (TypeError, ValueError, IndexError, KeyError) as exc:
         raise SpecError(f"{where}: malformed scales, depth_multiple, width_multiple, anchors or kpt_shape "
                         f"({type(exc).__name__}: {exc}); see an upstream YAML such as yolov8.yaml") from None
@@ -242,18 +261,20 @@ def _assemble(name: str, source: str, origin: str, data: dict, text: str, scale:
     where = name if source == "builtin" else source
     if "nc" in options:
         data["nc"] = _int_option("nc", options["nc"], 1, 100_000)
+    imgsz = _int_option("imgsz", options["imgsz"], 1, 8192) if "imgsz" in options else imgsz
+    backbone = _backbone_option(options["backbone"]) if "backbone" in options else None  # checked before building
     scaling, scale, notes = _globals(data, scale, where)
     user = load_user_modules(options["modules"]) if "modules" in options else None
     raw = raw_rows(data, text, where)
-    rows = walk(raw, scaling, data, user, where)
-    backbone = _backbone_option(options["backbone"]) if "backbone" in options else None
-    if backbone is not None:
-        rows = walk(swap_backbone(raw, rows, backbone, where), scaling, data, user, where)
+    with building(where) if user else contextlib.nullcontext():  # a user's blocks run in the walk
+        rows = walk(raw, scaling, data, user, where)
+        if backbone is not None:
+            rows = walk(swap_backbone(raw, rows, backbone, where), scaling, data, user, where)
     rows[-1:] = [_as_head(rows[-1])]
     spec = DetectorSpec(
         name=name, source=source, origin=origin, nc=data["nc"], scale=scale, depth=scaling.depth,
         width=scaling.width, max_channels=None if math.isinf(scaling.max_channels) else int(scaling.max_channels),
-        layers=tuple(rows), imgsz=_int_option("imgsz", options["imgsz"], 1, 8192) if "imgsz" in options else imgsz,
+        layers=tuple(rows), imgsz=imgsz,
         max_stride=math.ceil(max((s for r in rows for s in r.strides), default=1)),
         kpt_shape=data.get("kpt_shape"),
         backbone=next((str(r.args[0]) for r in rows if r.module == "Backbone" and r.args), None),

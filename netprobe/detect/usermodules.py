@@ -10,6 +10,7 @@ from pathlib import Path
 
 from torch import nn
 
+from netprobe.building import BuildTimeout, building
 from netprobe.errors import InputError
 
 
@@ -31,7 +32,11 @@ def _load(path: str, mtime_ns: int) -> tuple[tuple[str, type], ...]:
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # dataclasses and pickling look classes up by module name
     try:
-        spec.loader.exec_module(module)
+        with building(f"--modules {path}"):
+            spec.loader.exec_module(module)
+    except BuildTimeout:
+        sys.modules.pop(name, None)
+        raise
     except (Exception, SystemExit) as exc:  # its SyntaxError, ImportError, exit()...: the user needs one line
         sys.modules.pop(name, None)
         where = f" (line {exc.lineno})" if isinstance(exc, SyntaxError) and exc.lineno else ""

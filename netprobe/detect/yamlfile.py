@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from netprobe.errors import InputError, SpecError
+from netprobe.errors import InputError, SpecError, quote
 
 SECTIONS = ("backbone", "head")
 _ROW_LINE = re.compile(r"\[\s*(?:-?\d+|\[[-\d,\s]*\])\s*,\s*-?\d+\s*,\s*[\"']?[A-Za-z_][\w.]*[\"']?\s*,")
@@ -34,17 +34,41 @@ class RawRow:
     claims: tuple[int, ...] = ()  # P-levels named in the row's comment, in order
 
 
+MAX_YAML_BYTES = 1 << 20  # 1 MiB: upstream model YAMLs are a few KB; anything larger is refused unread
+
+
 def read_text(path: str) -> str:
+    """The YAML file's text: a regular file of at most MAX_YAML_BYTES, in UTF-8; else one line saying why."""
+    shown = quote(path, 120)
+    file = Path(path).expanduser()
     try:
-        return Path(path).read_text()
+        if file.is_dir():
+            raise InputError(f"{shown} is a folder; give a model .yaml file")
+        if file.exists() and not file.is_file():
+            raise InputError(f"{shown} is not a regular file; give a model .yaml file")
+        size = file.stat().st_size
+        if size > MAX_YAML_BYTES:
+            raise InputError(f"{shown} is {size:,} bytes; a model YAML is at most {MAX_YAML_BYTES:,} bytes "
+                             "(1 MiB; upstream ones are a few KB)")
+        with file.open("rb") as f:
+            data = f.read(MAX_YAML_BYTES + 1)
     except OSError as exc:
-        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
+        raise InputError(f"cannot read {shown}: {exc.strerror or exc}") from None
+    if len(data) > MAX_YAML_BYTES:  # it grew while being read
+        raise InputError(f"{shown} is over {MAX_YAML_BYTES:,} bytes; a model YAML is at most 1 MiB")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{shown} is not a text file (byte {exc.start:,} is not UTF-8); give an "
+                         "ultralytics-format model .yaml file") from None
 
 
 def load_model_dict(text: str, where: str) -> dict:
     """The YAML as a dict with `backbone`, `head` and `nc`; anything else is a one-line `SpecError`."""
     try:
         data = yaml.safe_load(text)
+    except RecursionError:
+        raise SpecError(f"{where}: not a model YAML: nested too deeply to read") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from torch import nn
 
 from netprobe.archs.builder import Net
-from netprobe.counting import OTHER_KINDS, Count, ModuleCount, count, failed_module
+from netprobe.counting import OTHER_KINDS, Count, ModuleCount, count, failed_input, failed_module
 from netprobe.errors import InputError
 from netprobe.frozen import frozen_parameters
 from netprobe.reference import TORCHVISION, TORCHVISION_IMGSZ
@@ -190,11 +190,31 @@ def count_checked(target: Target, net: nn.Module, input_shape: tuple[int, ...]) 
         failed = failed_module(exc)
         where = f" in {failed[0]} ({failed[1]})" if failed and failed[0] else ""
         raise InputError(f"{target.label} fails on an input of {shape}{where}: {type(exc).__name__}"
-                         + (f": {first[:200]}" if first else "")) from None
+                         + (f": {first[:200]}" if first else "") + _what_it_takes(net, exc)) from None
     if not result.modules[""].out_shapes:
         raise InputError(f"{target.label} returns no tensor on an input of {shape} (its forward gave "
                          f"{result.output_type}); a model must return a tensor, or a tuple, list or dict of them")
     return result
+
+
+def _what_it_takes(net: nn.Module, exc: BaseException) -> str:
+    """For a Linear or a conv that refused its input: what it takes beside what it got, e.g.
+    '; fc is Linear(in_features=7) and got 1×3×64×64 (last dim 64)'."""
+    failed, got = failed_module(exc), failed_input(exc)
+    if not failed or not failed[0] or not got:
+        return ""
+    try:
+        module = net.get_submodule(failed[0])
+    except AttributeError:
+        return ""
+    shape = "×".join(map(str, got))
+    if isinstance(module, nn.Linear) and got[-1] != module.in_features:
+        return (f"; {failed[0]} is {failed[1]}(in_features={module.in_features}) and got {shape} "
+                f"(last dim {got[-1]})")
+    if isinstance(module, nn.modules.conv._ConvNd) and len(got) > 1 and got[1] != module.in_channels:
+        return (f"; {failed[0]} is {failed[1]}(in_channels={module.in_channels}) and got {shape} "
+                f"({got[1]} channels)")
+    return ""
 
 
 def _reference(target: Target) -> dict | None:
