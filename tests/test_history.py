@@ -511,3 +511,28 @@ def test_history_and_report_do_not_import_torch(db, args):
                           timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[] True"
+
+
+def test_runtime_rows_are_kept_apart_from_eager_torch_and_rerun_in_their_runtime(db):
+    from netprobe.history.rerun import rerun_command
+
+    bench = bench_envelope("efficientnet_b0", "efficientnet_b0")
+    for row, runtime in zip(bench["results"], ("torch", "onnxruntime"), strict=True):
+        row.update(runtime=runtime, mode="infer")
+    compare = {"experiment": "fused-stages", "device": bench["device"], "note": None,
+               "settings": {"runtimes": ["torch", "openvino"], "amp": "off", "rounds": 1, "iters": 2},
+               "rows": [{"label": "B4", "spec": "efficientnet_b4", "batch": 8, "imgsz": 128, "status": "ok",
+                         "mode": "infer", "runtime": runtime, "infer_imgs_per_s": ips, "train_imgs_per_s": None}
+                        for runtime, ips in (("torch", 5.0), ("openvino", 9.0))]}
+    record(db, run_document(bench, ["netprobe", "bench"], facts=FACTS))
+    record(db, run_document(compare, ["netprobe", "compare"], facts=FACTS))
+    with netprobe.history.open(db) as h:
+        got = [(r.label, r.mode, r.imgs_per_s) for r in h.results()]
+        docs = {r.command: h.run(r.id) for r in h.runs()}
+    # a bench row has no label of its own (its spec names it); a runtime's row is labelled with its runtime
+    assert sorted(got, key=str) == sorted([(None, "infer", 20.0), ("efficientnet_b0 (onnxruntime)", "infer", 20.0),
+                                  ("B4", "infer", 5.0), ("B4 (openvino)", "infer", 9.0)], key=str)
+    onnx_row = docs["bench"]["results"][1]
+    assert "--runtime onnxruntime" in rerun_command(docs["bench"], onnx_row)
+    assert "--runtime" not in rerun_command(docs["bench"], docs["bench"]["results"][0])
+    assert "--runtime torch,openvino" in rerun_command(docs["compare"], docs["compare"]["results"][1])

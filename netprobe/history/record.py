@@ -90,7 +90,10 @@ def utc_from_iso(text: str) -> str:
 def _label(row: dict, experiment: str | None) -> str | None:
     if experiment == "data-parallel":
         return f"{row.get('label')} ×{row.get('world_size')} " + ("DDP" if row.get("ddp") else "no DDP")
-    return row.get("label")
+    runtime = row.get("runtime")  # a deployed runtime's row is its own line, never pooled with eager torch's
+    if runtime in (None, "torch"):
+        return row.get("label")
+    return f"{row.get('label') or row.get('spec')} ({runtime})"
 
 
 def _peaks(data: dict, rows: list[dict]) -> dict:

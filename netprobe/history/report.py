@@ -104,7 +104,8 @@ def fused_table(conn: sqlite3.Connection, rows: list[dict], names: dict[str, str
     the first variant; the paper's V100 and TPUv3 figures beside, where the base is EfficientNet-B4."""
     groups: dict[tuple, dict] = {}
     for r in rows:  # oldest first: a later run of the same machine and setting replaces an earlier one
-        key = (r["machine_id"], r["device_name"], r["batch"], r["imgsz"], r["dtype"], r["spec"].split(":")[0])
+        key = (r["machine_id"], r["device_name"], r["batch"], r["imgsz"], r["dtype"], r["spec"].split(":")[0],
+               r["mode"])
         group = groups.setdefault(key, {"run": None, "rows": {}})
         if group["run"] != r["run_id"]:
             group["run"], group["rows"] = r["run_id"], {}
@@ -117,7 +118,8 @@ def fused_table(conn: sqlite3.Connection, rows: list[dict], names: dict[str, str
     columns = [Column("variant", "Variant", justify="left", ident=True)]
     records = [{"variant": label} for label in labels]
     for i, (key, group) in enumerate(groups.items()):
-        head = f"{names.get(key[0], key[0][:6])}: {key[5]} b{key[2]} {key[3]}px {key[4]}, run {group['run']}"
+        head = (f"{names.get(key[0], key[0][:6])}: {key[5]} b{key[2]} {key[3]}px {key[4]}"
+                + (f" {key[6]}" if key[6] != "train" else "") + f", run {group['run']}")
         columns += [Column(f"g{i}", f"{head} · imgs/s", fmt_float(2)), Column(f"g{i}x", f"{head} · vs first", _times)]
         first = next(iter(group["rows"].values()))["imgs_per_s"]
         for rec in records:
@@ -133,7 +135,8 @@ def fused_table(conn: sqlite3.Connection, rows: list[dict], names: dict[str, str
             p = paper.get(rec["variant"]) or {}
             rec.update(v100=p.get("v100_imgs_per_s"), tpu=p.get("tpu_imgs_per_s"),
                        v100x=p["v100_imgs_per_s"] / v100_first if p.get("v100_imgs_per_s") and v100_first else None)
-    caption = ("Train imgs/s of each machine's latest fused-stages run per setting (median over its rounds)."
+    caption = ("Train imgs/s of each machine's latest fused-stages run per setting (median over its rounds); "
+               "inference where the heading says infer (compare --runtime: one row per variant and runtime)."
                + (f" Paper columns: {PAPER}." if paper else ""))
     return TableBlock("fused_stages", columns, records, "Fused-MBConv stages across machines", caption)
 

@@ -21,11 +21,16 @@ def rerun_command(doc: dict, result: dict) -> str:
         settings = (doc.get("envelope") or {}).get("settings") or {}
         return _line("compare", spec, device=device, batch=data.get("batch"), imgsz=data.get("imgsz"),
                      amp=settings.get("amp"), rounds=settings.get("rounds"), iters=settings.get("iters"),
-                     channels_last=settings.get("channels_last"), breakdown=bool(data.get("breakdown")))
+                     channels_last=settings.get("channels_last"), breakdown=bool(data.get("breakdown")),
+                     runtime=",".join(settings.get("runtimes") or ()) or None)
     return _line("bench", spec, device=device, batch=data.get("batch"), imgsz=data.get("imgsz"),
                  mode=data.get("mode"), amp=_amp(data.get("dtype")), optimizer=data.get("optimizer") or None,
                  iters=data.get("iters"), channels_last=data.get("channels_last"), compile=data.get("compiled"),
-                 breakdown=bool(data.get("breakdown")))
+                 breakdown=bool(data.get("breakdown")), runtime=_runtime(data.get("runtime")))
+
+
+def _runtime(name: str | None) -> str | None:
+    return None if name in (None, "torch") else name  # eager torch is bench's default (and always measured)
 
 
 def _amp(dtype: str | None) -> str | None:

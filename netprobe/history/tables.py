@@ -27,7 +27,8 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     try:
         yield conn
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:  # SQLite itself may have rolled back (a full disk, an I/O error): keep its error
+            conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
 
@@ -77,8 +78,9 @@ def result_columns(command: str, experiment: str | None, data: dict, envelope: d
         return {**_common(data), "mode": "train", "batch": data.get("global_batch")}
     if command == "compare":
         amp = (envelope.get("settings") or {}).get("amp", "off")
-        return {**_common(data), "mode": "train", "dtype": "fp32" if amp == "off" else amp,  # compare's amp setting
-                "imgs_per_s": data.get("train_imgs_per_s"), "macs": data.get("macs")}
+        mode = data.get("mode") or "train"  # inference where compare ran --runtime
+        return {**_common(data), "mode": mode, "dtype": "fp32" if amp == "off" else amp,  # compare's amp setting
+                "imgs_per_s": data.get(f"{mode}_imgs_per_s"), "macs": data.get("macs")}
     return {**_common(data), "macs": data.get("macs_per_img")}
 
 
