@@ -143,7 +143,7 @@ def test_unwritable_destinations_are_refused_before_any_work(monkeypatch, path, 
 
 def test_unwritable_plot_is_refused_before_any_work(monkeypatch, tmp_path):
     pytest.importorskip("matplotlib")
-    monkeypatch.setattr(BR, "benchmark", lambda *a, **k: pytest.fail("measured before checking --plot"))
+    monkeypatch.setattr("netprobe.compare.benchmark", lambda *a, **k: pytest.fail("measured before checking --plot"))
     one_error_line(run("compare", "efficientnet_b0", "--device", "cpu", "--plot", str(tmp_path / "no" / "p.png")),
                    "does not exist")
 

@@ -13,6 +13,7 @@ from netprobe.bench.config import BenchConfig, BenchResult, fill_times, validate
 from netprobe.bench.deployed import measure_deployed
 from netprobe.counting import Count, count, count_train
 from netprobe.errors import one_line
+from netprobe.runtimes import get_runtime
 from netprobe.target import Target, module_to_time, size_text
 from netprobe.timing import (
     AMP_DTYPES,
@@ -76,6 +77,9 @@ def benchmark(config: BenchConfig | object, on_step: Callable[[], None] | None =
         baseline = measure(target, config, size, dtype, result, classes, counted, step_count,
                            on_step or (lambda: None), on_status) or baseline
         result.peak_mem_mb, result.mem_kind = peak_mb(device, baseline)
+        if device.startswith("cuda") and config.runtime != "torch" and not get_runtime(config.runtime).torch_memory:
+            # torch's CUDA allocator never sees this runtime's own device memory: no figure rather than a wrong one
+            result.peak_mem_mb, result.mem_kind = None, f"{config.runtime} allocates its own CUDA memory: not read"
     except Exception as exc:
         if not is_oom(exc):
             result.status, result.error = "error", one_line(exc)

@@ -212,7 +212,10 @@ def export(
             text, count = to_json(data) + "\n", plural(len(data["runs"]), "run")
         else:
             text = export_csv(conn, f)
-            count = plural(text.count("\n") - 1, "row")
+            import csv
+            import io
+
+            count = plural(sum(1 for _ in csv.reader(io.StringIO(text))) - 1, "row")  # a field may hold a newline
     ok = output.write(file, text)
     if ok:
         note(f"exported {count} to {file}")

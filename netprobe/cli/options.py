@@ -33,7 +33,7 @@ GlobalBatchOption = Annotated[int | None, typer.Option("--global-batch", help="W
 BucketOption = Annotated[float, typer.Option("--bucket-mb", help="With --nproc: DDP's gradient bucket size, MB "
                                                                  "(up to 1,024).")]
 MaxWarmupOption = Annotated[float, typer.Option("--max-warmup-s", help="Ceiling of the warm-up in seconds, once "
-                                                                      "--warmup steps are done (up to 3,600).")]
+                                                                      "its first steps are done (up to 3,600).")]
 BuildTimeoutOption = Annotated[float, typer.Option("--build-timeout", help="Seconds your code (file.py:factory, "
                                                                        "module:..., --modules) may take to build "
                                                                        "a model (up to 86,400; 0: no limit).")]

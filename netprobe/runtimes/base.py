@@ -48,6 +48,7 @@ class Runtime:
     extra: str | None = DEPLOY_EXTRA  # the pip extra that installs them (None: always there)
     cuda = False  # runs on CUDA devices
     file_kind = ""  # what its export is, e.g. "ONNX"
+    torch_memory = False  # allocates device memory through torch's allocator (which alone netprobe reads on CUDA)
 
     def missing(self) -> str | None:
         """Why the runtime cannot be used here (a package that does not import), or None."""
@@ -86,6 +87,7 @@ class TorchRuntime(Runtime):
 
     extra = None
     cuda = True
+    torch_memory = True
 
     def __init__(self, name: str, file_kind: str, how: str, suffix: str = "",
                  save: Callable[[nn.Module, torch.Tensor, Path], None] | None = None,
@@ -150,7 +152,8 @@ def parity(reference: list[torch.Tensor], outputs: list) -> Parity:
     got = [torch.as_tensor(o).detach().float().cpu() for o in outputs]
     want = [r.detach().float().cpu() for r in reference]
     if len(got) != len(want):
-        return Parity(float("inf"), float("inf"), False, f"{len(got)} outputs where eager torch gives {len(want)}")
+        return Parity(float("inf"), float("inf"), False,
+                      f"{len(got)} output{'s' * (len(got) != 1)} where eager torch gives {len(want)}")
     max_abs = max_rel = 0.0
     ok = True
     for i, (a, b) in enumerate(zip(want, got, strict=True)):

@@ -34,9 +34,11 @@ class OpenVino(Runtime):
         onnx = export_onnx(model, example, folder / f"{stem}.onnx")
         xml, weights = folder / f"{stem}.xml", folder / f"{stem}.bin"
         t0 = time.perf_counter()
-        with quiet():
-            openvino.save_model(openvino.convert_model(str(onnx.files[0])), str(xml))
-        onnx.files[0].unlink()  # the IR is what OpenVINO loads
+        try:
+            with quiet():
+                openvino.save_model(openvino.convert_model(str(onnx.files[0])), str(xml))
+        finally:
+            onnx.files[0].unlink()  # the IR is what OpenVINO loads (and a failed conversion leaves no half)
         return Exported([xml, weights], onnx.seconds + time.perf_counter() - t0,
                         f"{EXPORTER}, then openvino.convert_model to IR")
 

@@ -83,6 +83,7 @@ def measure_steps(step: Callable[[Clock], None], device: str, warmup: int, iters
         if not trending_down([sum(p) for p in per_step]):
             break
         warmup_steps += len(per_step)
+        warmup_s += sum(sum(p) for p in per_step) / 1e3
         say(f"timing {iters} steps again: they were still getting faster")
         per_step = timed(step, clock, iters)
     for _ in per_step:
