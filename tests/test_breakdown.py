@@ -201,6 +201,15 @@ def test_cli_bench_breakdown_json_and_roofline_plot(tmp_path):
                  "--warmup", "1", "--iters", "2", "--breakdown", "--format", "markdown")
     assert "**Where the step's time goes**" in table.stdout and "**Roofline per stage**" in table.stdout
     assert "depthwise convs take" in table.stdout
+    assert "| Bwd ms |" in table.stdout and "forward + backward in the profiled steps" in table.stdout
+
+
+def test_an_inference_breakdown_shows_no_backward_columns():
+    table = _cli("bench", "mobilenetv3_small:classes=10", "--device", "cpu", "--batch", "2", "--imgsz", "64",
+                 "--mode", "infer", "--warmup", "0", "--iters", "1", "--breakdown", "--format", "markdown", "--no-save")
+    assert table.exit_code == 0, table.output
+    assert "| Fwd ms |" in table.stdout and "Bwd ms" not in table.stdout and "Opt ms" not in table.stdout
+    assert "| loss |" not in table.stdout and "the forward in the profiled steps" in table.stdout
 
 
 def test_cli_breakdown_of_a_foreign_module_uses_its_stage_rows():

@@ -21,16 +21,17 @@ ROOF_COLUMNS = [
     Column("bound", "Bound", justify="left"), Column("achieved_gflops", "GFLOP/s", fmt_float(1)),
 ]
 KIND_CAPTION = ("Time by op kind from a few profiled steps after the timed ones (CPU: op time; CUDA: kernel time); "
-                "MACs and bytes counted op by op for the same step (forward and backward; bytes: what each op reads "
+                "MACs and bytes counted op by op for the same step ({what}; bytes: what each op reads "
                 "and writes, nothing fused). GFLOP/s = 2 × MACs ÷ time.")
+TRAIN_ONLY = ("bwd_ms", "opt_ms")  # columns an inference-only breakdown leaves out, with the loss row
 
 
-def roof_caption(roof: dict) -> str:
+def roof_caption(roof: dict, infer_only: bool = False) -> str:
     return (f"Roofs measured in the same run, {roof['dtype']}, the best of each: dense matmul "
             f"{roof['peak_tflops'] * 1e3:.1f} GFLOP/s, large copy {roof['bandwidth_gbs']:.1f} GB/s "
             f"(ridge {roof['ridge']:.1f} FLOPs/byte). Roofline ms: "
             "sum over the stage's layers of max(FLOPs ÷ peak, bytes ÷ bandwidth); Bound: the roof behind most of it. "
-            "Measured ms: forward + backward in the profiled steps.")
+            f"Measured ms: {'the forward' if infer_only else 'forward + backward'} in the profiled steps.")
 
 
 def explain_blocks(items: list[tuple[str, object]]) -> list:
@@ -46,12 +47,19 @@ def explain_blocks(items: list[tuple[str, object]]) -> list:
         if result.roofline:
             stages += [{**s, "config": label, "mb": s["bytes"] / 2**20} for s in result.roofline["stages"]]
         lines.append(TextBlock(why(label, result.breakdown, result.roofline)))
+    # inference alone (bench --mode infer, any --runtime): no backward, optimizer or loss to show
+    infer_only = all(getattr(r, "mode", "train") == "infer" for _, r in items if r.breakdown)
+    columns = [c for c in KIND_COLUMNS if not (infer_only and c.key in TRAIN_ONLY)]
+    if infer_only:
+        kinds = [k for k in kinds if k["kind"] != "loss" or k["time_share"]]
+    caption = KIND_CAPTION.format(what="the forward" if infer_only else "forward and backward")
     blocks: list = []
     if kinds:
-        blocks.append(TableBlock("breakdown", KIND_COLUMNS, kinds, "Where the step's time goes", KIND_CAPTION))
+        blocks.append(TableBlock("breakdown", columns, kinds, "Where the step's time goes", caption))
     if stages:
         roof = next(r.roofline for _, r in items if r.roofline)
-        blocks.append(TableBlock("roofline", ROOF_COLUMNS, stages, "Roofline per stage", roof_caption(roof)))
+        blocks.append(TableBlock("roofline", ROOF_COLUMNS, stages, "Roofline per stage",
+                                 roof_caption(roof, infer_only)))
     return blocks + lines
 
 
