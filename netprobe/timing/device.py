@@ -8,6 +8,8 @@ roofs that move between configurations show a busy machine.
 
 from __future__ import annotations
 
+import time
+
 import torch
 
 from netprobe.errors import InputError
@@ -16,6 +18,7 @@ from netprobe.timing.system import cpu_name
 
 DEVICES = ("auto", "cpu", "cuda")
 ROOF_MIN_REPS, ROOF_MIN_S = 5, 0.2  # a roof: the fastest of at least this many repetitions, this long
+ROOF_SLOW_S = 0.1  # on CPU, one matmul of the peak measurement should take at most about this long
 _BEST_PEAK: dict[tuple[str, torch.dtype], float] = {}
 _BANDWIDTH: dict[tuple[str, torch.dtype], float] = {}
 
@@ -47,12 +50,24 @@ def device_info(device: str) -> dict:
 
 def peak_tflops(device: str, dtype: torch.dtype) -> float:
     """The device's dense matmul rate in this dtype, measured now: the fastest of the repetitions."""
-    n = 8192 if device == "cuda" else 1024
+    n = 8192 if device == "cuda" else _cpu_matmul_size(dtype)
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
     for _ in range(2):
         a @ b
     return 2 * n**3 / (fastest_ms(lambda: a @ b, device, ROOF_MIN_REPS, ROOF_MIN_S) / 1e3) / 1e12
+
+
+def _cpu_matmul_size(dtype: torch.dtype) -> int:
+    """1024, unless this CPU multiplies in `dtype` so slowly (bf16 or fp16 without native kernels: about
+    1 GFLOP/s) that one 1024 product would take over ROOF_SLOW_S: then the largest of 512 and 256 that
+    does not, judged from a 256 product. The rate is per FLOP either way; the measurement stays short."""
+    a = torch.randn(256, 256, dtype=dtype)
+    a @ a
+    t0 = time.perf_counter()
+    a @ a
+    seconds_256 = time.perf_counter() - t0
+    return next((n for n in (1024, 512) if seconds_256 * (n // 256) ** 3 <= ROOF_SLOW_S), 256)
 
 
 def device_roof(device: str, dtype: torch.dtype) -> tuple[float, float]:
