@@ -13,6 +13,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from cli_checks import one_error_line
 from typer.testing import CliRunner
 
 import netprobe.history
@@ -31,13 +32,6 @@ FACTS = {"cpu": "Test CPU 9000", "cpus": 8, "usable_cores": 8, "memory_mb": 32_0
 
 def run(*args: str):
     return runner.invoke(app, list(args))
-
-
-def one_error_line(result, needle: str) -> None:
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and needle in lines[0], result.stderr
-    assert "Traceback" not in result.output
 
 
 def fake_benchmark(config, on_step=None, on_status=None):

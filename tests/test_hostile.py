@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_checks import one_error_line
 from typer.testing import CliRunner
 
 from netprobe.cli import app
@@ -26,13 +27,6 @@ HANG_S = 60  # a subprocess that has not ended by then is a hang
 
 def run(*args: str):
     return runner.invoke(app, list(args))
-
-
-def one_error_line(result, needle: str) -> None:
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and needle in lines[0], result.stderr
-    assert "Traceback" not in result.output
 
 
 def run_bounded(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:

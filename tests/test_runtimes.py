@@ -9,6 +9,7 @@ from pathlib import Path
 import fixtures_nets as fx
 import pytest
 import torch
+from cli_checks import one_error_line
 from typer.testing import CliRunner
 
 from netprobe import bench as B
@@ -38,13 +39,6 @@ class Spectral(nn.Module):
 
 def run(*args, **env):
     return runner.invoke(app, list(args), env={"COLUMNS": "120", **env})
-
-
-def one_error_line(result, needle: str) -> None:
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and needle in lines[0], result.stderr
-    assert "Traceback" not in result.output
 
 
 def measured(spec, runtimes=tuple(RUNTIMES), **options) -> list:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from cli_checks import one_error_line
 from typer.testing import CliRunner
 
 import netprobe
@@ -30,13 +31,6 @@ TINY_BENCH = ["bench", "mobilenetv3_small:classes=10", "--device", "cpu", "--bat
 
 def run(*args, **env):
     return runner.invoke(app, list(args), env=env or None)
-
-
-def one_error_line(result, needle: str) -> None:
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and needle in lines[0], result.stderr
-    assert "Traceback" not in result.output
 
 
 # ---- wrong numbers: P-levels ----------------------------------------------------------------------
