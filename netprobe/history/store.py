@@ -186,7 +186,8 @@ def _upgrade(conn: sqlite3.Connection, path: Path) -> None:
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:  # SQLite may have rolled back itself (a full disk): keep its error, not ours
+            conn.execute("ROLLBACK")
         raise
 
 
@@ -209,7 +210,8 @@ def check_writable(conn: sqlite3.Connection, path: Path | str) -> None:
         try:
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         finally:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
     except sqlite3.OperationalError as exc:
         raise write_error(Path(path), exc) from None
 
