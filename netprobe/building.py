@@ -29,6 +29,12 @@ class BuildTimeout(InputError):
     """A user's model took longer to build than the limit."""
 
 
+class _Expired(BaseException):
+    """Raised into the user's code at the deadline. A BaseException, as KeyboardInterrupt is, so that no
+    `except Exception` on its way out (the user's own, or netprobe's wrappers that turn a user's error into
+    one line) takes it; `building` turns it into BuildTimeout where the limit was set."""
+
+
 def set_build_timeout(seconds: float | None) -> None:
     """The limit on building a user's model from now on: seconds, or None (or 0) for none."""
     global _limit_s
@@ -84,12 +90,14 @@ def _deadline(seconds: float | None, what: str) -> Iterator[None]:
         return
     if hasattr(signal, "setitimer") and hasattr(signal, "SIGALRM"):
         def on_alarm(signum: int, frame: object) -> None:
-            raise BuildTimeout(_message(what, seconds))
+            raise _Expired
 
         previous = signal.signal(signal.SIGALRM, on_alarm)
         signal.setitimer(signal.ITIMER_REAL, seconds)
         try:
             yield
+        except _Expired:
+            raise BuildTimeout(_message(what, seconds)) from None
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, previous)

@@ -320,13 +320,12 @@ def _factory_target(label: str, kind: str, factory: Callable, args: list, kwargs
     where = quote(label, 80)
 
     def call(device: str | torch.device) -> nn.Module:
-        try:
-            with building(label), torch.device(device):
-                made = factory(*args, **kwargs)
-        except BuildTimeout:
-            raise
-        except Exception as exc:
-            raise _cause(where, "raised", exc) from None
+        with building(label):  # outside the try: its BuildTimeout is not the factory's error
+            try:
+                with torch.device(device):
+                    made = factory(*args, **kwargs)
+            except Exception as exc:
+                raise _cause(where, "raised", exc) from None
         if not isinstance(made, nn.Module):
             raise SpecError(f"{where}: the factory returned {type(made).__name__}, not an nn.Module")
         return made
@@ -348,13 +347,11 @@ def _cause(where: str, verb: str, exc: BaseException) -> SpecError:
 
 
 def _import_module(name: str, where: str) -> object:
-    try:
-        with building(name):
+    with building(name):  # outside the try: its BuildTimeout is not the import's error
+        try:
             return importlib.import_module(name)
-    except BuildTimeout:
-        raise
-    except Exception as exc:
-        raise _cause(where, f"importing {name} failed with", exc) from None
+        except Exception as exc:
+            raise _cause(where, f"importing {name} failed with", exc) from None
 
 
 _FILE_MODULES: dict[Path, object] = {}

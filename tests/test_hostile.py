@@ -275,12 +275,20 @@ def blocked():
     time.sleep(3600)  # one blocking call: the timer must interrupt it
 
 
+def stubborn():
+    while True:  # swallows every error, as careless retry loops do: the timeout must still get through
+        try:
+            time.sleep(0.5)
+        except Exception:
+            pass
+
+
 def ok():
     return nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU())
 """
 
 
-@pytest.mark.parametrize("factory", ["forever", "blocked"])
+@pytest.mark.parametrize("factory", ["forever", "blocked", "stubborn"])
 def test_a_factory_that_never_returns_is_stopped_at_the_build_timeout(tmp_path, factory):
     (tmp_path / "fac.py").write_text(FACTORIES)
     done = run_bounded("summary", f"fac.py:{factory}", "--build-timeout", "1", cwd=tmp_path)

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from netprobe.building import BuildTimeout
 from netprobe.counting import count
 from netprobe.detect.kinds import Kind, Scaling, known_names, lookup
 from netprobe.detect.yamlfile import RawRow, frozen
@@ -158,16 +157,12 @@ def _trace(kind: Kind, args: list, feeds: list[torch.Tensor], item: RawRow, repe
         ctor = kind.args(args, [t.shape[1] for t in feeds], repeats, scaling)
         with torch.device("meta"):
             module = build_row(kind, ctor, repeats)
-    except BuildTimeout:
-        raise
     except NetprobeError as exc:
         raise SpecError(f"{where}: {what}: {exc}") from None
     except Exception as exc:  # a user's class may raise anything; the user needs the row, not a traceback
         raise SpecError(f"{where}: {what} cannot be built: {type(exc).__name__}: {_first_line(exc)}") from None
     try:  # counting on meta runs every op's shape rule, several times faster than a plain meta forward
         result = count(module, (), example=feeds[0] if isinstance(item.src, int) else list(feeds))
-    except BuildTimeout:
-        raise
     except Exception as exc:
         shapes = ", ".join("x".join(map(str, t.shape[1:])) for t in feeds)
         raise SpecError(f"{where}: {what} fails on its input ({shapes}): {type(exc).__name__}: "
