@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from netprobe.counting import LOSS_PATH, MAC_KINDS, TrainCount, train_rule
-from netprobe.kinds import KINDS, OPTIMIZER_PATH, KindClassifier, first_component
+from netprobe.op_kinds import KINDS, OPTIMIZER_PATH, KindClassifier, first_component
 from netprobe.scopes import module_scopes
 from netprobe.timing import synchronize
 

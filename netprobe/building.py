@@ -1,7 +1,7 @@
 """Building a user's model (importing its file, calling its factory) under a time limit, with a status line.
 
 A factory that never returns would hang a command silently. The CLI sets a limit (`--build-timeout`,
-default DEFAULT_BUILD_TIMEOUT_S); while a user's code runs, a terminal shows what is being built on
+default netprobe.defaults.BUILD_TIMEOUT_S); while a user's code runs, a terminal shows what is being built on
 stderr, and past the limit the build ends with `BuildTimeout` (one line, exit code 2). On a POSIX main
 thread the limit is a real-time timer (SIGALRM), which also interrupts a blocking call; on another
 platform's main thread a watchdog thread interrupts the main thread once it runs Python again. Off the
@@ -17,10 +17,9 @@ import sys
 import threading
 from collections.abc import Iterator
 
+from netprobe.defaults import MAX_BUILD_TIMEOUT_S
 from netprobe.errors import InputError
 
-DEFAULT_BUILD_TIMEOUT_S = 120.0
-MAX_BUILD_TIMEOUT_S = 86_400.0
 _limit_s: float | None = None  # None: no limit
 _active = False  # a build under way: a nested one (a factory importing a file) shares its limit
 
@@ -38,6 +37,9 @@ class _Expired(BaseException):
 def set_build_timeout(seconds: float | None) -> None:
     """The limit on building a user's model from now on: seconds, or None (or 0) for none."""
     global _limit_s
+    if seconds is not None and not 0 <= seconds <= MAX_BUILD_TIMEOUT_S:  # NaN too
+        raise InputError(f"--build-timeout {seconds:g} is not allowed; give seconds from 0 (no limit) to "
+                         f"{MAX_BUILD_TIMEOUT_S:,.0f}")
     _limit_s = seconds if seconds else None
 
 

@@ -1,8 +1,10 @@
 """A small on-disk cache of figures that only change when netprobe's code does (the parameter counts
-`netprobe list` shows). One JSON file per kind, in `$NETPROBE_CACHE_DIR`, else `$XDG_CACHE_HOME/netprobe`,
-else `~/.cache/netprobe`; its entries hold while netprobe's version and source files (names, sizes,
-modification times) are the ones they were computed with. A cache that cannot be read or written is
-ignored: the figures are computed again."""
+`netprobe list` shows). One JSON file per kind, in `$NETPROBE_CACHE_DIR`, else the platform's per-user
+cache folder (platformdirs, as the results database takes the platform's data folder: `~/.cache/netprobe`
+or `$XDG_CACHE_HOME/netprobe` on Linux, ~/Library/Caches/netprobe on macOS, %LOCALAPPDATA%\\netprobe\\Cache
+on Windows). Its entries hold while netprobe's version and source files (names, sizes, modification
+times) are the ones they were computed with. A cache that cannot be read or written is ignored: the
+figures are computed again."""
 
 from __future__ import annotations
 
@@ -20,8 +22,9 @@ _SOURCES = ("*.py", "*.yaml")
 def cache_dir() -> Path:
     if os.environ.get("NETPROBE_CACHE_DIR"):
         return Path(os.environ["NETPROBE_CACHE_DIR"]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "netprobe"
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("netprobe", appauthor=False))
 
 
 @cache

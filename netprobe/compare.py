@@ -11,15 +11,16 @@ import statistics
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 
-from netprobe.archs.zoo import ARCHS
-from netprobe.bench import LIMITS, BenchConfig, BenchResult, benchmark, validate
+from netprobe import defaults
+from netprobe.bench import BenchConfig, BenchResult, benchmark, validate
 from netprobe.counting import count
 from netprobe.errors import InputError, check_range
 from netprobe.reference import PAPER_TABLE2_V100, PAPER_TABLE3
 from netprobe.render import plural
-from netprobe.spec import CUSTOM, parse_spec
-from netprobe.target import resolve, size_text
-from netprobe.timing import MAX_WARMUP_S, busy_line, device_info, resolve_device
+from netprobe.sizes import Size, as_size, size_text
+from netprobe.spec import parse_spec
+from netprobe.target import resolve
+from netprobe.timing import busy_line, device_info, resolve_device
 
 EXPERIMENTS = ("fused-stages", "batch-imgsz")
 FUSED_VARIANTS = (("No fused", "none"), ("Fused stage1-3", "1-3"), ("Fused stage1-5", "1-5"),
@@ -30,18 +31,18 @@ FUSED_VARIANTS = (("No fused", "none"), ("Fused stage1-3", "1-3"), ("Fused stage
 class Settings:
     device: str
     batch: int
-    imgsz: int | str  # N or "HxW"
+    imgsz: Size
     amp: str = "off"
     channels_last: bool = False
     warmup: int = 1
     iters: int = 2
     rounds: int = 3
     breakdown: bool = False  # profile the last round: time by op kind, roofline per stage
-    max_warmup_s: float = MAX_WARMUP_S  # the ceiling of each measurement's warm-up
+    max_warmup_s: float = defaults.MAX_WARMUP_S  # the ceiling of each measurement's warm-up
     runtimes: tuple[str, ...] = ()  # empty: train steps in eager torch; else inference in each runtime (torch first)
 
-
-MAX_ROUNDS = 1000
+    def __post_init__(self) -> None:
+        self.imgsz = as_size(self.imgsz)  # N, "HxW" or (H, W) given in Python: parsed once, here
 
 
 @dataclass
@@ -49,8 +50,11 @@ class Variant:
     label: str
     spec: object  # anything netprobe.target.resolve takes: a spec string, a Target, an nn.Module
     batch: int
-    imgsz: int | str | None
+    imgsz: Size | None  # None: the model's own
     paper: dict | None = None
+
+    def __post_init__(self) -> None:
+        self.imgsz = as_size(self.imgsz)
 
     def config(self, settings: Settings, runtime: str | None = None) -> BenchConfig:
         """The measurement of this variant under `settings`: its train step, or with runtimes its inference
@@ -107,30 +111,27 @@ class CompareRow:
         return asdict(self)
 
 
-def known_archs() -> list[str]:
-    return [*ARCHS, CUSTOM]
-
-
-def default_settings(device: str, base_imgsz: int, batch: int | None, imgsz: int | str | None,
+def default_settings(device: str, base_imgsz: Size, batch: int | None, imgsz: Size | int | str | None,
                      iters: int | None, rounds: int | None, **options) -> Settings:
-    """CUDA: batch 24 at the base's own size (the paper's setting); CPU: small enough for minutes.
+    """CUDA: batch 24 at the base's own size (the paper's setting); CPU: small enough for minutes
+    (netprobe.defaults.COMPARE_CUDA / COMPARE_CPU).
 
     Only what is not given (None) takes a default; a value given is checked like bench's.
     """
     cuda = device == "cuda"
+    own = {**defaults.COMPARE_CUDA, "imgsz": base_imgsz} if cuda else defaults.COMPARE_CPU
 
-    def given(value: int | None, default: int) -> int:
+    def given(value: object, default: object) -> object:
         return default if value is None else value
 
-    s = Settings(device, given(batch, 24 if cuda else 8), given(imgsz, base_imgsz if cuda else 128),
-                 warmup=3 if cuda else 1, iters=given(iters, 10 if cuda else 2), rounds=given(rounds, 3), **options)
-    for name in ("batch", "iters"):
-        check_range(name, getattr(s, name), *LIMITS[name])
-    check_range("rounds", s.rounds, 1, MAX_ROUNDS)
+    s = Settings(device, given(batch, own["batch"]), given(imgsz, own["imgsz"]), warmup=own["warmup"],
+                 iters=given(iters, own["iters"]), rounds=given(rounds, defaults.COMPARE_ROUNDS), **options)
+    for name in ("batch", "iters", "rounds"):
+        check_range(name, getattr(s, name), *defaults.LIMITS[name])
     return s
 
 
-def fused_stage_variants(base: str, fused_kernel: str, batch: int, imgsz: int) -> list[Variant]:
+def fused_stage_variants(base: str, fused_kernel: str, batch: int, imgsz: Size) -> list[Variant]:
     """The paper's Table 3 rows for `base`, with its figures beside when the base is EfficientNet-B4."""
     parse_spec(base)
     if ":" in base:
@@ -150,21 +151,21 @@ def fused_stage_variants(base: str, fused_kernel: str, batch: int, imgsz: int) -
     return variants
 
 
-def batch_imgsz_variants(base: str, batches: list[int], sizes: list[int]) -> list[Variant]:
+def batch_imgsz_variants(base: str, batches: list[int], sizes: list[Size]) -> list[Variant]:
     """The paper's Table 2 grid: each (image size, batch) cell, with the V100 figure where it has one."""
     parse_spec(base)
     variants = []
-    for size in sizes:
+    for size in map(as_size, sizes):
         for batch in batches:
             paper = None
-            if base == "efficientnet_b6" and (size, batch) in PAPER_TABLE2_V100:
-                v100 = PAPER_TABLE2_V100[(size, batch)]
+            if base == "efficientnet_b6" and (size_text(size), batch) in PAPER_TABLE2_V100:
+                v100 = PAPER_TABLE2_V100[(size_text(size), batch)]
                 paper = {"v100_imgs_per_s": v100, "v100_oom": v100 is None}
-            variants.append(Variant(f"{size}px b{batch}", base, batch, size, paper))
+            variants.append(Variant(f"{size_text(size)}px b{batch}", base, batch, size, paper))
     return variants
 
 
-def spec_variants(specs: list, batch: int, imgsz: int | str | None) -> list[Variant]:
+def spec_variants(specs: list, batch: int, imgsz: Size | None) -> list[Variant]:
     """Any models side by side, each at `imgsz` or its own size."""
     variants = []
     for s in specs:
@@ -215,14 +216,15 @@ class Comparison:
 
     @property
     def sizes(self) -> list[str]:
-        return list(dict.fromkeys(str(v.imgsz) for v in self.variants))
+        return list(dict.fromkeys(str(size_text(v.imgsz)) for v in self.variants if v.imgsz is not None))
 
     @property
     def settings_line(self) -> str:
         s, info = self.settings, self.info
+        sizes = ",".join(self.sizes) + " px" if self.sizes else "each model at its own size"
         return (f"{self.experiment} on {info['name']} ({s.device}, torch {info['torch']}, "
                 f"{plural(info['threads'], 'thread')}): batch {','.join(map(str, self.batches))}, "
-                f"{','.join(self.sizes)} px, amp {s.amp}, channels_last {s.channels_last}, "
+                f"{sizes}, amp {s.amp}, channels_last {s.channels_last}, "
                 f"{plural(s.rounds, 'round')} × {plural(s.iters, 'iter')} (+{s.warmup} warm-up, until steady), "
                 "variants interleaved" + ("; the last round also profiled (--breakdown)" if s.breakdown else "")
                 + (f"; inference (fp32) in {', '.join(s.runtimes)}, each runtime's outputs checked against eager "
@@ -234,9 +236,11 @@ class Comparison:
 
     def to_dict(self) -> dict:
         grid = self.experiment == "batch-imgsz"
-        return {"experiment": self.experiment, "device": self.info, "settings": self.settings.__dict__,
+        first = self.variants[0].imgsz
+        return {"experiment": self.experiment, "device": self.info,
+                "settings": {**self.settings.__dict__, "imgsz": size_text(self.settings.imgsz)},
                 "batch": self.batches if grid else self.settings.batch,
-                "imgsz": self.sizes if grid else self.variants[0].imgsz,
+                "imgsz": self.sizes if grid else None if first is None else size_text(first),
                 "rows": [r.to_dict() for r in self.rows], "note": self.note or None}
 
     def rounds(self, on_measure: Callable[[str, int], None] | None = None) -> Iterator[list[CompareRow]]:

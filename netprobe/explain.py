@@ -14,7 +14,7 @@ from torch import nn
 from netprobe.breakdown import Breakdown, OpTime, StageOf, breakdown, breakdown_step
 from netprobe.counting import TrainCount, count_train
 from netprobe.errors import one_line
-from netprobe.kinds import first_component
+from netprobe.op_kinds import first_component
 from netprobe.roofline import Roofline, roofline, stage_families
 from netprobe.timing import DTYPE_NAMES, OPTIMIZERS, memory_bandwidth_gbs
 

@@ -9,9 +9,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from netprobe.defaults import PATH_LIMIT
 from netprobe.errors import InputError, quote
-
-PATH_LIMIT = 240  # characters of a path shown in a message
 
 
 def unwritable(folder: Path) -> str | None:

@@ -17,9 +17,9 @@ from dataclasses import asdict, dataclass, field
 
 from torch import nn
 
-from netprobe.archs.kinds import BLOCK_KINDS
+from netprobe.archs.block_kinds import BLOCK_KINDS
 from netprobe.counting import TrainCount
-from netprobe.kinds import KindClassifier, first_component
+from netprobe.op_kinds import KindClassifier, first_component
 
 FAMILIES = (*dict.fromkeys(k.family for k in BLOCK_KINDS.values()), "depthwise", "dense", "other")
 

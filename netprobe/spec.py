@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from netprobe.archs import transforms
-from netprobe.archs.kinds import BLOCK_KINDS, OPS, num_text
+from netprobe.archs.block_kinds import BLOCK_KINDS, OPS, num_text
 from netprobe.archs.table import ACTS, SE_STYLES, BlockSpec, NetSpec
 from netprobe.archs.zoo import ARCHS
 from netprobe.errors import SpecError, closest, quote

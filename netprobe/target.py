@@ -20,37 +20,41 @@ import importlib
 import importlib.util
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from netprobe.building import BuildTimeout, building
-from netprobe.errors import InputError, SpecError, check_range, quote
+from netprobe.errors import InputError, SpecError, quote
+from netprobe.sizes import Size, check_batch
 from netprobe.spec import Spec, parse_spec
+
+if TYPE_CHECKING:
+    from netprobe.detect.spec import DetectorSpec
 
 MODULE_PREFIX = "module:"
 TIMM_PREFIX = "timm:"
-KINDS = ("zoo", "module", "file", "timm", "object")
+KINDS = ("zoo", "detector", "module", "file", "timm", "object")
 
 
 @dataclass
 class Target:
-    """A model to count and time: how to make it, its input, and how its rows are found."""
+    """A model to count and time: how to make it, its input, and how its rows are found. A netprobe
+    backbone is a `ZooTarget` (it knows its spec), a detector a `DetectorTarget` (it knows its layout);
+    anything else (kind module, file, timm, object) is a plain Target."""
 
     label: str  # how it is shown: the spec as given, the object path, or the class name
-    kind: str  # one of KINDS (or "detector")
+    kind: str  # one of KINDS
     make: Callable[[str | torch.device], nn.Module]  # a fresh module on that device
-    imgsz: tuple[int, int] | None = None  # the target's own input size; None when it does not say
+    imgsz: Size | None = None  # the target's own input size; None when it does not say
     in_chans: int = 3
     min_side: int = 1  # the smallest input side that leaves every stage a pixel
     canonical: str | None = None  # a spec that parses back to the same model (zoo and detectors)
-    spec: Spec | None = None  # zoo targets: the parsed spec
     meta_ok: bool = True  # False: counting has to run on a real (CPU) copy
     user_module: nn.Module | None = None  # the object the user passed in, never changed
-    extra: dict = field(default_factory=dict)  # kind-specific data (a detector's spec, ...)
-    size_check: Callable[[tuple[int, int]], object] | None = None  # refuses sizes the model cannot take
 
     def meta_model(self) -> nn.Module:
         """The module to count: built on `meta` (nothing allocated), or a real CPU copy when it cannot be."""
@@ -61,20 +65,19 @@ class Target:
                 return copy.deepcopy(self.user_module).cpu()
         return self.make("meta" if self.meta_ok else "cpu")
 
-    def input_size(self, imgsz: str | int | tuple[int, int] | None) -> tuple[int, int]:
-        """(H, W) from a user's size, or the target's own; a target that does not say needs one."""
+    def input_size(self, imgsz: Size | None) -> Size:
+        """The size asked for (already parsed: netprobe.sizes), or the target's own; a target that does not
+        say needs one."""
         if imgsz is None:
             if self.imgsz is None:
                 raise InputError(f"{self.label} does not say its input size; give one with --imgsz "
                                  "(N or HxW, e.g. --imgsz 224), or imgsz=... in Python")
             return self.imgsz
-        return parse_imgsz(imgsz)
+        return imgsz
 
-    def check_input(self, size: tuple[int, int], batch: int) -> None:
+    def check_input(self, size: Size, batch: int) -> None:
         """Refuse, in one line, an input that leaves a stage without pixels or a batch out of range."""
-        if self.size_check is not None:
-            self.size_check(size)
-        elif min(size) < max(1, self.min_side):
+        if min(size) < max(1, self.min_side):
             shown = "x".join(str(s) for s in size)
             least = max(1, self.min_side)
             why = f"{self.label} downsamples by {least}, so " if least > 1 else ""
@@ -82,35 +85,26 @@ class Target:
         check_batch(batch)
 
 
-MAX_BATCH = 65_536
+@dataclass(kw_only=True)
+class ZooTarget(Target):
+    """A netprobe backbone: its parsed spec (stage table, classes) and stages that run in sequence."""
+
+    spec: Spec
+    kind: str = "zoo"
 
 
-def check_batch(batch: int, name: str = "batch") -> None:
-    check_range(name, batch, 1, MAX_BATCH)
+@dataclass(kw_only=True)
+class DetectorTarget(Target):
+    """A detector: its resolved layout (rows, scale, backbone), which its summary walks row by row."""
 
+    detector: DetectorSpec
+    kind: str = "detector"
 
-MAX_SIDE = 8192
+    def check_input(self, size: Size, batch: int) -> None:
+        from netprobe.detect import check_imgsz
 
-
-def parse_imgsz(text: str | int | tuple[int, int]) -> tuple[int, int]:
-    """'384', 384, '384x320' (H x W) or (384, 320) -> (H, W), each side 1..8192."""
-    as_text = "x".join(map(str, text)) if isinstance(text, tuple | list) else str(text)
-    parts = as_text.lower().replace("×", "x").split("x")
-    try:
-        sizes = [int(p) for p in parts]
-    except ValueError:
-        raise InputError(f"image size {quote(text)} is not a number; give N or HxW, e.g. 384 or 384x320") from None
-    if len(sizes) not in (1, 2):
-        raise InputError(f"image size {quote(text)} is malformed; give N or HxW, e.g. 384 or 384x320")
-    size = (sizes[0], sizes[-1])
-    if max(size) > MAX_SIDE:
-        raise InputError(f"image size {max(size)} is too large; at most {MAX_SIDE} per side")
-    return size  # the lower bound depends on the model: Target.check_input
-
-
-def size_text(size: tuple[int, int]) -> int | str:
-    """(H, W) as results show it: N when square, else "HxW"."""
-    return size[0] if size[0] == size[1] else f"{size[0]}x{size[1]}"
+        check_imgsz(self.detector, size)
+        check_batch(batch)
 
 
 # ---- resolving ----------------------------------------------------------------------------------
@@ -180,23 +174,22 @@ def _refuse_a_path(text: str) -> None:
 
 
 def _detector_target(text: str, in_chans: int | None, scale: str | None, modules: str | None) -> Target:
-    from netprobe.detect import build_detector, check_imgsz
+    from netprobe.detect import build_detector
     from netprobe.detect import resolve as resolve_detector
 
     if in_chans not in (None, 3):
         raise InputError(f"--in-chans {in_chans}: detectors take 3 input channels")
     spec = resolve_detector(text, scale, modules)
-    return Target(label=text, kind="detector", make=lambda device: build_detector(spec, device),
-                  imgsz=(spec.imgsz, spec.imgsz), min_side=spec.max_stride, canonical=spec.canonical,
-                  extra={"detector": spec}, size_check=lambda size: check_imgsz(spec, size))
+    return DetectorTarget(label=text, make=lambda device: build_detector(spec, device), imgsz=(spec.imgsz, spec.imgsz),
+                          min_side=spec.max_stride, canonical=spec.canonical, detector=spec)
 
 
 def _zoo_target(spec: Spec) -> Target:
     from netprobe.api import build
 
     table = spec.table
-    return Target(label=str(spec), kind="zoo", make=lambda device: build(spec, device),
-                  imgsz=(table.imgsz, table.imgsz), min_side=table.min_imgsz(), canonical=spec.canonical, spec=spec)
+    return ZooTarget(label=str(spec), make=lambda device: build(spec, device), imgsz=(table.imgsz, table.imgsz),
+                     min_side=table.min_imgsz(), canonical=spec.canonical, spec=spec)
 
 
 def _object_target(module: nn.Module, in_chans: int | None) -> Target:

@@ -437,7 +437,7 @@ def test_what_a_block_kind_cannot_take_is_one_line(spec: str, needle: str) -> No
 
 def test_every_block_kind_is_one_entry_with_its_class() -> None:
     from netprobe.archs import blocks
-    from netprobe.archs.kinds import BLOCK_KINDS
+    from netprobe.archs.block_kinds import BLOCK_KINDS
     from netprobe.roofline import FAMILIES
 
     for kind in BLOCK_KINDS.values():

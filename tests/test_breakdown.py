@@ -11,7 +11,7 @@ from netprobe import bench as B
 from netprobe import breakdown as BD
 from netprobe.breakdown import OpEvent, attribute, breakdown_step
 from netprobe.counting import LOSS_PATH, count_train
-from netprobe.kinds import OPTIMIZER_PATH, KindClassifier, first_component, is_squeeze_excite, layer_kind
+from netprobe.op_kinds import OPTIMIZER_PATH, KindClassifier, first_component, is_squeeze_excite, layer_kind
 from netprobe.timing import TorchStep
 
 

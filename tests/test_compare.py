@@ -29,9 +29,9 @@ def test_a_base_other_than_b4_has_no_paper_figures():
 
 def test_batch_imgsz_grid_carries_the_v100_figures_and_its_oom():
     variants = C.batch_imgsz_variants("efficientnet_b6", [12, 24], [380, 512])
-    papers = {(v.imgsz, v.batch): v.paper for v in variants}
-    assert papers[(380, 24)]["v100_imgs_per_s"] == 52
-    assert papers[(512, 24)]["v100_oom"] is True
+    papers = {(v.imgsz, v.batch): v.paper for v in variants}  # sizes held as (H, W)
+    assert papers[((380, 380), 24)]["v100_imgs_per_s"] == 52
+    assert papers[((512, 512), 24)]["v100_oom"] is True
 
 
 def test_variants_run_interleaved_in_rounds_and_keep_their_rows():

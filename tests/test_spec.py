@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 import netprobe
 from netprobe import BlockSpec, NetSpec, SpecError, parse_spec
 from netprobe.archs import ARCHS
-from netprobe.archs.kinds import BLOCK_KINDS, OPS
+from netprobe.archs.block_kinds import BLOCK_KINDS, OPS
 from netprobe.archs.table import ACTS, SE_STYLES
 from netprobe.spec import format_block, format_table, parse_block
 

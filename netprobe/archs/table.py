@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from netprobe.archs.kinds import MIXED_LETTER, BlockKind, kind_of, make_divisible
+from netprobe.archs.block_kinds import MIXED_LETTER, BlockKind, kind_of, make_divisible
 
 ACTS = ("relu", "silu", "hardswish", "gelu")
 SE_STYLES = ("effnet", "mnv3")  # squeeze width from block input (EfficientNet) or expanded (MobileNetV3)

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from netprobe import defaults
+from netprobe.defaults import MAX_WARMUP_LIMIT_S, MAX_WARMUP_S
 from netprobe.errors import InputError, check_range
-from netprobe.target import Target, resolve
-from netprobe.timing import AMP_DTYPES, MAX_WARMUP_LIMIT_S, MAX_WARMUP_S, OPTIMIZERS, StageTime, StepTimes
+from netprobe.sizes import Size, as_size
+from netprobe.target import Target, ZooTarget, resolve
+from netprobe.timing import AMP_DTYPES, OPTIMIZERS, StageTime, StepTimes
 
 
 @dataclass(frozen=True)
@@ -15,19 +18,20 @@ class BenchConfig:
     """One measurement: a model on a device at a batch and image size, training or inferring.
 
     `spec` is anything `netprobe.target.resolve` takes: a spec string, a `Target`, an `nn.Module`.
+    `imgsz` may be given as N, "HxW" or (H, W): it is parsed once, here, and held as (H, W).
     """
 
     spec: object
     device: str = "cpu"
-    batch: int = 8
-    imgsz: int | str | tuple[int, int] | None = None  # N or "HxW"; None: the model's own
+    batch: int = defaults.BATCH
+    imgsz: Size | None = None  # (H, W); None: the model's own
     mode: str = "train"  # train | infer
     amp: str = "off"  # off | bf16 | fp16
     channels_last: bool = False
     compile: bool = False
     optimizer: str = "sgd"  # sgd | adamw
-    warmup: int = 3  # at least this many untimed steps (and at least MIN_WARMUP_S, until steady)
-    iters: int = 10
+    warmup: int = defaults.WARMUP_STEPS  # at least this many untimed steps (and at least MIN_WARMUP_S, until steady)
+    iters: int = defaults.ITERS
     max_warmup_s: float = MAX_WARMUP_S  # the ceiling of warm-up once `warmup` steps are done
     per_stage: bool = False
     in_chans: int | None = None  # None: the model's own, else 3
@@ -35,6 +39,9 @@ class BenchConfig:
     breakdown: bool = False  # after the timed steps, a few profiled ones: time by op kind, roofline per stage
     runtime: str = "torch"  # eager torch, or a runtime the model is exported to (netprobe.runtimes): infer only
     keep_exports: str | None = None  # a folder to keep the exported files in (default: a temporary one)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "imgsz", as_size(self.imgsz))  # the one parse of a size given in Python
 
 
 @dataclass
@@ -101,7 +108,7 @@ class BenchResult:
 
 
 
-LIMITS = {"batch": (1, 65_536), "iters": (1, 100_000), "warmup": (0, 10_000)}
+LIMITS = {name: defaults.LIMITS[name] for name in ("batch", "iters", "warmup")}  # the config's checked integers
 
 
 def validate(config: BenchConfig) -> Target:
@@ -124,7 +131,7 @@ def validate(config: BenchConfig) -> Target:
     if config.mode == "train" and stride > 1 and config.batch * -(-size[0] // stride) * -(-size[1] // stride) < 2:
         raise InputError(f"batch {config.batch} at {size[0]} px leaves batch norm one value per channel in the "
                          f"last stage, which cannot train; use batch >= 2 or an image of at least {stride + 1} px")
-    if config.per_stage and target.kind != "zoo":
+    if config.per_stage and not isinstance(target, ZooTarget):
         raise InputError(f"--per-stage times the stages of a netprobe backbone one after another; {target.label} "
                          "is not one (its stages need not run in sequence): use --breakdown for per-stage times")
     if not config.copy and target.user_module is None:

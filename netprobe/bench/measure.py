@@ -14,7 +14,8 @@ from netprobe.bench.deployed import measure_deployed
 from netprobe.counting import Count, count, count_train
 from netprobe.errors import one_line
 from netprobe.runtimes import get_runtime
-from netprobe.target import Target, module_to_time, size_text
+from netprobe.sizes import size_text
+from netprobe.target import Target, ZooTarget, module_to_time
 from netprobe.timing import (
     AMP_DTYPES,
     DTYPE_NAMES,
@@ -93,7 +94,7 @@ def benchmark(config: BenchConfig | object, on_step: Callable[[], None] | None =
 
 def output_classes(target: Target, counted: Count) -> int:
     """How many classes the model's logits have; 0 when its output is no [N, classes] tensor."""
-    if target.spec is not None:
+    if isinstance(target, ZooTarget):
         return target.spec.table.classes
     outs = counted.modules[""].out_shapes
     return outs[0][1] if len(outs) == 1 and len(outs[0]) == 2 and outs[0][1] > 1 else 0

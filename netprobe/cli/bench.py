@@ -8,36 +8,25 @@ import typer
 
 from netprobe.cli.app import command, interrupt_code, say_error
 from netprobe.cli.options import (
-    DEFAULT_BUILD_TIMEOUT_S,
-    DEFAULT_MAX_WARMUP_S,
-    DEFAULT_MODEL,
     DEFAULT_MODEL_NOTE,
-    AmpChoice,
-    BucketOption,
-    BuildTimeoutOption,
-    ChannelsLastOption,
     DeviceChoice,
-    DeviceOption,
-    GlobalBatchOption,
-    MaxWarmupOption,
+    InChansOption,
+    MeasureOptions,
     ModeChoice,
-    ModulesOption,
+    ModelOptions,
     OptimizerChoice,
-    ScaleOption,
-    WorldSizesOption,
+    ParallelOptions,
+    check_in_chans,
     check_threads,
-    int_list,
-    require_matplotlib,
-    runtime_list,
-    runtime_names,
-    set_build_timeout,
-    size_list,
+    takes,
 )
 from netprobe.cli.output import Output, note, progress_bar
 from netprobe.cli.plots import write_roofline
-from netprobe.cli.saving import DbOption, NoSaveOption, check_database, record_run
+from netprobe.cli.saving import ResultsDatabase, SaveOptions, record_run
+from netprobe.defaults import BATCH, DEFAULT_MODEL, ITERS, LIMITS, WARMUP_STEPS
 from netprobe.errors import InputError, check_range
 from netprobe.render import Column, Format, Report, TableBlock, TextBlock, fmt_float, fmt_mb, fmt_pct, fmt_si, plural
+from netprobe.sizes import size_text
 
 
 def _bench_record(result) -> dict:
@@ -90,129 +79,102 @@ SECTIONS = ("results", "stages", "breakdown", "roofline")
 
 
 @command("bench", "Time train or inference steps: phases, memory.")
+@takes(model=ModelOptions, measure=MeasureOptions, parallel=ParallelOptions, save=SaveOptions)
 def bench(
     specs: Annotated[list[str] | None, typer.Argument(help="Models to measure (any spec summary takes); default "
                                                            "efficientnetv2_s.")] = None,
-    device: DeviceOption = DeviceChoice.auto,
-    batch: Annotated[str, typer.Option(help="Batch size (1-65,536), or a comma list for a grid.")] = "8",
-    imgsz: Annotated[str | None, typer.Option(help="Image size N or HxW, or a comma list; default: the model's "
-                                                   "own.")] = None,
     mode: Annotated[ModeChoice | None, typer.Option(help="train step, inference, or both (default: train; with "
                                                           "a --runtime other than torch, infer).")] = None,
-    amp: Annotated[AmpChoice, typer.Option(help="Autocast dtype (fp16 adds a gradient scaler).")] = AmpChoice.off,
-    channels_last: ChannelsLastOption = False,
     compile_model: Annotated[bool, typer.Option("--compile", help="torch.compile; compile time reported apart.")]
     = False,
     optimizer: Annotated[OptimizerChoice, typer.Option(help="Optimizer of the train step.")] = OptimizerChoice.sgd,
     warmup: Annotated[int, typer.Option(help="Untimed steps first, at least (0-10,000); warm-up also lasts until "
-                                             "step times are steady.")] = 3,
-    iters: Annotated[int, typer.Option(help="Timed steps (1-100,000).")] = 10,
-    max_warmup_s: MaxWarmupOption = DEFAULT_MAX_WARMUP_S,
+                                             "step times are steady.")] = WARMUP_STEPS,
     threads: Annotated[int | None, typer.Option(help="CPU threads (torch.set_num_threads), at most the cores.")]
     = None,
-    in_chans: Annotated[int | None, typer.Option("--in-chans", help="Input channels; default: the model's own, "
-                                                                     "else 3.")] = None,
-    scale: ScaleOption = None,
-    modules: ModulesOption = None,
-    breakdown: Annotated[bool, typer.Option("--breakdown", help="After the timed steps, a few profiled ones: time "
-                                                               "by op kind beside MACs and bytes, a roofline per "
-                                                               "stage.")] = False,
-    plot: Annotated[str | None, typer.Option(help="With --breakdown: write the roofline as a PNG.")] = None,
+    in_chans: InChansOption = None,
     per_stage: Annotated[bool, typer.Option("--per-stage", help="Time of each stage alone (forward, and backward "
                                                                 "when training).")] = False,
     find_max_batch: Annotated[bool, typer.Option("--find-max-batch", help="Search the largest batch that fits "
                                                                           "(CUDA).")] = False,
-    nproc: Annotated[int | None, typer.Option("--nproc", help="Data-parallel on N ranks of this machine (gloo on CPU, "
-                                                             "NCCL on CUDA): 1 rank without DDP, then 1, 2, ... N "
-                                                             "with DDP. Under torchrun: joins that job.")] = None,
-    world_sizes: WorldSizesOption = None,
-    global_batch: GlobalBatchOption = None,
-    bucket_mb: BucketOption = 25,
-    sync_bn: Annotated[bool, typer.Option("--sync-bn", help="With --nproc: SyncBatchNorm (CUDA).")] = False,
-    port: Annotated[int | None, typer.Option(help="With --nproc: the rendezvous port (default: a free one).")]
-    = None,
-    timeout: Annotated[float, typer.Option(help="With --nproc: seconds without progress before the ranks are "
-                                                "stopped (up to 86,400).")] = 600,
     fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format (csv: see --section).")]
     = Format.table,
     section: Annotated[str | None, typer.Option(help=f"The table --format csv prints: {', '.join(SECTIONS)}.")]
     = None,
     out: Annotated[str | None, typer.Option(help="Also write the results to FILE (.json or .csv), atomically.")]
     = None,
-    runtime: Annotated[str | None, typer.Option(help="Where to run the model: torch (eager, default), torchscript, "
-                                                     "export, onnxruntime, openvino, or a comma list (one row each; "
-                                                     "inference).")] = None,
     keep_exports: Annotated[str | None, typer.Option("--keep-exports", help="Keep the exported files in this "
                                                                             "folder.")] = None,
-    build_timeout: BuildTimeoutOption = DEFAULT_BUILD_TIMEOUT_S,
-    db: DbOption = None,
-    no_save: NoSaveOption = False,
+    *, model: ModelOptions, measure: MeasureOptions, parallel: ParallelOptions, save: SaveOptions,
 ) -> None:
     """Time forward, backward and optimizer steps; memory, achieved TFLOP/s, OOM as a result."""
-    from netprobe import bench as B
-    from netprobe.runtimes import check_runtimes
-    from netprobe.target import resolve
-    from netprobe.timing import resolve_device
-
-    output = Output(fmt.value, SECTIONS, section, {"out": (out, (".json", ".csv")), "plot": (plot, (".png",))})
-    check_database(output, "bench", db, no_save)
-    if plot and not breakdown:
+    output = Output(fmt.value, SECTIONS, section, {"out": (out, (".json", ".csv")), "plot": (measure.plot, (".png",))})
+    database = save.database("bench")
+    if measure.plot and not measure.breakdown:
         raise InputError("--plot draws the roofline that --breakdown measures; add --breakdown")
-    if plot:
-        require_matplotlib()
-    check_range("--warmup", warmup, *B.LIMITS["warmup"])
-    check_range("--iters", iters, *B.LIMITS["iters"])
-    if in_chans is not None:
-        check_range("--in-chans", in_chans, 1, 4096)
+    check_range("--warmup", warmup, *LIMITS["warmup"])
+    check_in_chans(in_chans)
     check_threads(threads)
-    set_build_timeout(build_timeout)
-    dev = resolve_device(device.value)
-    runtimes = runtime_list(runtime)
-    deployed = runtimes != ["torch"]
+    dev = measure.resolved_device()
     modes = ["train", "infer"] if mode is ModeChoice.both else [mode.value if mode else
-                                                                 "infer" if deployed else "train"]
-    check_runtimes(runtimes, dev, modes)
-    if keep_exports is not None and not deployed:
-        raise InputError("--keep-exports keeps the files a --runtime other than torch exports; add --runtime")
-    targets = [resolve(s, in_chans, scale, modules) for s in specs or [DEFAULT_MODEL]]
-    configs = B.grid(targets, int_list("--batch", batch, *B.LIMITS["batch"]),
-                     size_list("--imgsz", imgsz) or [None], modes, runtimes, keep_exports=keep_exports,
-                     device=dev, amp=amp.value,
-                     channels_last=channels_last, compile=compile_model, optimizer=optimizer.value, warmup=warmup,
-                     iters=iters, per_stage=per_stage, in_chans=in_chans, breakdown=breakdown,
-                     max_warmup_s=max_warmup_s)
-    for config in configs:
-        B.validate(config)
-    if nproc is not None:
-        from netprobe.cli.distributed import DistOptions, check_plans, run_all
-
-        if deployed:
-            raise InputError("--nproc measures data-parallel training in eager torch; leave --runtime out")
-        options = DistOptions(nproc, int_list("--world-sizes", world_sizes, 1, 4096) or None, global_batch, bucket_mb,
-                              sync_bn, port, timeout)
-        check_plans(configs, options)
-        run_all(output, [(getattr(c.spec, "label", str(c.spec)), c) for c in configs], options,
-                f"netprobe bench --nproc {nproc}", out=out)
+                                                                 "infer" if measure.deployed else "train"]
+    configs = _configs(specs, model, measure, dev, modes, in_chans, warmup=warmup, compile=compile_model,
+                       optimizer=optimizer.value, per_stage=per_stage, keep_exports=keep_exports)
+    if parallel.nproc is not None:
+        _bench_parallel(output, database, configs, measure, parallel, out)
         return
-    if any(v is not None for v in (world_sizes, global_batch, port)) or sync_bn or bucket_mb != 25 or timeout != 600:
-        raise InputError("--world-sizes, --global-batch, --bucket-mb, --sync-bn, --port and --timeout go with --nproc")
+    parallel.check_alone()
     if find_max_batch and dev != "cuda":
         raise InputError("--find-max-batch needs --device cuda: on the CPU, memory is shared with the system and "
                          "swaps rather than failing cleanly")
     if not specs:
         note(DEFAULT_MODEL_NOTE)
-    if deployed and runtime is not None and "torch" not in runtime_names(runtime):
+    if measure.deployed and measure.torch_added:
         note("eager torch is measured too: the reference for every runtime's speed and outputs")
-    if device is DeviceChoice.auto:
+    if measure.device is DeviceChoice.auto:
         note(f"device: auto → {dev}" + ("" if dev == "cuda" else " (no CUDA available)"))
-    session, stopped = _measure_all(B.BenchRun(dev), configs, find_max_batch)
+    from netprobe.bench import BenchRun
+
+    session, stopped = _measure_all(BenchRun(dev), configs, find_max_batch)
     if not session.results:
         note("nothing finished: interrupted before the first configuration was measured")
     else:
-        _report(output, session, out, plot)
+        _report(output, database, session, out, measure.plot)
     if stopped is not None:
         note(f"interrupted: {len(session.results)} of {plural(len(configs), 'configuration')} finished")
         raise typer.Exit(stopped)
+
+
+def _configs(specs: list[str] | None, model: ModelOptions, measure: MeasureOptions, dev: str, modes: list[str],
+             in_chans: int | None, keep_exports: str | None, **options) -> list:
+    """Every configuration the command line asks for, each checked (one line, exit 2) before any is measured."""
+    from netprobe.bench import grid, validate
+    from netprobe.runtimes import check_runtimes
+    from netprobe.target import resolve
+
+    check_runtimes(measure.runtimes, dev, modes)
+    if keep_exports is not None and not measure.deployed:
+        raise InputError("--keep-exports keeps the files a --runtime other than torch exports; add --runtime")
+    targets = [resolve(s, in_chans, model.scale, model.modules) for s in specs or [DEFAULT_MODEL]]
+    configs = grid(targets, measure.batches or [BATCH], measure.sizes or [None], modes, measure.runtimes,
+                   keep_exports=keep_exports, device=dev, amp=measure.amp.value, channels_last=measure.channels_last,
+                   iters=ITERS if measure.iters is None else measure.iters, in_chans=in_chans,
+                   breakdown=measure.breakdown, max_warmup_s=measure.max_warmup_s, **options)
+    for config in configs:
+        validate(config)
+    return configs
+
+
+def _bench_parallel(output: Output, database: ResultsDatabase | None, configs: list, measure: MeasureOptions,
+                    parallel: ParallelOptions, out: str | None) -> None:
+    from netprobe.cli.distributed import check_plans, run_all
+
+    if measure.deployed:
+        raise InputError("--nproc measures data-parallel training in eager torch; leave --runtime out")
+    options = parallel.dist_options()
+    check_plans(configs, options)
+    run_all(output, database, [(getattr(c.spec, "label", str(c.spec)), c) for c in configs], options,
+            f"netprobe bench --nproc {parallel.nproc}", out=out)
 
 
 def _measure_all(session, configs: list, find_max: bool) -> tuple[object, int | None]:
@@ -223,7 +185,8 @@ def _measure_all(session, configs: list, find_max: bool) -> tuple[object, int | 
         try:
             for config in configs:
                 name = getattr(config.spec, "label", config.spec)
-                label = f"{name} b{config.batch} {config.imgsz or ''} {config.mode}"
+                size = "" if config.imgsz is None else size_text(config.imgsz)
+                label = f"{name} b{config.batch} {size} {config.mode}"
                 progress.update(task, description=label)
 
                 def status(text: str, label: str = label) -> None:
@@ -238,7 +201,8 @@ def _measure_all(session, configs: list, find_max: bool) -> tuple[object, int | 
     return session, None
 
 
-def _report(output: Output, session, out: str | None, plot: str | None = None) -> None:
+def _report(output: Output, database: ResultsDatabase | None, session, out: str | None,
+            plot: str | None = None) -> None:
     from netprobe.render import to_csv, to_json
 
     data = session.to_dict()
@@ -254,7 +218,7 @@ def _report(output: Output, session, out: str | None, plot: str | None = None) -
         if r.failed_in:  # a model the runtime cannot export, load or run: one line naming what it refused
             say_error(f"{r.spec} b{r.batch} {r.imgsz}px, --runtime {r.runtime}: {r.error}")
             ok = False
-    ok = record_run(output, data) and ok
+    ok = record_run(database, data) and ok
     output.finish(ok)
 
 

@@ -6,11 +6,12 @@ from typing import Annotated
 
 import typer
 
-from netprobe.cli import options as opt
 from netprobe.cli.app import command, interrupt_code
+from netprobe.cli.options import MeasureOptions, ModelOptions, ParallelOptions, takes
 from netprobe.cli.output import Output, note, progress_bar
 from netprobe.cli.plots import write_compare_plot, write_roofline
-from netprobe.cli.saving import DbOption, NoSaveOption, check_database, record_run
+from netprobe.cli.saving import ResultsDatabase, SaveOptions, record_run
+from netprobe.defaults import BATCH_IMGSZ_BASE, BATCH_IMGSZ_GRID, FUSED_STAGES_BASE
 from netprobe.errors import InputError, quote
 from netprobe.render import Column, Format, Report, TableBlock, TextBlock, fmt_float, fmt_mb, fmt_pct, fmt_si, plural
 
@@ -71,125 +72,113 @@ def _one(option: str, values: list, experiment: str) -> object:
 
 
 @command("compare", "Train variants side by side, the paper beside.")
+@takes(model=ModelOptions, measure=MeasureOptions, parallel=ParallelOptions, save=SaveOptions)
 def compare(
     what: Annotated[list[str], typer.Argument(help="fused-stages, batch-imgsz, or models to put side by side "
                                                    "(any spec summary takes).")],
     base: Annotated[str | None, typer.Option(help="Base arch (fused-stages: efficientnet_b4; batch-imgsz: "
                                                   "efficientnet_b6).")] = None,
-    device: opt.DeviceOption = opt.DeviceChoice.auto,
-    batch: Annotated[str | None, typer.Option(help="Batch, 1-65,536 (batch-imgsz: a comma list). Default by "
-                                                   "device.")] = None,
-    imgsz: Annotated[str | None, typer.Option(help="Image size N or HxW (batch-imgsz: a comma list). Default by "
-                                                   "device.")] = None,
-    amp: Annotated[opt.AmpChoice, typer.Option(help="Autocast dtype.")] = opt.AmpChoice.off,
-    channels_last: opt.ChannelsLastOption = False,
-    iters: Annotated[int | None, typer.Option(help="Timed iterations per variant per round (1-100,000).")] = None,
-    max_warmup_s: opt.MaxWarmupOption = opt.DEFAULT_MAX_WARMUP_S,
     rounds: Annotated[int | None, typer.Option(help="Interleaved rounds, A B C D, A B C D, ... (1-1,000).")]
     = None,
     fused_kernel: Annotated[str, typer.Option(help="Kernel of the fused stages: keep (each stage's own) or an "
                                                    "odd size such as 3.")] = "keep",
-    breakdown: Annotated[bool, typer.Option("--breakdown", help="Profile each variant's last round: time by op kind, "
-                                                               "a roofline per stage, what they show.")] = False,
-    plot: Annotated[str | None, typer.Option(help="Write a PNG: throughput and MACs per variant, or with "
-                                                  "--breakdown the roofline, one panel per variant.")] = None,
-    scale: opt.ScaleOption = None,
-    modules: opt.ModulesOption = None,
-    nproc: Annotated[int | None, typer.Option("--nproc", help="Data-parallel on N ranks: each variant's scaling "
-                                                             "rows (see bench --nproc).")] = None,
-    world_sizes: opt.WorldSizesOption = None,
-    global_batch: opt.GlobalBatchOption = None,
-    bucket_mb: opt.BucketOption = 25,
     fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.table,
-    runtime: Annotated[str | None, typer.Option(help="Compare inference in these runtimes instead of training: "
-                                                     "a comma list of torch, torchscript, export, onnxruntime, "
-                                                     "openvino (eager torch always, as the reference).")] = None,
-    build_timeout: opt.BuildTimeoutOption = opt.DEFAULT_BUILD_TIMEOUT_S,
-    db: DbOption = None,
-    no_save: NoSaveOption = False,
+    *, model: ModelOptions, measure: MeasureOptions, parallel: ParallelOptions, save: SaveOptions,
 ) -> None:
     """Train the variants side by side (interleaved rounds), with the paper's figures beside ours."""
-    from netprobe import compare as C
-    from netprobe.bench import LIMITS
-    from netprobe.timing import resolve_device
+    from netprobe import compare as comparing
 
-    output = Output(fmt.value, ("rows", "breakdown", "roofline"), None, {"plot": (plot, (".png",))})
-    check_database(output, "compare", db, no_save)
-    experiment = what[0] if what[0] in C.EXPERIMENTS else "specs"
+    output = Output(fmt.value, ("rows", "breakdown", "roofline"), None, {"plot": (measure.plot, (".png",))})
+    database = save.database("compare")
+    experiment = what[0] if what[0] in comparing.EXPERIMENTS else "specs"
+    _check_experiment_options(experiment, what, model, fused_kernel)
+    if experiment == "specs" and len(what) == 1:
+        _check_word(what[0])
+    dev = measure.resolved_device()
+    base_arch, settings, variants = _variants(experiment, what, base, dev, measure, model, rounds, fused_kernel)
+    if parallel.nproc is not None:
+        _compare_parallel(output, database, experiment, variants, settings, measure, parallel)
+        return
+    parallel.check_alone()
+    if experiment != "specs" and base is None:
+        table = "Table 2 (batch x image size)" if experiment == "batch-imgsz" else "Table 3 (fused stages)"
+        note(f"no --base given: {base_arch}, the base of the EfficientNetV2 paper's {table}")
+    _run_compare(output, database, experiment, variants, settings, measure.plot)
+
+
+def _check_experiment_options(experiment: str, what: list[str], model: ModelOptions, fused_kernel: str) -> None:
     if experiment != "specs" and len(what) > 1:
         raise InputError(f"{experiment} takes no models; use --base to choose the arch")
-    if plot:
-        opt.require_matplotlib()
-    if (scale or modules) and experiment != "specs":
+    if (model.scale or model.modules) and experiment != "specs":
         raise InputError(f"--scale and --modules are for detector YAML files given as models; {experiment} uses "
                          "--base")
     if fused_kernel != "keep" and experiment != "fused-stages":
         raise InputError("--fused-kernel applies to fused-stages only")
-    batches = opt.int_list("--batch", batch, *LIMITS["batch"])
-    sizes = opt.size_list("--imgsz", imgsz)
-    opt.set_build_timeout(build_timeout)
-    if experiment == "specs" and len(what) == 1:
-        _check_word(C, what[0])
-    dev = resolve_device(device.value)
-    one_batch = _one("--batch", batches, experiment) if experiment != "batch-imgsz" else None
-    one_size = _one("--imgsz", sizes, experiment) if experiment != "batch-imgsz" else None
-    given_base = base
-    base = base or ("efficientnet_b6" if experiment == "batch-imgsz" else "efficientnet_b4")
+
+
+def _variants(experiment: str, what: list[str], base: str | None, dev: str, measure: MeasureOptions,
+              model: ModelOptions, rounds: int | None, fused_kernel: str) -> tuple:
+    """The base arch, the settings and the variants to measure, every one checked as bench would before any work."""
+    from netprobe import compare as comparing
     from netprobe.target import resolve
 
+    grid = experiment == "batch-imgsz"
+    one_batch = None if grid else _one("--batch", measure.batches, experiment)
+    one_size = None if grid else _one("--imgsz", measure.sizes, experiment)
+    base = base or (BATCH_IMGSZ_BASE if grid else FUSED_STAGES_BASE)
     base_size = resolve(base).imgsz or (224, 224)
-    runtimes = tuple(opt.runtime_list(runtime)) if runtime is not None else ()
-    settings = C.default_settings(dev, base_size[0], one_batch, one_size, iters, rounds, max_warmup_s=max_warmup_s,
-                                  amp=amp.value, channels_last=channels_last, breakdown=breakdown,
-                                  runtimes=runtimes)
+    settings = comparing.default_settings(dev, base_size, one_batch, one_size, measure.iters, rounds,
+                                          max_warmup_s=measure.max_warmup_s, amp=measure.amp.value,
+                                          channels_last=measure.channels_last, breakdown=measure.breakdown,
+                                          runtimes=tuple(measure.runtimes) if measure.runtime is not None else ())
     if experiment == "fused-stages":
-        variants = C.fused_stage_variants(base, fused_kernel, settings.batch, settings.imgsz)
-    elif experiment == "batch-imgsz":
-        cuda = dev == "cuda"
-        variants = C.batch_imgsz_variants(base, batches or ([12, 24] if cuda else [2, 4]),
-                                          sizes or ([380, 512] if cuda else [128, 160]))
+        variants = comparing.fused_stage_variants(base, fused_kernel, settings.batch, settings.imgsz)
+    elif grid:
+        batches, sizes = BATCH_IMGSZ_GRID["cuda" if dev == "cuda" else "cpu"]
+        variants = comparing.batch_imgsz_variants(base, measure.batches or batches, measure.sizes or sizes)
     else:
-        variants = C.spec_variants([resolve(w, None, scale, modules) for w in what], settings.batch, one_size)
-    C.check_variants(variants, settings)
-    if nproc is not None:
-        from netprobe.cli.distributed import DistOptions, check_plans, run_all
-
-        if plot or breakdown or runtime:
-            raise InputError("--plot, --breakdown and --runtime go with the single-device comparison; leave them "
-                             "out with --nproc")
-        sizes_asked = opt.int_list("--world-sizes", world_sizes, 1, 4096) or None
-        options = DistOptions(nproc, sizes_asked, global_batch, bucket_mb)
-        jobs = [(v.label, v.config(settings)) for v in variants]
-        check_plans([c for _, c in jobs], options)
-        run_all(output, jobs, options, f"netprobe compare {experiment} --nproc {nproc}",
-                " Variants run one after another (not interleaved).")
-        return
-    if world_sizes is not None or global_batch is not None or bucket_mb != 25:
-        raise InputError("--world-sizes, --global-batch and --bucket-mb go with --nproc")
-    if experiment != "specs" and given_base is None:
-        table = "Table 2 (batch x image size)" if experiment == "batch-imgsz" else "Table 3 (fused stages)"
-        note(f"no --base given: {base}, the base of the EfficientNetV2 paper's {table}")
-    _run_compare(C, output, experiment, variants, settings, plot)
+        variants = comparing.spec_variants([resolve(w, None, model.scale, model.modules) for w in what],
+                                           settings.batch, one_size)
+    comparing.check_variants(variants, settings)
+    return base, settings, variants
 
 
-def _check_word(C, word: str) -> None:
+def _compare_parallel(output: Output, database: ResultsDatabase | None, experiment: str, variants: list, settings,
+                      measure: MeasureOptions, parallel: ParallelOptions) -> None:
+    from netprobe.cli.distributed import check_plans, run_all
+
+    if measure.plot or measure.breakdown or measure.runtime:
+        raise InputError("--plot, --breakdown and --runtime go with the single-device comparison; leave them "
+                         "out with --nproc")
+    options = parallel.dist_options()
+    jobs = [(v.label, v.config(settings)) for v in variants]
+    check_plans([c for _, c in jobs], options)
+    run_all(output, database, jobs, options, f"netprobe compare {experiment} --nproc {parallel.nproc}",
+            " Variants run one after another (not interleaved).")
+
+
+def _check_word(word: str) -> None:
     """A single word that is no model: an experiment mistyped, or an unknown arch (its own message)."""
+    from netprobe.compare import EXPERIMENTS
     from netprobe.errors import SpecError, closest
     from netprobe.target import resolve
 
     try:
         resolve(word)
     except SpecError as exc:
-        close = closest(word, C.EXPERIMENTS, n=1)
+        close = closest(word, EXPERIMENTS, n=1)
         if close or ("_" not in word and ":" not in word and word.replace("-", "").isalpha()):
-            hint = f"did you mean {close[0]}?" if close else f"use {' or '.join(C.EXPERIMENTS)}"
+            hint = f"did you mean {close[0]}?" if close else f"use {' or '.join(EXPERIMENTS)}"
             raise InputError(f"unknown experiment {quote(word)}: {hint} Or give models to put side by side "
                              "('netprobe list' shows the archs)") from None
         raise exc from None
 
 
-def _run_compare(C, output: Output, experiment: str, variants: list, settings, plot: str | None) -> None:
-    comparison = C.Comparison(experiment, variants, settings)
+def _run_compare(output: Output, database: ResultsDatabase | None, experiment: str, variants: list, settings,
+                 plot: str | None) -> None:
+    from netprobe.compare import Comparison
+
+    comparison = Comparison(experiment, variants, settings)
     stopped = None
     with progress_bar() as progress:
         task = progress.add_task("compare", total=settings.rounds * len(variants))
@@ -213,7 +202,7 @@ def _run_compare(C, output: Output, experiment: str, variants: list, settings, p
         ok = write_roofline(output, [(r.label, r) for r in rows], plot, f"netprobe compare {experiment} --breakdown")
     elif plot:
         ok = write_compare_plot(output, rows, plot, comparison.settings_line)
-    ok = record_run(output, data) and ok
+    ok = record_run(database, data) and ok
     if stopped is not None:
         note(f"interrupted: showing {plural(comparison.finished, 'finished round')}")
         output.finish(ok)

@@ -6,9 +6,10 @@ from dataclasses import dataclass
 
 import typer
 
+from netprobe import defaults
 from netprobe.cli.app import interrupt_code
 from netprobe.cli.output import Output, note, progress_bar
-from netprobe.cli.saving import record_run
+from netprobe.cli.saving import ResultsDatabase, record_run
 from netprobe.errors import InputError
 from netprobe.render import Column, Report, TableBlock, TextBlock, fmt_float, fmt_mb, fmt_pct, plural
 
@@ -36,10 +37,10 @@ class DistOptions:
     nproc: int
     world_sizes: list[int] | None = None
     global_batch: int | None = None
-    bucket_mb: float = 25
+    bucket_mb: float = defaults.BUCKET_MB
     sync_bn: bool = False
     port: int | None = None
-    timeout_s: float = 600
+    timeout_s: float = defaults.DIST_TIMEOUT_S
 
 
 def check_plans(configs: list, options: DistOptions) -> None:
@@ -51,8 +52,8 @@ def check_plans(configs: list, options: DistOptions) -> None:
                      options.global_batch, options.port, options.timeout_s, check_machine=not in_external_job())
 
 
-def run_all(output: Output, jobs: list[tuple[str, object]], options: DistOptions, title: str, extra: str = "",
-            out: str | None = None) -> None:
+def run_all(output: Output, database: ResultsDatabase | None, jobs: list[tuple[str, object]], options: DistOptions,
+            title: str, extra: str = "", out: str | None = None) -> None:
     """Measure each (label, BenchConfig) data-parallel, one after another, and report every row finished."""
     from netprobe.distributed import DistError, in_external_job, run_scaling
 
@@ -84,7 +85,7 @@ def run_all(output: Output, jobs: list[tuple[str, object]], options: DistOptions
 
             ok = output.write(out, to_json(data) if out.lower().endswith(".json") else
                               to_csv([Column(k, k) for k in data["rows"][0]], data["rows"]))
-        ok = record_run(output, data) and ok
+        ok = record_run(database, data) and ok
     if failure is not None:
         raise InputError(str(failure))
     if stopped is not None:
@@ -101,7 +102,7 @@ def dist_report(done: list, title: str, extra: str) -> Report:
                    status_text=row.status if row.status == "ok" else f"{row.status}: {row.error}")
         records.append(rec)
     first = done[0][1]
-    bucket = next((r.bucket_mb for _, r in done if r.bucket_mb), 25)  # the no-DDP row has none
+    bucket = next((r.bucket_mb for _, r in done if r.bucket_mb), defaults.BUCKET_MB)  # the no-DDP row has none
     settings = (f"{first.device}, backend {first.backend if first.ddp else done[-1][1].backend}, "
                 f"{plural(first.threads_per_rank or 1, 'thread')} per rank, {first.dtype}, "
                 f"{plural(first.iters, 'timed step')}, bucket {bucket:g} MB.")

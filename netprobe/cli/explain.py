@@ -3,7 +3,7 @@ stage, and one sentence per configuration saying what the two show."""
 
 from __future__ import annotations
 
-from netprobe.kinds import KIND_LABELS
+from netprobe.op_kinds import KIND_LABELS
 from netprobe.render import Column, TableBlock, TextBlock, fmt_float, fmt_pct, fmt_si
 
 KIND_COLUMNS = [

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import sqlite3
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from netprobe.cli.app import app, command, one_line_errors
+from netprobe.cli.options import takes
 from netprobe.cli.output import Output, note
 from netprobe.render import CodeBlock, Column, Format, Report, TableBlock, TextBlock, fmt_float, fmt_int, plural
 
@@ -21,16 +24,6 @@ app.add_typer(history_app, name="history", invoke_without_command=True,
 
 DbPath = Annotated[str | None, typer.Option("--db", help="The results database (default: $NETPROBE_DB, else "
                                                          "results.sqlite in your user data folder).")]
-SpecFilter = Annotated[str | None, typer.Option("--spec", help="Runs with a row whose spec, label or canonical spec "
-                                                               "contains this (any case).")]
-CommandFilter = Annotated[str | None, typer.Option("--command", help="Runs of this command: bench, compare or "
-                                                                     "summary.")]
-DeviceFilter = Annotated[str | None, typer.Option("--device", help="cpu, cuda, meta, or part of the device's name.")]
-MachineFilter = Annotated[str | None, typer.Option("--machine", help="The start of a machine id, or part of its CPU "
-                                                                     "or GPU name.")]
-SinceFilter = Annotated[str | None, typer.Option("--since", help="Runs since a date (2026-11-24, UTC) or for an age "
-                                                                 "(12h, 7d, 2w).")]
-LastOption = Annotated[int | None, typer.Option("--last", help="Only the N most recent matching runs.")]
 FormatOption = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
 
 RUN_COLUMNS = [
@@ -50,16 +43,36 @@ ROW_COLUMNS = [
 LIST_LIMIT = 30  # runs listed when no --last or --all says otherwise
 
 
-def filters(ids=None, spec=None, command_=None, device=None, machine=None, since=None, last=None):
-    """The query filters from the options, checked (one line, exit 2, for a bad one)."""
-    from netprobe.errors import check_range
-    from netprobe.history.query import Filters
+@dataclass
+class RunFilters:
+    """Which recorded runs a command reads: history's listing, export and report alike."""
 
-    if last is not None:
-        check_range("--last", last, 1, 10**9)
-    f = Filters(list(ids or []), spec, command_, device, machine, since, last)
-    f.where()  # checks --command and --since now
-    return f
+    spec: Annotated[str | None, typer.Option("--spec", help="Runs with a row whose spec, label or canonical spec "
+                                                            "contains this (any case).")] = None
+    command_: Annotated[str | None, typer.Option("--command", help="Runs of this command: bench, compare or "
+                                                                   "summary.")] = None
+    device: Annotated[str | None, typer.Option("--device", help="cpu, cuda, meta, or part of the device's "
+                                                                "name.")] = None
+    machine: Annotated[str | None, typer.Option("--machine", help="The start of a machine id, or part of its CPU "
+                                                                  "or GPU name.")] = None
+    since: Annotated[str | None, typer.Option("--since", help="Runs since a date (2026-11-24, UTC) or for an age "
+                                                              "(12h, 7d, 2w).")] = None
+    last: Annotated[int | None, typer.Option("--last", help="Only the N most recent matching runs.")] = None
+
+    @property
+    def given(self) -> bool:
+        return any(v is not None for v in dataclasses.astuple(self))
+
+    def query(self, ids: list[str] | None = None):
+        """The query filters, checked (one line, exit 2, for a bad one)."""
+        from netprobe.errors import check_range
+        from netprobe.history.query import Filters
+
+        if self.last is not None:
+            check_range("--last", self.last, 1, 10**9)
+        f = Filters(list(ids or []), self.spec, self.command_, self.device, self.machine, self.since, self.last)
+        f.where()  # checks --command and --since now
+        return f
 
 
 @contextlib.contextmanager
@@ -78,23 +91,22 @@ def open_db(db: str | None, create: bool = False) -> Iterator[tuple[sqlite3.Conn
 
 
 @history_app.callback()
+@takes(runs=RunFilters)
 def history_list(
     ctx: typer.Context,
-    spec: SpecFilter = None, command_: CommandFilter = None, device: DeviceFilter = None,
-    machine: MachineFilter = None, since: SinceFilter = None, last: LastOption = None,
     all_runs: Annotated[bool, typer.Option("--all", help=f"List every matching run (default: the newest "
                                                          f"{LIST_LIMIT}).")] = False,
-    db: DbPath = None, fmt: FormatOption = Format.table,
+    db: DbPath = None, fmt: FormatOption = Format.table, *, runs: RunFilters,
 ) -> None:
     """List the recorded runs, newest first (see the subcommands for one run, removing, export, import)."""
-    one_line_errors(_list, needs_torch=False)(ctx, spec, command_, device, machine, since, last, all_runs, db, fmt)
+    one_line_errors(_list, needs_torch=False)(ctx, runs, all_runs, db, fmt)
 
 
-def _list(ctx, spec, command_, device, machine, since, last, all_runs, db, fmt) -> None:
+def _list(ctx, chosen: RunFilters, all_runs: bool, db: str | None, fmt: Format) -> None:
     from netprobe.errors import InputError
     from netprobe.history.query import list_runs
 
-    given = any(v is not None for v in (spec, command_, device, machine, since, last)) or all_runs
+    given = chosen.given or all_runs
     if ctx.invoked_subcommand is not None:
         if given or db is not None or fmt is not Format.table:
             raise InputError(f"the listing's options (--spec, --db, --format, ...) belong to 'netprobe history' "
@@ -103,8 +115,7 @@ def _list(ctx, spec, command_, device, machine, since, last, all_runs, db, fmt) 
         return
     output = Output(fmt.value, ("runs",))
     with open_db(db) as (conn, path):
-        runs, total = list_runs(conn, filters(None, spec, command_, device, machine, since, last),
-                                None if all_runs or last else LIST_LIMIT)
+        runs, total = list_runs(conn, chosen.query(), None if all_runs or chosen.last else LIST_LIMIT)
     shown = plural(total, "run") if len(runs) == total else f"the newest {len(runs)} of {total:,} runs (--all: all)"
     report = Report([TableBlock("runs", RUN_COLUMNS, [run_record(r) for r in runs], f"netprobe history: {path}",
                                 f"{shown}; netprobe history show ID for a run, netprobe report for the tables and "
@@ -188,13 +199,13 @@ def remove(runs: Annotated[list[str], typer.Argument(help="The runs: IDs, or 6+ 
 
 
 @command("export", "Write runs to a JSON or CSV file.", group=history_app, needs_torch=False)
+@takes(runs=RunFilters)
 def export(
     file: Annotated[str, typer.Argument(help="The file to write (.json: every run whole, for history import "
                                              "elsewhere; .csv: one line per row).")],
     fmt: Annotated[str | None, typer.Option("--format", "-f", help="json or csv (default: from the file name).")]
     = None,
-    spec: SpecFilter = None, command_: CommandFilter = None, device: DeviceFilter = None,
-    machine: MachineFilter = None, since: SinceFilter = None, last: LastOption = None, db: DbPath = None,
+    db: DbPath = None, *, runs: RunFilters,
 ) -> None:
     """Write the matching runs to a file: JSON for another machine's history import, or CSV."""
     from netprobe.errors import InputError, quote
@@ -205,7 +216,7 @@ def export(
         raise InputError(f"--format {quote(fmt)} is not one; use json or csv")
     output = Output("json", files={"file": (file, () if fmt else (".json", ".csv"))})
     kind = fmt or file.lower().rsplit(".", 1)[-1]
-    f = filters(None, spec, command_, device, machine, since, last)
+    f = runs.query()
     with open_db(db) as (conn, _):
         if kind == "json":
             data = export_json(conn, f)

@@ -47,7 +47,6 @@ class Output:
         if section is not None and self.fmt is not Format.csv:
             raise InputError("--section picks the table CSV prints (one table per file); use it with --format csv")
         self.section = section or (sections[0] if sections else None)
-        self.results_db = None  # where the run will be recorded, once checked (netprobe.cli.saving)
         for option, (path, suffixes) in files.items():
             if path is not None:
                 check_destination(path, suffixes, option)

@@ -9,17 +9,8 @@ from typing import Annotated
 import typer
 
 from netprobe.cli.app import command
-from netprobe.cli.history import (
-    CommandFilter,
-    DbPath,
-    DeviceFilter,
-    LastOption,
-    MachineFilter,
-    SinceFilter,
-    SpecFilter,
-    filters,
-    open_db,
-)
+from netprobe.cli.history import DbPath, RunFilters, open_db
+from netprobe.cli.options import takes
 from netprobe.cli.output import Output, note
 from netprobe.render import Format
 
@@ -27,11 +18,10 @@ SECTIONS = ("fused_stages", "speeds", "machines", "runs")
 
 
 @command("report", "Recorded runs across machines: HTML, markdown.", needs_torch=False)
+@takes(chosen_by=RunFilters)
 def report(
     runs: Annotated[list[str] | None, typer.Argument(help="Runs to report on (IDs, or 6+ characters of uids); "
                                                           "default: every run the filters select.")] = None,
-    last: LastOption = None, spec: SpecFilter = None, command_: CommandFilter = None, device: DeviceFilter = None,
-    machine: MachineFilter = None, since: SinceFilter = None,
     html: Annotated[str | None, typer.Option("--html", help="Write the report as one self-contained HTML page "
                                                             "(tables and charts inline, nothing fetched).")] = None,
     db: DbPath = None,
@@ -40,6 +30,7 @@ def report(
                                                                        "or nothing with --html).")] = None,
     section: Annotated[str | None, typer.Option(help=f"The table --format csv prints: {', '.join(SECTIONS)}.")]
     = None,
+    *, chosen_by: RunFilters,
 ) -> None:
     """The fused-stages table across machines (paper figures beside), speed against MACs for every spec,
     rooflines and time by op kind, and each machine's fingerprint, from the recorded runs."""
@@ -51,7 +42,7 @@ def report(
     from netprobe.history.report import build
 
     output = Output((fmt or Format.table).value, SECTIONS, section, {"html": (html, (".html", ".htm"))})
-    chosen = filters(runs, spec, command_, device, machine, since, last)
+    chosen = chosen_by.query(runs)
     with open_db(db) as (conn, path):
         for ident in runs or []:
             find_run(conn, ident)  # a run asked for by name must exist

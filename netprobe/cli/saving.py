@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from netprobe.cli.app import invoked_args, say_error
-from netprobe.cli.output import Output, check_destination
+from netprobe.cli.output import check_destination
 from netprobe.errors import InputError
 
 DbOption = Annotated[str | None, typer.Option("--db", help="The results database to record the run in (default: "
@@ -31,9 +31,21 @@ class ResultsDatabase:
     started: float
 
 
-def check_database(output: Output, command: str, db: str | None, no_save: bool = False, save: bool = True) -> None:
-    """Refuse before any work a database the run could not be recorded in (not SQLite, another
-    program's, of a newer schema, read-only); remember it on `output` for `record_run`."""
+@dataclass
+class SaveOptions:
+    """Where bench and compare record their runs (`--db`, `--no-save`)."""
+
+    db: DbOption = None
+    no_save: NoSaveOption = False
+
+    def database(self, command: str) -> ResultsDatabase | None:
+        return check_database(command, self.db, self.no_save)
+
+
+def check_database(command: str, db: str | None, no_save: bool = False, save: bool = True) -> ResultsDatabase | None:
+    """The database the run will be recorded in, refused before any work if the run could not be recorded
+    there (not SQLite, another program's, of a newer schema, read-only); None when the run is not kept.
+    Pass it to `record_run` once the results are shown."""
     from netprobe.history.store import check_writable, connect, default_path
 
     if db is not None and no_save:
@@ -41,7 +53,7 @@ def check_database(output: Output, command: str, db: str | None, no_save: bool =
     if db is not None and not save:
         raise InputError("--db says where --save records the summary; add --save")
     if no_save or not save:
-        return
+        return None
     if db is not None:
         check_destination(db, (), "db")
     path = Path(db).expanduser() if db is not None else default_path()
@@ -50,22 +62,21 @@ def check_database(output: Output, command: str, db: str | None, no_save: bool =
         check_writable(conn, path)
     finally:
         conn.close()
-    output.results_db = ResultsDatabase(path, command, time.time())
+    return ResultsDatabase(path, command, time.time())
 
 
-def record_run(output: Output, data: dict) -> bool:
-    """Record the run whose envelope is `data` where `check_database` said; False (after one error line)
+def record_run(database: ResultsDatabase | None, data: dict) -> bool:
+    """Record the run whose envelope is `data` in `database` (None: not kept); False (after one error line)
     if it could not be written. Call it after the results are shown and their files written."""
-    target: ResultsDatabase | None = output.results_db
-    if target is None:
+    if database is None:
         return True
     from netprobe.history.record import record, run_document
     from netprobe.history.store import HistoryError
 
     try:
-        doc = run_document(data, invoked_args(), target.command, _device(data), canonical=canonical_spec,
-                           started=target.started)
-        record(target.path, doc)
+        doc = run_document(data, invoked_args(), database.command, _device(data), canonical=canonical_spec,
+                           started=database.started)
+        record(database.path, doc)
     except HistoryError as exc:
         say_error(f"the run was not recorded: {exc}; its results were printed above")
         return False

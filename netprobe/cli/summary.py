@@ -7,16 +7,10 @@ from typing import Annotated
 import typer
 
 from netprobe.cli.app import command
-from netprobe.cli.options import (
-    DEFAULT_BUILD_TIMEOUT_S,
-    DEFAULT_MODEL,
-    DEFAULT_MODEL_NOTE,
-    BuildTimeoutOption,
-    choices,
-    set_build_timeout,
-)
+from netprobe.cli.options import DEFAULT_MODEL_NOTE, InChansOption, ModelOptions, check_in_chans, choices, takes
 from netprobe.cli.output import Output, note
 from netprobe.cli.saving import DbOption, SaveOption, check_database, record_run
+from netprobe.defaults import COUNTED_KINDS, DEFAULT_MODEL
 from netprobe.frozen import frozen_note
 from netprobe.render import (
     CodeBlock,
@@ -57,11 +51,11 @@ FEATURE_COLUMNS = [Column("level", "Tap", justify="left", ident=True), Column("n
                    Column("channels", "Channels"), Column("stride", "Stride"), Column("shape", "C×H×W", shape_text)]
 TOTAL_COLUMNS = [Column(k, k) for k in ("spec", "input", "params", "trainable", "macs", "flops", "other_ops",
                                         "act_mb", "canonical")]
-COUNTER_KINDS = ("conv", "linear", "matmul", "norm", "act", "mul", "add", "pool", "resize", "concat")
 SECTIONS = ("rows", "features", "counters", "totals")
 
 
 @command("summary", "Stage table: shapes, P-levels, params, MACs.")
+@takes(model=ModelOptions)
 def summary(
     spec: Annotated[str | None, typer.Argument(help="What to count: a backbone spec (efficientnet_b4:fused=1-3), a "
                                              "detector (yolov8n, yolov8n-pose:backbone=efficientnetv2_s, "
@@ -74,12 +68,7 @@ def summary(
     stages: Annotated[Staging, typer.Option(help="Stage rows: the model's top-level children, or its stages found "
                                                  "by structure, then stride (auto: stem, stages, head).")]
     = Staging.children,
-    in_chans: Annotated[int | None, typer.Option("--in-chans", help="Input channels; default: the model's own, "
-                                                                     "else 3.")] = None,
-    scale: Annotated[str | None, typer.Option(help="A detector YAML's scale letter (n, s, m, l, x); default: "
-                                                   "from the file name.")] = None,
-    modules: Annotated[str | None, typer.Option(help="A .py file whose classes a detector YAML may name (looked "
-                                                     "up first).")] = None,
+    in_chans: InChansOption = None,
     counter: Annotated[list[CounterChoice] | None, typer.Option(
         help="Also count with these libraries and reconcile (repeatable; 'all' for every one).")] = None,
     features: Annotated[bool, typer.Option("--features", help="Show the multi-scale feature taps (P-levels).")]
@@ -89,26 +78,23 @@ def summary(
     fmt: Annotated[Format, typer.Option("--format", "-f", help=FORMAT_HELP)] = Format.table,
     section: Annotated[str | None, typer.Option(help=f"The table --format csv prints: {', '.join(SECTIONS)}.")]
     = None,
-    build_timeout: BuildTimeoutOption = DEFAULT_BUILD_TIMEOUT_S,
     save: SaveOption = False,
     db: DbOption = None,
+    *, model: ModelOptions,
 ) -> None:
     """The paper-style stage table: operator, stride, channels, layers, shapes, params and MACs per stage."""
     from netprobe.cli.detector import SECTIONS as DETECTOR_SECTIONS
     from netprobe.cli.detector import detector_report
-    from netprobe.errors import check_range
     from netprobe.summary import summarize
-    from netprobe.target import resolve
+    from netprobe.target import DetectorTarget, resolve
 
-    if in_chans is not None:
-        check_range("--in-chans", in_chans, 1, 4096)
-    set_build_timeout(build_timeout)
-    target = resolve(spec or DEFAULT_MODEL, in_chans, scale, modules)
-    detector = target.kind == "detector" and stages is Staging.children
+    check_in_chans(in_chans)
+    target = resolve(spec or DEFAULT_MODEL, in_chans, model.scale, model.modules)
+    detector = isinstance(target, DetectorTarget) and stages is Staging.children
     output = Output(fmt.value, DETECTOR_SECTIONS if detector else SECTIONS, section)
     if spec is None:
         note(DEFAULT_MODEL_NOTE)
-    check_database(output, "summary", db, save=save)
+    database = check_database("summary", db, save=save)
     result = summarize(target, imgsz, batch, depth.value, stages.value, in_chans, train=train,
                        counters=[c.value for c in counter or []])
     result.spec = target.label  # as the user wrote it; the canonical form is shown apart
@@ -119,7 +105,7 @@ def summary(
     if result.counter_details:
         report.add(_counter_table(result.counter_details))
     output.show(report, result.to_dict())
-    output.finish(record_run(output, result.to_dict()))
+    output.finish(record_run(database, result.to_dict()))
 
 
 def summary_report(result, features: bool) -> Report:
@@ -199,13 +185,13 @@ def _counter_table(counters: dict[str, dict]) -> TableBlock:
     for name, c in counters.items():
         rec = {"name": name, "macs": c["macs"], "convention": c["error"] or c["convention"],
                "ratio": f"{c['macs'] / native['macs']:.3f}×" if c["macs"] and native["macs"] else "-"}
-        for kind in COUNTER_KINDS:
+        for kind in COUNTED_KINDS:
             value = c["by_kind"].get(kind, 0)
             ref = native["by_kind"].get(kind, 0)
             mark = "" if name == "native" or value == ref else (" ▲" if value > ref else " ▼")
             rec[kind] = (fmt_si(value) if value else "0") + mark if c["macs"] is not None else "-"
         records.append(rec)
-    kinds = [k for k in COUNTER_KINDS if any(c["by_kind"].get(k) for c in counters.values())]
+    kinds = [k for k in COUNTED_KINDS if any(c["by_kind"].get(k) for c in counters.values())]
     columns = [Column("name", "Counter", justify="left", ident=True), Column("macs", "Total", fmt_si),
                Column("ratio", "vs native"), *[Column(k, k) for k in kinds],
                Column("convention", "What it counts", justify="left")]
@@ -216,7 +202,7 @@ def _counter_table(counters: dict[str, dict]) -> TableBlock:
 @command("list", "The built-in backbones and detectors, counted.")
 def list_command(fmt: Annotated[Format, typer.Option("--format", "-f", help=FORMAT_HELP)] = Format.table) -> None:
     """The built-in backbones and detectors: parameters (counted), default image size, layout."""
-    from netprobe.archs.kinds import layout_legend
+    from netprobe.archs.block_kinds import layout_legend
     from netprobe.catalog import arch_records, detector_records
 
     output = Output(fmt.value, ("archs", "detectors"))

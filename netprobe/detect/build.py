@@ -8,13 +8,12 @@ import torch
 from torch import nn
 
 from netprobe.counting import Count, count
-from netprobe.detect.kinds import lookup
+from netprobe.defaults import MAX_SIDE
 from netprobe.detect.layers import IMAGE, LayerRow, build_row, join_mismatch
 from netprobe.detect.spec import DetectorSpec
 from netprobe.detect.usermodules import load_user_modules
+from netprobe.detect.yaml_modules import lookup
 from netprobe.errors import InputError
-
-MAX_SIDE = 8192
 
 
 @dataclass(frozen=True)
@@ -125,7 +124,7 @@ def check_imgsz(spec: DetectorSpec, size: int | tuple[int, int]) -> tuple[int, i
 
 
 def check_bounds(spec: DetectorSpec, size: int | tuple[int, int]) -> tuple[int, int]:
-    """(H, W) unless a side is below the detector's deepest stride or above 8192 (`InputError`)."""
+    """(H, W) unless a side is below the detector's deepest stride or above MAX_SIDE (`InputError`)."""
     h, w = (size, size) if isinstance(size, int) else size
     stride = spec.max_stride
     if min(h, w) < stride:

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from netprobe.counting import count
-from netprobe.detect.kinds import Kind, Scaling, known_names, lookup
+from netprobe.detect.yaml_modules import Kind, Scaling, known_names, lookup
 from netprobe.detect.yamlfile import RawRow, frozen
 from netprobe.errors import NetprobeError, SpecError
 

@@ -20,11 +20,11 @@ from dataclasses import dataclass, field, replace
 
 from netprobe.building import building
 from netprobe.detect.builtin import BUILTINS, YAML_TARGET, Builtin, Published
-from netprobe.detect.kinds import Scaling
 from netprobe.detect.layers import LayerRow, walk
 from netprobe.detect.swap import swap_backbone
 from netprobe.detect.taps import DETECTOR_TAP_STRIDES
 from netprobe.detect.usermodules import load_user_modules
+from netprobe.detect.yaml_modules import Scaling
 from netprobe.detect.yamlfile import load_model_dict, raw_rows, read_text
 from netprobe.errors import NetprobeError, SpecError
 from netprobe.spec import parse_spec

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from netprobe.detect.kinds import lookup
 from netprobe.detect.layers import IMAGE, LayerRow
 from netprobe.detect.taps import DETECTOR_TAP_STRIDES
+from netprobe.detect.yaml_modules import lookup
 from netprobe.detect.yamlfile import RawRow
 from netprobe.errors import SpecError
 

@@ -12,9 +12,11 @@ import torch.distributed as dist
 from torch import nn
 
 from netprobe.bench import BenchConfig, validate
+from netprobe.defaults import BUCKET_MB, DIST_TIMEOUT_S, MAX_BUCKET_MB, MAX_DIST_TIMEOUT_S
 from netprobe.errors import InputError
+from netprobe.sizes import size_text
 from netprobe.spec import Spec
-from netprobe.target import Target, size_text
+from netprobe.target import Target
 from netprobe.timing import resolve_device, usable_cores
 
 
@@ -131,13 +133,10 @@ def batches_per_rank(batch: int, global_batch: int | None, world_sizes: list[int
     return {w: global_batch // w for w in world_sizes}
 
 
-MAX_BUCKET_MB = 1024  # DDP's gradient bucket
-MAX_TIMEOUT_S = 86_400  # a day without progress
-
-
-def plan_scaling(config: BenchConfig, nproc: int, world_sizes: list[int] | None = None, bucket_mb: float = 25,
+def plan_scaling(config: BenchConfig, nproc: int, world_sizes: list[int] | None = None, bucket_mb: float = BUCKET_MB,
                  sync_bn: bool = False, global_batch: int | None = None, port: int | None = None,
-                 timeout_s: float = 600, exposed_comm: bool = True, check_machine: bool = True) -> ScalingPlan:
+                 timeout_s: float = DIST_TIMEOUT_S, exposed_comm: bool = True,
+                 check_machine: bool = True) -> ScalingPlan:
     """Check every input of a scaling run and lay out its rows: 1 rank without DDP, then each world size.
 
     `check_machine=False` skips the per-machine rank count (under torchrun the launcher placed the ranks).
@@ -157,13 +156,13 @@ def plan_scaling(config: BenchConfig, nproc: int, world_sizes: list[int] | None 
     sizes = validate_world_sizes(world_sizes, nproc)
     if not 0 < bucket_mb <= MAX_BUCKET_MB:
         raise InputError(f"--bucket-mb {bucket_mb:g} is not allowed; give a bucket size above 0 and at most "
-                         f"{MAX_BUCKET_MB:,} MB (DDP's default: 25)")
+                         f"{MAX_BUCKET_MB:,} MB (DDP's default: {BUCKET_MB})")
     if sync_bn and device != "cuda":
         raise InputError("--sync-bn needs CUDA: torch's SyncBatchNorm does not run on CPU; leave --sync-bn out "
                          "on CPU")
-    if not 0 < timeout_s <= MAX_TIMEOUT_S:
+    if not 0 < timeout_s <= MAX_DIST_TIMEOUT_S:
         raise InputError(f"--timeout {timeout_s:g} is not allowed; give a timeout above 0 and at most "
-                         f"{MAX_TIMEOUT_S:,} seconds")
+                         f"{MAX_DIST_TIMEOUT_S:,} seconds")
     batches = batches_per_rank(config.batch, global_batch, [1, *sizes])
     targets = [validate(replace(config, batch=batch)) for batch in sorted(set(batches.values()))]
     if port is not None:

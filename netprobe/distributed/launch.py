@@ -27,6 +27,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from netprobe.defaults import DIST_TIMEOUT_S
 from netprobe.errors import DistError, InputError, one_line
 from netprobe.timing import is_oom, usable_cores
 
@@ -87,7 +88,7 @@ class Launcher:
     becomes KeyboardInterrupt so that the ranks are stopped rather than orphaned.
     """
 
-    def __init__(self, device: str, nproc: int, threads_per_rank: int, backend: str, timeout_s: float = 600,
+    def __init__(self, device: str, nproc: int, threads_per_rank: int, backend: str, timeout_s: float = DIST_TIMEOUT_S,
                  port: int | None = None, on_step: Callable[[], None] | None = None) -> None:
         self.device, self.nproc, self.threads, self.backend = device, nproc, threads_per_rank, backend
         self.timeout_s, self.port, self.on_step = timeout_s, port, on_step

@@ -22,12 +22,12 @@ from torch.nn.parallel import DistributedDataParallel
 
 from netprobe.bench import BenchConfig, output_classes
 from netprobe.counting import count
+from netprobe.defaults import BUCKET_MB
 from netprobe.distributed.launch import RankContext
 from netprobe.target import resolve
 from netprobe.timing import AMP_DTYPES, PhaseClock, Step, TorchStep, peak_mb, percentile, release_memory, reset_peak
 
 ALLREDUCE_METHOD = "comm_hook"  # how allreduce_ms is measured; see AllReduceTimer
-DDP_DEFAULT_BUCKET_MB = 25
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class RowTask:
 
     config: BenchConfig  # device: cpu | cuda
     ddp: bool
-    bucket_mb: float = 25
+    bucket_mb: float = BUCKET_MB
     sync_bn: bool = False
     exposed_comm: bool = True  # also time steps under no_sync(), to see what the all-reduce adds to a step
     seed: int = 0
@@ -149,7 +149,7 @@ def _wrap(model: nn.Module, task: RowTask, ctx: RankContext, cuda: bool) -> tupl
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model, process_group=ctx.group)
     device_ids = [torch.device(ctx.device).index] if cuda else None
     # DDP's default (None) is 25 MB buckets after a 1 MB first one; an explicit 25 would make the first 25 MB too
-    cap_mb = None if task.bucket_mb == DDP_DEFAULT_BUCKET_MB else task.bucket_mb
+    cap_mb = None if task.bucket_mb == BUCKET_MB else task.bucket_mb
     ddp = DistributedDataParallel(model, device_ids=device_ids, process_group=ctx.group, bucket_cap_mb=cap_mb)
     timer = AllReduceTimer(ctx.group, cuda)
     ddp.register_comm_hook(None, timer.hook)

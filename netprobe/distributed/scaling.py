@@ -18,6 +18,7 @@ import torch
 import torch.distributed as dist
 
 from netprobe.bench import BenchConfig
+from netprobe.defaults import BUCKET_MB, DIST_TIMEOUT_S
 from netprobe.distributed.checks import RowPlan, ScalingPlan, plan_scaling
 from netprobe.distributed.launch import Launcher, RankContext
 from netprobe.distributed.measure import RowTask, measure_row
@@ -38,10 +39,10 @@ def external_world_size() -> int | None:
     return int(os.environ["WORLD_SIZE"]) if in_external_job() else None
 
 
-def run_scaling(config: BenchConfig, nproc: int, world_sizes: list[int] | None = None, bucket_mb: float = 25,
+def run_scaling(config: BenchConfig, nproc: int, world_sizes: list[int] | None = None, bucket_mb: float = BUCKET_MB,
                 sync_bn: bool = False, global_batch: int | None = None,
                 on_row: Callable[[DistResult], None] | None = None, *, port: int | None = None,
-                timeout_s: float = 600, exposed_comm: bool = True,
+                timeout_s: float = DIST_TIMEOUT_S, exposed_comm: bool = True,
                 on_step: Callable[[], None] | None = None) -> list[DistResult] | None:
     """Measure data-parallel training of `config.spec`: 1 rank without DDP, then each world size with DDP.
 

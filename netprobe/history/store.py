@@ -10,14 +10,13 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from netprobe.defaults import PATH_LIMIT
 from netprobe.errors import NetprobeError, quote
 
 BUSY_TIMEOUT_MS = 30_000  # a writer waits this long for another to finish its transaction
-PATH_LIMIT = 240  # characters of a path shown in a message
 
 
 class HistoryError(NetprobeError):
@@ -25,19 +24,14 @@ class HistoryError(NetprobeError):
 
 
 def default_path() -> Path:
-    """$NETPROBE_DB, else the platform's per-user data folder: ~/.local/share/netprobe (or
-    $XDG_DATA_HOME/netprobe) on Linux, ~/Library/Application Support/netprobe on macOS,
-    %LOCALAPPDATA%\\netprobe on Windows; the file is results.sqlite there."""
+    """$NETPROBE_DB, else results.sqlite in the platform's per-user data folder (platformdirs):
+    ~/.local/share/netprobe (or $XDG_DATA_HOME/netprobe) on Linux, ~/Library/Application Support/netprobe
+    on macOS, %LOCALAPPDATA%\\netprobe on Windows."""
     if os.environ.get("NETPROBE_DB"):
         return Path(os.environ["NETPROBE_DB"]).expanduser()
-    home = Path.home()
-    if sys.platform == "win32":
-        base = Path(os.environ.get("LOCALAPPDATA") or home / "AppData" / "Local")
-    elif sys.platform == "darwin":
-        base = home / "Library" / "Application Support"
-    else:
-        base = Path(os.environ.get("XDG_DATA_HOME") or home / ".local" / "share")
-    return base / "netprobe" / "results.sqlite"
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("netprobe", appauthor=False)) / "results.sqlite"
 
 
 # ---- schema ----------------------------------------------------------------------------------------
@@ -102,7 +96,6 @@ def _fill_v2(conn: sqlite3.Connection) -> None:
 # Each step takes the file from version i to i + 1: SQL, then (optionally) Python over the rows.
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None] | None]] = [(V1, None), (V2, _fill_v2)]
 SCHEMA_VERSION = len(MIGRATIONS)
-OUR_TABLES = {"machines", "runs", "results"}
 
 
 # ---- opening ---------------------------------------------------------------------------------------

@@ -20,11 +20,12 @@ from netprobe.counting import OTHER_KINDS, Count, ModuleCount, count, failed_inp
 from netprobe.errors import InputError
 from netprobe.frozen import frozen_parameters
 from netprobe.reference import TORCHVISION, TORCHVISION_IMGSZ
+from netprobe.sizes import as_size
 from netprobe.summary.auto import auto_rows
 from netprobe.summary.modules import child_groups, deep_rows, group_row
 from netprobe.summary.rows import Row, act_mb, make_row
 from netprobe.summary.zoo import zoo_deep_rows, zoo_stage_rows
-from netprobe.target import Target, resolve
+from netprobe.target import DetectorTarget, Target, ZooTarget, resolve
 
 if TYPE_CHECKING:
     from netprobe.detect import DetectorSummary
@@ -84,9 +85,9 @@ def stage_function(target: Target, size: tuple[int, int]) -> Callable[[str], str
     """Which stage row each module path belongs to, as `summary` lays the model out: the first path
     component for netprobe's backbones and detectors (stem, stage3, a YAML row), the stage rows of
     any other model (its children, a bulk container opened). None: outside every stage."""
-    from netprobe.kinds import first_component
+    from netprobe.op_kinds import first_component
 
-    if target.kind in ("zoo", "detector"):
+    if isinstance(target, ZooTarget | DetectorTarget):
         return first_component
     model = target.meta_model()
     result = count(model, (1, target.in_chans, *size))
@@ -128,12 +129,12 @@ def summarize(model: object, imgsz: str | int | tuple[int, int] | None = None, b
 
         counter_names(list(counters))  # an unknown counter is refused before any work
     target = resolve(model, in_chans, scale, modules)
-    size = target.input_size(imgsz)
+    size = target.input_size(as_size(imgsz))
     target.check_input(size, batch)
-    if target.kind == "detector" and stages == "children":
+    if isinstance(target, DetectorTarget) and stages == "children":
         from netprobe.detect import summarize_detector
 
-        found = summarize_detector(target.extra["detector"], size, batch, "row" if depth == "stage" else depth)
+        found = summarize_detector(target.detector, size, batch, "row" if depth == "stage" else depth)
         found.spec = target.label
         if train:
             found.train = train_counts(target, target.meta_model(), (batch, target.in_chans, *size))
@@ -219,9 +220,9 @@ def _what_it_takes(net: nn.Module, exc: BaseException) -> str:
 
 def _reference(target: Target) -> dict | None:
     """torchvision's published params and GMACs for a plain arch (no options), with the size they are for."""
-    spec = target.spec
-    if spec is None or spec.options or spec.arch not in TORCHVISION:
+    if not isinstance(target, ZooTarget) or target.spec.options or target.spec.arch not in TORCHVISION:
         return None
+    spec = target.spec
     params, gmacs = TORCHVISION[spec.arch]
     return {"source": "torchvision", "params": params, "gmacs": gmacs,
             "imgsz": TORCHVISION_IMGSZ.get(spec.arch, spec.table.imgsz)}

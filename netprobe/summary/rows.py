@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
-from netprobe.archs.kinds import BLOCK_KINDS
+from netprobe.archs.block_kinds import BLOCK_KINDS
 from netprobe.counting import Count, ModuleCount, pyramid_level, stride_ratio
 
 BLOCK_CLASSES = {k.builder for k in BLOCK_KINDS.values()}  # netprobe's block modules: their own op is the residual add

@@ -18,8 +18,6 @@ from netprobe.timing.device import (
     resolve_device,
 )
 from netprobe.timing.loop import (
-    MAX_WARMUP_LIMIT_S,
-    MAX_WARMUP_S,
     MIN_WARMUP_S,
     StepTimes,
     measure_steps,
@@ -35,7 +33,7 @@ from netprobe.timing.torch_step import AMP_DTYPES, DTYPE_NAMES, OPTIMIZERS, Torc
 from netprobe.timing.verdict import BUSY_SPREAD, busy_line
 
 __all__ = [
-    "AMP_DTYPES", "BUSY_SPREAD", "DEVICES", "DTYPE_NAMES", "INFER_PHASES", "MAX_WARMUP_LIMIT_S", "MAX_WARMUP_S",
+    "AMP_DTYPES", "BUSY_SPREAD", "DEVICES", "DTYPE_NAMES", "INFER_PHASES",
     "MIN_WARMUP_S", "OPTIMIZERS", "TRAIN_PHASES", "Clock", "PhaseClock", "StageTime", "Step", "StepTimes", "TorchStep",
     "best_peaks", "busy_line", "cpu_name", "device_info", "device_roof", "fastest_ms", "is_oom", "loss_name",
     "measure_steps", "memory_bandwidth_gbs", "peak_mb", "peak_tflops", "percentile", "release_memory", "reset_peak",

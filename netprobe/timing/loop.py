@@ -12,11 +12,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from netprobe.defaults import MAX_WARMUP_S
 from netprobe.timing.clock import Clock, PhaseClock
 
 MIN_WARMUP_S = {"cpu": 1.0, "cuda": 0.5}  # warm-up lasts at least this long as well as `warmup` steps
-MAX_WARMUP_S = 10.0  # ... and gives up waiting for steady times after this long (the default ceiling)
-MAX_WARMUP_LIMIT_S = 3600.0  # the highest ceiling a user may set
 STEADY_TOLERANCE = 0.05  # steady: the last warm-up steps within 5% of the ones before
 TREND_LIMIT = 1.10  # timed steps whose first half is 10% slower than the second are still warming up
 RETIMES = 2  # timed steps still falling are taken again, at most this many times
