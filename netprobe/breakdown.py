@@ -298,7 +298,7 @@ def breakdown(times: list[OpTime], model: nn.Module, count: TrainCount | None = 
         busy_ms = r.fwd_ms + r.bwd_ms
         r.gflops = 2 * r.macs / (busy_ms / 1e3) / 1e9 if r.macs and busy_ms else None
     result = Breakdown(records, total_ms, step_ms)
-    result.note = _off_note(total_ms, step_ms)
+    result.note = off_note(total_ms, step_ms)
     return result
 
 
@@ -314,7 +314,7 @@ def _add_counts(count: TrainCount, rows_for: Callable[[str, str | None], list[Ki
             row.bytes += tally.bytes
 
 
-def _off_note(profiled_ms: float, step_ms: float | None) -> str | None:
+def off_note(profiled_ms: float, step_ms: float | None) -> str | None:
     if not step_ms or not profiled_ms:
         return None
     off = profiled_ms / step_ms - 1

@@ -11,7 +11,7 @@ def arch_records() -> list[dict]:
 
     archs = list_archs()
     tables = {a.name: parse_spec(a.name) for a in archs}
-    params = _counted("arch-params", {a.name: tables[a.name].canonical for a in archs}, _arch_params)
+    params = _counted("arch-params", {a.name: tables[a.name].canonical for a in archs}, arch_params)
     return [{"name": a.name, "family": a.family, "params": params[a.name], "imgsz": tables[a.name].table.imgsz,
              "stages": len(tables[a.name].table.stages), "layout": tables[a.name].table.layout(), "paper": a.paper}
             for a in archs]
@@ -33,7 +33,7 @@ def _counted(kind: str, keys: dict[str, str], compute) -> dict[str, object]:
     return {name: values[key] for name, key in keys.items()}
 
 
-def _arch_params(canonical: str) -> int:
+def arch_params(canonical: str) -> int:
     from netprobe.api import build
 
     return sum(p.numel() for p in build(canonical, device="meta").parameters())

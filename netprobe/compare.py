@@ -181,7 +181,7 @@ def check_variants(variants: list[Variant], settings: Settings) -> None:
             validate(config)
 
 
-def _counted_row(v: Variant) -> CompareRow:
+def count_variant(v: Variant) -> CompareRow:
     target = resolve(v.spec)
     model = target.meta_model()
     size = target.input_size(v.imgsz)
@@ -249,7 +249,7 @@ class Comparison:
         A caller that stops early (Ctrl-C) keeps the rows of the rounds finished (`finished`).
         """
         jobs = [(v, config) for v in self.variants for config in v.configs(self.settings)]
-        counted = {id(v): _counted_row(v) for v in self.variants}
+        counted = {id(v): count_variant(v) for v in self.variants}
         self.rows = [replace(counted[id(v)], runtime=c.runtime, mode=c.mode) for v, c in jobs]
         results: list[list[BenchResult]] = [[] for _ in jobs]
         rounds = self.settings.rounds
@@ -261,8 +261,8 @@ class Comparison:
                     continue  # it will not fit in a later round either
                 last = self.settings.breakdown and r == rounds - 1  # profiled steps add to the last round only
                 results[i].append(benchmark(replace(config, breakdown=last)))
-                _update(self.rows[i], results[i])
-            _relate(self.rows)
+                update_row(self.rows[i], results[i])
+            relate_rows(self.rows)
             self.finished = r + 1
             yield self.rows
 
@@ -276,7 +276,7 @@ def run(variants: list[Variant], settings: Settings, on_measure: Callable[[str, 
     return comparison
 
 
-def _update(row: CompareRow, results: list[BenchResult]) -> None:
+def update_row(row: CompareRow, results: list[BenchResult]) -> None:
     ok = [r for r in results if r.status == "ok"]
     last = results[-1]
     if last.breakdown or last.breakdown_note:
@@ -312,7 +312,7 @@ def busy_note(rows: list[CompareRow]) -> str:
                      capped=any(r.warmup_capped for r in rows))
 
 
-def _relate(rows: list[CompareRow]) -> None:
+def relate_rows(rows: list[CompareRow]) -> None:
     """Speed relative to the first variant in the same runtime, and to the same variant in eager torch;
     deviation from the paper's figures where it has them."""
     speed = {id(row): row.train_imgs_per_s if row.mode == "train" else row.infer_imgs_per_s for row in rows}

@@ -15,6 +15,7 @@ BATCH_IMGSZ_BASE = "efficientnet_b6"  # compare batch-imgsz without --base: the 
 
 # ---- one measurement ------------------------------------------------------------------------------
 
+DEVICE = "auto"  # CUDA when present, else the CPU
 BATCH = 8  # bench's batch
 WARMUP_STEPS = 3  # untimed steps at least (warm-up also lasts until step times are steady)
 ITERS = 10  # timed steps

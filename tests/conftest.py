@@ -1,11 +1,35 @@
 """Test-wide settings: netprobe's count cache and results database go to a temporary folder, never the
-user's own."""
+user's own; the `cli` fixture runs a command in this process; the `slow` marker names the tests that
+start other processes, ranks or a browser (`pytest -m "not slow"` is the quick inner loop)."""
 
 import os
 import tempfile
+
+import pytest
 
 
 def pytest_configure(config):
     os.environ.setdefault("NETPROBE_CACHE_DIR", tempfile.mkdtemp(prefix="netprobe-test-cache-"))
     # set, not defaulted: a NETPROBE_DB of the developer's own must not receive test runs
     os.environ["NETPROBE_DB"] = os.path.join(tempfile.mkdtemp(prefix="netprobe-test-db-"), "results.sqlite")
+    config.addinivalue_line("markers", "slow: starts processes, ranks or a browser (deselect with -m 'not slow')")
+
+
+@pytest.fixture
+def cli(request):
+    """`netprobe ARGS` run in this process: `cli("summary", "efficientnet_b0", columns=80)` is click's Result
+    (exit_code, stdout, stderr). COLUMNS comes from `columns=`, else the test module's CLI_COLUMNS, else
+    stays unset; other keywords are environment variables for the run (`cli(..., NETPROBE_DB=path)`)."""
+    from typer.testing import CliRunner
+
+    from netprobe.cli import app
+
+    runner = CliRunner()
+    default = getattr(request.module, "CLI_COLUMNS", None)
+
+    def invoke(*args: object, columns: int | None = default, **env: str):
+        if columns is not None:
+            env.setdefault("COLUMNS", str(columns))
+        return runner.invoke(app, [str(a) for a in args], env=env or None)
+
+    return invoke

@@ -3,16 +3,16 @@
 import pytest
 import torch
 
-from netprobe import bench as B
+import netprobe.bench.measure
 from netprobe import timing
-from netprobe.bench import measure as BM
+from netprobe.bench import BenchConfig, benchmark, grid, largest_fitting, run_grid, validate
 from netprobe.errors import InputError
 
 TINY = dict(device="cpu", batch=2, imgsz=64, warmup=1, iters=3, max_warmup_s=2)  # no test needs steady times
 
 
 def test_a_train_step_is_split_into_its_phases():
-    r = B.benchmark(B.BenchConfig("mobilenetv3_small:classes=10", **TINY))
+    r = benchmark(BenchConfig("mobilenetv3_small:classes=10", **TINY))
     assert r.status == "ok", r.error
     assert r.fwd_ms > 0 and r.bwd_ms > 0 and r.opt_ms > 0
     assert r.step_p10_ms <= r.step_ms <= r.step_p90_ms
@@ -27,7 +27,7 @@ def test_a_train_step_is_split_into_its_phases():
 
 
 def test_breakdown_and_roofline_come_with_the_timing():
-    r = B.benchmark(B.BenchConfig("efficientnet_b0:classes=10,depth=0.5", breakdown=True, **TINY))
+    r = benchmark(BenchConfig("efficientnet_b0:classes=10,depth=0.5", breakdown=True, **TINY))
     assert r.status == "ok", r.error
     whole = [row for row in r.breakdown if row["stage"] is None]
     assert sum(row["time_share"] for row in whole) == pytest.approx(1)
@@ -41,7 +41,7 @@ def test_breakdown_and_roofline_come_with_the_timing():
 
 
 def test_inference_has_no_backward_or_optimizer():
-    r = B.benchmark(B.BenchConfig("efficientnet_b0", mode="infer", **TINY))
+    r = benchmark(BenchConfig("efficientnet_b0", mode="infer", **TINY))
     assert r.status == "ok"
     assert r.bwd_ms is None and r.opt_ms is None
     assert r.fwd_ms == r.step_ms
@@ -50,14 +50,14 @@ def test_inference_has_no_backward_or_optimizer():
 
 
 def test_amp_channels_last_and_adamw_run():
-    r = B.benchmark(B.BenchConfig("mobilenetv3_small:classes=10", amp="bf16", channels_last=True,
+    r = benchmark(BenchConfig("mobilenetv3_small:classes=10", amp="bf16", channels_last=True,
                                   optimizer="adamw", **TINY))
     assert r.status == "ok", r.error
     assert r.dtype == "bf16" and r.channels_last
 
 
 def test_per_stage_times_cover_every_stage_at_its_real_input():
-    r = B.benchmark(B.BenchConfig("efficientnet_b0:classes=10", per_stage=True, **TINY))
+    r = benchmark(BenchConfig("efficientnet_b0:classes=10", per_stage=True, **TINY))
     names = [s.name for s in r.stages]
     assert names == ["stem", *[f"stage{i}" for i in range(1, 8)], "head"]
     assert r.stages[0].in_shape == [3, 64, 64] and r.stages[1].in_shape == [32, 32, 32]
@@ -66,18 +66,18 @@ def test_per_stage_times_cover_every_stage_at_its_real_input():
 
 
 def test_out_of_memory_is_a_result_and_the_grid_goes_on(monkeypatch):
-    real = BM._measure
+    real = netprobe.bench.measure.measure_eager
     calls = []
 
-    def measure(spec, config, *args):
-        calls.append(config.batch)
-        if config.batch == 4:
+    def measure(m):
+        calls.append(m.config.batch)
+        if m.config.batch == 4:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return real(spec, config, *args)
+        return real(m)
 
-    monkeypatch.setattr(BM, "_measure", measure)
-    configs = B.grid(["mobilenetv3_small:classes=10"], [2, 4, 3], [64], ["train"], device="cpu", warmup=0, iters=1)
-    results = list(B.run_grid(configs))
+    monkeypatch.setattr(netprobe.bench.measure, "measure_eager", measure)
+    configs = grid(["mobilenetv3_small:classes=10"], [2, 4, 3], [64], ["train"], device="cpu", warmup=0, iters=1)
+    results = list(run_grid(configs))
     assert [r.status for r in results] == ["ok", "oom", "ok"]
     assert results[1].imgs_per_s is None and results[1].error == "out of memory"
 
@@ -85,8 +85,8 @@ def test_out_of_memory_is_a_result_and_the_grid_goes_on(monkeypatch):
 @pytest.mark.parametrize("exc,shown", [(RuntimeError("cuDNN went away\nmore"), "RuntimeError: cuDNN went away"),
                                        (AssertionError(), "AssertionError")])
 def test_other_failures_are_errors_not_crashes(monkeypatch, exc, shown):
-    monkeypatch.setattr(BM, "_measure", lambda *a: (_ for _ in ()).throw(exc))
-    r = B.benchmark(B.BenchConfig("mobilenetv3_small", **TINY))
+    monkeypatch.setattr(netprobe.bench.measure, "measure_eager", lambda *a: (_ for _ in ()).throw(exc))
+    r = benchmark(BenchConfig("mobilenetv3_small", **TINY))
     assert r.status == "error" and r.error == shown
 
 
@@ -98,12 +98,12 @@ def test_find_max_batch_searches_to_the_exact_limit(limit):
         tried.append(b)
         return b <= limit
 
-    assert B.largest_fitting(fits) == limit
+    assert largest_fitting(fits) == limit
     assert len(tried) <= 2 * limit.bit_length() + 2  # doubling then bisection, not a scan
 
 
 def test_find_max_batch_when_nothing_fits():
-    assert B.largest_fitting(lambda b: False) == 0
+    assert largest_fitting(lambda b: False) == 0
 
 
 def test_cuda_asked_for_but_absent_is_one_clear_line():
@@ -124,14 +124,14 @@ def test_cuda_asked_for_but_absent_is_one_clear_line():
 ])
 def test_bad_settings_are_refused_before_any_work(field, value, message):
     with pytest.raises(InputError, match=message):
-        B.validate(B.BenchConfig("efficientnet_b0", **{field: value}))
+        validate(BenchConfig("efficientnet_b0", **{field: value}))
 
 
 def test_grid_is_one_config_per_spec_batch_size_mode():
-    configs = B.grid(["a", "b"], [1, 2], [32, 64], ["train", "infer"])
+    configs = grid(["a", "b"], [1, 2], [32, 64], ["train", "infer"])
     assert len(configs) == 16
     assert {(c.spec, c.batch, c.imgsz, c.mode) for c in configs} == {
-        (s, b, i, m) for s in "ab" for b in (1, 2) for i in (32, 64) for m in ("train", "infer")}
+        (s, b, (i, i), m) for s in "ab" for b in (1, 2) for i in (32, 64) for m in ("train", "infer")}  # sizes: (H, W)
 
 
 class FakeClock:

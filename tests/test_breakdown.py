@@ -7,9 +7,9 @@ import torch
 from torch import nn
 
 import netprobe
-from netprobe import bench as B
-from netprobe import breakdown as BD
-from netprobe.breakdown import OpEvent, attribute, breakdown_step
+import netprobe.breakdown
+from netprobe.bench import BenchConfig, benchmark
+from netprobe.breakdown import OpEvent, OpTime, attribute, breakdown_step
 from netprobe.counting import LOSS_PATH, count_train
 from netprobe.op_kinds import OPTIMIZER_PATH, KindClassifier, first_component, is_squeeze_excite, layer_kind
 from netprobe.timing import TorchStep
@@ -134,11 +134,11 @@ def test_profiler_failure_is_a_note_and_timing_stands(monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("profiler is busy\nsecond line")
 
-    monkeypatch.setattr(BD, "profile_step", broken)
+    monkeypatch.setattr(netprobe.breakdown, "profile_step", broken)
     model, step = tiny_step()
     found = breakdown_step(model, step, "cpu")
     assert found.records == [] and found.note == "no breakdown: the profiler failed (RuntimeError: profiler is busy)"
-    r = B.benchmark(B.BenchConfig("mobilenetv3_small:classes=10", breakdown=True, **TINY))
+    r = benchmark(BenchConfig("mobilenetv3_small:classes=10", breakdown=True, **TINY))
     assert r.status == "ok" and r.step_ms > 0 and r.tflops > 0
     assert r.breakdown is None and r.roofline is None and "profiler failed" in r.breakdown_note
 
@@ -146,7 +146,7 @@ def test_profiler_failure_is_a_note_and_timing_stands(monkeypatch):
 @pytest.mark.parametrize("profiled,step,off", [(100, 100, False), (114, 100, False), (116, 100, True),
                                                (84, 100, True), (100, None, False)])
 def test_a_note_when_the_profile_is_more_than_15_percent_off(profiled, step, off):
-    note = BD._off_note(profiled, step)
+    note = netprobe.breakdown.off_note(profiled, step)
     assert (note is not None) == off
     if off:
         assert f"{step:.1f} ms" in note and "\n" not in note
@@ -155,14 +155,14 @@ def test_a_note_when_the_profile_is_more_than_15_percent_off(profiled, step, off
 def test_stages_come_from_the_function_given_and_counts_follow_the_mode():
     model = netprobe.build("efficientnet_b0:classes=10", device="meta")
     counted = count_train(model, (2, 3, 64, 64))
-    times = [BD.OpTime("stage5.0.body.dw.0", "fwd", "conv", 2.0), BD.OpTime("stem.0", "fwd", "conv", 1.0),
-             BD.OpTime("stage5.0.body.dw.0", "bwd", "conv", 3.0), BD.OpTime(LOSS_PATH, "fwd", "act", 1.0)]
+    times = [OpTime("stage5.0.body.dw.0", "fwd", "conv", 2.0), OpTime("stem.0", "fwd", "conv", 1.0),
+             OpTime("stage5.0.body.dw.0", "bwd", "conv", 3.0), OpTime(LOSS_PATH, "fwd", "act", 1.0)]
 
     def halves(path):
         return None if path.startswith("(") else "late" if path.startswith(("stage5", "stage6", "stage7", "head")) \
             else "early"
 
-    train = BD.breakdown(times, model, counted, stage_of=halves)
+    train = netprobe.breakdown.breakdown(times, model, counted, stage_of=halves)
     assert [(r.stage, r.kind) for r in train.records if r.time_share] == [
         ("early", "dense_conv"), ("late", "depthwise_conv"), (None, "depthwise_conv"), (None, "dense_conv"),
         (None, "loss")]
@@ -170,24 +170,17 @@ def test_stages_come_from_the_function_given_and_counts_follow_the_mode():
     assert (dw.fwd_ms, dw.bwd_ms, dw.time_share) == (2.0, 3.0, 5 / 7)
     dw_macs = sum(m.fwd_macs for m in counted.modules.values() if m.path.endswith(".dw.0"))
     assert dw.macs == 3 * dw_macs and dw.gflops == pytest.approx(2 * dw.macs / 5e-3 / 1e9)
-    infer = BD.breakdown(times, model, counted, stage_of=halves, mode="infer")
+    infer = netprobe.breakdown.breakdown(times, model, counted, stage_of=halves, mode="infer")
     assert next(r for r in infer.records if r.stage is None and r.kind == "depthwise_conv").macs == dw_macs
 
 
 # ---- the command line -----------------------------------------------------------------------------
 
-def _cli(*args):
-    from typer.testing import CliRunner
 
-    from netprobe.cli import app
-
-    return CliRunner().invoke(app, list(args))
-
-
-def test_cli_bench_breakdown_json_and_roofline_plot(tmp_path):
+def test_cli_bench_breakdown_json_and_roofline_plot(cli, tmp_path):
     pytest.importorskip("matplotlib")
     png = tmp_path / "roof.png"
-    result = _cli("bench", "mobilenetv3_small:classes=10", "--device", "cpu", "--batch", "2", "--imgsz", "64",
+    result = cli("bench", "mobilenetv3_small:classes=10", "--device", "cpu", "--batch", "2", "--imgsz", "64",
                   "--warmup", "1", "--iters", "2", "--breakdown", "--plot", str(png), "--format", "json")
     assert result.exit_code == 0, result.output
     r = json.loads(result.stdout)["results"][0]
@@ -197,15 +190,15 @@ def test_cli_bench_breakdown_json_and_roofline_plot(tmp_path):
     assert set(r["roofline"]) >= {"peak_tflops", "bandwidth_gbs", "dtype", "stages"}
     assert [s["name"] for s in r["roofline"]["stages"]][:2] == ["stem", "stage1"]
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    table = _cli("bench", "mobilenetv3_small:classes=10", "--device", "cpu", "--batch", "2", "--imgsz", "64",
+    table = cli("bench", "mobilenetv3_small:classes=10", "--device", "cpu", "--batch", "2", "--imgsz", "64",
                  "--warmup", "1", "--iters", "2", "--breakdown", "--format", "markdown")
     assert "**Where the step's time goes**" in table.stdout and "**Roofline per stage**" in table.stdout
     assert "depthwise convs take" in table.stdout
     assert "| Bwd ms |" in table.stdout and "forward + backward in the profiled steps" in table.stdout
 
 
-def test_an_inference_breakdown_shows_no_backward_columns():
-    table = _cli("bench", "mobilenetv3_small:classes=10", "--device", "cpu", "--batch", "2", "--imgsz", "64",
+def test_an_inference_breakdown_shows_no_backward_columns(cli):
+    table = cli("bench", "mobilenetv3_small:classes=10", "--device", "cpu", "--batch", "2", "--imgsz", "64",
                  "--mode", "infer", "--warmup", "0", "--iters", "1", "--breakdown", "--format", "markdown", "--no-save")
     assert table.exit_code == 0, table.output
     explained = table.stdout.split("**Where the step's time goes**")[1]  # (bench's own table keeps its columns)
@@ -213,22 +206,22 @@ def test_an_inference_breakdown_shows_no_backward_columns():
     assert "| loss |" not in explained and "the forward in the profiled steps" in explained
 
 
-def test_cli_breakdown_of_a_foreign_module_uses_its_stage_rows():
-    result = _cli("bench", "module:fixtures_nets:build_blocks", "--device", "cpu", "--batch", "2", "--warmup", "0",
+def test_cli_breakdown_of_a_foreign_module_uses_its_stage_rows(cli):
+    result = cli("bench", "module:fixtures_nets:build_blocks", "--device", "cpu", "--batch", "2", "--warmup", "0",
                   "--iters", "1", "--breakdown", "--format", "json")
     assert result.exit_code == 0, result.output
     stages = {k["stage"] for k in json.loads(result.stdout)["results"][0]["breakdown"] if k["stage"]}
     assert stages <= {"conv_stem", "blocks.0", "blocks.1", "blocks.2", "head"} and "blocks.1" in stages
 
 
-def test_cli_profiler_failure_is_one_note_and_the_timing_stays(monkeypatch):
-    from netprobe import breakdown as BD
+def test_cli_profiler_failure_is_one_note_and_the_timing_stays(cli, monkeypatch):
+    import netprobe.breakdown
 
     def broken(*args, **kwargs):
         raise RuntimeError("profiler unavailable here")
 
-    monkeypatch.setattr(BD, "profile_step", broken)
-    result = _cli("bench", "mobilenetv3_small:classes=10", "--device", "cpu", "--batch", "2", "--imgsz", "32",
+    monkeypatch.setattr(netprobe.breakdown, "profile_step", broken)
+    result = cli("bench", "mobilenetv3_small:classes=10", "--device", "cpu", "--batch", "2", "--imgsz", "32",
                   "--warmup", "0", "--iters", "1", "--breakdown", "--format", "json")
     assert result.exit_code == 0, result.output
     r = json.loads(result.stdout)["results"][0]
@@ -236,15 +229,15 @@ def test_cli_profiler_failure_is_one_note_and_the_timing_stays(monkeypatch):
     assert r["breakdown_note"] == "no breakdown: the profiler failed (RuntimeError: profiler unavailable here)"
 
 
-def test_cli_plot_needs_breakdown_and_is_checked_first():
-    result = _cli("bench", "mobilenetv3_small", "--device", "cpu", "--plot", "r.png")
+def test_cli_plot_needs_breakdown_and_is_checked_first(cli):
+    result = cli("bench", "mobilenetv3_small", "--device", "cpu", "--plot", "r.png")
     assert result.exit_code == 2 and "add --breakdown" in result.stderr
-    result = _cli("bench", "mobilenetv3_small", "--device", "cpu", "--breakdown", "--plot", "/nonexistent/r.png")
+    result = cli("bench", "mobilenetv3_small", "--device", "cpu", "--breakdown", "--plot", "/nonexistent/r.png")
     assert result.exit_code == 2 and "does not exist" in result.stderr
 
 
-def test_cli_summary_train_counts_the_backward_and_shows_flop_counter_mode():
-    result = _cli("summary", "efficientnet_b0", "--train", "--format", "json")
+def test_cli_summary_train_counts_the_backward_and_shows_flop_counter_mode(cli):
+    result = cli("summary", "efficientnet_b0", "--train", "--format", "json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     train = data["train"]

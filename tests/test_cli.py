@@ -7,20 +7,12 @@ import subprocess
 import sys
 
 import pytest
-from typer.testing import CliRunner
 
-from netprobe.bench import runs as BR
-from netprobe.cli import app
-
-runner = CliRunner()
+import netprobe.bench.runs
 
 
-def run(*args):
-    return runner.invoke(app, list(args))
-
-
-def test_list_shows_every_arch_and_detector():
-    result = run("list", "--format", "json")
+def test_list_shows_every_arch_and_detector(cli):
+    result = cli("list", "--format", "json")
     assert result.exit_code == 0
     data = json.loads(result.stdout)
     archs = {a["name"]: a for a in data["archs"]}
@@ -32,8 +24,8 @@ def test_list_shows_every_arch_and_detector():
     assert len(detectors) == 20
 
 
-def test_summary_json_has_the_documented_fields():
-    result = run("summary", "efficientnetv2_s", "--format", "json", "--features")
+def test_summary_json_has_the_documented_fields(cli):
+    result = cli("summary", "efficientnetv2_s", "--format", "json", "--features")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["input"] == [1, 3, 384, 384] and data["params"] == 21_458_488
@@ -46,8 +38,8 @@ def test_summary_json_has_the_documented_fields():
     assert sum(s["params"] for s in data["stages"]) == data["params"]
 
 
-def test_summary_counters_in_json():
-    result = run("summary", "mobilenetv3_small", "--imgsz", "64", "--counter", "all", "--format", "json")
+def test_summary_counters_in_json(cli):
+    result = cli("summary", "mobilenetv3_small", "--imgsz", "64", "--counter", "all", "--format", "json")
     assert result.exit_code == 0, result.output
     counters = json.loads(result.stdout)["counters"]
     assert set(counters) == {"native", "fvcore", "thop", "torchinfo"}
@@ -55,10 +47,9 @@ def test_summary_counters_in_json():
 
 
 @pytest.mark.parametrize("fmt", ["csv", "markdown", "table"])
-def test_summary_other_formats_carry_the_stage_table(fmt):
+def test_summary_other_formats_carry_the_stage_table(cli, fmt):
     # wide enough that the table keeps its operator column whole (at 80 it splits into column groups)
-    result = runner.invoke(app, ["summary", "efficientnet_b0", "--format", fmt, "--depth", "stage"],
-                           env={"COLUMNS": "200"})
+    result = cli("summary", "efficientnet_b0", "--format", fmt, "--depth", "stage", columns=200)
     assert result.exit_code == 0
     if fmt == "csv":
         rows = list(csv.DictReader(io.StringIO(result.stdout)))
@@ -82,32 +73,32 @@ def test_summary_other_formats_carry_the_stage_table(fmt):
     (["compare", "fusedstages", "--device", "cpu"], "unknown experiment"),
     (["compare", "efficientnet_b0", "nope_net", "--device", "cpu"], "unknown arch"),
 ])
-def test_bad_input_is_one_line_and_exit_2(args, needle):
-    result = run(*args)
+def test_bad_input_is_one_line_and_exit_2(cli, args, needle):
+    result = cli(*args)
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], result.stderr
     assert "Traceback" not in result.output
 
 
-def test_cuda_absent_is_one_line_and_exit_2():
+def test_cuda_absent_is_one_line_and_exit_2(cli):
     import torch
 
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    result = run("bench", "--device", "cuda")
+    result = cli("bench", "--device", "cuda")
     assert result.exit_code == 2 and "CUDA is not available" in result.stderr
 
 
 @pytest.mark.parametrize("args", [["summary", "--format", "yaml"], ["summary", "--counter", "flopz"]])
-def test_unknown_choices_are_typer_usage_errors(args):
-    result = run(*args)
+def test_unknown_choices_are_typer_usage_errors(cli, args):
+    result = cli(*args)
     assert result.exit_code == 2 and "Invalid value" in result.output
 
 
-def test_bench_json_and_out_file(tmp_path):
+def test_bench_json_and_out_file(cli, tmp_path):
     out = tmp_path / "r.json"
-    result = run("bench", "mobilenetv3_small:classes=10", "--device", "cpu", "--batch", "1,2", "--imgsz", "64",
+    result = cli("bench", "mobilenetv3_small:classes=10", "--device", "cpu", "--batch", "1,2", "--imgsz", "64",
                  "--warmup", "0", "--iters", "2", "--mode", "both", "--format", "json", "--out", str(out))
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
@@ -119,17 +110,17 @@ def test_bench_json_and_out_file(tmp_path):
     assert json.loads(out.read_text())["results"] == data["results"]
 
 
-def test_bench_csv_out(tmp_path):
+def test_bench_csv_out(cli, tmp_path):
     out = tmp_path / "r.csv"
-    result = run("bench", "mobilenetv3_small", "--device", "cpu", "--batch", "2", "--imgsz", "32", "--warmup", "0",
+    result = cli("bench", "mobilenetv3_small", "--device", "cpu", "--batch", "2", "--imgsz", "32", "--warmup", "0",
                  "--iters", "1", "--out", str(out))
     assert result.exit_code == 0
     rows = list(csv.DictReader(io.StringIO(out.read_text())))
     assert rows[0]["status"] == "ok" and float(rows[0]["step_ms"]) > 0
 
 
-def test_ctrl_c_keeps_what_finished(monkeypatch, tmp_path):
-    real = BR.benchmark
+def test_ctrl_c_keeps_what_finished(cli, monkeypatch, tmp_path):
+    real = netprobe.bench.runs.benchmark
     done = []
 
     def benchmark(config, *args):
@@ -138,19 +129,19 @@ def test_ctrl_c_keeps_what_finished(monkeypatch, tmp_path):
         done.append(config)
         return real(config, *args)
 
-    monkeypatch.setattr(BR, "benchmark", benchmark)
+    monkeypatch.setattr(netprobe.bench.runs, "benchmark", benchmark)
     out = tmp_path / "partial.json"
-    result = run("bench", "mobilenetv3_small", "--device", "cpu", "--batch", "2,3,4", "--imgsz", "32", "--warmup",
+    result = cli("bench", "mobilenetv3_small", "--device", "cpu", "--batch", "2,3,4", "--imgsz", "32", "--warmup",
                  "0", "--iters", "1", "--format", "json", "--out", str(out))
     assert result.exit_code == 130
     assert [r["batch"] for r in json.loads(out.read_text())["results"]] == [2]
     assert "1 of 3 configurations finished" in result.stderr
 
 
-def test_compare_specs_json_and_plot(tmp_path):
+def test_compare_specs_json_and_plot(cli, tmp_path):
     pytest.importorskip("matplotlib")
     png = tmp_path / "c.png"
-    result = run("compare", "mobilenetv3_small:classes=10", "efficientnet_b0:classes=10", "--device", "cpu",
+    result = cli("compare", "mobilenetv3_small:classes=10", "efficientnet_b0:classes=10", "--device", "cpu",
                  "--batch", "2", "--imgsz", "32", "--rounds", "2", "--iters", "1", "--format", "json",
                  "--plot", str(png))
     assert result.exit_code == 0, result.output
@@ -161,13 +152,14 @@ def test_compare_specs_json_and_plot(tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_compare_fused_stages_table_has_the_papers_columns():
-    result = run("compare", "fused-stages", "--base", "efficientnet_b0", "--device", "cpu", "--batch", "2",
+def test_compare_fused_stages_table_has_the_papers_columns(cli):
+    result = cli("compare", "fused-stages", "--base", "efficientnet_b0", "--device", "cpu", "--batch", "2",
                  "--imgsz", "32", "--rounds", "1", "--iters", "1", "--format", "markdown")
     assert result.exit_code == 0, result.output
     assert result.stdout.count("Fused stage1-") == 3 and "No fused" in result.stdout
 
 
+@pytest.mark.slow
 def test_the_console_script_prints_no_traceback():
     proc = subprocess.run([sys.executable, "-m", "netprobe", "summary", "efficientnetv2_z"], capture_output=True,
                           text=True)
@@ -177,6 +169,7 @@ def test_the_console_script_prints_no_traceback():
 
 # ---- start-up: help and version never import torch; list's counts are cached -----------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args", [["--help"], ["bench", "--help"], ["summary", "--help"], ["compare", "--help"],
                                   ["list", "--help"], ["--version"]])
 def test_help_and_version_do_not_import_torch(args):
@@ -195,7 +188,7 @@ def test_list_counts_are_cached_by_code_fingerprint(tmp_path, monkeypatch):
 
     monkeypatch.setenv("NETPROBE_CACHE_DIR", str(tmp_path))
     counted = []
-    monkeypatch.setattr(catalog, "_arch_params", lambda canonical: counted.append(canonical) or len(canonical))
+    monkeypatch.setattr(catalog, "arch_params", lambda canonical: counted.append(canonical) or len(canonical))
     first = catalog.arch_records()
     assert len(counted) == len(first) == 18 and (tmp_path / "arch-params.json").exists()
     assert catalog.arch_records() == first and len(counted) == 18  # read back, not counted again

@@ -473,39 +473,34 @@ def test_flags_and_files_that_do_not_work_are_one_line(tmp_path: Path) -> None:
 
 # ---- through the front door: summary, bench and compare on detectors --------------------------------
 
-def test_cli_summary_of_a_detector_has_rows_sections_head_inputs_and_warnings():
-    from typer.testing import CliRunner
-
-    from netprobe.cli import app
-
-    runner = CliRunner()
-    result = runner.invoke(app, ["summary", "yolov8n", "--format", "json"])
+def test_cli_summary_of_a_detector_has_rows_sections_head_inputs_and_warnings(cli):
+    result = cli("summary", "yolov8n", "--format", "json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["params"] == 3_157_200 and len(data["rows"]) == 23 and data["spec"] == "yolov8n"
     assert [h["hw"] for h in data["head_inputs"]] == [[80, 80], [40, 40], [20, 20]]
-    md = runner.invoke(app, ["summary", str(SEED1), "--format", "markdown"]).stdout
+    md = cli("summary", str(SEED1), "--format", "markdown").stdout
     assert "warning: head row 25 (Pose) reads rows 18, 21, 24 at strides 16 (P4), 32 (P5), 64 (P6)" in md
     assert "**What the head reads**" in md and "**Backbone, neck and head**" in md and "canonical: `" in md
-    csv = runner.invoke(app, ["summary", "yolov8n", "--format", "csv", "--section", "head_inputs"]).stdout
+    csv = cli("summary", "yolov8n", "--format", "csv", "--section", "head_inputs").stdout
     assert csv.splitlines()[0].startswith("row,channels,hw,stride")
-    bad = runner.invoke(app, ["summary", "yolov8n", "--imgsz", "630"])
+    bad = cli("summary", "yolov8n", "--imgsz", "630")
     assert bad.exit_code == 2 and "multiples of 32, e.g. 640" in bad.stderr
-    bad = runner.invoke(app, ["summary", "efficientnet_b0", "--scale", "s"])
+    bad = cli("summary", "efficientnet_b0", "--scale", "s")
     assert bad.exit_code == 2 and "apply to detectors" in bad.stderr
 
 
 def test_detectors_bench_and_compare_with_a_surrogate_loss():
     import netprobe
-    from netprobe import compare as C
+    import netprobe.compare
 
     r = netprobe.benchmark("yolov8n:nc=4", device="cpu", batch=2, imgsz=64, warmup=0, iters=1)
     assert r.status == "ok", r.error
     assert r.loss.startswith("surrogate") and r.params == netprobe.summarize("yolov8n:nc=4").params
     r = netprobe.benchmark("yolov8n:nc=4", device="cpu", batch=2, imgsz=64, mode="infer", warmup=0, iters=1)
     assert r.status == "ok", r.error
-    variants = C.spec_variants(["yolov8n-pose", "yolov8n-pose:backbone=mobilenetv3_small"], 2, 64)
-    rows = C.run(variants, C.Settings("cpu", 2, 64, warmup=0, iters=1, rounds=1)).rows
+    variants = netprobe.compare.spec_variants(["yolov8n-pose", "yolov8n-pose:backbone=mobilenetv3_small"], 2, 64)
+    rows = netprobe.compare.run(variants, netprobe.compare.Settings("cpu", 2, 64, warmup=0, iters=1, rounds=1)).rows
     assert all(row.status == "ok" for row in rows) and rows[1].params != rows[0].params
     from netprobe.cli.compare import compare_report
     from netprobe.render import to_markdown

@@ -25,7 +25,6 @@ from netprobe.distributed import (
     validate_nproc,
     validate_port,
 )
-from netprobe.distributed import scaling as S
 from netprobe.distributed.checks import default_world_sizes, usable_cores
 from netprobe.distributed.estimate import fused_stage_estimates
 from netprobe.distributed.ring import bus_gb_s, ring_allreduce_ms
@@ -107,6 +106,7 @@ def _launcher(timeout_s=60):
 
 # ---- a real two-rank run -----------------------------------------------------------------------
 
+@pytest.mark.slow
 @needs_two_cores
 def test_two_gloo_ranks_train_all_reduce_and_rank_0_reports():
     delivered = []
@@ -145,6 +145,7 @@ class TinyNet(torch.nn.Sequential):
                          torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 5))
 
 
+@pytest.mark.slow
 @needs_two_cores
 def test_any_module_runs_data_parallel_and_a_global_batch_is_split():
     model = TinyNet()
@@ -241,6 +242,7 @@ if __name__ == "__main__":
 """
 
 
+@pytest.mark.slow
 @needs_two_cores
 def test_ranks_exit_when_the_parent_is_killed(tmp_path):
     script = tmp_path / "parent.py"
@@ -277,7 +279,7 @@ def _measured_or(failure):
 
 @needs_two_cores
 def test_out_of_memory_on_a_rank_is_a_row_and_the_run_goes_on(monkeypatch):
-    monkeypatch.setattr(S.Launcher, "run", _measured_or(DistError("rank 1 failed: OutOfMemoryError: x", 1, "oom")))
+    monkeypatch.setattr(Launcher, "run", _measured_or(DistError("rank 1 failed: OutOfMemoryError: x", 1, "oom")))
     rows = run_scaling(TINY, 2)
     assert [(r.world_size, r.status, r.error) for r in rows] == [
         (1, "ok", None), (1, "ok", None), (2, "oom", "rank 1: out of memory")]
@@ -286,7 +288,7 @@ def test_out_of_memory_on_a_rank_is_a_row_and_the_run_goes_on(monkeypatch):
 
 @needs_two_cores
 def test_another_failure_delivers_the_failed_row_then_raises(monkeypatch):
-    monkeypatch.setattr(S.Launcher, "run", _measured_or(DistError("rank 1 failed: ValueError: x", 1, "error")))
+    monkeypatch.setattr(Launcher, "run", _measured_or(DistError("rank 1 failed: ValueError: x", 1, "error")))
     delivered = []
     with pytest.raises(DistError, match=r"^rank 1 failed: ValueError: x$") as info:
         run_scaling(TINY, 2, on_row=delivered.append)
@@ -329,6 +331,7 @@ def _torchrun(tmp_path, mode):
     return done, time.monotonic() - started
 
 
+@pytest.mark.slow
 @needs_two_cores
 def test_under_torchrun_every_rank_measures_and_rank_0_returns_the_rows(tmp_path):
     done, _ = _torchrun(tmp_path, "ok")
@@ -342,6 +345,7 @@ def test_under_torchrun_every_rank_measures_and_rank_0_returns_the_rows(tmp_path
     assert two["grad_mb"] == sum(p.numel() for p in build(SPEC, device="meta").parameters()) * 4 / 2**20
 
 
+@pytest.mark.slow
 @needs_two_cores
 def test_under_torchrun_a_failing_rank_ends_the_job_in_one_line(tmp_path):
     done, seconds = _torchrun(tmp_path, "fail")
@@ -457,15 +461,14 @@ def test_fused_stage_estimates_count_the_gradient_bytes_of_each_variant():
 
 # ---- the command line -----------------------------------------------------------------------------
 
-def test_cli_bench_nproc_runs_two_gloo_ranks_and_reports_every_row(tmp_path):
-    from typer.testing import CliRunner
+@pytest.mark.slow
+def test_cli_bench_nproc_runs_two_gloo_ranks_and_reports_every_row(cli, tmp_path):
 
-    from netprobe.cli import app
 
     out = tmp_path / "dist.json"
-    result = CliRunner().invoke(app, ["bench", "mobilenetv3_small:classes=10", "--device", "cpu", "--batch", "2",
+    result = cli("bench", "mobilenetv3_small:classes=10", "--device", "cpu", "--batch", "2",
                                       "--imgsz", "32", "--warmup", "1", "--iters", "2", "--nproc", "2", "--format",
-                                      "json", "--out", str(out)])
+                                      "json", "--out", str(out))
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)["rows"]
     assert [(r["world_size"], r["ddp"]) for r in rows] == [(1, False), (1, True), (2, True)]
@@ -480,12 +483,10 @@ def test_cli_bench_nproc_runs_two_gloo_ranks_and_reports_every_row(tmp_path):
     (["--world-sizes", "1,2"], "go with --nproc"),
     (["--nproc", "2", "--mode", "infer"], "use mode train"),
 ])
-def test_cli_nproc_bad_input_is_one_line(args, needle):
-    from typer.testing import CliRunner
+def test_cli_nproc_bad_input_is_one_line(cli, args, needle):
 
-    from netprobe.cli import app
 
-    result = CliRunner().invoke(app, ["bench", "mobilenetv3_small", "--device", "cpu", "--imgsz", "32", *args])
+    result = cli("bench", "mobilenetv3_small", "--device", "cpu", "--imgsz", "32", *args)
     assert result.exit_code == 2, result.output
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], result.stderr

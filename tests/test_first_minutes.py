@@ -11,18 +11,13 @@ import sys
 import time
 
 import pytest
-from typer.testing import CliRunner
 
 import netprobe
 from netprobe import timing
-from netprobe.cli import app
 
-runner = CliRunner()
+CLI_COLUMNS = 80  # the `cli` fixture runs every command of this file at 80 columns
 TINY = ["--device", "cpu", "--batch", "2", "--imgsz", "32", "--warmup", "1", "--iters", "3"]
 
-
-def run(*args, **env):
-    return runner.invoke(app, list(args), env={"COLUMNS": "80", **env})
 
 
 # ---- warm-up: shown, bounded, counted -----------------------------------------------------------
@@ -63,52 +58,53 @@ def test_warm_up_stops_at_its_ceiling_and_says_so(monkeypatch):
     assert waits and waits[-1].endswith("of at most 0.05 s, waiting for step times to settle")
 
 
-def test_the_table_counts_warm_up_and_timed_steps():
-    result = run("bench", "mobilenetv3_small:classes=10", *TINY, "--format", "json")
+def test_the_table_counts_warm_up_and_timed_steps(cli):
+    result = cli("bench", "mobilenetv3_small:classes=10", *TINY, "--format", "json")
     assert result.exit_code == 0, result.output
     r = json.loads(result.stdout)["results"][0]
     assert r["warmup_steps"] >= 1 and r["iters"] == 3 and r["warmup_capped"] in (True, False)
-    shown = run("bench", "mobilenetv3_small:classes=10", *TINY, "--format", "markdown").stdout
+    shown = cli("bench", "mobilenetv3_small:classes=10", *TINY, "--format", "markdown").stdout
     assert "Warm-up+timed" in shown and "+3 |" in shown.replace("!", "")
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "3601", "nan"])
-def test_the_warm_up_ceiling_has_bounds(value):
-    result = run("bench", "mobilenetv3_small", *TINY, "--max-warmup-s", value)
+def test_the_warm_up_ceiling_has_bounds(cli, value):
+    result = cli("bench", "mobilenetv3_small", *TINY, "--max-warmup-s", value)
     assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1
     assert "--max-warmup-s" in result.stderr
 
 
 # ---- defaults are named ---------------------------------------------------------------------------
 
-def test_bench_without_a_model_names_the_one_it_uses(monkeypatch):
+def test_bench_without_a_model_names_the_one_it_uses(cli, monkeypatch):
     from netprobe.cli import bench as cli_bench
 
-    monkeypatch.setattr(cli_bench, "_measure_all", lambda session, configs, find_max: (session, None))
-    result = run("bench", *TINY)
+    monkeypatch.setattr(cli_bench, "measure_all", lambda session, configs, find_max: (session, None))
+    result = cli("bench", *TINY)
     assert "no model given: efficientnetv2_s, the EfficientNetV2 paper's reference" in result.stderr
 
 
-def test_summary_without_a_model_names_the_one_it_uses():
-    result = run("summary")
+def test_summary_without_a_model_names_the_one_it_uses(cli):
+    result = cli("summary")
     assert result.exit_code == 0 and result.stderr.startswith("no model given: efficientnetv2_s")
 
 
 @pytest.mark.parametrize(("what", "base"), [("fused-stages", "efficientnet_b4"), ("batch-imgsz", "efficientnet_b6")])
-def test_compare_without_a_base_names_the_one_it_uses(monkeypatch, what, base):
+def test_compare_without_a_base_names_the_one_it_uses(cli, monkeypatch, what, base):
     from netprobe.cli import compare as cli_compare
 
-    monkeypatch.setattr(cli_compare, "_run_compare", lambda *a: None)
-    result = run("compare", what, "--device", "cpu")
+    monkeypatch.setattr(cli_compare, "run_compare", lambda *a: None)
+    result = cli("compare", what, "--device", "cpu")
     assert result.exit_code == 0, result.output
     assert f"no --base given: {base}, the base of the EfficientNetV2 paper's Table" in result.stderr
-    assert "no --base" not in run("compare", what, "--device", "cpu", "--base", base).stderr
+    assert "no --base" not in cli("compare", what, "--device", "cpu", "--base", base).stderr
 
 
 # ---- files and pipes ------------------------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args", [["summary", "efficientnetv2_s"], ["summary", "yolov8n"], ["list"]])
-def test_no_line_of_a_file_ends_in_spaces(args, tmp_path):
+def test_no_line_of_a_file_ends_in_spaces(cli, args, tmp_path):
     path = tmp_path / "out.txt"
     with path.open("w") as f:
         done = subprocess.run([sys.executable, "-m", "netprobe", *args], stdout=f, stderr=subprocess.PIPE,
@@ -116,10 +112,11 @@ def test_no_line_of_a_file_ends_in_spaces(args, tmp_path):
     assert done.returncode == 0, done.stderr
     lines = path.read_text().splitlines()
     assert lines and not [line for line in lines if line != line.rstrip()]
-    assert not [line for line in run(*args).stdout.splitlines() if line != line.rstrip()]
+    assert not [line for line in cli(*args).stdout.splitlines() if line != line.rstrip()]
 
 
-def test_notes_wrap_at_the_terminal_width_and_at_100_columns_in_a_pipe():
+@pytest.mark.slow
+def test_notes_wrap_at_the_terminal_width_and_at_100_columns_in_a_pipe(cli):
     spec = "yolov8n-pose:backbone=(efficientnet_b4:fused=1-3)"
     piped = subprocess.run([sys.executable, "-m", "netprobe", "summary", spec], capture_output=True, text=True,
                            env={**os.environ, "COLUMNS": ""}, timeout=300).stdout
@@ -127,7 +124,7 @@ def test_notes_wrap_at_the_terminal_width_and_at_100_columns_in_a_pipe():
     start = next(i for i, line in enumerate(lines) if line.startswith("ultralytics-style GFLOPs = 2 x"))
     note = lines[start:lines.index("What the head reads")]
     assert len(note) >= 4 and max(len(line) for line in note) <= 100  # ~470 characters, wrapped at 100
-    narrow = run("summary", spec).stdout
+    narrow = cli("summary", spec).stdout
     assert max(len(line) for line in narrow.splitlines()) <= 80
     gflops = " ".join(line for line in narrow.splitlines() if line)
     assert "what ultralytics' model.info() prints" in gflops  # nothing lost to the wrapping
@@ -135,8 +132,8 @@ def test_notes_wrap_at_the_terminal_width_and_at_100_columns_in_a_pipe():
 
 # ---- --help -----------------------------------------------------------------------------------------
 
-def test_every_command_line_of_help_fits_whole_at_80_columns():
-    shown = run("--help").stdout
+def test_every_command_line_of_help_fits_whole_at_80_columns(cli):
+    shown = cli("--help").stdout
     commands = shown.split("Commands:")[1].splitlines()
     described = {line.split()[0]: line.split(None, 1)[1] for line in commands if line.strip()}
     assert set(described) >= {"bench", "compare", "summary", "list"}
@@ -146,11 +143,11 @@ def test_every_command_line_of_help_fits_whole_at_80_columns():
 
 # ---- frozen parameters are named ------------------------------------------------------------------
 
-def test_a_detectors_frozen_dfl_is_named_in_a_footnote():
+def test_a_detectors_frozen_dfl_is_named_in_a_footnote(cli):
     summary = netprobe.summarize("yolov8n")
     assert summary.params - summary.trainable == 16
     assert [(f["module"], f["type"], f["params"]) for f in summary.frozen] == [("22.dfl.conv", "Conv2d", 16)]
-    shown = " ".join(run("summary", "yolov8n").stdout.split())
+    shown = " ".join(cli("summary", "yolov8n").stdout.split())
     assert "16 parameters are not trainable — 22.dfl.conv (Conv2d, 16): its 1x1 conv holds the fixed bin" in shown
     assert "frozen as in ultralytics" in shown
 

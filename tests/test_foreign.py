@@ -13,13 +13,10 @@ import fixtures_foreign as ff
 import pytest
 import torch
 from torch import nn
-from typer.testing import CliRunner
 
 import netprobe
-from netprobe.cli import app
 
 FIXTURES = Path(ff.__file__)
-runner = CliRunner()
 
 
 @cache
@@ -252,18 +249,18 @@ def test_a_list_of_blocks_the_forward_loops_over_is_rows_too():
 
 # ---- through the CLI -------------------------------------------------------------------------------------
 
-def test_cli_auto_stages_of_a_file_model():
-    result = runner.invoke(app, ["summary", f"{FIXTURES}:resnet50", "--imgsz", "224", "--stages", "auto",
-                                 "--format", "json"])
+def test_cli_auto_stages_of_a_file_model(cli):
+    result = cli("summary", f"{FIXTURES}:resnet50", "--imgsz", "224", "--stages", "auto",
+                                 "--format", "json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert [r["name"] for r in data["rows"]] == ["stem", "layer1", "layer2", "layer3", "layer4", "head"]
     assert [f["level"] for f in data["features"]] == ["P2", "P3", "P4", "P5"]
 
 
-def test_cli_a_token_rows_channels_are_its_width():
-    result = runner.invoke(app, ["summary", f"{FIXTURES}:vit_b_16", "--imgsz", "224", "--stages", "auto",
-                                 "--format", "csv"])
+def test_cli_a_token_rows_channels_are_its_width(cli):
+    result = cli("summary", f"{FIXTURES}:vit_b_16", "--imgsz", "224", "--stages", "auto",
+                                 "--format", "csv")
     assert result.exit_code == 0, result.output
     rows = [line.split(",") for line in result.stdout.splitlines()]
     at = rows[0].index("channels")
@@ -281,8 +278,8 @@ def test_cli_a_token_rows_channels_are_its_width():
     ("returns_text", "returns no tensor on an input of 1×3×64×64 (its forward gave str)"),
 ])
 @pytest.mark.parametrize("stages", ["children", "auto"])
-def test_a_forward_that_fails_or_returns_no_tensor_is_one_line_naming_the_module(factory, message, stages):
-    result = runner.invoke(app, ["summary", f"{FIXTURES}:{factory}", "--imgsz", "64", "--stages", stages])
+def test_a_forward_that_fails_or_returns_no_tensor_is_one_line_naming_the_module(cli, factory, message, stages):
+    result = cli("summary", f"{FIXTURES}:{factory}", "--imgsz", "64", "--stages", stages)
     assert result.exit_code == 2
     assert result.stdout == ""
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr

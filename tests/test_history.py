@@ -14,36 +14,30 @@ from pathlib import Path
 
 import pytest
 from cli_checks import one_error_line
-from typer.testing import CliRunner
 
 import netprobe.history
-from netprobe import bench as B
+from netprobe.bench import BenchConfig, BenchResult
 from netprobe.bench import runs as BR  # where bench's runs call benchmark: patched there
-from netprobe.cli import app
 from netprobe.history import store, tables
 from netprobe.history.record import machine_id, record, run_document
 
-runner = CliRunner()
 TINY_BENCH = ["bench", "mobilenetv3_small:classes=10", "--device", "cpu", "--batch", "2", "--imgsz", "32",
               "--warmup", "0", "--iters", "1"]
 FACTS = {"cpu": "Test CPU 9000", "cpus": 8, "usable_cores": 8, "memory_mb": 32_000, "arch": "x86_64", "board": "",
          "gpus": [], "driver": "", "os": "Linux-test", "python": "3.11.7"}
 
 
-def run(*args: str):
-    return runner.invoke(app, list(args))
-
 
 def fake_benchmark(config, on_step=None, on_status=None):
     """A bench result without the measurement (these tests are about where results go)."""
     label = getattr(config.spec, "label", config.spec)
-    return B.BenchResult(label, "cpu", "fp32", config.batch, 32, config.mode, "ok", imgs_per_s=10.0 * config.batch,
+    return BenchResult(label, "cpu", "fp32", config.batch, 32, config.mode, "ok", imgs_per_s=10.0 * config.batch,
                          step_ms=100.0, step_p10_ms=99.0, step_p90_ms=101.0, macs_per_img=5_000_000, params=1_000,
                          peak_tflops=0.1, tflops=0.01, optimizer="sgd", iters=1)
 
 
 def bench_envelope(*specs: str, imgs: float = 20.0) -> dict:
-    results = [fake_benchmark(B.BenchConfig(s, batch=2)).to_dict() | {"imgs_per_s": imgs} for s in specs]
+    results = [fake_benchmark(BenchConfig(s, batch=2)).to_dict() | {"imgs_per_s": imgs} for s in specs]
     return {"device": {"device": "cpu", "torch": "2.13.0+cpu", "threads": 2, "name": "Test CPU 9000",
                        "peak_tflops_measured": {"fp32": 0.1}}, "results": results, "note": None}
 
@@ -75,23 +69,33 @@ def test_the_tests_database_is_a_temporary_one():
     assert "netprobe-test-db-" in os.environ["NETPROBE_DB"]
 
 
-@pytest.mark.parametrize(("platform", "env", "expected"), [
-    ("linux", {}, "~/.local/share/netprobe/results.sqlite"),
-    ("linux", {"XDG_DATA_HOME": "/xdg"}, "/xdg/netprobe/results.sqlite"),
-    ("darwin", {}, "~/Library/Application Support/netprobe/results.sqlite"),
-    ("win32", {"LOCALAPPDATA": "C:/Users/u/AppData/Local"}, "C:/Users/u/AppData/Local/netprobe/results.sqlite"),
+@pytest.mark.parametrize(("env", "expected"), [
+    ({}, "~/.local/share/netprobe/results.sqlite"),
+    ({"XDG_DATA_HOME": "/xdg"}, "/xdg/netprobe/results.sqlite"),
 ])
-def test_the_default_database_is_in_the_platforms_user_data_folder(monkeypatch, platform, env, expected):
-    for name in ("NETPROBE_DB", "XDG_DATA_HOME", "LOCALAPPDATA"):
+@pytest.mark.skipif(sys.platform != "linux", reason="the Linux folders; platformdirs decides elsewhere")
+def test_the_default_database_is_in_the_platforms_user_data_folder(monkeypatch, env, expected):
+    for name in ("NETPROBE_DB", "XDG_DATA_HOME"):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    monkeypatch.setattr(sys, "platform", platform)
     assert store.default_path() == Path(expected).expanduser()
 
 
-def test_bench_records_the_run_its_machine_and_every_row(db, fake_bench):
-    result = run(*TINY_BENCH, "--batch", "2,4", "--db", str(db))
+def test_the_database_and_the_cache_follow_one_platform_rule(monkeypatch):
+    """Both folders come from platformdirs (data and cache), so macOS and Windows users find them together."""
+    import platformdirs
+
+    from netprobe.cache import cache_dir
+
+    for name in ("NETPROBE_DB", "NETPROBE_CACHE_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    assert store.default_path().parent == platformdirs.user_data_path("netprobe", appauthor=False)
+    assert cache_dir() == platformdirs.user_cache_path("netprobe", appauthor=False)
+
+
+def test_bench_records_the_run_its_machine_and_every_row(cli, db, fake_bench):
+    result = cli(*TINY_BENCH, "--batch", "2,4", "--db", str(db))
     assert result.exit_code == 0, result.output
     with netprobe.history.open(db) as h:
         (r,) = h.runs()
@@ -108,24 +112,24 @@ def test_bench_records_the_run_its_machine_and_every_row(db, fake_bench):
     assert rows[0].data["step_p90_ms"] == 101.0  # the whole row as printed is kept
 
 
-def test_no_save_records_nothing_and_db_picks_the_file(db, fake_bench):
-    assert run(*TINY_BENCH, "--no-save", "--db", str(db)).exit_code == 2  # contradictory
-    assert run(*TINY_BENCH, "--no-save").exit_code == 0
+def test_no_save_records_nothing_and_db_picks_the_file(cli, db, fake_bench):
+    assert cli(*TINY_BENCH, "--no-save", "--db", str(db)).exit_code == 2  # contradictory
+    assert cli(*TINY_BENCH, "--no-save").exit_code == 0
     assert not db.exists()
-    assert run(*TINY_BENCH, "--db", str(db)).exit_code == 0
+    assert cli(*TINY_BENCH, "--db", str(db)).exit_code == 0
     assert counts(db) == (1, 1)
 
 
-def test_summary_is_recorded_only_with_save(db):
-    assert run("summary", "mobilenetv3_small", "--imgsz", "64", "--db", str(db)).exit_code == 2  # --db needs --save
-    result = run("summary", "mobilenetv3_small", "--imgsz", "64", "--save", "--db", str(db), "--format", "json")
+def test_summary_is_recorded_only_with_save(cli, db):
+    assert cli("summary", "mobilenetv3_small", "--imgsz", "64", "--db", str(db)).exit_code == 2  # --db needs --save
+    result = cli("summary", "mobilenetv3_small", "--imgsz", "64", "--save", "--db", str(db), "--format", "json")
     assert result.exit_code == 0, result.output
     (row,) = netprobe.history.open(db).results()
     assert (row.command, row.mode, row.batch, row.imgsz, row.params) == ("summary", "count", 1, "64", 2_542_856)
     assert row.canonical == json.loads(result.stdout)["canonical"] and row.macs == json.loads(result.stdout)["macs"]
 
 
-def test_an_interrupted_bench_records_the_rows_that_finished(db, monkeypatch):
+def test_an_interrupted_bench_records_the_rows_that_finished(cli, db, monkeypatch):
     seen = []
 
     def stop_on_second(config, on_step=None, on_status=None):
@@ -135,11 +139,12 @@ def test_an_interrupted_bench_records_the_rows_that_finished(db, monkeypatch):
         return fake_benchmark(config)
 
     monkeypatch.setattr(BR, "benchmark", stop_on_second)
-    result = run(*TINY_BENCH, "--batch", "2,3,4", "--db", str(db))
+    result = cli(*TINY_BENCH, "--batch", "2,3,4", "--db", str(db))
     assert result.exit_code == 130
     assert counts(db) == (1, 1)
 
 
+@pytest.mark.slow
 def test_the_ranks_rows_of_a_data_parallel_run_are_recorded_once(db):
     rows = [{"label": "efficientnet_b0", "spec": "efficientnet_b0", "device": "cpu", "world_size": n, "ddp": n > 1,
              "backend": "gloo", "batch_per_rank": 4, "global_batch": 4 * n, "imgsz": 96, "dtype": "fp32",
@@ -159,27 +164,27 @@ def never_measured(*a, **k):
     pytest.fail("measured before checking --db")
 
 
-def test_a_file_that_is_not_sqlite_is_refused_before_any_work(db, monkeypatch):
+def test_a_file_that_is_not_sqlite_is_refused_before_any_work(cli, db, monkeypatch):
     monkeypatch.setattr(BR, "benchmark", never_measured)
     db.write_text("these are my notes, not a database\n" * 20)
-    one_error_line(run(*TINY_BENCH, "--db", str(db)), "is not a netprobe results database")
+    one_error_line(cli(*TINY_BENCH, "--db", str(db)), "is not a netprobe results database")
     assert db.read_text().startswith("these are my notes")  # untouched
 
 
-def test_another_programs_sqlite_file_is_refused(db, monkeypatch):
+def test_another_programs_sqlite_file_is_refused(cli, db, monkeypatch):
     monkeypatch.setattr(BR, "benchmark", never_measured)
     with sqlite3.connect(db) as conn:
         conn.execute("CREATE TABLE contacts (name TEXT)")
-    one_error_line(run(*TINY_BENCH, "--db", str(db)), "an SQLite file of another program (tables: contacts)")
+    one_error_line(cli(*TINY_BENCH, "--db", str(db)), "an SQLite file of another program (tables: contacts)")
 
 
-def test_a_newer_schema_is_refused(db, monkeypatch):
+def test_a_newer_schema_is_refused(cli, db, monkeypatch):
     monkeypatch.setattr(BR, "benchmark", never_measured)
     keep(db, "a")
     with sqlite3.connect(db) as conn:
         conn.execute(f"PRAGMA user_version = {store.SCHEMA_VERSION + 1}")
-    one_error_line(run(*TINY_BENCH, "--db", str(db)), f"has schema version {store.SCHEMA_VERSION + 1}, newer")
-    one_error_line(run("history", "--db", str(db)), "upgrade netprobe")
+    one_error_line(cli(*TINY_BENCH, "--db", str(db)), f"has schema version {store.SCHEMA_VERSION + 1}, newer")
+    one_error_line(cli("history", "--db", str(db)), "upgrade netprobe")
 
 
 def make_read_only(path: Path) -> None:
@@ -192,20 +197,21 @@ def make_read_only(path: Path) -> None:
         pytest.skip(f"cannot make a file read-only for root here (chattr: {done.stderr.decode().strip()})")
 
 
-def test_a_read_only_database_is_refused_before_any_work_and_still_listed(db, monkeypatch):
+@pytest.mark.slow
+def test_a_read_only_database_is_refused_before_any_work_and_still_listed(cli, db, monkeypatch):
     monkeypatch.setattr(BR, "benchmark", never_measured)
     keep(db, "a")
     make_read_only(db)
     try:
-        one_error_line(run(*TINY_BENCH, "--db", str(db)), "attempt to write a readonly database")
-        listed = run("history", "--db", str(db), "--format", "json")
+        one_error_line(cli(*TINY_BENCH, "--db", str(db)), "attempt to write a readonly database")
+        listed = cli("history", "--db", str(db), "--format", "json")
         assert listed.exit_code == 0 and json.loads(listed.stdout)["total"] == 1  # reading needs no writing
     finally:
         subprocess.run(["chattr", "-i", str(db)], capture_output=True)
         db.chmod(0o644)
 
 
-def test_a_damaged_database_is_one_line_too(db):
+def test_a_damaged_database_is_one_line_too(cli, db):
     for i in range(30):
         keep(db, f"spec{i}", "x" * 10)
     with sqlite3.connect(db) as conn:
@@ -215,33 +221,33 @@ def test_a_damaged_database_is_one_line_too(db):
         damaged[page:page + 8] = b"\xff" * 8
     db.write_bytes(bytes(damaged))
     for args in (["history"], ["report", "--format", "json"], ["history", "export", str(db.parent / "x.json")]):
-        one_error_line(run(*args, "--db", str(db)), "database disk image is malformed")
+        one_error_line(cli(*args, "--db", str(db)), "database disk image is malformed")
 
 
 @pytest.mark.parametrize(("where", "needle"), [("missing/r.sqlite", "does not exist"), (".", "is a folder")])
-def test_a_db_path_that_cannot_be_a_file_is_refused(tmp_path, monkeypatch, where, needle):
+def test_a_db_path_that_cannot_be_a_file_is_refused(cli, tmp_path, monkeypatch, where, needle):
     monkeypatch.setattr(BR, "benchmark", never_measured)
-    one_error_line(run(*TINY_BENCH, "--db", str(tmp_path / where)), needle)
+    one_error_line(cli(*TINY_BENCH, "--db", str(tmp_path / where)), needle)
 
 
 def fill_the_disk(monkeypatch) -> None:
     """The disk fills up while the run is being written: its rows are in, the commit never comes."""
-    from netprobe.history import record as R
+    import netprobe.history.record
 
-    real = R.insert_run
+    real = netprobe.history.record.insert_run
 
     def full(conn, doc):
         real(conn, doc)
         raise sqlite3.OperationalError("database or disk is full")
 
-    monkeypatch.setattr(R, "insert_run", full)
+    monkeypatch.setattr(netprobe.history.record, "insert_run", full)
 
 
-def test_a_full_disk_prints_and_writes_the_results_then_one_error_line(db, tmp_path, fake_bench, monkeypatch):
+def test_a_full_disk_prints_and_writes_the_results_then_one_error_line(cli, db, tmp_path, fake_bench, monkeypatch):
     keep(db, "a")
     fill_the_disk(monkeypatch)
     out = tmp_path / "r.json"
-    result = run(*TINY_BENCH, "--batch", "2,4", "--db", str(db), "--format", "json", "--out", str(out))
+    result = cli(*TINY_BENCH, "--batch", "2,4", "--db", str(db), "--format", "json", "--out", str(out))
     assert result.exit_code == 2
     assert [r["batch"] for r in json.loads(result.stdout)["results"]] == [2, 4]  # printed first
     assert [r["batch"] for r in json.loads(out.read_text())["results"]] == [2, 4]  # and written
@@ -268,6 +274,7 @@ def test_a_run_that_fails_mid_recording_leaves_nothing(db, monkeypatch):
     assert counts(db) == (1, 1)
 
 
+@pytest.mark.slow
 def test_a_run_killed_inside_its_transaction_leaves_nothing(db):
     keep(db, "a")
     script = textwrap.dedent(f"""
@@ -277,8 +284,8 @@ def test_a_run_killed_inside_its_transaction_leaves_nothing(db):
         def insert_then_die(conn, doc):
             real(conn, doc)  # the run and its rows are written, not committed
             os.kill(os.getpid(), signal.SIGKILL)
-        import netprobe.history.record as R
-        R.insert_run = insert_then_die
+        import netprobe.history.record
+        netprobe.history.record.insert_run = insert_then_die
         env = {{"results": [{{"spec": "x", "status": "ok", "mode": "train", "batch": 2}}] * 5, "device": {{}}}}
         record({str(db)!r}, run_document(env, ["netprobe", "bench"], facts={FACTS!r}))
     """)
@@ -301,6 +308,7 @@ for i in range(n):
 """
 
 
+@pytest.mark.slow
 def test_parallel_writers_keep_every_run(db):
     keep(db, "first")  # the file exists: both writers start on the same schema
     procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(db), name, "30"], stderr=subprocess.PIPE, text=True)
@@ -335,7 +343,7 @@ PRAGMA user_version = 1;
 """
 
 
-def test_a_file_of_the_previous_schema_is_upgraded_with_its_rows_intact(db):
+def test_a_file_of_the_previous_schema_is_upgraded_with_its_rows_intact(cli, db):
     with sqlite3.connect(db) as conn:  # a v1 file, as the first release wrote it
         conn.executescript(V1_AS_RELEASED)
         conn.execute("INSERT INTO machines VALUES ('m1', 'Old CPU', 4, 8000, 'x86_64', '', '[]', '{}')")
@@ -356,34 +364,34 @@ def test_a_file_of_the_previous_schema_is_upgraded_with_its_rows_intact(db):
         assert {"runs_created", "runs_machine", "results_spec"} <= indexes
     finally:
         conn.close()
-    assert json.loads(run("history", "--db", str(db), "--format", "json").stdout)["runs"][0]["n_results"] == 2
+    assert json.loads(cli("history", "--db", str(db), "--format", "json").stdout)["runs"][0]["n_results"] == 2
 
 
 # ---- history: list, show, rm ----------------------------------------------------------------------
 
-def test_filters_are_parameters_never_sql(db):
+def test_filters_are_parameters_never_sql(cli, db):
     evil = "x'; DROP TABLE runs; --"
     keep(db, evil)
     keep(db, 'say "hi"; DELETE FROM results')
     keep(db, "efficientnet_b0")
-    found = json.loads(run("history", "--db", str(db), "--spec", evil, "--format", "json").stdout)
+    found = json.loads(cli("history", "--db", str(db), "--spec", evil, "--format", "json").stdout)
     assert [r["specs"] for r in found["runs"]] == [evil]
-    quoted = json.loads(run("history", "--db", str(db), "--spec", '"hi"; DELETE', "--format", "json").stdout)
+    quoted = json.loads(cli("history", "--db", str(db), "--spec", '"hi"; DELETE', "--format", "json").stdout)
     assert quoted["total"] == 1
     for option in ("--machine", "--device", "--spec"):
-        none = json.loads(run("history", "--db", str(db), option, "' OR '1'='1", "--format", "json").stdout)
+        none = json.loads(cli("history", "--db", str(db), option, "' OR '1'='1", "--format", "json").stdout)
         assert none["total"] == 0, option
     assert counts(db) == (3, 3)  # nothing dropped or deleted
 
 
-def test_history_filters_by_command_machine_device_and_time(db):
+def test_history_filters_by_command_machine_device_and_time(cli, db):
     keep(db, "efficientnet_b0")
     keep(db, "resnet18", facts={**FACTS, "cpu": "Other CPU", "cpus": 64})
-    listing = json.loads(run("history", "--db", str(db), "--format", "json").stdout)
+    listing = json.loads(cli("history", "--db", str(db), "--format", "json").stdout)
     assert listing["total"] == 2 and listing["runs"][0]["specs"] == "resnet18"  # newest first
 
     def total(*args):
-        result = run("history", "--db", str(db), "--format", "json", *args)
+        result = cli("history", "--db", str(db), "--format", "json", *args)
         assert result.exit_code == 0, result.output
         return json.loads(result.stdout)["total"]
 
@@ -393,52 +401,52 @@ def test_history_filters_by_command_machine_device_and_time(db):
     assert total("--device", "cpu") == 2 and total("--device", "cuda") == 0
     assert total("--since", "1h") == 2 and total("--since", "2999-01-01") == 0
     assert total("--last", "1") == 1
-    last = json.loads(run("history", "--db", str(db), "--format", "json", "--last", "1", "--spec", "efficient").stdout)
+    last = json.loads(cli("history", "--db", str(db), "--format", "json", "--last", "1", "--spec", "efficient").stdout)
     assert [r["specs"] for r in last["runs"]] == ["efficientnet_b0"]  # the newest of those that match
-    one_error_line(run("history", "--db", str(db), "--since", "yesterday"), "--since 'yesterday' is not a date")
-    one_error_line(run("history", "--db", str(db), "--command", "train"), "--command 'train' is not one")
+    one_error_line(cli("history", "--db", str(db), "--since", "yesterday"), "--since 'yesterday' is not a date")
+    one_error_line(cli("history", "--db", str(db), "--command", "train"), "--command 'train' is not one")
 
 
-def test_history_of_a_database_that_does_not_exist_says_so(tmp_path):
-    one_error_line(run("history", "--db", str(tmp_path / "none.sqlite")), "no results database at")
+def test_history_of_a_database_that_does_not_exist_says_so(cli, tmp_path):
+    one_error_line(cli("history", "--db", str(tmp_path / "none.sqlite")), "no results database at")
     assert not (tmp_path / "none.sqlite").exists()
 
 
-def test_show_gives_the_machine_the_rows_and_how_to_re_run_each(db):
+def test_show_gives_the_machine_the_rows_and_how_to_re_run_each(cli, db):
     run_id = keep(db, "mobilenetv3_small:classes=10")
     uid = netprobe.history.open(db).runs()[0].run_uid
-    shown = run("history", "show", str(run_id), "--db", str(db))
+    shown = cli("history", "show", str(run_id), "--db", str(db))
     assert shown.exit_code == 0, shown.output
     for needle in ("Test CPU 9000", "8 CPUs (8 usable)", "31.2 GB", "matmul peak fp32 0.100 TFLOP/s",
                    "command: netprobe bench mobilenetv3_small:classes=10",
                    "re-run row 1: netprobe bench mobilenetv3_small:classes=10 --device cpu --batch 2 --imgsz 32 "
                    "--mode train --optimizer sgd --iters 1"):
         assert needle in shown.stdout, needle
-    as_json = json.loads(run("history", "show", uid[:8], "--db", str(db), "--format", "json").stdout)
+    as_json = json.loads(cli("history", "show", uid[:8], "--db", str(db), "--format", "json").stdout)
     assert as_json["uid"] == uid and as_json["results"][0]["data"]["imgs_per_s"] == 20.0
-    one_error_line(run("history", "show", "999", "--db", str(db)), "no run '999'")
+    one_error_line(cli("history", "show", "999", "--db", str(db)), "no run '999'")
 
 
-def test_rm_removes_a_run_and_its_rows_only(db):
+def test_rm_removes_a_run_and_its_rows_only(cli, db):
     first, second = keep(db, "a", "b"), keep(db, "c")
-    result = run("history", "rm", str(first), "--db", str(db))
+    result = cli("history", "rm", str(first), "--db", str(db))
     assert result.exit_code == 0 and "removed 1 run (2 rows)" in result.stderr
     assert counts(db) == (1, 1) and [r.id for r in netprobe.history.open(db).runs()] == [second]
-    one_error_line(run("history", "rm", str(first), "--db", str(db)), f"no run '{first}'")
+    one_error_line(cli("history", "rm", str(first), "--db", str(db)), f"no run '{first}'")
 
 
 # ---- export and import ----------------------------------------------------------------------------
 
-def test_export_then_import_elsewhere_merges_without_duplicates(tmp_path, db):
+def test_export_then_import_elsewhere_merges_without_duplicates(cli, tmp_path, db):
     keep(db, "efficientnet_b0", "resnet18")
     keep(db, "mobilenetv3_large", facts={**FACTS, "cpu": "Laptop CPU"})
     out = tmp_path / "runs.json"
-    assert run("history", "export", str(out), "--db", str(db)).exit_code == 0
+    assert cli("history", "export", str(out), "--db", str(db)).exit_code == 0
     elsewhere = tmp_path / "elsewhere.sqlite"
     keep(elsewhere, "resnet50")
-    result = run("history", "import", str(out), "--db", str(elsewhere))
+    result = cli("history", "import", str(out), "--db", str(elsewhere))
     assert result.exit_code == 0 and "imported 2 runs (3 rows)" in result.stderr
-    again = run("history", "import", str(out), "--db", str(elsewhere))
+    again = cli("history", "import", str(out), "--db", str(elsewhere))
     assert "imported 0 runs (0 rows)" in again.stderr and "2 already there" in again.stderr
     assert counts(elsewhere) == (3, 4)
     here, there = netprobe.history.open(db), netprobe.history.open(elsewhere)
@@ -447,10 +455,10 @@ def test_export_then_import_elsewhere_merges_without_duplicates(tmp_path, db):
     assert len({r.machine_id for r in there.runs()}) == 2
 
 
-def test_export_csv_is_one_line_per_row(tmp_path, db):
+def test_export_csv_is_one_line_per_row(cli, tmp_path, db):
     keep(db, "a", "b")
     out = tmp_path / "rows.csv"
-    assert run("history", "export", str(out), "--db", str(db)).exit_code == 0
+    assert cli("history", "export", str(out), "--db", str(db)).exit_code == 0
     lines = out.read_text().splitlines()
     assert lines[0].startswith("run_id,run_uid,created,command") and len(lines) == 3 and ",a,a," in lines[1]
 
@@ -462,16 +470,16 @@ def test_export_csv_is_one_line_per_row(tmp_path, db):
     (lambda text: text.replace('"command": "bench"', '"command": "rm -rf"', 1), "unknown command"),
     (lambda text: text.replace('"spec": "b"', '"spec": 5', 1), "malformed row 1"),
 ])
-def test_a_bad_import_file_merges_nothing(tmp_path, db, content, needle):
+def test_a_bad_import_file_merges_nothing(cli, tmp_path, db, content, needle):
     keep(db, "a")
     keep(db, "b")
     good = tmp_path / "good.json"
-    run("history", "export", str(good), "--db", str(db))
+    cli("history", "export", str(good), "--db", str(db))
     bad = tmp_path / "bad.json"
     bad.write_text(content(good.read_text()))
     target = tmp_path / "target.sqlite"
     keep(target, "z")
-    one_error_line(run("history", "import", str(bad), "--db", str(target)), needle)
+    one_error_line(cli("history", "import", str(bad), "--db", str(target)), needle)
     assert counts(target) == (1, 1)
 
 
@@ -492,6 +500,7 @@ def test_the_api_gives_plain_records(db):
             assert list(h.dataframe()["imgs_per_s"]) == [12.5]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args", [["history"], ["report", "--format", "json"]])
 def test_history_and_report_do_not_import_torch(db, args):
     keep(db, "a")

@@ -10,17 +10,15 @@ import fixtures_nets as fx
 import pytest
 import torch
 from torch import nn
-from typer.testing import CliRunner
 
 import netprobe
-from netprobe.cli import app
+import netprobe.compare
 from netprobe.counters import run_counter
 from netprobe.counting import count
 from netprobe.errors import NetprobeError, SpecError
 from netprobe.target import meta_copy, resolve
 
 FIXTURES = Path(fx.__file__)
-runner = CliRunner()
 
 
 def state(model: nn.Module) -> dict:
@@ -212,27 +210,25 @@ def test_bench_and_compare_take_any_model():
     assert r.status == "ok" and r.loss.startswith("surrogate")  # a dict output: no classifier loss
     r = netprobe.benchmark(fx.TinyCNN(), device="cpu", batch=2, imgsz=32, warmup=0, iters=1)
     assert r.status == "ok" and r.loss == "cross-entropy"  # logits: cross-entropy on random labels
-    from netprobe import compare as C
-
-    variants = C.spec_variants([fx.TinyCNN(), "module:fixtures_nets:build_tiny(width=2.0)"], 2, 32)
-    rows = C.run(variants, C.Settings("cpu", 2, 32, warmup=0, iters=1, rounds=1)).rows
+    variants = netprobe.compare.spec_variants([fx.TinyCNN(), "module:fixtures_nets:build_tiny(width=2.0)"], 2, 32)
+    rows = netprobe.compare.run(variants, netprobe.compare.Settings("cpu", 2, 32, warmup=0, iters=1, rounds=1)).rows
     assert [r.label for r in rows] == ["TinyCNN", "module:fixtures_nets:build_tiny(width=2.0)"]
     assert rows[1].params > rows[0].params and all(r.status == "ok" for r in rows)
 
 
-def test_cli_summary_and_bench_of_a_file_model(tmp_path):
+def test_cli_summary_and_bench_of_a_file_model(cli, tmp_path):
     spec = f"{FIXTURES}:build_tiny(classes=3)"
-    result = runner.invoke(app, ["summary", spec, "--imgsz", "40x32", "--format", "json"])
+    result = cli("summary", spec, "--imgsz", "40x32", "--format", "json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["input"] == [1, 3, 40, 32] and data["kind"] == "file"
-    result = runner.invoke(app, ["summary", spec])
+    result = cli("summary", spec)
     assert result.exit_code == 2 and "give one with --imgsz" in result.stderr
-    result = runner.invoke(app, ["bench", spec, "--device", "cpu", "--batch", "2", "--imgsz", "32", "--iters", "1",
-                                 "--warmup", "0", "--format", "json"])
+    result = cli("bench", spec, "--device", "cpu", "--batch", "2", "--imgsz", "32", "--iters", "1",
+                                 "--warmup", "0", "--format", "json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["results"][0]["status"] == "ok"
-    result = runner.invoke(app, ["bench", spec, "--device", "cpu", "--imgsz", "32", "--per-stage"])
+    result = cli("bench", spec, "--device", "cpu", "--imgsz", "32", "--per-stage")
     assert result.exit_code == 2 and "use --breakdown" in result.stderr
-    result = runner.invoke(app, ["bench", "module:torch.nn:Identity", "--device", "cpu", "--imgsz", "32"])
+    result = cli("bench", "module:torch.nn:Identity", "--device", "cpu", "--imgsz", "32")
     assert result.exit_code == 2 and "no trainable parameters" in result.stderr and "--mode infer" in result.stderr

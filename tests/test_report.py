@@ -11,12 +11,9 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from netprobe.cli import app
 from netprobe.history.record import record, run_document
 
-runner = CliRunner()
 DATA = Path(__file__).parent / "data"
 # A real `netprobe compare fused-stages --device cpu --batch 2 --imgsz 64 --rounds 1 --iters 1 --breakdown
 # --format json` (on a busy 2-core VM: the figures are slow, and real).
@@ -26,9 +23,6 @@ LAPTOP = {"cpu": "Laptop CPU i7", "cpus": 8, "usable_cores": 8, "memory_mb": 16_
 SERVER = {**LAPTOP, "cpu": "Server CPU Xeon", "cpus": 64, "memory_mb": 512_000, "os": "Linux-server"}
 ARGV = ["netprobe", "compare", "fused-stages", "--device", "cpu", "--batch", "2", "--imgsz", "64", "--breakdown"]
 
-
-def run(*args: str):
-    return runner.invoke(app, list(args))
 
 
 def faster(envelope: dict, factor: float) -> dict:
@@ -45,8 +39,8 @@ def two_machines(tmp_path) -> Path:
     return db
 
 
-def test_the_fused_stages_table_lines_up_machines_and_the_paper(two_machines):
-    result = run("report", "--db", str(two_machines), "--format", "markdown")
+def test_the_fused_stages_table_lines_up_machines_and_the_paper(cli, two_machines):
+    result = cli("report", "--db", str(two_machines), "--format", "markdown")
     assert result.exit_code == 0, result.output
     md = result.stdout
     table = md[md.index("**Fused-MBConv stages across machines**"):].split("\n\n")[1]
@@ -65,17 +59,17 @@ def test_the_fused_stages_table_lines_up_machines_and_the_paper(two_machines):
         assert title in md
 
 
-def test_json_and_csv_carry_the_same_tables(two_machines):
-    data = json.loads(run("report", "--db", str(two_machines), "--format", "json").stdout)
+def test_json_and_csv_carry_the_same_tables(cli, two_machines):
+    data = json.loads(cli("report", "--db", str(two_machines), "--format", "json").stdout)
     assert data["runs"] == 2 and len(data["fused_stages"]) == 4 and len(data["machines"]) == 2
     assert {s["machine"].split(" [")[0] for s in data["speeds"]} == {"AMD EPYC", "Server CPU Xeon"}
-    csv = run("report", "--db", str(two_machines), "--format", "csv", "--section", "machines").stdout
+    csv = cli("report", "--db", str(two_machines), "--format", "csv", "--section", "machines").stdout
     assert csv.startswith("machine_id,cpu,cpus,memory_gb") and "Laptop CPU i7" in csv
 
 
-def test_runs_can_be_picked_by_id_spec_and_last(two_machines):
+def test_runs_can_be_picked_by_id_spec_and_last(cli, two_machines):
     def runs(*args):
-        result = run("report", "--db", str(two_machines), "--format", "json", *args)
+        result = cli("report", "--db", str(two_machines), "--format", "json", *args)
         return json.loads(result.stdout)["runs"] if result.exit_code == 0 else result
 
     assert runs("1") == 1 and runs("--last", "1") == 1 and runs("--machine", "server") == 1
@@ -107,7 +101,7 @@ class Page(HTMLParser):
             self.fetches.append(f"<{tag}>")
 
 
-def test_the_html_page_is_self_contained_and_escapes_every_text(tmp_path):
+def test_the_html_page_is_self_contained_and_escapes_every_text(cli, tmp_path):
     folder = tmp_path / "<script>alert(1)<" / "script>"  # a path that is markup: '<script>alert(1)</script>'
     folder.mkdir(parents=True)
     db = folder / "r.sqlite"
@@ -119,7 +113,7 @@ def test_the_html_page_is_self_contained_and_escapes_every_text(tmp_path):
     record(db, run_document(bench, ["netprobe", "bench", spec], facts=LAPTOP))
     record(db, run_document(evil, ARGV, facts={**LAPTOP, "cpu": "<img src=x onerror=alert(2)>"}))
     html_file = tmp_path / "report.html"
-    result = run("report", "--db", str(db), "--html", str(html_file))
+    result = cli("report", "--db", str(db), "--html", str(html_file))
     assert result.exit_code == 0, result.output
     assert result.stdout == "" and "report written to" in result.stderr  # --html alone prints no tables
     text = html_file.read_text()
@@ -154,10 +148,11 @@ def render(page: Path, profile: Path) -> tuple[str, list[str]]:
     return done.stdout, sorted(set(re.findall(r"FileURLLoader::Start: (\S+)", done.stderr)))
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="no chromium here (Debian: apt-get install -y chromium)")
-def test_a_real_browser_renders_the_report_with_nothing_else_to_load(two_machines, tmp_path):
+def test_a_real_browser_renders_the_report_with_nothing_else_to_load(cli, two_machines, tmp_path):
     html_file = tmp_path / "report.html"
-    assert run("report", "--db", str(two_machines), "--html", str(html_file)).exit_code == 0
+    assert cli("report", "--db", str(two_machines), "--html", str(html_file)).exit_code == 0
     dom, loaded = render(html_file, tmp_path / "p1")
     assert dom.count("<table>") == 4 and dom.count("<svg") >= 6 and "Fused-MBConv stages across machines" in dom
     assert loaded == [html_file.as_uri()]
@@ -176,13 +171,13 @@ def test_a_real_browser_renders_the_report_with_nothing_else_to_load(two_machine
     assert (tmp_path / "missing.png").as_uri() in render(broken, tmp_path / "p3")[1]
 
 
-def test_a_real_run_goes_from_bench_to_the_report(tmp_path):
+def test_a_real_run_goes_from_bench_to_the_report(cli, tmp_path):
     db, html_file = tmp_path / "r.sqlite", tmp_path / "r.html"
-    bench = run("bench", "mobilenetv3_small:classes=10", "--device", "cpu", "--batch", "2", "--imgsz", "32",
+    bench = cli("bench", "mobilenetv3_small:classes=10", "--device", "cpu", "--batch", "2", "--imgsz", "32",
                 "--warmup", "0", "--iters", "1", "--breakdown", "--db", str(db), "--format", "json")
     assert bench.exit_code == 0, bench.output
     measured = json.loads(bench.stdout)["results"][0]["imgs_per_s"]
-    result = run("report", "--db", str(db), "--html", str(html_file), "--format", "json")
+    result = cli("report", "--db", str(db), "--html", str(html_file), "--format", "json")
     assert result.exit_code == 0, result.output
     (speed,) = json.loads(result.stdout)["speeds"]
     assert speed["spec"] == "mobilenetv3_small:classes=10" and speed["imgs_per_s"] == measured

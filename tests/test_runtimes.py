@@ -10,10 +10,8 @@ import fixtures_nets as fx
 import pytest
 import torch
 from cli_checks import one_error_line
-from typer.testing import CliRunner
 
-from netprobe import bench as B
-from netprobe.cli import app
+from netprobe.bench import BenchConfig, run
 from netprobe.runtimes import RUNTIMES, parity
 from netprobe.runtimes.onnx_export import module_path
 from netprobe.runtimes.profile import kernel_times
@@ -21,7 +19,7 @@ from netprobe.runtimes.profile import kernel_times
 pytest.importorskip("onnxruntime")
 pytest.importorskip("openvino")
 
-runner = CliRunner()
+CLI_COLUMNS = 120  # the `cli` fixture runs every command of this file at 120 columns
 QUICK = dict(device="cpu", batch=2, imgsz=32, mode="infer", warmup=0, iters=2, max_warmup_s=1)
 FFT_MODEL = '''import torch
 from torch import nn
@@ -37,12 +35,9 @@ class Spectral(nn.Module):
 '''
 
 
-def run(*args, **env):
-    return runner.invoke(app, list(args), env={"COLUMNS": "120", **env})
-
 
 def measured(spec, runtimes=tuple(RUNTIMES), **options) -> list:
-    return B.run([B.BenchConfig(spec, runtime=r, **{**QUICK, **options}) for r in runtimes]).results
+    return run([BenchConfig(spec, runtime=r, **{**QUICK, **options}) for r in runtimes]).results
 
 
 def test_every_runtime_runs_a_zoo_net_with_the_same_outputs():
@@ -120,22 +115,22 @@ def test_onnx_node_names_lead_back_to_modules():
 
 # ---- the command line -------------------------------------------------------------------------------
 
-def test_bench_runtime_table_and_json():
-    result = run("bench", "mobilenetv3_small:classes=10", "--device", "cpu", "--batch", "2", "--imgsz", "32",
+def test_bench_runtime_table_and_json(cli):
+    result = cli("bench", "mobilenetv3_small:classes=10", "--device", "cpu", "--batch", "2", "--imgsz", "32",
                  "--iters", "2", "--max-warmup-s", "1", "--runtime", "onnxruntime", "--format", "json")
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)["results"]
     assert [r["runtime"] for r in rows] == ["torch", "onnxruntime"] and all(r["mode"] == "infer" for r in rows)
     assert "eager torch is measured too" in result.stderr
-    shown = run("bench", "mobilenetv3_small:classes=10", "--device", "cpu", "--batch", "2", "--imgsz", "32",
+    shown = cli("bench", "mobilenetv3_small:classes=10", "--device", "cpu", "--batch", "2", "--imgsz", "32",
                 "--iters", "2", "--max-warmup-s", "1", "--runtime", "torch,openvino", "--format", "markdown").stdout
     assert "| Runtime |" in shown and "openvino 20" in shown and "Max rel err" in shown and "vs torch" in shown
 
 
-def test_a_model_the_exporter_cannot_take_is_a_row_and_one_line(tmp_path):
+def test_a_model_the_exporter_cannot_take_is_a_row_and_one_line(cli, tmp_path):
     path = tmp_path / "spectral.py"
     path.write_text(FFT_MODEL)
-    result = run("bench", f"{path}:Spectral", "--device", "cpu", "--batch", "2", "--imgsz", "16", "--iters", "2",
+    result = cli("bench", f"{path}:Spectral", "--device", "cpu", "--batch", "2", "--imgsz", "16", "--iters", "2",
                  "--max-warmup-s", "1", "--runtime", "onnxruntime", "--format", "json")
     assert result.exit_code == 2, result.output
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
@@ -156,46 +151,46 @@ def test_a_model_the_exporter_cannot_take_is_a_row_and_one_line(tmp_path):
     (["--runtime", "onnxruntime", "--keep-exports", "/no/such/folder"], "--keep-exports '/no/such/folder' is not a"),
     (["--runtime", "onnxruntime,onnxruntime"], "names a runtime twice"),
 ])
-def test_bad_runtime_input_is_one_line_before_any_export(monkeypatch, args, needle):
+def test_bad_runtime_input_is_one_line_before_any_export(cli, monkeypatch, args, needle):
     for runtime in RUNTIMES.values():  # each runtime's own export (subclasses override the base's)
         monkeypatch.setattr(runtime, "export", lambda *a: pytest.fail("exported before checking"))
-    one_error_line(run("bench", "mobilenetv3_small", "--device", "cpu", "--imgsz", "32", *args), needle)
+    one_error_line(cli("bench", "mobilenetv3_small", "--device", "cpu", "--imgsz", "32", *args), needle)
 
 
-def test_an_unwritable_keep_exports_folder_is_refused(tmp_path, monkeypatch):
+def test_an_unwritable_keep_exports_folder_is_refused(cli, tmp_path, monkeypatch):
     import tempfile
 
     def refused(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
     monkeypatch.setattr(tempfile, "mkstemp", refused)  # as root every folder is writable: make this one not
-    one_error_line(run("bench", "mobilenetv3_small", "--device", "cpu", "--imgsz", "32", "--runtime", "onnxruntime",
+    one_error_line(cli("bench", "mobilenetv3_small", "--device", "cpu", "--imgsz", "32", "--runtime", "onnxruntime",
                        "--keep-exports", str(tmp_path)), "cannot write in it (Permission denied)")
     file = tmp_path / "f"
     file.write_text("")
-    one_error_line(run("bench", "mobilenetv3_small", "--device", "cpu", "--imgsz", "32", "--runtime", "onnxruntime",
+    one_error_line(cli("bench", "mobilenetv3_small", "--device", "cpu", "--imgsz", "32", "--runtime", "onnxruntime",
                        "--keep-exports", str(file)), "is not a folder")
 
 
-def test_a_runtime_not_installed_names_the_extra(monkeypatch):
+def test_a_runtime_not_installed_names_the_extra(cli, monkeypatch):
     import sys
 
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # what `import onnxruntime` meets where it is absent
-    one_error_line(run("bench", "mobilenetv3_small", "--device", "cpu", "--imgsz", "32", "--runtime", "onnxruntime"),
+    one_error_line(cli("bench", "mobilenetv3_small", "--device", "cpu", "--imgsz", "32", "--runtime", "onnxruntime"),
                    "--runtime onnxruntime is not installed here (onnxruntime does not import (ModuleNotFoundError)): "
                    "pip install 'netprobe[deploy]'")
 
 
-def test_cuda_for_a_runtime_without_a_cuda_provider_is_one_line(monkeypatch):
+def test_cuda_for_a_runtime_without_a_cuda_provider_is_one_line(cli, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    one_error_line(run("bench", "mobilenetv3_small", "--device", "cuda", "--imgsz", "32", "--runtime", "openvino"),
+    one_error_line(cli("bench", "mobilenetv3_small", "--device", "cuda", "--imgsz", "32", "--runtime", "openvino"),
                    "--runtime openvino does not run on CUDA devices")
-    one_error_line(run("bench", "mobilenetv3_small", "--device", "cuda", "--imgsz", "32", "--runtime", "onnxruntime"),
+    one_error_line(cli("bench", "mobilenetv3_small", "--device", "cuda", "--imgsz", "32", "--runtime", "onnxruntime"),
                    "has no CUDA provider here")
 
 
-def test_compare_in_runtimes():
-    result = run("compare", "mobilenetv3_small:classes=10", "efficientnet_b0:classes=10", "--device", "cpu",
+def test_compare_in_runtimes(cli):
+    result = cli("compare", "mobilenetv3_small:classes=10", "efficientnet_b0:classes=10", "--device", "cpu",
                  "--batch", "2", "--imgsz", "32", "--rounds", "1", "--iters", "2", "--max-warmup-s", "1",
                  "--runtime", "onnxruntime", "--format", "json")
     assert result.exit_code == 0, result.output
@@ -209,12 +204,12 @@ def test_compare_in_runtimes():
     assert rows[2]["speedup"] == pytest.approx(rows[2]["infer_imgs_per_s"] / rows[0]["infer_imgs_per_s"])
 
 
-def test_an_interrupt_during_an_export_keeps_the_rows_that_finished(monkeypatch):
+def test_an_interrupt_during_an_export_keeps_the_rows_that_finished(cli, monkeypatch):
     def interrupted(*a, **k):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(RUNTIMES["onnxruntime"], "export", interrupted)
-    result = run("bench", "mobilenetv3_small:classes=10", "--device", "cpu", "--batch", "2", "--imgsz", "32",
+    result = cli("bench", "mobilenetv3_small:classes=10", "--device", "cpu", "--batch", "2", "--imgsz", "32",
                  "--iters", "1", "--max-warmup-s", "1", "--runtime", "onnxruntime", "--format", "json", "--no-save")
     assert result.exit_code == 130
     rows = json.loads(result.stdout)["results"]

@@ -13,24 +13,18 @@ from pathlib import Path
 import pytest
 import torch
 from cli_checks import one_error_line
-from typer.testing import CliRunner
 
 import netprobe
-from netprobe import bench as B
+import netprobe.bench.measure
+import netprobe.bench.runs
 from netprobe import timing
 from netprobe.archs import ARCHS
-from netprobe.bench import measure as BM
-from netprobe.bench import runs as BR
-from netprobe.cli import app
+from netprobe.bench import BenchConfig, BenchResult, benchmark, busy_note
 
-runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[1]
 TINY_BENCH = ["bench", "mobilenetv3_small:classes=10", "--device", "cpu", "--batch", "2", "--imgsz", "32",
               "--warmup", "0", "--iters", "1"]
 
-
-def run(*args, **env):
-    return runner.invoke(app, list(args), env=env or None)
 
 
 # ---- wrong numbers: P-levels ----------------------------------------------------------------------
@@ -48,7 +42,7 @@ def test_p_level_is_log2_of_the_cumulative_stride_at_any_size(arch):
         assert all(taps[r.name]["level"] == f"P{r.p_level}" for r in s.stages[:-1])
 
 
-def test_rows_without_a_spatial_map_have_no_p_level():
+def test_rows_without_a_spatial_map_have_no_p_level(cli):
     s = netprobe.summarize("efficientnet_b4:fused=1-3", imgsz=225, depth="layer")
     se = [r for r in s.rows if ".se." in r.name]
     assert se and all(r.p_level is None for r in se)  # the SE's pooled branch
@@ -56,7 +50,7 @@ def test_rows_without_a_spatial_map_have_no_p_level():
     assert [head.pop(f"head.conv.{i}") for i in range(3)] == [5, 5, 5]  # the 1x1 conv, BN, act: before pooling
     assert head == {"head.pool": None, "head.classifier.1": None}
     assert next(r for r in s.rows if r.name == "stem.0").p_level == 1  # not P0 at 225 px
-    data = json.loads(run("summary", "efficientnet_b0", "--imgsz", "225", "--format", "json").stdout)
+    data = json.loads(cli("summary", "efficientnet_b0", "--imgsz", "225", "--format", "json").stdout)
     assert data["stages"][-1]["p_level"] is None and data["stages"][3]["p_level"] == 3
 
 
@@ -71,8 +65,8 @@ def test_rows_without_a_spatial_map_have_no_p_level():
     ("--imgsz", "128,160", "fused-stages takes one value"),
     ("--batch", "99999999999999999999", "--batch must be from 1 to 65,536"),
 ])
-def test_compare_validates_its_options_like_bench(option, value, needle):
-    one_error_line(run("compare", "fused-stages", "--device", "cpu", option, value), needle)
+def test_compare_validates_its_options_like_bench(cli, option, value, needle):
+    one_error_line(cli("compare", "fused-stages", "--device", "cpu", option, value), needle)
 
 
 # ---- steady state ---------------------------------------------------------------------------------
@@ -94,19 +88,19 @@ def test_timed_steps_still_falling_are_detected():
 
 
 def test_a_busy_machine_is_named_under_the_table():
-    calm = B.BenchResult("a", "cpu", "fp32", 2, 32, "train", "ok", step_ms=10, step_p10_ms=9.5, step_p90_ms=10.5,
+    calm = BenchResult("a", "cpu", "fp32", 2, 32, "train", "ok", step_ms=10, step_p10_ms=9.5, step_p90_ms=10.5,
                          peak_tflops=1.0)
-    noisy = B.BenchResult("b", "cpu", "fp32", 2, 32, "train", "ok", step_ms=10, step_p10_ms=8, step_p90_ms=14,
+    noisy = BenchResult("b", "cpu", "fp32", 2, 32, "train", "ok", step_ms=10, step_p10_ms=8, step_p90_ms=14,
                           peak_tflops=1.0)
-    moved = B.BenchResult("c", "cpu", "fp32", 2, 32, "train", "ok", step_ms=10, step_p10_ms=9.5, step_p90_ms=10.5,
+    moved = BenchResult("c", "cpu", "fp32", 2, 32, "train", "ok", step_ms=10, step_p10_ms=9.5, step_p90_ms=10.5,
                           peak_tflops=0.6)
-    assert B.busy_note([calm, calm]) == ""
-    assert "p90/p10 up to 1.75" in B.busy_note([calm, noisy])
-    assert "peak moved" in B.busy_note([calm, moved]) and "busy machine" in B.busy_note([calm, moved])
+    assert busy_note([calm, calm]) == ""
+    assert "p90/p10 up to 1.75" in busy_note([calm, noisy])
+    assert "peak moved" in busy_note([calm, moved]) and "busy machine" in busy_note([calm, moved])
     # the roof stays at the best seen; the measurement that dropped still names the busy machine
-    dropped = B.BenchResult("d", "cpu", "fp32", 2, 32, "train", "ok", step_ms=10, step_p10_ms=9.5,
+    dropped = BenchResult("d", "cpu", "fp32", 2, 32, "train", "ok", step_ms=10, step_p10_ms=9.5,
                             step_p90_ms=10.5, peak_tflops=1.0, peak_measured_tflops=0.6)
-    assert "peak moved between configurations (0.60–1.00" in B.busy_note([calm, dropped])
+    assert "peak moved between configurations (0.60–1.00" in busy_note([calm, dropped])
 
 
 def test_the_roof_is_the_best_rate_measured_so_far(monkeypatch):
@@ -117,7 +111,7 @@ def test_the_roof_is_the_best_rate_measured_so_far(monkeypatch):
 
 
 def test_bench_result_says_how_warm_up_went():
-    r = B.benchmark(B.BenchConfig("mobilenetv3_small:classes=10", device="cpu", batch=2, imgsz=32, warmup=1,
+    r = benchmark(BenchConfig("mobilenetv3_small:classes=10", device="cpu", batch=2, imgsz=32, warmup=1,
                                   iters=2))
     assert r.status == "ok" and r.warmup_steps >= 1 and r.warmup_s >= timing.MIN_WARMUP_S["cpu"]
 
@@ -130,26 +124,26 @@ def test_bench_result_says_how_warm_up_went():
     ("/tmp", "give a file name ending in .json or .csv"),
     ("r.txt", "give a file name ending in .json or .csv"),
 ])
-def test_unwritable_destinations_are_refused_before_any_work(monkeypatch, path, needle):
-    monkeypatch.setattr(BR, "benchmark", lambda *a, **k: pytest.fail("measured before checking --out"))
-    one_error_line(run(*TINY_BENCH, "--out", path), needle)
+def test_unwritable_destinations_are_refused_before_any_work(cli, monkeypatch, path, needle):
+    monkeypatch.setattr(netprobe.bench.runs, "benchmark", lambda *a, **k: pytest.fail("measured before checking --out"))
+    one_error_line(cli(*TINY_BENCH, "--out", path), needle)
 
 
-def test_unwritable_plot_is_refused_before_any_work(monkeypatch, tmp_path):
+def test_unwritable_plot_is_refused_before_any_work(cli, monkeypatch, tmp_path):
     pytest.importorskip("matplotlib")
     monkeypatch.setattr("netprobe.compare.benchmark", lambda *a, **k: pytest.fail("measured before checking --plot"))
-    one_error_line(run("compare", "efficientnet_b0", "--device", "cpu", "--plot", str(tmp_path / "no" / "p.png")),
+    one_error_line(cli("compare", "efficientnet_b0", "--device", "cpu", "--plot", str(tmp_path / "no" / "p.png")),
                    "does not exist")
 
 
-def test_a_write_that_fails_at_the_end_prints_the_results_first(monkeypatch, tmp_path):
+def test_a_write_that_fails_at_the_end_prints_the_results_first(cli, monkeypatch, tmp_path):
     from netprobe.cli import output
 
     def broken(path, content):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(output, "write_atomic", broken)
-    result = run(*TINY_BENCH, "--format", "json", "--out", str(tmp_path / "r.json"))
+    result = cli(*TINY_BENCH, "--format", "json", "--out", str(tmp_path / "r.json"))
     assert result.exit_code == 2
     assert json.loads(result.stdout)["results"][0]["status"] == "ok"  # the results came first
     assert result.stderr.strip().splitlines() == [
@@ -157,29 +151,30 @@ def test_a_write_that_fails_at_the_end_prints_the_results_first(monkeypatch, tmp
         "printed above"]
 
 
-def test_output_files_get_the_mode_a_plain_write_would(tmp_path):
+def test_output_files_get_the_mode_a_plain_write_would(cli, tmp_path):
     old = os.umask(0o022)
     try:
-        result = run(*TINY_BENCH, "--out", str(tmp_path / "r.json"))
+        result = cli(*TINY_BENCH, "--out", str(tmp_path / "r.json"))
     finally:
         os.umask(old)
     assert result.exit_code == 0
     assert (tmp_path / "r.json").stat().st_mode & 0o777 == 0o644
 
 
+@pytest.mark.slow
 def test_sigterm_prints_and_writes_what_finished(tmp_path):
     # A real signal to a real process: the second configuration sends SIGTERM to its own process.
     script = f"""
 import os, signal, sys
-from netprobe.bench import runs as BR
+import netprobe.bench.runs
 from netprobe.cli import main
-real, seen = BR.benchmark, []
+real, seen = netprobe.bench.runs.benchmark, []
 def benchmark(config, *args):
     if seen:
         os.kill(os.getpid(), signal.SIGTERM)
     seen.append(config)
     return real(config, *args)
-BR.benchmark = benchmark
+netprobe.bench.runs.benchmark = benchmark
 sys.argv = ["netprobe", *{TINY_BENCH!r}, "--batch", "2,3,4", "--format", "json", "--out", {str(tmp_path / 'r.json')!r}]
 main()
 """
@@ -193,13 +188,13 @@ main()
 # ---- tracebacks and hangs -------------------------------------------------------------------------
 
 @pytest.mark.parametrize("spec", ["[/]", "[bold]red[/bold]", "[link=x]y", "efficientnet_b0:act=[red]"])
-def test_user_text_is_never_markup(spec):
-    result = run("summary", spec)
+def test_user_text_is_never_markup(cli, spec):
+    result = cli("summary", spec)
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert spec.split(":")[-1].split("=")[-1] in result.stderr  # shown literally
 
 
-def test_messages_with_brackets_are_shown_literally(monkeypatch):
+def test_messages_with_brackets_are_shown_literally(cli, monkeypatch):
     import builtins
 
     real = builtins.__import__
@@ -210,7 +205,7 @@ def test_messages_with_brackets_are_shown_literally(monkeypatch):
         return real(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_matplotlib)
-    result = run("compare", "efficientnet_b0", "--device", "cpu", "--plot", "p.png")
+    result = cli("compare", "efficientnet_b0", "--device", "cpu", "--plot", "p.png")
     one_error_line(result, "pip install 'netprobe[plot]'")
 
 
@@ -232,10 +227,11 @@ def test_messages_with_brackets_are_shown_literally(monkeypatch):
     (["summary", "efficientnet_b0", "--format", "json", "--section", "counters"], "use it with --format csv"),
     (["summary", "efficientnet_b0", "--format", "csv", "--section", "nope"], "choose one of rows, features"),
 ])
-def test_every_number_has_a_bound_and_every_mistake_one_line(args, needle):
-    one_error_line(run(*args), needle)
+def test_every_number_has_a_bound_and_every_mistake_one_line(cli, args, needle):
+    one_error_line(cli(*args), needle)
 
 
+@pytest.mark.slow
 def test_closed_stdout_is_one_line_not_a_traceback():
     proc = subprocess.run(["bash", "-c", f"'{sys.executable}' -m netprobe summary efficientnet_b0 >&-"],
                           capture_output=True, text=True)
@@ -243,6 +239,7 @@ def test_closed_stdout_is_one_line_not_a_traceback():
     assert proc.stderr.strip().startswith("error: standard output is closed") and "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_a_reader_that_goes_away_is_not_a_traceback():
     proc = subprocess.run(["bash", "-c", f"'{sys.executable}' -m netprobe summary efficientnet_b0 --depth layer "
                                          "| head -2 > /dev/null; echo ${PIPESTATUS[0]}"],
@@ -250,10 +247,10 @@ def test_a_reader_that_goes_away_is_not_a_traceback():
     assert proc.stdout.strip() in ("0", "141") and "Traceback" not in proc.stderr
 
 
-def test_help_shows_no_bool_metavar_and_version_exists():
-    result = run("bench", "--help")
+def test_help_shows_no_bool_metavar_and_version_exists(cli):
+    result = cli("bench", "--help")
     assert result.exit_code == 0 and "<bool>" not in result.stdout and "--channels-last" in result.stdout
-    result = run("--version")
+    result = cli("--version")
     assert result.exit_code == 0 and result.stdout.strip() == f"netprobe {netprobe.__version__}"
 
 
@@ -269,11 +266,11 @@ def _numbers(text: str) -> set[str]:
     ["summary", "mobilenetv3_large", "--depth", "layer"],
     ["list"],
 ])
-def test_tables_keep_identifying_columns_and_whole_numbers_at_any_width(columns, args):
+def test_tables_keep_identifying_columns_and_whole_numbers_at_any_width(cli, columns, args):
     env = {"COLUMNS": columns} if columns else {}
-    shown = run(*args, **env)
+    shown = cli(*args, **env)
     assert shown.exit_code == 0, shown.output
-    full = run(*args, "--format", "markdown")
+    full = cli(*args, "--format", "markdown")
     width = int(columns) if columns else 10**6
     # Every line fits: the canonical spec too, broken at its separators.
     assert all(len(line) <= width for line in shown.stdout.splitlines())
@@ -287,6 +284,7 @@ def test_tables_keep_identifying_columns_and_whole_numbers_at_any_width(columns,
         assert name.replace(" ", "") in flat, (columns, name)
 
 
+@pytest.mark.slow
 def test_piped_output_is_not_width_limited():
     # bench's table (16 columns) is far wider than 80: piped, it stays one table with one header line
     proc = subprocess.run([sys.executable, "-m", "netprobe", "bench", "mobilenetv3_small:classes=10", "--device",
@@ -298,10 +296,10 @@ def test_piped_output_is_not_width_limited():
     assert len(header) > 120 and "(columns 1/" not in proc.stdout
 
 
-def test_the_canonical_spec_wraps_only_at_its_separators():
+def test_the_canonical_spec_wraps_only_at_its_separators(cli):
     spec = netprobe.parse_spec("efficientnetv2_s").canonical
     for columns in ("40", "80"):
-        lines = run("summary", "efficientnetv2_s", COLUMNS=columns).stdout.splitlines()
+        lines = cli("summary", "efficientnetv2_s", COLUMNS=columns).stdout.splitlines()
         first = next(i for i, line in enumerate(lines) if line.startswith("canonical: "))
         block = [lines[first][len("canonical: "):]]
         block += [line.strip() for line in lines[first + 1:] if line.startswith("  ")]
@@ -309,8 +307,8 @@ def test_the_canonical_spec_wraps_only_at_its_separators():
         assert all(part[-1] in "/,+" for part in block[:-1]) and all(len(line) <= int(columns) for line in lines)
 
 
-def test_markdown_carries_everything_the_table_shows():
-    md = run("summary", "mobilenetv3_small", "--imgsz", "64", "--features", "--counter", "native",
+def test_markdown_carries_everything_the_table_shows(cli):
+    md = cli("summary", "mobilenetv3_small", "--imgsz", "64", "--features", "--counter", "native",
              "--format", "markdown").stdout
     for needle in ("**mobilenetv3_small — input 1×3×64×64**", "Params 2,542,856", "Not in MACs:",
                    "canonical: `custom:stem=16,", "**Feature taps for a detection neck**",
@@ -320,38 +318,38 @@ def test_markdown_carries_everything_the_table_shows():
 
 @pytest.mark.parametrize(("section", "first"), [(None, "name,op,"), ("features", "level,name,channels"),
                                                 ("totals", "spec,input,params"), ("counters", "name,macs,ratio")])
-def test_csv_prints_one_table_chosen_by_section(section, first):
+def test_csv_prints_one_table_chosen_by_section(cli, section, first):
     args = ["summary", "mobilenetv3_small", "--imgsz", "64", "--features", "--counter", "native", "--format", "csv"]
-    result = run(*args, *(["--section", section] if section else []))
+    result = cli(*args, *(["--section", section] if section else []))
     assert result.exit_code == 0 and result.stdout.startswith(first), result.stdout[:80]
 
 
 # ---- weak messages and small gaps -----------------------------------------------------------------
 
-def test_bench_takes_hxw_and_per_stage_inference():
-    r = B.benchmark(B.BenchConfig("efficientnet_b0:classes=10", device="cpu", batch=2, imgsz="64x48", mode="infer",
+def test_bench_takes_hxw_and_per_stage_inference(cli):
+    r = benchmark(BenchConfig("efficientnet_b0:classes=10", device="cpu", batch=2, imgsz="64x48", mode="infer",
                                   warmup=0, iters=1, per_stage=True))
     assert r.status == "ok" and r.imgsz == "64x48"
     assert [s.name for s in r.stages][:2] == ["stem", "stage1"] and r.stages[0].in_shape == [3, 64, 48]
     assert all(s.fwd_ms > 0 and s.bwd_ms is None for s in r.stages)
-    result = run(*TINY_BENCH[:-6], "--batch", "2", "--imgsz", "64x48", "--warmup", "0", "--iters", "1",
+    result = cli(*TINY_BENCH[:-6], "--batch", "2", "--imgsz", "64x48", "--warmup", "0", "--iters", "1",
                  "--format", "json")
     assert json.loads(result.stdout)["results"][0]["imgsz"] == "64x48"
 
 
-def test_compare_settings_line_counts_in_words():
-    result = run("compare", "mobilenetv3_small:classes=10", "--device", "cpu", "--batch", "2", "--imgsz", "32",
+def test_compare_settings_line_counts_in_words(cli):
+    result = cli("compare", "mobilenetv3_small:classes=10", "--device", "cpu", "--batch", "2", "--imgsz", "32",
                  "--rounds", "1", "--iters", "1", "--format", "markdown")
     assert result.exit_code == 0, result.output
     assert "1 round × 1 iter " in result.stdout and "1 rounds" not in result.stdout
 
 
-def test_nothing_finished_is_said_not_an_empty_table(monkeypatch):
+def test_nothing_finished_is_said_not_an_empty_table(cli, monkeypatch):
     def interrupted(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(BR, "benchmark", interrupted)
-    result = run(*TINY_BENCH)
+    monkeypatch.setattr(netprobe.bench.runs, "benchmark", interrupted)
+    result = cli(*TINY_BENCH)
     assert result.exit_code == 130 and result.stdout == ""
     assert "nothing finished" in result.stderr
 
@@ -361,24 +359,25 @@ def test_a_model_the_meta_counter_cannot_run_is_an_error_row_not_a_traceback(tmp
     path.write_text("import torch\nfrom torch import nn\n\n\nclass NZ(nn.Module):\n    def __init__(self):\n"
                     "        super().__init__()\n        self.c = nn.Conv2d(3, 4, 3)\n\n    def forward(self, x):\n"
                     "        y = self.c(x)\n        return y[torch.nonzero(y > 0, as_tuple=True)].sum().expand(2, 3)\n")
-    r = B.benchmark(B.BenchConfig(f"{path}:NZ", device="cpu", batch=2, imgsz=16, warmup=0, iters=1))
+    r = benchmark(BenchConfig(f"{path}:NZ", device="cpu", batch=2, imgsz=16, warmup=0, iters=1))
     assert r.status == "error" and r.error.startswith("cannot count it on the meta device (NotImplementedError")
 
 
 def test_compare_keeps_rounds_whose_step_could_not_be_counted():
-    from netprobe.compare import CompareRow, _update
+    from netprobe.compare import CompareRow, update_row
 
-    ok = [B.BenchResult("a", "cpu", "fp32", 2, 32, "train", "ok", imgs_per_s=v, tflops=None, peak_fraction=None)
+    ok = [BenchResult("a", "cpu", "fp32", 2, 32, "train", "ok", imgs_per_s=v, tflops=None, peak_fraction=None)
           for v in (10.0, 12.0)]
     row = CompareRow("v", "s", 2, 32, 1, 1, 1)
-    _update(row, ok)
+    update_row(row, ok)
     assert row.train_imgs_per_s == 11.0 and row.tflops is None and row.peak_fraction is None
 
 
 def test_roofs_do_not_count_in_the_models_peak_memory(monkeypatch):
     seen = []
     real = timing.reset_peak
-    monkeypatch.setattr(BM, "reset_peak", lambda device: seen.append(len(timing.best_peaks())) or real(device))
+    monkeypatch.setattr("netprobe.bench.measure.reset_peak",
+                        lambda device: seen.append(len(timing.best_peaks())) or real(device))
     monkeypatch.setattr(timing.device, "_BEST_PEAK", {})
-    B.benchmark(B.BenchConfig("mobilenetv3_small:classes=10", device="cpu", batch=2, imgsz=32, warmup=0, iters=1))
+    benchmark(BenchConfig("mobilenetv3_small:classes=10", device="cpu", batch=2, imgsz=32, warmup=0, iters=1))
     assert seen == [1]  # the matmul roof was measured (and its buffers freed) before the peak was reset

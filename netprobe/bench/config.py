@@ -22,7 +22,7 @@ class BenchConfig:
     """
 
     spec: object
-    device: str = "cpu"
+    device: str = defaults.DEVICE  # auto: CUDA when present, else cpu
     batch: int = defaults.BATCH
     imgsz: Size | None = None  # (H, W); None: the model's own
     mode: str = "train"  # train | infer

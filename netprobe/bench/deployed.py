@@ -11,18 +11,21 @@ import contextlib
 import re
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from netprobe.bench.config import BenchConfig, BenchResult, fill_times
-from netprobe.counting import Count
 from netprobe.errors import one_line
 from netprobe.runtimes import Runtime, RuntimeStep, get_runtime, parity
 from netprobe.target import Target, module_to_time
 from netprobe.tensors import tensors
 from netprobe.timing import measure_steps, release_memory, reset_peak
+
+if TYPE_CHECKING:
+    from netprobe.bench.measure import Measurement
 
 
 class DeployFailed(Exception):
@@ -33,11 +36,10 @@ class DeployFailed(Exception):
         self.stage = stage
 
 
-def measure_deployed(target: Target, config: BenchConfig, size: tuple[int, int], dtype: torch.dtype,
-                     result: BenchResult, classes: int, counted: Count, step_count, on_step: Callable[[], None],
-                     on_status: Callable[[str], None] | None = None) -> int | None:
-    """Export, load, check and time `config` in its runtime; fills `result`. Returns the memory baseline
-    taken once the model is exported (the peak is the runtime's, not the exporter's)."""
+def measure_deployed(m: Measurement) -> int | None:
+    """Export, load, check and time the configuration in its runtime; fills its result. Returns the memory
+    baseline taken once the model is exported (the peak is the runtime's, not the exporter's)."""
+    target, config, size, dtype, result, on_status = m.target, m.config, m.size, m.dtype, m.result, m.on_status
     runtime = get_runtime(config.runtime)
     say = on_status or (lambda text: None)
     result.runtime_version, result.provider = runtime.version(), runtime.provider(config.device)
@@ -54,11 +56,11 @@ def measure_deployed(target: Target, config: BenchConfig, size: tuple[int, int],
             result.status, result.error, result.failed_in = "error", str(exc), exc.stage
             return None
         try:
-            times = measure_steps(step, config.device, config.warmup, config.iters, on_step, config.max_warmup_s,
+            times = measure_steps(step, config.device, config.warmup, config.iters, m.on_step, config.max_warmup_s,
                                   on_status=on_status)
             fill_times(result, times, config)
             if config.breakdown:
-                _explain(result, target, runtime, session, model, x, config, dtype, step_count, folder)
+                _explain(result, target, runtime, session, model, x, config, dtype, m.step_count, folder)
         finally:
             step.release()
         if config.keep_exports:

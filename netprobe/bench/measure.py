@@ -4,17 +4,17 @@ step, warmed up until steady, each phase timed). Out of memory is a result."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
 
 from netprobe.bench.config import BenchConfig, BenchResult, fill_times, validate
 from netprobe.bench.deployed import measure_deployed
-from netprobe.counting import Count, count, count_train
+from netprobe.counting import Count, TrainCount, count, count_train
 from netprobe.errors import one_line
 from netprobe.runtimes import get_runtime
-from netprobe.sizes import size_text
+from netprobe.sizes import Size, size_text
 from netprobe.target import Target, ZooTarget, module_to_time
 from netprobe.timing import (
     AMP_DTYPES,
@@ -32,6 +32,24 @@ from netprobe.timing import (
     resolve_device,
     stage_times,
 )
+
+
+@dataclass
+class Measurement:
+    """One configuration being measured: what it is, what was counted of it, where its figures go, and
+    who hears of its progress. Eager torch (`measure_eager`) and the deployed runtimes
+    (`netprobe.bench.deployed.measure_deployed`) take it alike."""
+
+    target: Target
+    config: BenchConfig
+    size: Size
+    dtype: torch.dtype
+    result: BenchResult
+    classes: int  # logits' classes; 0 when the output is no [N, classes] tensor
+    counted: Count  # the forward of one image, counted on meta
+    step_count: TrainCount | None  # the step as timed, counted op by op (None: not needed or not countable)
+    on_step: Callable[[], None]  # ticks a progress bar
+    on_status: Callable[[str], None] | None = None  # what is being done (warm-up, timing)
 
 
 def benchmark(config: BenchConfig | object, on_step: Callable[[], None] | None = None,
@@ -73,10 +91,10 @@ def benchmark(config: BenchConfig | object, on_step: Callable[[], None] | None =
         memory_bandwidth_gbs(device, dtype)  # measured once per process, kept for the breakdown
     release_memory(device)
     baseline = reset_peak(device)
-    measure = _measure if config.runtime == "torch" else measure_deployed
+    measure = measure_eager if config.runtime == "torch" else measure_deployed
     try:
-        baseline = measure(target, config, size, dtype, result, classes, counted, step_count,
-                           on_step or (lambda: None), on_status) or baseline
+        baseline = measure(Measurement(target, config, size, dtype, result, classes, counted, step_count,
+                                       on_step or (lambda: None), on_status)) or baseline
         result.peak_mem_mb, result.mem_kind = peak_mb(device, baseline)
         if device.startswith("cuda") and config.runtime != "torch" and not get_runtime(config.runtime).torch_memory:
             # torch's CUDA allocator never sees this runtime's own device memory: no figure rather than a wrong one
@@ -115,9 +133,9 @@ def _count_step(target: Target, config: BenchConfig, size: tuple[int, int], dtyp
         return None
 
 
-def _measure(target: Target, config: BenchConfig, size: tuple[int, int], dtype: torch.dtype, result: BenchResult,
-             classes: int, counted: Count, step_count, on_step: Callable[[], None],
-             on_status: Callable[[str], None] | None = None) -> None:
+def measure_eager(m: Measurement) -> None:
+    """Time the configuration in eager torch (train step or inference), then its breakdown or stages if asked."""
+    target, config, size, dtype, result = m.target, m.config, m.size, m.dtype, m.result
     device = config.device
     result.runtime_version, result.provider = torch.__version__, device
     if device == "cuda":
@@ -127,16 +145,17 @@ def _measure(target: Target, config: BenchConfig, size: tuple[int, int], dtype: 
         fmt = torch.channels_last if config.channels_last else torch.contiguous_format
         model = model.to(memory_format=fmt)
         x = torch.randn(config.batch, target.in_chans, *size, device=device).contiguous(memory_format=fmt)
-        y = torch.randint(0, max(classes, 1), (config.batch,), device=device)
-        step = TorchStep(model, x, y, mode=config.mode, dtype=dtype, optimizer=config.optimizer, classes=classes,
+        y = torch.randint(0, max(m.classes, 1), (config.batch,), device=device)
+        step = TorchStep(model, x, y, mode=config.mode, dtype=dtype, optimizer=config.optimizer, classes=m.classes,
                          compile=config.compile)
-        times = measure_steps(step, device, config.warmup, config.iters, on_step, config.max_warmup_s,
-                              on_status=on_status)
+        times = measure_steps(step, device, config.warmup, config.iters, m.on_step, config.max_warmup_s,
+                              on_status=m.on_status)
         fill_times(result, times, config)
         if config.breakdown:
-            _explain(result, target, model, step, x, config, dtype, step_count)
+            _explain(result, target, model, step, x, config, dtype, m.step_count)
         if config.per_stage:
-            macs = {name: sum(m.macs for m in counted.under(name)) * config.batch for name, _ in model.named_children()}
+            macs = {name: sum(c.macs for c in m.counted.under(name)) * config.batch
+                    for name, _ in model.named_children()}
             result.stages = stage_times(model, x, dtype, config.mode == "train", config.warmup, config.iters, macs)
         step.release()
 

@@ -127,15 +127,10 @@ def bench(
     if find_max_batch and dev != "cuda":
         raise InputError("--find-max-batch needs --device cuda: on the CPU, memory is shared with the system and "
                          "swaps rather than failing cleanly")
-    if not specs:
-        note(DEFAULT_MODEL_NOTE)
-    if measure.deployed and measure.torch_added:
-        note("eager torch is measured too: the reference for every runtime's speed and outputs")
-    if measure.device is DeviceChoice.auto:
-        note(f"device: auto → {dev}" + ("" if dev == "cuda" else " (no CUDA available)"))
+    _say_what_runs(specs, measure, dev)
     from netprobe.bench import BenchRun
 
-    session, stopped = _measure_all(BenchRun(dev), configs, find_max_batch)
+    session, stopped = measure_all(BenchRun(dev), configs, find_max_batch)
     if not session.results:
         note("nothing finished: interrupted before the first configuration was measured")
     else:
@@ -143,6 +138,16 @@ def bench(
     if stopped is not None:
         note(f"interrupted: {len(session.results)} of {plural(len(configs), 'configuration')} finished")
         raise typer.Exit(stopped)
+
+
+def _say_what_runs(specs: list[str] | None, measure: MeasureOptions, dev: str) -> None:
+    """What the command chose where the user did not say: the model, eager torch beside runtimes, the device."""
+    if not specs:
+        note(DEFAULT_MODEL_NOTE)
+    if measure.deployed and measure.torch_added:
+        note("eager torch is measured too: the reference for every runtime's speed and outputs")
+    if measure.device is DeviceChoice.auto:
+        note(f"device: auto → {dev}" + ("" if dev == "cuda" else " (no CUDA available)"))
 
 
 def _configs(specs: list[str] | None, model: ModelOptions, measure: MeasureOptions, dev: str, modes: list[str],
@@ -177,7 +182,7 @@ def _bench_parallel(output: Output, database: ResultsDatabase | None, configs: l
             f"netprobe bench --nproc {parallel.nproc}", out=out)
 
 
-def _measure_all(session, configs: list, find_max: bool) -> tuple[object, int | None]:
+def measure_all(session, configs: list, find_max: bool) -> tuple[object, int | None]:
     """Measure every configuration (or search each one's largest batch); an interrupt keeps what finished."""
     with progress_bar() as progress:
         task = progress.add_task("bench", total=len(configs) * (1 if find_max else configs[0].warmup

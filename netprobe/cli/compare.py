@@ -103,7 +103,7 @@ def compare(
     if experiment != "specs" and base is None:
         table = "Table 2 (batch x image size)" if experiment == "batch-imgsz" else "Table 3 (fused stages)"
         note(f"no --base given: {base_arch}, the base of the EfficientNetV2 paper's {table}")
-    _run_compare(output, database, experiment, variants, settings, measure.plot)
+    run_compare(output, database, experiment, variants, settings, measure.plot)
 
 
 def _check_experiment_options(experiment: str, what: list[str], model: ModelOptions, fused_kernel: str) -> None:
@@ -174,7 +174,7 @@ def _check_word(word: str) -> None:
         raise exc from None
 
 
-def _run_compare(output: Output, database: ResultsDatabase | None, experiment: str, variants: list, settings,
+def run_compare(output: Output, database: ResultsDatabase | None, experiment: str, variants: list, settings,
                  plot: str | None) -> None:
     from netprobe.compare import Comparison
 
