@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -127,7 +128,20 @@ def to_markdown(report: Report) -> str:
 
 
 def to_json(data: object) -> str:
-    return json.dumps(data, indent=2, default=_raw)
+    """JSON text; NaN and ±Infinity, which JSON has not, are written as null (a figure that was not
+    measured reads the same)."""
+    return json.dumps(finite_or_null(data), indent=2, default=_raw, allow_nan=False)
+
+
+def finite_or_null(value: object) -> object:
+    """`value` with every NaN and ±Infinity inside it replaced by None (containers copied, the rest as is)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_or_null(v) for v in value]
+    return value
 
 
 def _raw(value: object) -> object:

@@ -13,8 +13,10 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
-from netprobe.history.store import connect, write_error
+from netprobe.history.schema import run_problem
+from netprobe.history.store import HistoryError, connect, write_error
 from netprobe.history.tables import HARDWARE, insert_run, transaction
+from netprobe.render import finite_or_null
 
 
 def machine_id(machine: dict) -> str:
@@ -109,7 +111,13 @@ def _peaks(data: dict, rows: list[dict]) -> dict:
 
 
 def record(path: Path | str, doc: dict) -> int:
-    """Insert a run document into the database at `path` in one transaction; returns its id there."""
+    """Insert a run document into the database at `path` in one transaction; returns its id there.
+    NaN and Infinity (not JSON) are kept as null; a document that does not fit the schema of a stored
+    run (`history.schema`) is refused, naming the field, before the database is opened."""
+    doc = finite_or_null(doc)  # type: ignore[assignment]
+    problem = run_problem(doc)
+    if problem:
+        raise HistoryError(f"the run does not fit the results database: {problem}")
     conn = connect(path)
     try:
         with transaction(conn):
