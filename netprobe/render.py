@@ -10,6 +10,7 @@ import csv
 import io
 import json
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -89,17 +90,39 @@ class Report:
 
 
 def to_csv(columns: Sequence[Column], records: Sequence[dict]) -> str:
-    """Raw values (not the human formatting) under machine-friendly headers (the record keys)."""
+    """Raw values (not the human formatting) under machine-friendly headers (the record keys); text
+    that starts like a formula (= + - @) is prefixed with ' so that a spreadsheet shows it as text."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow([c.key for c in columns])
     for record in records:
-        writer.writerow([_raw(record.get(c.key)) for c in columns])
+        writer.writerow([_spreadsheet_safe(_raw(record.get(c.key))) for c in columns])
     return buf.getvalue()
 
 
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet reads as the start of a formula
+
+
+def _spreadsheet_safe(value: object) -> object:
+    """Text that a spreadsheet would run as a formula, prefixed with ' (numbers are left as they are)."""
+    return f"'{value}" if isinstance(value, str) and value.startswith(FORMULA_START) else value
+
+
 def _md_escape(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    """Text that stays text in a table cell, also where a renderer allows HTML (<script>, onerror=)."""
+    return _md_text(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _md_text(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _md_code(text: str) -> str:
+    """A code span holding `text` literally: a fence longer than any run of backticks inside it."""
+    runs = [len(r) for r in re.findall(r"`+", text)]
+    fence = "`" * (max(runs, default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text.replace(chr(10), ' ')}{pad}{fence}"
 
 
 def markdown_table(block: TableBlock) -> str:
@@ -118,12 +141,11 @@ def to_markdown(report: Report) -> str:
         if isinstance(block, TableBlock):
             title = f"**{_md_escape(block.title)}**\n\n" if block.title else ""
             body = markdown_table(block) if block.records else "(nothing to show)\n"
-            parts.append(title + body + (f"\n{block.caption}\n" if block.caption else ""))
+            parts.append(title + body + (f"\n{_md_text(block.caption)}\n" if block.caption else ""))
         elif isinstance(block, CodeBlock):
-            fence = "``" if "`" in block.text else "`"
-            parts.append(f"{block.label}{fence}{block.text}{fence}\n")
+            parts.append(f"{_md_text(block.label)}{_md_code(block.text)}\n")
         else:
-            parts.append("  \n".join(block.text.splitlines()) + "\n")
+            parts.append("  \n".join(_md_text(line) for line in block.text.splitlines()) + "\n")
     return "\n".join(parts)
 
 

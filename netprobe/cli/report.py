@@ -18,6 +18,7 @@ from netprobe.cli.history import (
     SinceFilter,
     SpecFilter,
     filters,
+    leave_out_damaged,
     open_db,
 )
 from netprobe.cli.output import Output, note
@@ -55,17 +56,19 @@ def report(
     with open_db(db) as (conn, path):
         for ident in runs or []:
             find_run(conn, ident)  # a run asked for by name must exist
+        whole = leave_out_damaged(conn, chosen, "report")
         cross = build(conn, chosen)
     if not cross.data["runs"]:
-        raise InputError("no recorded run matches; netprobe history lists the runs (and --db picks another "
-                         "database)")
-    if fmt is not None or html is None:
+        raise InputError("no recorded run matches" + ("" if whole else " but the damaged ones above") + "; netprobe "
+                         "history lists the runs (and --db picks another database)")
+    printed = fmt is not None or html is None
+    if printed:
         output.show(cross.report, cross.data)
     ok = True
     if html is not None:
         meta = [f"{path} · generated {utc_text(time.time())} by netprobe {__version__}",
                 "Every figure was measured by netprobe on the machine named, except the columns marked paper."]
-        ok = output.write(html, html_page(cross, meta), "report")
+        ok = output.write(html, html_page(cross, meta), "report", printed)
         if ok:
             note(f"report written to {html}")
-    output.finish(ok)
+    output.finish(ok and whole)

@@ -86,7 +86,11 @@ def utc_text(seconds: float) -> str:
 def utc_from_iso(text: str) -> str:
     """An ISO 8601 time (one without a zone is UTC) as the database keeps times; ValueError if it is none."""
     moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    return utc_text((moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp())
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    try:
+        return moment.astimezone(timezone.utc).replace(tzinfo=None, microsecond=0).isoformat() + "Z"
+    except OverflowError:  # year 1 less a time zone, year 9999 plus one
+        raise ValueError(f"{text.strip()[:40]} is out of the years 1 to 9999 in UTC") from None
 
 
 def _label(row: dict, experiment: str | None) -> str | None:

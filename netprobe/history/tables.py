@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 HARDWARE = ("cpu", "cpus", "memory_mb", "arch", "board", "gpus")  # what identifies a machine (see record.machine_id)
 RUN_COLUMNS = ("run_uid", "created", "duration_s", "command", "experiment", "argv", "machine_id", "device",
@@ -21,9 +21,10 @@ RESULT_COLUMNS = ("run_id", "position", "label", "spec", "canonical", "status", 
 
 
 @contextlib.contextmanager
-def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """One write transaction: everything in it is kept, or (on any exception, an interrupt too) nothing."""
-    conn.execute("BEGIN IMMEDIATE")  # the write lock now, so that a busy database waits here, not mid-way
+def transaction(conn: sqlite3.Connection, waiting: Callable[[], None] | None = None) -> Iterator[sqlite3.Connection]:
+    """One write transaction: everything in it is kept, or (on any exception, an interrupt too) nothing.
+    `waiting` is called once if another process holds the write lock, before waiting for it."""
+    _begin(conn, waiting)  # the write lock now, so that a busy database waits here, not mid-way
     try:
         yield conn
     except BaseException:
@@ -31,6 +32,25 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
             conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
+
+
+def _begin(conn: sqlite3.Connection, waiting: Callable[[], None] | None) -> None:
+    if waiting is None:
+        conn.execute("BEGIN IMMEDIATE")
+        return
+    from netprobe.history.store import BUSY_TIMEOUT_MS
+
+    conn.execute("PRAGMA busy_timeout = 100")
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        return
+    except sqlite3.OperationalError as exc:
+        if "locked" not in str(exc) and "busy" not in str(exc):
+            raise
+    finally:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    waiting()
+    conn.execute("BEGIN IMMEDIATE")
 
 
 def insert_run(conn: sqlite3.Connection, doc: dict) -> int:
@@ -115,3 +135,51 @@ def run_document(conn: sqlite3.Connection, run_id: int) -> dict:
             "note": run["note"], "envelope": json.loads(run["envelope"]),
             "results": [{"label": r["label"], "spec": r["spec"], "canonical": r["canonical"],
                          "data": json.loads(r["data"])} for r in results]}
+
+
+# a row whose columns were changed by hand: what the tables format as numbers holds no text
+_NUMBERS = ("batch", "imgs_per_s", "step_ms", "macs", "params", "tflops", "peak_mem_mb")
+_BAD_COLUMNS = ("SELECT 1 FROM results WHERE run_id = ? AND NOT (typeof(spec) = 'text' AND "
+                + " AND ".join(f"typeof({c}) IN ('integer', 'real', 'null')" for c in _NUMBERS) + " AND "
+                + " AND ".join(f"typeof({c}) IN ('text', 'null')" for c in ("label", "status", "mode", "dtype"))
+                + ") LIMIT 1")
+
+
+def stored_problem(conn: sqlite3.Connection, run_id: int) -> str | None:
+    """What is damaged in a stored run (its JSON broken, a field that does not fit the schema), or None."""
+    from netprobe.errors import one_line
+    from netprobe.history.schema import run_problem
+
+    try:
+        doc = run_document(conn, run_id)
+    except (ValueError, TypeError, KeyError, RecursionError) as exc:  # JSON broken by hand, or a column emptied
+        return f"holds JSON that cannot be read ({one_line(exc)[:120]})"
+    if conn.execute(_BAD_COLUMNS, (run_id,)).fetchone():
+        return "has a row whose columns hold text where numbers belong"
+    return run_problem(doc)
+
+
+def damaged_runs(conn: sqlite3.Connection, run_ids: list[int]) -> dict[int, str]:
+    """The damaged ones of these runs, each with what is wrong with it."""
+    found = {}
+    for run_id in run_ids:
+        problem = stored_problem(conn, run_id)
+        if problem:
+            found[run_id] = problem
+    return found
+
+
+def checked_document(conn: sqlite3.Connection, run_id: int) -> dict:
+    """A stored run's document, or a `HistoryError` naming the run and what is damaged in it."""
+    from netprobe.history.store import HistoryError
+
+    problem = stored_problem(conn, run_id)
+    if problem:
+        raise HistoryError(damaged_line(run_id, problem))
+    return run_document(conn, run_id)
+
+
+def damaged_line(run_id: int, problem: str, left_out: str = "") -> str:
+    """One line about a damaged run: which, what is wrong, what to do."""
+    return (f"run {run_id} in the results database is damaged{left_out}: it {problem}; netprobe history rm "
+            f"{run_id} removes it")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from netprobe.errors import one_line, quote
@@ -101,11 +102,13 @@ def run_problem(doc: object) -> str | None:
     return None
 
 
-def import_runs(conn: sqlite3.Connection, docs: list[dict]) -> tuple[int, int, int]:
-    """Merge checked run documents in one transaction, skipping runs already here (same uid).
-    Returns (runs added, rows added, runs already present)."""
+def import_runs(conn: sqlite3.Connection, docs: list[dict],
+                waiting: Callable[[], None] | None = None) -> tuple[int, int, int]:
+    """Merge checked run documents in one transaction, skipping runs already here (same uid); `waiting`
+    is called if another process holds the database's write lock. Returns (runs added, rows added,
+    runs already present)."""
     added = rows = present = 0
-    with transaction(conn):
+    with transaction(conn, waiting):
         for doc in {d["uid"].lower(): d for d in docs}.values():  # a run twice in one file: once
             if conn.execute("SELECT 1 FROM runs WHERE run_uid = ?", (doc["uid"].lower(),)).fetchone():
                 present += 1
