@@ -84,17 +84,18 @@ def check_run(doc: object, imported: bool = False) -> None:
 
 
 def check_machine(value: object, imported: bool) -> None:
-    machine = obj(value, "machine")
-    text(machine.get("cpu"), "machine.cpu", 1_000, optional=False)
-    number(machine.get("cpus"), "machine.cpus", 0, 10**7, integer=True, optional=False)
+    """The machine: a complete fingerprint on import (its id is computed from it), what there is when stored."""
+    machine, whole = obj(value, "machine"), not imported
+    text(machine.get("cpu"), "machine.cpu", 1_000, optional=whole)
+    number(machine.get("cpus"), "machine.cpus", 0, 10**7, integer=True, optional=whole)
     number(machine.get("usable_cores"), "machine.usable_cores", 0, 10**7, integer=True)
     number(machine.get("memory_mb"), "machine.memory_mb", 0, 1e12)
-    text(machine.get("arch"), "machine.arch", 1_000, optional=False)
+    text(machine.get("arch"), "machine.arch", 1_000, optional=whole)
     for name in ("board", "os", "driver", "python"):
         text(machine.get(name), f"machine.{name}", 1_000)
     if not imported:
         text(machine.get("machine_id"), "machine.machine_id", 64, optional=False)
-    for i, gpu in enumerate(listed(machine.get("gpus"), "machine.gpus", 1_000, optional=False)):
+    for i, gpu in enumerate(listed(machine.get("gpus"), "machine.gpus", 1_000, optional=whole) or []):
         text(gpu, f"machine.gpus[{i}]", 1_000, optional=False)
 
 
@@ -231,9 +232,10 @@ def number(value: object, where: str, lo: float, hi: float, integer: bool = Fals
     if not isinstance(value, kinds) or isinstance(value, bool):
         raise Problem(where, f"is {_kind(value)}, not {'a whole number' if integer else 'a number'}")
     if not ((isinstance(value, int) or math.isfinite(value)) and lo <= value <= hi):
-        shown = f"{value:g}" if isinstance(value, float) else (f"{value:,}" if len(str(value)) < 40 else
+        shown = f"{value:g}" if isinstance(value, float) else (f"{value:,}" if len(str(value)) <= 20 else
                                                                  f"a number of {len(str(value))} digits")
-        raise Problem(where, f"is {shown}, not from {lo:,} to {hi:,.0f}")
+        raise Problem(where, f"is {shown}, not from {lo:,} to {hi:,}" if integer else f"is {shown}, not from "
+                      f"{lo:,} to {hi:,.0f}")
     return value
 
 
@@ -246,7 +248,8 @@ def _kind(value: object) -> str:
         return f"the text {quote(value, 40)}"
     if isinstance(value, list | dict):
         return f"{'a list' if isinstance(value, list) else 'an object'} of {len(value):,} items"
-    return quote(value, 40)
+    shown = repr(value)
+    return shown if len(shown) <= 40 else f"a number of {len(shown)} digits" if isinstance(value, int) else shown[:40]
 
 
 def plain(value: object, where: str) -> None:
