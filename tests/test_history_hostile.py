@@ -228,7 +228,7 @@ def first_line_is(result, needle: str) -> None:
 
 def test_show_of_a_damaged_run_is_one_line_naming_it(damaged):
     one_error_line(run("history", "show", "1", "--db", str(damaged)),
-                   "run 1 in the results database is damaged: it holds JSON that cannot be read")
+                   "run 1 in the results database is damaged: it holds a row whose JSON cannot be read")
     assert run("history", "show", "2", "--db", str(damaged)).exit_code == 0
     listed = run("history", "--db", str(damaged), "--format", "json")
     assert listed.exit_code == 0 and json.loads(listed.stdout)["total"] == 2
@@ -498,3 +498,19 @@ def test_any_value_in_any_field_imports_and_reads_or_is_one_line(tmp_path, path,
         assert done.exit_code == 0, (path, value, args, done.output)
         if "json" in args:
             json.loads(done.stdout, parse_constant=pytest.fail)
+
+
+@pytest.mark.parametrize(("where", "value"), [("$.roofline.stages[0].intensity", "'high'"),
+                                               ("$.paper.v100_imgs_per_s", "'fast'"),
+                                               ("$.breakdown[0]", "json('{\"kind\": \"x\"}')")])
+def test_a_figure_changed_by_hand_in_a_rows_json_leaves_its_run_out(db, tmp_path, where, value):
+    keep_fused(db)
+    keep_fused(db)
+    with sqlite3.connect(db) as conn:
+        conn.execute(f"UPDATE results SET data = json_set(data, '{where}', {value}) WHERE run_id = 1")
+    page = tmp_path / "r.html"
+    result = run("report", "--db", str(db), "--html", str(page), "--format", "json")
+    first_line_is(result, "run 1 in the results database is damaged and left out of the report: it has a malformed "
+                          "row 1: field results[0].")
+    assert [r["id"] for r in json.loads(result.stdout)["runs_listed"]] == [2] and page.exists()
+    one_error_line(run("history", "show", "1", "--db", str(db)), "run 1 in the results database is damaged")

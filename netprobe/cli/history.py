@@ -78,17 +78,24 @@ def open_db(db: str | None, create: bool = False) -> Iterator[tuple[sqlite3.Conn
         conn.close()
 
 
-def leave_out_damaged(conn: sqlite3.Connection, chosen, what: str) -> bool:
-    """Leave the damaged runs among those `chosen` selects out of them, one error line for each; False if any."""
-    from netprobe.cli.app import say_error
+def leave_out_damaged(conn: sqlite3.Connection, chosen, what: str, rows: bool = True) -> bool:
+    """Leave the damaged runs among those `chosen` selects out of them, one error line for each; False if
+    any (`rows`: check every row's JSON whole, not only that it is JSON)."""
     from netprobe.history.query import list_runs
-    from netprobe.history.tables import damaged_line, damaged_runs
+    from netprobe.history.tables import damaged_runs
 
-    damaged = damaged_runs(conn, [r["id"] for r in reversed(list_runs(conn, chosen, specs=False)[0])])
-    for run_id, problem in damaged.items():
-        say_error(damaged_line(run_id, problem, f" and left out of the {what}"))
+    damaged = damaged_runs(conn, [r["id"] for r in reversed(list_runs(conn, chosen, specs=False)[0])], rows)
+    say_damaged(damaged, what)
     chosen.skip = list(damaged)
     return not damaged
+
+
+def say_damaged(damaged: dict[int, str], what: str) -> None:
+    from netprobe.cli.app import say_error
+    from netprobe.history.tables import damaged_line
+
+    for run_id, problem in damaged.items():
+        say_error(damaged_line(run_id, problem, f" and left out of the {what}"))
 
 
 @history_app.callback()

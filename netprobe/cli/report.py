@@ -20,6 +20,7 @@ from netprobe.cli.history import (
     filters,
     leave_out_damaged,
     open_db,
+    say_damaged,
 )
 from netprobe.cli.output import Output, note
 from netprobe.render import Format
@@ -49,15 +50,17 @@ def report(
     from netprobe.history.page import html_page
     from netprobe.history.query import find_run
     from netprobe.history.record import utc_text
-    from netprobe.history.report import build
+    from netprobe.history.report import build_whole
 
     output = Output((fmt or Format.table).value, SECTIONS, section, {"html": (html, (".html", ".htm"))})
     chosen = filters(runs, spec, command_, device, machine, since, last)
     with open_db(db) as (conn, path):
         for ident in runs or []:
             find_run(conn, ident)  # a run asked for by name must exist
-        whole = leave_out_damaged(conn, chosen, "report")
-        cross = build(conn, chosen)
+        whole = leave_out_damaged(conn, chosen, "report", rows=False)  # the rows the report reads: as it reads
+        cross, damaged = build_whole(conn, chosen)
+    say_damaged(damaged, "report")
+    whole = whole and not damaged
     if not cross.data["runs"]:
         raise InputError("no recorded run matches" + ("" if whole else " but the damaged ones above") + "; netprobe "
                          "history lists the runs (and --db picks another database)")

@@ -30,20 +30,22 @@ class Problem(Exception):
         super().__init__(f"field {field} {what}")
 
 
-def run_problem(doc: object, imported: bool = False) -> str | None:
+def run_problem(doc: object, imported: bool = False, stored: bool = False) -> str | None:
     """What is wrong with a run document (one line naming the field), or None. `imported`: a document
-    from an export file, whose machine id is computed on import rather than read."""
+    from an export file, whose machine id is computed on import rather than read; `stored`: one read
+    back from the database, which was plain JSON when written (only the fields readers use are checked)."""
     try:
-        check_run(doc, imported)
+        check_run(doc, imported, stored)
     except Problem as exc:
         return str(exc)
     return None
 
 
-def check_run(doc: object, imported: bool = False) -> None:
+def check_run(doc: object, imported: bool = False, stored: bool = False) -> None:
     """Raise `Problem` for the first field of a run document that does not fit the schema."""
     run = obj(doc, "run")
-    plain(run, "")
+    if not stored:
+        plain(run, "")
     uid = text(run.get("uid"), "uid", 64, optional=False)
     if not uid.isalnum() or not uid.isascii():
         raise Problem("uid", f"is {quote(uid)}, not letters and digits")

@@ -114,14 +114,15 @@ def _cell(value: object) -> object:
     return json.dumps(value) if isinstance(value, list | dict) else value
 
 
-def run_document(conn: sqlite3.Connection, run_id: int) -> dict:
-    """A stored run as the document it was recorded from (what `export` writes and `import` reads)."""
+def run_document(conn: sqlite3.Connection, run_id: int, rows: bool = True) -> dict:
+    """A stored run as the document it was recorded from (what `export` writes and `import` reads);
+    without `rows`, its results are left out."""
     conn.row_factory = sqlite3.Row
     try:
         run = conn.execute("SELECT runs.*, machines.fingerprint FROM runs JOIN machines USING (machine_id) "
                            "WHERE runs.id = ?", (run_id,)).fetchone()
         results = conn.execute("SELECT label, spec, canonical, data FROM results WHERE run_id = ? ORDER BY position",
-                               (run_id,)).fetchall()
+                               (run_id,)).fetchall() if rows else []
     finally:
         conn.row_factory = None
     machine = {"machine_id": run["machine_id"], **json.loads(run["fingerprint"]),
@@ -137,36 +138,53 @@ def run_document(conn: sqlite3.Connection, run_id: int) -> dict:
                          "data": json.loads(r["data"])} for r in results]}
 
 
-# a row whose columns were changed by hand: what the tables format as numbers holds no text
+# rows changed by hand: JSON that is not JSON, text where the tables format numbers
 _NUMBERS = ("batch", "imgs_per_s", "step_ms", "macs", "params", "tflops", "peak_mem_mb")
-_BAD_COLUMNS = ("SELECT 1 FROM results WHERE run_id = ? AND NOT (typeof(spec) = 'text' AND "
-                + " AND ".join(f"typeof({c}) IN ('integer', 'real', 'null')" for c in _NUMBERS) + " AND "
-                + " AND ".join(f"typeof({c}) IN ('text', 'null')" for c in ("label", "status", "mode", "dtype"))
-                + ") LIMIT 1")
+_BAD_ROWS = ("SELECT run_id, min(json_valid(data)) FROM results WHERE run_id IN (SELECT value FROM json_each(?)) AND "
+             "NOT (json_valid(data) AND typeof(spec) = 'text' AND "
+             + " AND ".join(f"typeof({c}) IN ('integer', 'real', 'null')" for c in _NUMBERS) + " AND "
+             + " AND ".join(f"typeof({c}) IN ('text', 'null')" for c in ("label", "status", "mode", "dtype"))
+             + ") GROUP BY run_id")
 
 
-def stored_problem(conn: sqlite3.Connection, run_id: int) -> str | None:
-    """What is damaged in a stored run (its JSON broken, a field that does not fit the schema), or None."""
+def stored_problem(conn: sqlite3.Connection, run_id: int, rows: bool = True) -> str | None:
+    """What is damaged in a stored run (its JSON broken, a field that does not fit the schema), or None;
+    without `rows`, its rows are only checked for JSON that is JSON and numbers where numbers belong
+    (a reader that reads a row's JSON checks it with `row_problem`)."""
+    return damaged_runs(conn, [run_id], rows).get(run_id)
+
+
+def damaged_runs(conn: sqlite3.Connection, run_ids: list[int], rows: bool = True) -> dict[int, str]:
+    """The damaged ones of these runs, each with what is wrong with it (see `stored_problem`)."""
     from netprobe.errors import one_line
     from netprobe.history.schema import run_problem
 
-    try:
-        doc = run_document(conn, run_id)
-    except (ValueError, TypeError, KeyError, RecursionError) as exc:  # JSON broken by hand, or a column emptied
-        return f"holds JSON that cannot be read ({one_line(exc)[:120]})"
-    if conn.execute(_BAD_COLUMNS, (run_id,)).fetchone():
-        return "has a row whose columns hold text where numbers belong"
-    return run_problem(doc)
-
-
-def damaged_runs(conn: sqlite3.Connection, run_ids: list[int]) -> dict[int, str]:
-    """The damaged ones of these runs, each with what is wrong with it."""
-    found = {}
+    found = {run_id: "holds a row whose JSON cannot be read" if not valid else
+             "has a row whose columns hold text where numbers belong"
+             for run_id, valid in conn.execute(_BAD_ROWS, (json.dumps(run_ids),))}
     for run_id in run_ids:
-        problem = stored_problem(conn, run_id)
+        if run_id in found:
+            continue
+        try:
+            doc = run_document(conn, run_id, rows)
+        except (ValueError, TypeError, KeyError, RecursionError) as exc:  # JSON broken by hand, a column emptied
+            found[run_id] = f"holds JSON that cannot be read ({one_line(exc)[:120]})"
+            continue
+        problem = run_problem(doc, stored=True)
         if problem:
             found[run_id] = problem
     return found
+
+
+def row_problem(row: dict, data: object) -> str | None:
+    """What is wrong with the JSON of a stored row (`row`: its run's command and experiment, its position)."""
+    from netprobe.history.schema import Problem, check_result
+
+    try:
+        check_result({"spec": "", "data": data}, f"results[{row['position']}]", row["command"], row["experiment"])
+    except Problem as exc:
+        return f"has a malformed row {row['position'] + 1}: {exc}"
+    return None
 
 
 def checked_document(conn: sqlite3.Connection, run_id: int) -> dict:
