@@ -261,11 +261,11 @@ def import_(file: Annotated[str, typer.Argument(help="A JSON file that netprobe 
         with open_db(db, create=True) as (conn, path):
             merged = import_runs(conn, docs, waiting=lambda: note(f"the results database {path} is locked by "
                                                                   "another process; waiting for it (up to 30 s)"))
+        added, rows, present = merged
+        note(f"imported {plural(added, 'run')} ({plural(rows, 'row')}) into {path}"
+             + (f"; {present} already there" if present else ""))
     except KeyboardInterrupt:
         if merged is None:
             raise
         note(f"interrupted, after the import was committed: {plural(merged[0], 'run')} imported")
         raise typer.Exit(130) from None
-    added, rows, present = merged
-    note(f"imported {plural(added, 'run')} ({plural(rows, 'row')}) into {path}"
-         + (f"; {present} already there" if present else ""))

@@ -187,8 +187,7 @@ def check_roofline(value: object, where: str) -> None:
         return
     roof = obj(value, where)
     for name in ("peak_tflops", "bandwidth_gbs", "ridge"):
-        if number(roof.get(name), f"{where}.{name}", 0, RATE, optional=False) <= 0:
-            raise Problem(f"{where}.{name}", "is 0, not a positive figure")
+        number(roof.get(name), f"{where}.{name}", 0, RATE, optional=False)
     for i, stage in enumerate(listed(roof.get("stages"), f"{where}.stages", MAX_ITEMS, optional=False)):
         stage = obj(stage, f"{where}.stages[{i}]")
         for name in ("name", "family"):
