@@ -104,8 +104,15 @@ FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet reads as 
 
 
 def _spreadsheet_safe(value: object) -> object:
-    """Text that a spreadsheet would run as a formula, prefixed with ' (numbers are left as they are)."""
-    return f"'{value}" if isinstance(value, str) and value.startswith(FORMULA_START) else value
+    """Text that a spreadsheet would run as a formula, prefixed with ' (numbers, and a lone '-' that
+    stands for nothing, are left as they are)."""
+    if not isinstance(value, str) or not value.startswith(FORMULA_START) or value.strip() == "-":
+        return value
+    try:
+        float(value)
+        return value
+    except ValueError:
+        return f"'{value}"
 
 
 def _md_escape(text: str) -> str:
