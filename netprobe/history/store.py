@@ -190,9 +190,14 @@ def open_error(path: Path, exc: sqlite3.Error) -> HistoryError:
     if "not a database" in text:
         return HistoryError(f"{shown(path)} is not a netprobe results database: {exc} (it is not SQLite); give "
                             "another path with --db, or move the file away")
+    if "malformed" in text:
+        return HistoryError(f"results database {shown(path)} is damaged: {exc}; restore it from a copy, or give "
+                            "another path with --db")
     if "locked" in text or "busy" in text:
         return HistoryError(f"results database {shown(path)} is locked by another process (one that holds it "
                             f"exclusively, or a long write): {exc}; try again when it has finished")
+    if not _why(exc):  # none of full, locked, read-only: what SQLite said
+        return HistoryError(f"cannot open the results database {shown(path)}: {exc}; give another path with --db")
     return write_error(path, exc)
 
 
@@ -257,11 +262,20 @@ def check_writable(conn: sqlite3.Connection, path: Path | str) -> None:
 
 def write_error(path: Path, exc: sqlite3.Error) -> HistoryError:
     """A failed write as one line: read-only, full, locked, or what SQLite said."""
-    text = str(exc)
-    why = ("the disk is full" if "full" in text else "another process holds it locked" if "locked" in text else
-           "it is read-only (the file, its folder or the file system)" if "readonly" in text or "unable to open"
-           in text or "read-only" in text else "")
+    why = _why(exc)
     error = HistoryError(f"cannot write to the results database {shown(path)}: {exc}" + (f" ({why})" if why else "")
                          + "; give a writable path with --db, or run with --no-save")
     error.unwritable = "read-only" in why
     return error
+
+
+def _why(exc: sqlite3.Error) -> str:
+    """What a failed write means, in words ('' where SQLite's own words are all there is)."""
+    text = str(exc)
+    if "full" in text:
+        return "the disk is full"
+    if "locked" in text:
+        return "another process holds it locked"
+    if "readonly" in text or "unable to open" in text or "read-only" in text:
+        return "it is read-only (the file, its folder or the file system)"
+    return ""
