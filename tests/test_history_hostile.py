@@ -514,3 +514,25 @@ def test_a_figure_changed_by_hand_in_a_rows_json_leaves_its_run_out(db, tmp_path
                           "row 1: field results[0].")
     assert [r["id"] for r in json.loads(result.stdout)["runs_listed"]] == [2] and page.exists()
     one_error_line(run("history", "show", "1", "--db", str(db)), "run 1 in the results database is damaged")
+
+
+def test_a_full_disk_at_open_is_called_full_not_not_sqlite(db, monkeypatch, tmp_path, export):
+    keep_bench(db)
+    real = sqlite3.connect
+
+    class FullDisk:  # every statement fails as SQLite fails on a full disk
+        def __init__(self, *a, **k):
+            self.conn = real(*a, **k)
+
+        def execute(self, *a):
+            raise sqlite3.OperationalError("database or disk is full")
+
+        def close(self):
+            self.conn.close()
+
+    monkeypatch.setattr(store.sqlite3, "connect", FullDisk)
+    (tmp_path / "x.json").write_text(json.dumps(export))
+    for args in (["history"], ["history", "import", str(tmp_path / "x.json")]):
+        result = run(*args, "--db", str(db))
+        one_error_line(result, "database or disk is full (the disk is full)")
+        assert "not SQLite" not in result.stderr
