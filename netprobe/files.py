@@ -46,17 +46,22 @@ def check_folder(path: str, option: str) -> Path:
 
 def check_destination(path: str, suffixes: tuple[str, ...], option: str) -> None:
     """Refuse before any work a file that could not be written: wrong suffix, a folder, a missing or
-    read-only folder (tested by creating and removing a file in it)."""
+    read-only folder (tested by creating and removing a file in it). `option`: the option's name without
+    its dashes, or an argument's name in capitals (FILE)."""
     shown = quote(path, PATH_LIMIT)
     if suffixes and not path.lower().endswith(suffixes):
-        raise InputError(f"--{option} {shown}: give a file name ending in {' or '.join(suffixes)}")
+        raise InputError(f"{_flag(option)} {shown}: give a file name ending in {' or '.join(suffixes)}")
     target = Path(path).expanduser()
     if target.is_dir():
-        raise InputError(f"--{option} {shown} is a folder; give a file name inside it")
+        raise InputError(f"{_flag(option)} {shown} is a folder; give a file name inside it")
     folder = quote(str(target.parent), PATH_LIMIT)
-    _usable(target.parent, f"--{option} {shown}: the folder {folder} does not exist; create it first",
-            lambda reason: f"--{option} {shown}: cannot write in {folder}, the folder is not writable ({reason}); "
+    _usable(target.parent, f"{_flag(option)} {shown}: the folder {folder} does not exist; create it first",
+            lambda reason: f"{_flag(option)} {shown}: cannot write in {folder}, the folder is not writable ({reason}); "
                            "choose a writable folder")
+
+
+def _flag(option: str) -> str:
+    return option if option.isupper() else f"--{option}"
 
 
 def write_atomic(path: str | Path, content: str | bytes) -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -88,17 +90,46 @@ class Report:
 
 
 def to_csv(columns: Sequence[Column], records: Sequence[dict]) -> str:
-    """Raw values (not the human formatting) under machine-friendly headers (the record keys)."""
+    """Raw values (not the human formatting) under machine-friendly headers (the record keys); text
+    that starts like a formula (= + - @) is prefixed with ' so that a spreadsheet shows it as text."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow([c.key for c in columns])
     for record in records:
-        writer.writerow([_raw(record.get(c.key)) for c in columns])
+        writer.writerow([_spreadsheet_safe(_raw(record.get(c.key))) for c in columns])
     return buf.getvalue()
 
 
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet reads as the start of a formula
+
+
+def _spreadsheet_safe(value: object) -> object:
+    """Text that a spreadsheet would run as a formula, prefixed with ' (numbers, and a lone '-' that
+    stands for nothing, are left as they are)."""
+    if not isinstance(value, str) or not value.startswith(FORMULA_START) or value.strip() == "-":
+        return value
+    try:
+        float(value)
+        return value
+    except ValueError:
+        return f"'{value}"
+
+
 def _md_escape(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    """Text that stays text in a table cell, also where a renderer allows HTML (<script>, onerror=)."""
+    return _md_text(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _md_text(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _md_code(text: str) -> str:
+    """A code span holding `text` literally: a fence longer than any run of backticks inside it."""
+    runs = [len(r) for r in re.findall(r"`+", text)]
+    fence = "`" * (max(runs, default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text.replace(chr(10), ' ')}{pad}{fence}"
 
 
 def markdown_table(block: TableBlock) -> str:
@@ -117,17 +148,29 @@ def to_markdown(report: Report) -> str:
         if isinstance(block, TableBlock):
             title = f"**{_md_escape(block.title)}**\n\n" if block.title else ""
             body = markdown_table(block) if block.records else "(nothing to show)\n"
-            parts.append(title + body + (f"\n{block.caption}\n" if block.caption else ""))
+            parts.append(title + body + (f"\n{_md_text(block.caption)}\n" if block.caption else ""))
         elif isinstance(block, CodeBlock):
-            fence = "``" if "`" in block.text else "`"
-            parts.append(f"{block.label}{fence}{block.text}{fence}\n")
+            parts.append(f"{_md_text(block.label)}{_md_code(block.text)}\n")
         else:
-            parts.append("  \n".join(block.text.splitlines()) + "\n")
+            parts.append("  \n".join(_md_text(line) for line in block.text.splitlines()) + "\n")
     return "\n".join(parts)
 
 
 def to_json(data: object) -> str:
-    return json.dumps(data, indent=2, default=_raw)
+    """JSON text; NaN and ±Infinity, which JSON has not, are written as null (a figure that was not
+    measured reads the same)."""
+    return json.dumps(finite_or_null(data), indent=2, default=_raw, allow_nan=False)
+
+
+def finite_or_null(value: object) -> object:
+    """`value` with every NaN and ±Infinity inside it replaced by None (containers copied, the rest as is)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_or_null(v) for v in value]
+    return value
 
 
 def _raw(value: object) -> object:

@@ -1,4 +1,5 @@
-"""What every test of bad input checks through the CLI: exit code 2, one line on stderr, no traceback."""
+"""Running a command in this process (`run_cli`, which the `cli` fixture of conftest.py wraps), and what every
+test of bad input checks through the CLI: exit code 2, one line on stderr, no traceback."""
 
 from __future__ import annotations
 
@@ -8,3 +9,16 @@ def one_error_line(result, needle: str) -> None:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], result.stderr
     assert "Traceback" not in result.output
+
+
+def run_cli(*args: object, columns: int | None = None, **env: str):
+    """`netprobe ARGS` in this process: click's Result (exit_code, stdout, stderr). `columns` sets COLUMNS;
+    other keywords are environment variables for the run. Tests take the `cli` fixture; helpers outside a
+    test call this."""
+    from typer.testing import CliRunner
+
+    from netprobe.cli import app
+
+    if columns is not None:
+        env.setdefault("COLUMNS", str(columns))
+    return CliRunner().invoke(app, [str(a) for a in args], env=env or None)

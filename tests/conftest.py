@@ -20,16 +20,11 @@ def cli(request):
     """`netprobe ARGS` run in this process: `cli("summary", "efficientnet_b0", columns=80)` is click's Result
     (exit_code, stdout, stderr). COLUMNS comes from `columns=`, else the test module's CLI_COLUMNS, else
     stays unset; other keywords are environment variables for the run (`cli(..., NETPROBE_DB=path)`)."""
-    from typer.testing import CliRunner
+    from cli_checks import run_cli
 
-    from netprobe.cli import app
-
-    runner = CliRunner()
     default = getattr(request.module, "CLI_COLUMNS", None)
 
     def invoke(*args: object, columns: int | None = default, **env: str):
-        if columns is not None:
-            env.setdefault("COLUMNS", str(columns))
-        return runner.invoke(app, [str(a) for a in args], env=env or None)
+        return run_cli(*args, columns=columns, **env)
 
     return invoke

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import shlex
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -90,6 +91,26 @@ def open_db(db: str | None, create: bool = False) -> Iterator[tuple[sqlite3.Conn
         conn.close()
 
 
+def leave_out_damaged(conn: sqlite3.Connection, chosen, what: str, rows: bool = True) -> bool:
+    """Leave the damaged runs among those `chosen` selects out of them, one error line for each; False if
+    any (`rows`: check every row's JSON whole, not only that it is JSON)."""
+    from netprobe.history.query import list_runs
+    from netprobe.history.tables import damaged_runs
+
+    damaged = damaged_runs(conn, [r["id"] for r in reversed(list_runs(conn, chosen, specs=False)[0])], rows)
+    say_damaged(damaged, what)
+    chosen.skip = list(damaged)
+    return not damaged
+
+
+def say_damaged(damaged: dict[int, str], what: str) -> None:
+    from netprobe.cli.app import say_error
+    from netprobe.history.tables import damaged_line
+
+    for run_id, problem in damaged.items():
+        say_error(damaged_line(run_id, problem, f" and left out of the {what}"))
+
+
 @history_app.callback()
 @takes(runs=RunFilters)
 def history_list(
@@ -140,12 +161,12 @@ def show(run: Annotated[str, typer.Argument(help="The run: its ID, or 6+ charact
     """One run: when, the command line, versions, the machine, the measured roofs, every row and how to re-run it."""
     from netprobe.history.query import find_run
     from netprobe.history.rerun import rerun_command
-    from netprobe.history.tables import run_document
+    from netprobe.history.tables import checked_document
 
     output = Output(fmt.value, ("rows",))
     with open_db(db) as (conn, _):
         run_id = find_run(conn, run)
-        doc = run_document(conn, run_id)
+        doc = checked_document(conn, run_id)
     reruns = [rerun_command(doc, r) for r in doc["results"]]
     output.show(run_report(run_id, doc, reruns), {**doc, "rerun": reruns})
     output.finish()
@@ -175,7 +196,7 @@ def run_report(run_id: int, doc: dict, reruns: list[str]) -> Report:
         f"Measured: matmul peak {peaks}; copy bandwidth {bandwidth}",
     ]
     report = Report([TextBlock(line) for line in lines])
-    report.add(CodeBlock("command: ", " ".join(doc["argv"])))
+    report.add(CodeBlock("command: ", shlex.join(doc["argv"])))
     report.add(TableBlock("rows", ROW_COLUMNS, records, "Rows"))
     if doc.get("note"):
         report.add(TextBlock(doc["note"], "yellow"))
@@ -214,10 +235,15 @@ def export(
 
     if fmt is not None and fmt not in ("json", "csv"):
         raise InputError(f"--format {quote(fmt)} is not one; use json or csv")
-    output = Output("json", files={"file": (file, () if fmt else (".json", ".csv"))})
-    kind = fmt or file.lower().rsplit(".", 1)[-1]
+    named = file.lower().rsplit(".", 1)[-1] if file.lower().endswith((".json", ".csv")) else None
+    if fmt is not None and named is not None and named != fmt:
+        raise InputError(f"--format {fmt} into {quote(file)}, a .{named} file: give a file name ending in .{fmt}, "
+                         f"or --format {named}")
+    output = Output("json", files={"FILE": (file, () if fmt else (".json", ".csv"))})
+    kind = fmt or named
     f = runs.query()
     with open_db(db) as (conn, _):
+        whole = leave_out_damaged(conn, f, "export")
         if kind == "json":
             data = export_json(conn, f)
             text, count = to_json(data) + "\n", plural(len(data["runs"]), "run")
@@ -227,10 +253,10 @@ def export(
             import io
 
             count = plural(sum(1 for _ in csv.reader(io.StringIO(text))) - 1, "row")  # a field may hold a newline
-    ok = output.write(file, text)
+    ok = output.write(file, text, "export", printed=False)
     if ok:
         note(f"exported {count} to {file}")
-    output.finish(ok)
+    output.finish(ok and whole)
 
 
 @command("import", "Merge runs from netprobe JSON, no duplicates.", group=history_app, needs_torch=False)
@@ -241,8 +267,16 @@ def import_(file: Annotated[str, typer.Argument(help="A JSON file that netprobe 
     from netprobe.history.transfer import import_runs, read_export
 
     docs = read_export(file)  # checked whole before the database is touched
-    with open_db(db, create=True) as (conn, path):
-        added, rows, present = import_runs(conn, docs)
-    note(f"imported {plural(added, 'run')} ({plural(rows, 'row')}) into {path}"
-         + (f"; {present} already there" if present else ""))
-
+    merged = None
+    try:
+        with open_db(db, create=True) as (conn, path):
+            merged = import_runs(conn, docs, waiting=lambda: note(f"the results database {path} is locked by "
+                                                                  "another process; waiting for it (up to 30 s)"))
+        added, rows, present = merged
+        note(f"imported {plural(added, 'run')} ({plural(rows, 'row')}) into {path}"
+             + (f"; {present} already there" if present else ""))
+    except KeyboardInterrupt:
+        if merged is None:
+            raise
+        note(f"interrupted, after the import was committed: {plural(merged[0], 'run')} imported")
+        raise typer.Exit(130) from None

@@ -86,13 +86,14 @@ class Output:
         table = tables.get(self.section or "") or next(iter(tables.values()))
         return to_csv(table.columns, table.records)
 
-    def write(self, path: str, content: str | bytes, what: str = "results") -> bool:
-        """Write a file at the end of a run; a failure is one error line (the results were shown first)."""
+    def write(self, path: str, content: str | bytes, what: str = "results", printed: bool = True) -> bool:
+        """Write a file at the end of a run; a failure is one error line (saying whether the results were
+        `printed` first)."""
         try:
             write_atomic(path, content)
         except OSError as exc:
             say_error(f"could not write the {what} to {quote(path, PATH_LIMIT)}: {exc.strerror or exc}; "
-                      "they were printed above")
+                      + ("they were printed above" if printed and not self.stdout_closed else "nothing was written"))
             return False
         return True
 

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from netprobe.cli.app import command
-from netprobe.cli.history import DbPath, RunFilters, open_db
+from netprobe.cli.history import DbPath, RunFilters, leave_out_damaged, open_db, say_damaged
 from netprobe.cli.options import takes
 from netprobe.cli.output import Output, note
 from netprobe.render import Format
@@ -39,24 +39,28 @@ def report(
     from netprobe.history.page import html_page
     from netprobe.history.query import find_run
     from netprobe.history.record import utc_text
-    from netprobe.history.report import build
+    from netprobe.history.report import build_whole
 
     output = Output((fmt or Format.table).value, SECTIONS, section, {"html": (html, (".html", ".htm"))})
     chosen = chosen_by.query(runs)
     with open_db(db) as (conn, path):
         for ident in runs or []:
             find_run(conn, ident)  # a run asked for by name must exist
-        cross = build(conn, chosen)
+        whole = leave_out_damaged(conn, chosen, "report", rows=False)  # the rows the report reads: as it reads
+        cross, damaged = build_whole(conn, chosen)
+    say_damaged(damaged, "report")
+    whole = whole and not damaged
     if not cross.data["runs"]:
-        raise InputError("no recorded run matches; netprobe history lists the runs (and --db picks another "
-                         "database)")
-    if fmt is not None or html is None:
+        raise InputError("no recorded run matches" + ("" if whole else " but the damaged ones above") + "; netprobe "
+                         "history lists the runs (and --db picks another database)")
+    printed = fmt is not None or html is None
+    if printed:
         output.show(cross.report, cross.data)
     ok = True
     if html is not None:
         meta = [f"{path} · generated {utc_text(time.time())} by netprobe {__version__}",
                 "Every figure was measured by netprobe on the machine named, except the columns marked paper."]
-        ok = output.write(html, html_page(cross, meta), "report")
+        ok = output.write(html, html_page(cross, meta), "report", printed)
         if ok:
             note(f"report written to {html}")
-    output.finish(ok)
+    output.finish(ok and whole)

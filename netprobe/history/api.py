@@ -8,8 +8,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from netprobe.history.query import Filters, find_run, list_results, list_runs, remove_runs
-from netprobe.history.store import connect, default_path
-from netprobe.history.tables import run_document, transaction
+from netprobe.history.store import HistoryError, connect, default_path
+from netprobe.history.tables import checked_document, damaged_line, transaction
 from netprobe.history.transfer import import_runs, read_export
 
 
@@ -86,12 +86,16 @@ class History:
         rows = list_results(self.conn, Filters(**filters), with_data)
         for row in rows:
             if with_data:
-                row["data"] = json.loads(row["data"])
+                try:
+                    row["data"] = json.loads(row["data"])
+                except (ValueError, RecursionError):
+                    raise HistoryError(damaged_line(row["run_id"], "holds JSON that cannot be read")) from None
         return [_record(Result, r) for r in rows]  # type: ignore[misc]
 
     def run(self, ident: str | int) -> dict:
-        """One run as the document it was recorded from: machine, versions, envelope, rows."""
-        return run_document(self.conn, find_run(self.conn, str(ident)))
+        """One run as the document it was recorded from: machine, versions, envelope, rows (a
+        `HistoryError` naming it if it is damaged)."""
+        return checked_document(self.conn, find_run(self.conn, str(ident)))
 
     def dataframe(self, **filters):
         """The rows as a pandas DataFrame (one line per row, its run's columns beside); needs pandas."""

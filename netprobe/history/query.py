@@ -28,6 +28,7 @@ class Filters:
     machine: str | None = None  # the start of a machine id, or part of its CPU or GPU name
     since: str | None = None  # a date, a date and time (UTC), or an age: 30m, 12h, 7d, 2w
     last: int | None = None  # only the N most recent of the runs that match
+    skip: list[int] = field(default_factory=list)  # run ids left out (damaged ones)
 
     def where(self) -> tuple[str, list]:
         """The WHERE clause over `runs` (joined with `machines` as m) and its parameters."""
@@ -45,6 +46,9 @@ class Filters:
                 sql = _CLAUSES[name]
                 clauses.append(sql)
                 params += [value] * sql.count("?")
+        if self.skip:
+            clauses.append("runs.id NOT IN (SELECT value FROM json_each(?))")
+            params.append(json.dumps(self.skip))
         where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
         if self.last is None:
             return where, params
@@ -79,10 +83,14 @@ def since_text(text: str) -> str:
     """A --since value as the database's UTC text: 2026-11-24, 2026-11-24T10:30 (UTC) or an age (7d, 12h)."""
     match = _RELATIVE.match(text.strip().lower())
     if match:
-        return utc_text(time.time() - int(match.group(1)) * _UNIT_S[match.group(2)])
+        start = time.time() - int(match.group(1)) * _UNIT_S[match.group(2)]
+        if start < 0:
+            raise InputError(f"--since {quote(text)} reaches back before 1970, before any run; give a shorter age, "
+                             "or leave --since out for every run")
+        return utc_text(start)
     try:
         return utc_from_iso(text)
-    except ValueError:
+    except (ValueError, OverflowError, OSError):
         raise InputError(f"--since {quote(text)} is not a date or an age; give e.g. 2026-11-24, "
                          "2026-11-24T10:30 (UTC), 12h or 7d") from None
 

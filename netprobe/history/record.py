@@ -13,8 +13,10 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
-from netprobe.history.store import connect, write_error
+from netprobe.history.schema import run_problem
+from netprobe.history.store import HistoryError, connect, write_error
 from netprobe.history.tables import HARDWARE, insert_run, transaction
+from netprobe.render import finite_or_null
 
 
 def machine_id(machine: dict) -> str:
@@ -84,7 +86,11 @@ def utc_text(seconds: float) -> str:
 def utc_from_iso(text: str) -> str:
     """An ISO 8601 time (one without a zone is UTC) as the database keeps times; ValueError if it is none."""
     moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    return utc_text((moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp())
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    try:
+        return moment.astimezone(timezone.utc).replace(tzinfo=None, microsecond=0).isoformat() + "Z"
+    except OverflowError:  # year 1 less a time zone, year 9999 plus one
+        raise ValueError(f"{text.strip()[:40]} is out of the years 1 to 9999 in UTC") from None
 
 
 def _label(row: dict, experiment: str | None) -> str | None:
@@ -109,7 +115,13 @@ def _peaks(data: dict, rows: list[dict]) -> dict:
 
 
 def record(path: Path | str, doc: dict) -> int:
-    """Insert a run document into the database at `path` in one transaction; returns its id there."""
+    """Insert a run document into the database at `path` in one transaction; returns its id there.
+    NaN and Infinity (not JSON) are kept as null; a document that does not fit the schema of a stored
+    run (`history.schema`) is refused, naming the field, before the database is opened."""
+    doc = finite_or_null(doc)  # type: ignore[assignment]
+    problem = run_problem(doc)
+    if problem:
+        raise HistoryError(f"the run does not fit the results database: {problem}")
     conn = connect(path)
     try:
         with transaction(conn):

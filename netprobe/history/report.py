@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from netprobe.history.query import Filters, list_results, list_runs, result_data
 from netprobe.history.svg import PALETTE, Axis, Chart, Line, Mark, stacked_bars
+from netprobe.history.tables import row_problem
 from netprobe.render import Column, Report, TableBlock, TextBlock, fmt_float, fmt_si, plural
 
 PAPER_GROUP = "paper, not measured"  # the heading over the paper's columns
@@ -81,6 +82,8 @@ def build(conn: sqlite3.Connection, filters: Filters) -> CrossReport:
     more = f"; the {len(runs) - len(listed):,} older ones: netprobe history --all" if len(runs) > len(listed) else ""
     report.add(TableBlock("runs", RUN_COLUMNS, listed, "Runs in this report", f"Newest first{more}."))
     newest = list_results(conn, filters, with_data=True, only="explained", newest=MAX_EXPLAINED)
+    for r in newest:
+        r["data"] = checked_data(r, json.loads(r["data"]))
     explained = sorted(newest, key=lambda r: (r["created"], r["run_id"], r["position"]))  # in the order they ran
     figures = [speed_figure(speeds)] if speeds else []
     figures += roofline_figures(explained, names)
@@ -88,6 +91,34 @@ def build(conn: sqlite3.Connection, filters: Filters) -> CrossReport:
         figures.append(kinds_figure(explained, names))
     data.update(speeds=speeds, machines=machines, runs_listed=listed)
     return CrossReport(report, data, figures)
+
+
+class DamagedRun(Exception):
+    """A run whose row JSON, read for the report, does not fit the schema of a stored run."""
+
+    def __init__(self, run_id: int, problem: str) -> None:
+        super().__init__(problem)
+        self.run_id, self.problem = run_id, problem
+
+
+def checked_data(row: dict, data: dict) -> dict:
+    """A row's JSON as read for the report, or `DamagedRun` if a figure the report reads is not one."""
+    problem = row_problem(row, data)
+    if problem:
+        raise DamagedRun(row["run_id"], problem)
+    return data
+
+
+def build_whole(conn: sqlite3.Connection, filters: Filters) -> tuple[CrossReport, dict[int, str]]:
+    """The report over the runs `filters` selects, less those whose rows prove damaged as they are
+    read (each left out, the report built again); and those, with what is wrong with each."""
+    damaged: dict[int, str] = {}
+    while True:
+        try:
+            return build(conn, filters), damaged
+        except DamagedRun as exc:
+            damaged[exc.run_id] = exc.problem
+            filters.skip = [*filters.skip, exc.run_id]
 
 
 def machine_names(conn: sqlite3.Connection, runs: list[dict]) -> dict[str, str]:
@@ -114,6 +145,8 @@ def fused_table(conn: sqlite3.Connection, rows: list[dict], names: dict[str, str
         return None
     # only the rows shown need their JSON read (for the paper's figures they carry)
     kept = result_data(conn, [r["result_id"] for g in groups.values() for r in g["rows"].values()])
+    for r in (r for g in groups.values() for r in g["rows"].values()):
+        checked_data({**r, "command": "compare"}, kept[r["result_id"]])
     labels = list(dict.fromkeys(label for g in groups.values() for label in g["rows"]))
     columns = [Column("variant", "Variant", justify="left", ident=True)]
     records = [{"variant": label} for label in labels]
@@ -215,11 +248,11 @@ def _config(r: dict, names: dict[str, str]) -> str:
 def roofline_figures(rows: list[dict], names: dict[str, str]) -> list[Figure]:
     """A log-log roofline per row that has one: both roofs as measured in its run, a point per stage."""
     figures = []
-    families = list(dict.fromkeys(s["family"] for r in rows for s in (json.loads(r["data"]).get("roofline") or
+    families = list(dict.fromkeys(s["family"] for r in rows for s in (r["data"].get("roofline") or
                                                                         {"stages": []})["stages"]))
     color = {f: PALETTE[i % len(PALETTE)] for i, f in enumerate(families)}
     for r in rows:
-        roof = json.loads(r["data"]).get("roofline")
+        roof = r["data"].get("roofline")
         if not roof:
             continue
         peak, bandwidth = roof["peak_tflops"] * 1e3, roof["bandwidth_gbs"]
@@ -241,7 +274,7 @@ def kinds_figure(rows: list[dict], names: dict[str, str]) -> Figure:
     """Per row with a breakdown: its share of step time by op kind, and beside it the share of MACs."""
     bars, kinds = [], []
     for r in rows:
-        whole = [k for k in json.loads(r["data"]).get("breakdown") or [] if k["stage"] is None]
+        whole = [k for k in r["data"].get("breakdown") or [] if k["stage"] is None]
         kinds += [k["kind"] for k in whole if k["kind"] not in kinds]
         bars.append((_config(r, names), {k["kind"]: k for k in whole}))
     lines = []

@@ -12,6 +12,7 @@ import os
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
+from urllib.request import pathname2url
 
 from netprobe.defaults import PATH_LIMIT
 from netprobe.errors import NetprobeError, quote
@@ -21,6 +22,8 @@ BUSY_TIMEOUT_MS = 30_000  # a writer waits this long for another to finish its t
 
 class HistoryError(NetprobeError):
     """The results database cannot be used: not SQLite, another program's, a newer schema, read-only, full."""
+
+    unwritable = False  # it could be read, were it opened read-only
 
 
 def default_path() -> Path:
@@ -106,10 +109,15 @@ def shown(path: Path | str) -> str:
 
 def connect(path: Path | str, create: bool = True) -> sqlite3.Connection:
     """Open the database at `path` (created, with its folder when `create`), upgraded to the current
-    schema; anything that makes it unusable is a `HistoryError` with one line saying what and what to do."""
+    schema; anything that makes it unusable is a `HistoryError` with one line saying what and what to do.
+    Without `create`, a database that cannot be written (a read-only file system or folder) is opened
+    read-only."""
     path = Path(path).expanduser()
     if path.is_dir():
         raise HistoryError(f"results database {shown(path)} is a folder; give a file name inside it")
+    if path.exists() and not path.is_file():  # /dev/null: SQLite would make /dev/null-journal beside it
+        raise HistoryError(f"results database {shown(path)} is not a regular file (a device, a pipe or a socket); "
+                           "give a file name with --db, or run with --no-save")
     if not path.exists():
         if not create:
             raise HistoryError(f"no results database at {shown(path)} yet: netprobe bench and compare record "
@@ -120,26 +128,45 @@ def connect(path: Path | str, create: bool = True) -> sqlite3.Connection:
             raise HistoryError(f"cannot create the folder of the results database {shown(path)} "
                                f"({exc.strerror or exc}); give another path with --db, or run with --no-save") from None
     try:
-        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
-    except sqlite3.Error as exc:
-        raise HistoryError(f"cannot open the results database {shown(path)} ({exc}); give another path with "
-                           "--db") from None
+        return _open(path, "")
+    except HistoryError as exc:
+        if create or not exc.unwritable:
+            raise
+    for mode in ("mode=ro", "immutable=1"):  # immutable: a WAL file whose folder takes no -shm file beside it
+        try:
+            return _open(path, mode)
+        except HistoryError:
+            if mode == "immutable=1":
+                raise
+
+
+def _open(path: Path, mode: str) -> sqlite3.Connection:
+    """The database opened read-write (`mode` '') or read-only ('mode=ro', 'immutable=1'), prepared."""
     try:
-        _prepare(conn, path)
+        where = f"file:{pathname2url(str(path.absolute()))}?{mode}" if mode else path
+        conn = sqlite3.connect(where, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, uri=bool(mode))
+    except sqlite3.Error as exc:
+        raise open_error(path, exc) from None
+    try:
+        _prepare(conn, path, read_only=bool(mode))
     except BaseException:
         conn.close()
         raise
     return conn
 
 
-def _prepare(conn: sqlite3.Connection, path: Path) -> None:
+def _prepare(conn: sqlite3.Connection, path: Path, read_only: bool = False) -> None:
     try:
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         version = conn.execute("PRAGMA user_version").fetchone()[0]
     except sqlite3.DatabaseError as exc:
-        raise HistoryError(f"{shown(path)} is not a netprobe results database: {exc} (it is not SQLite); give "
-                           "another path with --db, or move the file away") from None
+        raise open_error(path, exc) from None
     _check_version(conn, path, version)
+    if read_only:
+        if version < SCHEMA_VERSION:
+            raise HistoryError(f"results database {shown(path)} is of an older schema ({version}) and read-only, so "
+                               "it cannot be upgraded; copy it somewhere writable and give that with --db")
+        return
     try:
         if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
             conn.execute("PRAGMA journal_mode = WAL")  # readers never block the writer, nor it them
@@ -148,6 +175,23 @@ def _prepare(conn: sqlite3.Connection, path: Path) -> None:
         _upgrade(conn, path)
     except sqlite3.OperationalError as exc:
         raise write_error(path, exc) from None
+
+
+def open_error(path: Path, exc: sqlite3.Error) -> HistoryError:
+    """Why a database could not be opened, in words: not SQLite, locked, full, read-only, or what SQLite said."""
+    text = str(exc)
+    if "not a database" in text:
+        return HistoryError(f"{shown(path)} is not a netprobe results database: {exc} (it is not SQLite); give "
+                            "another path with --db, or move the file away")
+    if "malformed" in text:
+        return HistoryError(f"results database {shown(path)} is damaged: {exc}; restore it from a copy, or give "
+                            "another path with --db")
+    if "locked" in text or "busy" in text:
+        return HistoryError(f"results database {shown(path)} is locked by another process (one that holds it "
+                            f"exclusively, or a long write): {exc}; try again when it has finished")
+    if not _why(exc):  # none of full, locked, read-only: what SQLite said
+        return HistoryError(f"cannot open the results database {shown(path)}: {exc}; give another path with --db")
+    return write_error(path, exc)
 
 
 def _check_version(conn: sqlite3.Connection, path: Path, version: int) -> None:
@@ -211,5 +255,20 @@ def check_writable(conn: sqlite3.Connection, path: Path | str) -> None:
 
 def write_error(path: Path, exc: sqlite3.Error) -> HistoryError:
     """A failed write as one line: read-only, full, locked, or what SQLite said."""
-    return HistoryError(f"cannot write to the results database {shown(path)}: {exc}; give a writable path with "
-                        "--db, or run with --no-save")
+    why = _why(exc)
+    error = HistoryError(f"cannot write to the results database {shown(path)}: {exc}" + (f" ({why})" if why else "")
+                         + "; give a writable path with --db, or run with --no-save")
+    error.unwritable = "read-only" in why
+    return error
+
+
+def _why(exc: sqlite3.Error) -> str:
+    """What a failed write means, in words ('' where SQLite's own words are all there is)."""
+    text = str(exc)
+    if "full" in text:
+        return "the disk is full"
+    if "locked" in text:
+        return "another process holds it locked"
+    if "readonly" in text or "unable to open" in text or "read-only" in text:
+        return "it is read-only (the file, its folder or the file system)"
+    return ""

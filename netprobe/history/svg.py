@@ -11,6 +11,7 @@ from html import escape
 PALETTE = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c", "#ccb974",
            "#64b5cd", "#2f4b7c", "#a05195")
 FONT = 'font-family="system-ui, sans-serif"'
+MAX_TICKS = 10  # labels on one axis
 _SI = ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"))
 
 
@@ -34,7 +35,7 @@ class Axis:
     @classmethod
     def around(cls, label: str, values: list[float], log: bool = True, pad: float = 1.6) -> Axis:
         """An axis spanning `values` with some room (a factor on a log axis, a share of the span on a linear one)."""
-        known = [v for v in values if v is not None and (v > 0 or not log)] or [1.0]
+        known = [v for v in values if v is not None and math.isfinite(v) and (v > 0 or not log)] or [1.0]
         lo, hi = min(known), max(known)
         if log:
             return cls(label, lo / pad, hi * pad, True)
@@ -49,16 +50,19 @@ class Axis:
         return (value - self.lo) / ((self.hi - self.lo) or 1.0)
 
     def ticks(self) -> list[float]:
+        """Where the axis is labelled: at most MAX_TICKS places (every few decades on a long log axis)."""
         if self.log:
             first, last = math.floor(math.log10(self.lo)), math.ceil(math.log10(self.hi))
-            decades = [10.0**k for k in range(first, last + 1) if self.lo <= 10.0**k <= self.hi]
+            every = max(1, math.ceil((last - first + 1) / MAX_TICKS))
+            decades = [10.0**k for k in range(math.ceil(first / every) * every, last + 1, every)
+                       if self.lo <= 10.0**k <= self.hi]
             if len(decades) >= 2:
                 return decades
             return [m * 10.0**k for k in range(first, last + 1) for m in (1, 2, 5) if self.lo <= m * 10.0**k <= self.hi]
         step = 10 ** math.floor(math.log10((self.hi - self.lo) / 4 or 1))
         step *= next((m for m in (1, 2, 5, 10) if (self.hi - self.lo) / (step * m) <= 6), 10)
         start = math.ceil(self.lo / step) * step
-        return [start + i * step for i in range(int((self.hi - start) / step) + 1)]
+        return [start + i * step for i in range(min(int((self.hi - start) / step) + 1, MAX_TICKS))]
 
 
 @dataclass
@@ -128,6 +132,8 @@ class Chart:
             dash = ' stroke-dasharray="4 3"' if line.dash else ""
             out.append(f'<polyline points="{pts}" fill="none" stroke="{line.color}" stroke-width="1.3"{dash}/>')
         for m in self.marks:
+            if not (math.isfinite(px(m.x)) and math.isfinite(py(m.y))):
+                continue  # a figure no axis can place (infinite): left out of the drawing
             out.append(_marker(px(m.x), py(m.y), m.color, m.shape, m.title))
             if m.label:
                 out.append(f'<text x="{px(m.x) + 5:.1f}" y="{py(m.y) - 4:.1f}" font-size="9">{escape(m.label)}</text>')

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 HARDWARE = ("cpu", "cpus", "memory_mb", "arch", "board", "gpus")  # what identifies a machine (see record.machine_id)
 RUN_COLUMNS = ("run_uid", "created", "duration_s", "command", "experiment", "argv", "machine_id", "device",
@@ -21,9 +21,10 @@ RESULT_COLUMNS = ("run_id", "position", "label", "spec", "canonical", "status", 
 
 
 @contextlib.contextmanager
-def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """One write transaction: everything in it is kept, or (on any exception, an interrupt too) nothing."""
-    conn.execute("BEGIN IMMEDIATE")  # the write lock now, so that a busy database waits here, not mid-way
+def transaction(conn: sqlite3.Connection, waiting: Callable[[], None] | None = None) -> Iterator[sqlite3.Connection]:
+    """One write transaction: everything in it is kept, or (on any exception, an interrupt too) nothing.
+    `waiting` is called once if another process holds the write lock, before waiting for it."""
+    _begin(conn, waiting)  # the write lock now, so that a busy database waits here, not mid-way
     try:
         yield conn
     except BaseException:
@@ -31,6 +32,25 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
             conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
+
+
+def _begin(conn: sqlite3.Connection, waiting: Callable[[], None] | None) -> None:
+    if waiting is None:
+        conn.execute("BEGIN IMMEDIATE")
+        return
+    from netprobe.history.store import BUSY_TIMEOUT_MS
+
+    conn.execute("PRAGMA busy_timeout = 100")
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        return
+    except sqlite3.OperationalError as exc:
+        if "locked" not in str(exc) and "busy" not in str(exc):
+            raise
+    finally:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    waiting()
+    conn.execute("BEGIN IMMEDIATE")
 
 
 def insert_run(conn: sqlite3.Connection, doc: dict) -> int:
@@ -94,14 +114,15 @@ def _cell(value: object) -> object:
     return json.dumps(value) if isinstance(value, list | dict) else value
 
 
-def run_document(conn: sqlite3.Connection, run_id: int) -> dict:
-    """A stored run as the document it was recorded from (what `export` writes and `import` reads)."""
+def run_document(conn: sqlite3.Connection, run_id: int, rows: bool = True) -> dict:
+    """A stored run as the document it was recorded from (what `export` writes and `import` reads);
+    without `rows`, its results are left out."""
     conn.row_factory = sqlite3.Row
     try:
         run = conn.execute("SELECT runs.*, machines.fingerprint FROM runs JOIN machines USING (machine_id) "
                            "WHERE runs.id = ?", (run_id,)).fetchone()
         results = conn.execute("SELECT label, spec, canonical, data FROM results WHERE run_id = ? ORDER BY position",
-                               (run_id,)).fetchall()
+                               (run_id,)).fetchall() if rows else []
     finally:
         conn.row_factory = None
     machine = {"machine_id": run["machine_id"], **json.loads(run["fingerprint"]),
@@ -115,3 +136,68 @@ def run_document(conn: sqlite3.Connection, run_id: int) -> dict:
             "note": run["note"], "envelope": json.loads(run["envelope"]),
             "results": [{"label": r["label"], "spec": r["spec"], "canonical": r["canonical"],
                          "data": json.loads(r["data"])} for r in results]}
+
+
+# rows changed by hand: JSON that is not JSON, text where the tables format numbers
+_NUMBERS = ("batch", "imgs_per_s", "step_ms", "macs", "params", "tflops", "peak_mem_mb")
+_BAD_ROWS = ("SELECT run_id, min(json_valid(data)) FROM results WHERE run_id IN (SELECT value FROM json_each(?)) AND "
+             "NOT (json_valid(data) AND typeof(spec) = 'text' AND "
+             + " AND ".join(f"typeof({c}) IN ('integer', 'real', 'null')" for c in _NUMBERS) + " AND "
+             + " AND ".join(f"typeof({c}) IN ('text', 'null')" for c in ("label", "status", "mode", "dtype"))
+             + ") GROUP BY run_id")
+
+
+def stored_problem(conn: sqlite3.Connection, run_id: int, rows: bool = True) -> str | None:
+    """What is damaged in a stored run (its JSON broken, a field that does not fit the schema), or None;
+    without `rows`, its rows are only checked for JSON that is JSON and numbers where numbers belong
+    (a reader that reads a row's JSON checks it with `row_problem`)."""
+    return damaged_runs(conn, [run_id], rows).get(run_id)
+
+
+def damaged_runs(conn: sqlite3.Connection, run_ids: list[int], rows: bool = True) -> dict[int, str]:
+    """The damaged ones of these runs, each with what is wrong with it (see `stored_problem`)."""
+    from netprobe.errors import one_line
+    from netprobe.history.schema import run_problem
+
+    found = {run_id: "holds a row whose JSON cannot be read" if not valid else
+             "has a row whose columns hold text where numbers belong"
+             for run_id, valid in conn.execute(_BAD_ROWS, (json.dumps(run_ids),))}
+    for run_id in run_ids:
+        if run_id in found:
+            continue
+        try:
+            doc = run_document(conn, run_id, rows)
+        except (ValueError, TypeError, KeyError, RecursionError) as exc:  # JSON broken by hand, a column emptied
+            found[run_id] = f"holds JSON that cannot be read ({one_line(exc)[:120]})"
+            continue
+        problem = run_problem(doc, stored=True)
+        if problem:
+            found[run_id] = problem
+    return found
+
+
+def row_problem(row: dict, data: object) -> str | None:
+    """What is wrong with the JSON of a stored row (`row`: its run's command and experiment, its position)."""
+    from netprobe.history.schema import Problem, check_result
+
+    try:
+        check_result({"spec": "", "data": data}, f"results[{row['position']}]", row["command"], row["experiment"])
+    except Problem as exc:
+        return f"has a malformed row {row['position'] + 1}: {exc}"
+    return None
+
+
+def checked_document(conn: sqlite3.Connection, run_id: int) -> dict:
+    """A stored run's document, or a `HistoryError` naming the run and what is damaged in it."""
+    from netprobe.history.store import HistoryError
+
+    problem = stored_problem(conn, run_id)
+    if problem:
+        raise HistoryError(damaged_line(run_id, problem))
+    return run_document(conn, run_id)
+
+
+def damaged_line(run_id: int, problem: str, left_out: str = "") -> str:
+    """One line about a damaged run: which, what is wrong, what to do."""
+    return (f"run {run_id} in the results database is damaged{left_out}: it {problem}; netprobe history rm "
+            f"{run_id} removes it")

@@ -7,10 +7,14 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+from netprobe.errors import one_line, quote
+from netprobe.history import schema
 from netprobe.history.query import Filters, list_results, list_runs
 from netprobe.history.record import machine_id, utc_from_iso, utc_text
+from netprobe.history.schema import MAX_DEPTH
 from netprobe.history.store import HistoryError, shown
 from netprobe.history.tables import insert_run, result_values, run_document, transaction
 from netprobe.render import Column, to_csv
@@ -39,78 +43,73 @@ def export_csv(conn: sqlite3.Connection, filters: Filters) -> str:
 # ---- import ----------------------------------------------------------------------------------------
 
 def read_export(path: Path | str) -> list[dict]:
-    """The run documents of an export file, every one checked before anything is merged."""
+    """The run documents of an export file, every one checked against the schema of a stored run
+    before anything is merged."""
     path = Path(path).expanduser()
     where = f"{shown(path)} is not a netprobe results file"
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise HistoryError(f"cannot read {shown(path)}: {getattr(exc, 'strerror', None) or exc}") from None
+    if text.startswith(",".join(CSV_KEYS[:3])):
+        raise HistoryError(f"{shown(path)} is a CSV export (one line per row, for a spreadsheet); history import "
+                           "takes the JSON export: netprobe history export --format json FILE; nothing was imported")
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise HistoryError(f"{where}: its JSON is broken or cut short (line {exc.lineno}, column {exc.colno}: "
                            f"{exc.msg}); nothing was imported") from None
+    except RecursionError:
+        raise HistoryError(f"{where}: its JSON is nested far too deep (more than {MAX_DEPTH} levels is not a run); "
+                           "nothing was imported") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise HistoryError(f"{where} (no \"format\": \"{FORMAT}\" in it); write one with netprobe history export "
                            "--format json FILE; nothing was imported")
-    if not isinstance(data.get("version"), int) or data["version"] > VERSION:
-        raise HistoryError(f"{shown(path)} is of export version {data.get('version')!r}, newer than this netprobe "
+    if not isinstance(data.get("version"), int) or isinstance(data["version"], bool) or data["version"] > VERSION:
+        raise HistoryError(f"{shown(path)} is of export version {quote(data.get('version'))}, not one this netprobe "
                            f"reads ({VERSION}); upgrade netprobe; nothing was imported")
     runs = data.get("runs")
     if not isinstance(runs, list):
         raise HistoryError(f"{where}: it has no list of runs; nothing was imported")
+    first: dict[str, int] = {}
     for i, doc in enumerate(runs):
         problem = run_problem(doc)
         if problem:
-            raise HistoryError(f"{where}: run {i + 1} of {len(runs)} {problem}; nothing was imported")
+            raise HistoryError(f"{where}: run {i + 1} of {len(runs)}{_uid_of(doc)} {problem}; nothing was imported")
+        j = first.setdefault(doc["uid"].lower(), i)
+        if j != i and runs[j] != doc:
+            raise HistoryError(f"{where}: runs {j + 1} and {i + 1} have the same uid {doc['uid']} but different "
+                               "data; nothing was imported")
     return runs
 
 
-_FIELDS = {"uid": str, "created": str, "command": str, "argv": list, "machine": dict, "device": dict,
-           "results": list, "envelope": dict, "peak_tflops": dict}
-_OPTIONAL = {"duration_s": (int, float), "experiment": str, "netprobe": str, "bandwidth_gbs": (int, float),
-             "note": str}
-_MACHINE = {"cpu": str, "cpus": int, "arch": str, "gpus": list}
+def _uid_of(doc: object) -> str:
+    uid = doc.get("uid") if isinstance(doc, dict) else None
+    return f" (uid {quote(uid, 40)})" if isinstance(uid, str) else ""
 
 
 def run_problem(doc: object) -> str | None:
-    """What is wrong with a run document, in a few words ('' or None: nothing)."""
-    if not isinstance(doc, dict):
-        return "is not an object"
-    for name, kind in _FIELDS.items():
-        if not isinstance(doc.get(name), kind):
-            return f"has no {name} of the right kind"
-    for name, kinds in _OPTIONAL.items():
-        if doc.get(name) is not None and not isinstance(doc[name], kinds):
-            return f"has a {name} of the wrong kind"
-    if not (0 < len(doc["uid"]) <= 64 and doc["uid"].isalnum()):
-        return "has a malformed uid"
-    if doc["command"] not in ("bench", "compare", "summary"):
-        return f"is of an unknown command {doc['command'][:40]!r}"
+    """What is wrong with an imported run document, naming the field (None: nothing)."""
+    problem = schema.run_problem(doc, imported=True)
+    if problem:
+        return problem
     try:
-        utc_from_iso(doc["created"])
-    except ValueError:
-        return "has a malformed time"
-    if any(not isinstance(doc["machine"].get(k), t) for k, t in _MACHINE.items()):
-        return "has an incomplete machine fingerprint"
-    for j, result in enumerate(doc["results"]):
-        if not isinstance(result, dict) or not isinstance(result.get("spec"), str) or \
-                not isinstance(result.get("data"), dict):
-            return f"has a malformed row {j + 1}"
-        try:
-            result_values(doc, result)
-        except (KeyError, TypeError, ValueError, ZeroDivisionError):
-            return f"has a row {j + 1} whose figures cannot be read"
+        machine_id(doc["machine"])  # type: ignore[index]
+        for result in doc["results"]:  # type: ignore[index]
+            result_values(doc, result)  # type: ignore[arg-type]
+    except (KeyError, TypeError, ValueError, ZeroDivisionError, OverflowError, RecursionError) as exc:
+        return f"has figures that cannot be stored ({one_line(exc)})"
     return None
 
 
-def import_runs(conn: sqlite3.Connection, docs: list[dict]) -> tuple[int, int, int]:
-    """Merge checked run documents in one transaction, skipping runs already here (same uid).
-    Returns (runs added, rows added, runs already present)."""
+def import_runs(conn: sqlite3.Connection, docs: list[dict],
+                waiting: Callable[[], None] | None = None) -> tuple[int, int, int]:
+    """Merge checked run documents in one transaction, skipping runs already here (same uid); `waiting`
+    is called if another process holds the database's write lock. Returns (runs added, rows added,
+    runs already present)."""
     added = rows = present = 0
-    with transaction(conn):
-        for doc in docs:
+    with transaction(conn, waiting):
+        for doc in {d["uid"].lower(): d for d in docs}.values():  # a run twice in one file: once
             if conn.execute("SELECT 1 FROM runs WHERE run_uid = ?", (doc["uid"].lower(),)).fetchone():
                 present += 1
                 continue
