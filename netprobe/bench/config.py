@@ -3,7 +3,9 @@ that refuse a configuration before any work (`validate`)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 from netprobe import defaults
 from netprobe.defaults import MAX_WARMUP_LIMIT_S, MAX_WARMUP_S
@@ -11,6 +13,11 @@ from netprobe.errors import InputError, check_range
 from netprobe.sizes import Size, as_size
 from netprobe.target import Target, ZooTarget, resolve
 from netprobe.timing import AMP_DTYPES, OPTIMIZERS, StageTime, StepTimes
+
+if TYPE_CHECKING:
+    import torch
+
+    from netprobe.counting import Count, TrainCount
 
 
 @dataclass(frozen=True)
@@ -179,3 +186,21 @@ def fill_times(result: BenchResult, times: StepTimes, config: BenchConfig) -> No
     step_macs = result.fwd_macs + (result.bwd_macs or 0)  # counted, not 3 x forward
     result.tflops = 2 * step_macs * config.batch / (result.step_ms / 1e3) / 1e12
     result.peak_fraction = result.tflops / result.peak_tflops
+
+
+@dataclass
+class Measurement:
+    """One configuration being measured: what it is, what was counted of it, where its figures go, and
+    who hears of its progress. Eager torch (`measure_eager`) and the deployed runtimes
+    (`netprobe.bench.deployed.measure_deployed`) take it alike."""
+
+    target: Target
+    config: BenchConfig
+    size: Size
+    dtype: torch.dtype
+    result: BenchResult
+    classes: int  # logits' classes; 0 when the output is no [N, classes] tensor
+    counted: Count  # the forward of one image, counted on meta
+    step_count: TrainCount | None  # the step as timed, counted op by op (None: not needed or not countable)
+    on_step: Callable[[], None]  # ticks a progress bar
+    on_status: Callable[[str], None] | None = None  # what is being done (warm-up, timing)

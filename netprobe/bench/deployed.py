@@ -13,19 +13,15 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
-from netprobe.bench.config import BenchConfig, BenchResult, fill_times
+from netprobe.bench.config import BenchConfig, BenchResult, Measurement, fill_times
 from netprobe.errors import one_line
 from netprobe.runtimes import Runtime, RuntimeStep, get_runtime, parity
 from netprobe.target import Target, module_to_time
 from netprobe.tensors import tensors
 from netprobe.timing import measure_steps, release_memory, reset_peak
-
-if TYPE_CHECKING:
-    from netprobe.bench.measure import Measurement
 
 
 class DeployFailed(Exception):

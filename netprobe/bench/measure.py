@@ -4,17 +4,17 @@ step, warmed up until steady, each phase timed). Out of memory is a result."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import torch
 from torch import nn
 
-from netprobe.bench.config import BenchConfig, BenchResult, fill_times, validate
+from netprobe.bench.config import BenchConfig, BenchResult, Measurement, fill_times, validate
 from netprobe.bench.deployed import measure_deployed
-from netprobe.counting import Count, TrainCount, count, count_train
+from netprobe.counting import Count, count, count_train
 from netprobe.errors import one_line
 from netprobe.runtimes import get_runtime
-from netprobe.sizes import Size, size_text
+from netprobe.sizes import size_text
 from netprobe.target import Target, ZooTarget, module_to_time
 from netprobe.timing import (
     AMP_DTYPES,
@@ -32,24 +32,6 @@ from netprobe.timing import (
     resolve_device,
     stage_times,
 )
-
-
-@dataclass
-class Measurement:
-    """One configuration being measured: what it is, what was counted of it, where its figures go, and
-    who hears of its progress. Eager torch (`measure_eager`) and the deployed runtimes
-    (`netprobe.bench.deployed.measure_deployed`) take it alike."""
-
-    target: Target
-    config: BenchConfig
-    size: Size
-    dtype: torch.dtype
-    result: BenchResult
-    classes: int  # logits' classes; 0 when the output is no [N, classes] tensor
-    counted: Count  # the forward of one image, counted on meta
-    step_count: TrainCount | None  # the step as timed, counted op by op (None: not needed or not countable)
-    on_step: Callable[[], None]  # ticks a progress bar
-    on_status: Callable[[str], None] | None = None  # what is being done (warm-up, timing)
 
 
 def benchmark(config: BenchConfig | object, on_step: Callable[[], None] | None = None,

@@ -100,7 +100,8 @@ class ModelOptions:
 class MeasureOptions:
     """What bench and compare measure alike, parsed into typed values as the group is made."""
 
-    device: Annotated[DeviceChoice, typer.Option(help="auto picks CUDA when present.")] = DeviceChoice(defaults.DEVICE)
+    # defaults.DEVICE (a test holds them equal: a member of an Enum made at import cannot be looked up here)
+    device: Annotated[DeviceChoice, typer.Option(help="auto picks CUDA when present.")] = DeviceChoice.auto
     batch: Annotated[str | None, typer.Option(help="Batch size (1-65,536), or a comma list: a grid (compare: "
                                                    "batch-imgsz only). Default: bench 8, compare by device.")] = None
     imgsz: Annotated[str | None, typer.Option(help="Image size N or HxW, or a comma list as for --batch. "
