@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from netprobe.errors import InputError, check_range
+from netprobe.intervals import median_rate
 from netprobe.target import Target, resolve
 from netprobe.timing import AMP_DTYPES, MAX_WARMUP_LIMIT_S, MAX_WARMUP_S, OPTIMIZERS, StageTime, StepTimes
 
@@ -49,6 +50,8 @@ class BenchResult:
     mode: str
     status: str  # ok | oom | error
     imgs_per_s: float | None = None
+    imgs_per_s_ci90: list[float] | None = None  # [low, high]: 90% interval, bootstrap over the timed steps
+    imgs_per_s_wide: bool = False  # that interval reaches more than 10% from the median: a noisy figure
     fwd_ms: float | None = None
     bwd_ms: float | None = None
     opt_ms: float | None = None
@@ -94,7 +97,9 @@ class BenchResult:
     max_rel_err: float | None = None  # ... over the largest magnitude of torch's output
     parity_ok: bool | None = None  # max_rel_err within runtimes.PARITY_TOLERANCE
     vs_torch: float | None = None  # eager torch's step time over this one's (same model, batch, size)
+    vs_torch_ci90: list[float] | None = None  # its 90% interval, bootstrap over both runtimes' timed steps
     failed_in: str = ""  # export | load | run: where a deployed model failed (status "error")
+    step_times_ms: list[float] = field(default_factory=list)  # every timed step, in order: later diffs resample them
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -167,6 +172,10 @@ def fill_times(result: BenchResult, times: StepTimes, config: BenchConfig) -> No
     if config.mode == "train":
         result.bwd_ms, result.opt_ms = times.phase_ms(1), times.phase_ms(2)
     result.imgs_per_s = config.batch / (result.step_ms / 1e3)
+    result.step_times_ms = [round(t, 4) for t in times.steps_ms]
+    rate = median_rate(times.steps_ms, config.batch)
+    if rate is not None:
+        result.imgs_per_s_ci90, result.imgs_per_s_wide = rate.bounds(), rate.wide
     if config.mode == "train" and result.bwd_macs is None:
         return  # the backward could not be counted
     step_macs = result.fwd_macs + (result.bwd_macs or 0)  # counted, not 3 x forward

@@ -37,6 +37,7 @@ from netprobe.cli.output import Output, note, progress_bar
 from netprobe.cli.plots import write_roofline
 from netprobe.cli.saving import DbOption, NoSaveOption, check_database, record_run
 from netprobe.errors import InputError, check_range
+from netprobe.intervals import INTERVAL_NOTE, figure_text
 from netprobe.render import Column, Format, Report, TableBlock, TextBlock, fmt_float, fmt_mb, fmt_pct, fmt_si, plural
 
 
@@ -48,6 +49,10 @@ def _bench_record(result) -> dict:
     if result.status != "ok":
         rec["status"] = result.status.upper() if result.status == "oom" else f"{result.status}: {result.error}"
     rec["runtime_text"] = f"{result.runtime} {result.runtime_version}".strip()
+    if result.imgs_per_s is not None:
+        rec["imgs_text"] = figure_text(result.imgs_per_s, result.imgs_per_s_ci90)
+    if result.vs_torch is not None:
+        rec["vs_torch_text"] = figure_text(result.vs_torch, result.vs_torch_ci90, 2, "×")
     return rec
 
 
@@ -55,7 +60,7 @@ BENCH_COLUMNS = [
     Column("spec", "Spec", justify="left", ident=True), Column("batch", "Batch", ident=True),
     Column("imgsz", "Size", ident=True), Column("mode", "Mode", justify="left", ident=True),
     Column("dtype", "dtype", justify="left"), Column("status", "Status", justify="left", ident=True),
-    Column("imgs_per_s", "imgs/s", fmt_float(1)), Column("step_ms", "Step ms", fmt_float(1)),
+    Column("imgs_text", "imgs/s"), Column("step_ms", "Step ms", fmt_float(1)),
     Column("spread", "p10–p90 ms"), Column("steps", "Warm-up+timed"), Column("fwd_ms", "Fwd ms", fmt_float(1)),
     Column("bwd_ms", "Bwd ms", fmt_float(1)), Column("opt_ms", "Opt ms", fmt_float(1)),
     Column("peak_mem_mb", "Peak MB", fmt_mb), Column("tflops", "TFLOP/s", fmt_float(3)),
@@ -79,8 +84,8 @@ RUNTIME_COLUMNS = [
     Column("imgsz", "Size", ident=True), Column("runtime_text", "Runtime", justify="left", ident=True),
     Column("provider", "Provider", justify="left"), Column("threads", "Threads"),
     Column("status", "Status", justify="left", ident=True), Column("step_ms", "p50 ms", fmt_float(2)),
-    Column("step_p90_ms", "p90 ms", fmt_float(2)), Column("imgs_per_s", "imgs/s", fmt_float(1)),
-    Column("vs_torch", "vs torch", lambda v: f"{float(v):.2f}×"), Column("steps", "Warm-up+timed"),
+    Column("step_p90_ms", "p90 ms", fmt_float(2)), Column("imgs_text", "imgs/s"),
+    Column("vs_torch_text", "vs torch"), Column("steps", "Warm-up+timed"),
     Column("file_mb", "File MB", fmt_float(1)), Column("export_s", "Export s", fmt_float(2)),
     Column("first_run_s", "First run s", fmt_float(2)), Column("peak_mem_mb", "Peak MB", fmt_mb),
     Column("max_abs_err", "Max abs err", lambda v: f"{float(v):.1e}"),
@@ -271,6 +276,7 @@ def bench_report(results: list, info: dict, busy: str) -> Report:
                "matmul, best measured so far in this run): "
                + ", ".join(f"{k} {v:.2f} TFLOP/s" for k, v in peaks.items())
                + f" · Peak MB: {mem} · TFLOP/s counts 2 FLOPs per MAC of the step as counted (backward op by op)"
+               + f" · imgs/s: {INTERVAL_NOTE}"
                + " · Warm-up+timed: untimed steps until step times settled (! = stopped at --max-warmup-s), then "
                "the timed ones"
                + (f" · train loss: {'; '.join(losses)}" if losses else "")
@@ -308,5 +314,6 @@ def runtime_caption(results: list, info: dict) -> str:
             + " · ".join(f"{name}: {how}" for name, how in exporters.items())
             + f" · Max abs/rel err: each runtime's outputs against eager torch's (rel: of their largest magnitude); "
             f"beyond {PARITY_TOLERANCE:g} of the scale + {PARITY_FLOOR:g} the row says mismatch · vs torch: eager "
-            f"torch's p50 over this one's · First run s: loading (session creation, compilation) and the first run "
+            f"torch's p50 over this one's · imgs/s, vs torch: {INTERVAL_NOTE} · First run s: loading (session "
+            "creation, compilation) and the first run "
             f"· Peak MB: {mem} while loading and running (not exporting)")
