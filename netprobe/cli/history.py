@@ -235,3 +235,59 @@ def import_(file: Annotated[str, typer.Argument(help="A JSON file that netprobe 
     note(f"imported {plural(added, 'run')} ({plural(rows, 'row')}) into {path}"
          + (f"; {present} already there" if present else ""))
 
+
+
+DIFF_COLUMNS = [
+    Column("name", "Row", justify="left", ident=True), Column("a_text", "A imgs/s"), Column("b_text", "B imgs/s"),
+    Column("ratio_text", "B vs A"), Column("verdict", "Verdict", justify="left"),
+]
+
+
+@command("diff", "Two runs compared: speed ratio, interval, verdict.", group=history_app,
+         needs_torch=False)
+def diff(a: Annotated[str, typer.Argument(help="The first run (the baseline): its ID, or 6+ characters of its uid.")],
+         b: Annotated[str, typer.Argument(help="The second run, compared with the first.")],
+         fail_if_slower: Annotated[str | None, typer.Option("--fail-if-slower", help="Exit 1 when a row of B is "
+                                                            "slower than A's by more than this (e.g. 5%: step times "
+                                                            "5% longer), with 90% confidence.")] = None,
+         db: DbPath = None, fmt: FormatOption = Format.table) -> None:
+    """Rows of run B against the same rows of run A (spec, batch, size, mode, dtype, runtime): B's speed over
+    A's with its 90% interval (bootstrap over both runs' step times) and a verdict."""
+    from netprobe.history.diff import diff_runs, parse_percent
+    from netprobe.history.query import find_run
+    from netprobe.history.tables import run_document
+
+    limit = parse_percent(fail_if_slower) if fail_if_slower is not None else None
+    output = Output(fmt.value, ("rows",))
+    with open_db(db) as (conn, _):
+        ids = find_run(conn, a), find_run(conn, b)
+        docs = [run_document(conn, i) for i in ids]
+    found = diff_runs(*docs, fail_if_slower=limit)
+    if not found.rows:
+        from netprobe.errors import InputError
+
+        raise InputError(f"runs {ids[0]} and {ids[1]} have no row measured alike (same spec, batch, size, mode, "
+                         "dtype, runtime); netprobe history show ID lists each run's rows")
+    output.show(diff_report(found, f"netprobe history diff: B = run {ids[1]} against A = run {ids[0]}"),
+                {"a": ids[0], "b": ids[1], **found.to_dict()})
+    output.finish()
+    if found.failed:
+        raise typer.Exit(1)
+
+
+def diff_report(found, title: str) -> Report:
+    """A diff as a table (one line per matched row) and the lines a reader needs under it."""
+    from netprobe.history.diff import summary_lines
+    from netprobe.intervals import WIDE, figure_text
+
+    records = []
+    for r in found.rows:
+        records.append({"name": r.name, "verdict": r.verdict,
+                        "a_text": None if r.a_imgs_per_s is None else f"{r.a_imgs_per_s:.1f}",
+                        "b_text": None if r.b_imgs_per_s is None else f"{r.b_imgs_per_s:.1f}",
+                        "ratio_text": None if r.ratio is None else figure_text(r.ratio, r.ratio_ci90, 2, "×")})
+    caption = ("B vs A: B's speed over A's (above 1: B is faster) ± half its 90% interval, by bootstrap over both "
+               f"runs' timed steps; ? = wide: the interval reaches more than {WIDE:.0%} from the ratio · Verdict: "
+               "faster or slower where the whole interval is above or below 1, else no difference at 90% confidence")
+    return Report([TableBlock("rows", DIFF_COLUMNS, records, title, caption),
+                   *[TextBlock(line, "yellow") for line in summary_lines(found)]])
