@@ -7,8 +7,8 @@ from dataclasses import asdict, dataclass, field
 
 from netprobe.errors import InputError, check_range
 from netprobe.intervals import median_rate
-from netprobe.target import Target, resolve
-from netprobe.timing import AMP_DTYPES, MAX_WARMUP_LIMIT_S, MAX_WARMUP_S, OPTIMIZERS, StageTime, StepTimes
+from netprobe.target import Target, resolve, size_text
+from netprobe.timing import AMP_DTYPES, DTYPE_NAMES, MAX_WARMUP_LIMIT_S, MAX_WARMUP_S, OPTIMIZERS, StageTime, StepTimes
 
 
 @dataclass(frozen=True)
@@ -141,6 +141,14 @@ def validate(config: BenchConfig) -> Target:
                          "use --mode infer")
     return target
 
+
+
+def planned_result(config: BenchConfig) -> BenchResult:
+    """The row a configuration will make, before any measuring: what identifies it (spec, batch, size,
+    mode, dtype, runtime), with status 'planned'."""
+    target = resolve(config.spec, config.in_chans)
+    return BenchResult(target.label, config.device, DTYPE_NAMES[AMP_DTYPES[config.amp]], config.batch,
+                       size_text(target.input_size(config.imgsz)), config.mode, "planned", runtime=config.runtime)
 
 
 def _check_deployed(config: BenchConfig, target: Target) -> None:

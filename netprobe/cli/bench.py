@@ -152,6 +152,11 @@ def bench(
     build_timeout: BuildTimeoutOption = DEFAULT_BUILD_TIMEOUT_S,
     db: DbOption = None,
     no_save: NoSaveOption = False,
+    baseline: Annotated[str | None, typer.Option(help="After measuring, compare with this recorded run (its ID in "
+                                                      "netprobe history), as netprobe history diff does.")] = None,
+    fail_if_slower: Annotated[str | None, typer.Option("--fail-if-slower", help="With --baseline: exit 1 when a row "
+                                                       "is slower by more than this (e.g. 5%), with 90% confidence.")]
+    = None,
 ) -> None:
     """Time forward, backward and optimizer steps; memory, achieved TFLOP/s, OOM as a result."""
     from netprobe import bench as B
@@ -188,6 +193,7 @@ def bench(
                      max_warmup_s=max_warmup_s)
     for config in configs:
         B.validate(config)
+    reference = _baseline(baseline, fail_if_slower, configs, db, nproc is not None or find_max_batch)
     if nproc is not None:
         from netprobe.cli.distributed import DistOptions, check_plans, run_all
 
@@ -214,10 +220,37 @@ def bench(
     if not session.results:
         note("nothing finished: interrupted before the first configuration was measured")
     else:
-        _report(output, session, out, plot)
+        _report(output, session, out, plot, reference)
     if stopped is not None:
         note(f"interrupted: {len(session.results)} of {plural(len(configs), 'configuration')} finished")
         raise typer.Exit(stopped)
+    if reference and reference.get("failed"):
+        raise typer.Exit(1)
+
+
+def _baseline(run: str | None, fail_if_slower: str | None, configs: list, db: str | None, other: bool) -> dict | None:
+    """--baseline's run, checked before measuring (it exists and has a row like a planned one), with the
+    --fail-if-slower fraction; None without --baseline."""
+    if run is None:
+        if fail_if_slower is not None:
+            raise InputError("--fail-if-slower compares with a --baseline run; add --baseline ID")
+        return None
+    if other:
+        raise InputError("--baseline compares bench's rows with a recorded run's; leave out --nproc and "
+                         "--find-max-batch")
+    from pathlib import Path
+
+    from netprobe import bench as B
+    from netprobe.cli.saving import canonical_spec
+    from netprobe.history.diff import check_matches, load_run, parse_percent
+    from netprobe.history.store import default_path
+
+    limit = parse_percent(fail_if_slower) if fail_if_slower is not None else None
+    doc = load_run(Path(db).expanduser() if db is not None else default_path(), run)
+    planned = [B.planned_result(c) for c in configs]
+    check_matches(doc, [{"spec": r.spec, "canonical": canonical_spec(r.spec), "data": r.to_dict()} for r in planned],
+                  run)
+    return {"run": run, "doc": doc, "fail_if_slower": limit}
 
 
 def _measure_all(session, configs: list, find_max: bool) -> tuple[object, int | None]:
@@ -243,12 +276,16 @@ def _measure_all(session, configs: list, find_max: bool) -> tuple[object, int | 
     return session, None
 
 
-def _report(output: Output, session, out: str | None, plot: str | None = None) -> None:
+def _report(output: Output, session, out: str | None, plot: str | None = None, reference: dict | None = None) -> None:
     from netprobe.render import to_csv, to_json
 
     data = session.to_dict()
     results = session.results
-    output.show(bench_report(results, data["device"], data["note"] or ""), data)
+    report = bench_report(results, data["device"], data["note"] or "")
+    if reference is not None:
+        data["baseline"] = _against_baseline(report, data, reference)
+        reference["failed"] = data["baseline"]["failed"]
+    output.show(report, data)
     ok = True
     if out:
         text = to_json(data) if out.lower().endswith(".json") else to_csv(BENCH_RESULT_CSV, data["results"])
@@ -261,6 +298,19 @@ def _report(output: Output, session, out: str | None, plot: str | None = None) -
             ok = False
     ok = record_run(output, data) and ok
     output.finish(ok)
+
+
+def _against_baseline(report: Report, data: dict, reference: dict) -> dict:
+    """This run's rows against --baseline's (B = this run): the diff's blocks added to `report`, its JSON returned."""
+    from netprobe.cli.history import diff_report
+    from netprobe.cli.saving import canonical_spec
+    from netprobe.history.diff import diff_runs
+    from netprobe.history.record import run_document
+
+    found = diff_runs(reference["doc"], run_document(data, [], "bench", canonical=canonical_spec),
+                      reference["fail_if_slower"])
+    report.blocks += diff_report(found, f"Against --baseline run {reference['run']} (A; this run is B)").blocks
+    return {"run": reference["run"], **found.to_dict()}
 
 
 def _config_label(r) -> str:

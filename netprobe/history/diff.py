@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from netprobe.errors import InputError, quote
 from netprobe.history.tables import result_columns
@@ -80,12 +81,12 @@ def row_keys(doc: dict) -> list[tuple[tuple, dict]]:
     for result in doc["results"]:
         data = result["data"]
         c = result_columns(doc["command"], doc.get("experiment"), data, doc.get("envelope") or {})
-        row = {"spec": result.get("canonical") or result["spec"], "batch": c.get("batch"),
+        row = {"spec": result["spec"], "canonical": result.get("canonical") or result["spec"], "batch": c.get("batch"),
                "imgsz": None if c.get("imgsz") is None else str(c.get("imgsz")), "mode": c.get("mode"),
                "dtype": c.get("dtype"), "runtime": data.get("runtime") or "torch",
                "imgs_per_s": c.get("imgs_per_s"), "steps": data.get("step_times_ms") or []}
         ranks = (data.get("world_size"), data.get("ddp"))  # data-parallel rows: one per world size
-        keyed.append(((row["spec"], row["batch"], row["imgsz"], row["mode"], row["dtype"], row["runtime"], ranks),
+        keyed.append(((row["canonical"], row["batch"], row["imgsz"], row["mode"], row["dtype"], row["runtime"], ranks),
                       row))
     return keyed
 
@@ -124,13 +125,26 @@ def compare_rows(a: dict, b: dict, fail_if_slower: float | None = None) -> RowDi
     return diff
 
 
+def load_run(path: Path | str, run: str) -> dict:
+    """The document of run `run` (an id or uid prefix) in the database at `path`; one line if there is none."""
+    from netprobe.history.query import find_run
+    from netprobe.history.store import connect
+    from netprobe.history.tables import run_document
+
+    conn = connect(path, create=False)
+    try:
+        return run_document(conn, find_run(conn, run))
+    finally:
+        conn.close()
+
+
 def check_matches(baseline: dict, planned: list[dict], run: str) -> None:
     """Refuse, before any measuring, a baseline run that has no row like any planned one (`planned`:
     rows as a run document holds them: spec, canonical, data)."""
     keys = {key for key, _ in row_keys(baseline)}
     mine = row_keys({**baseline, "results": planned})
     if not any(key in keys for key, _ in mine):
-        theirs = ", ".join(sorted({_name(r) for _, r in row_keys(baseline)})[:3]) or "no rows"
+        theirs = "; ".join(sorted({_name(r) for _, r in row_keys(baseline)})[:3]) or "no rows"
         raise InputError(f"--baseline run {quote(run)} has no row measured like these (same spec, batch, size, mode, "
                          f"dtype, runtime); it has {theirs}")
 
