@@ -245,3 +245,28 @@ def test_the_bench_table_keeps_intervals_whole_at_80_columns(db, monkeypatch):
     assert re.search(r"\d+\.\d ±\d+\.\d", shown.stdout) and "…" not in shown.stdout
     for number in re.findall(r"\d[\d,]*\.\d+", full.stdout):
         assert number in shown.stdout, number
+
+
+def test_compare_rows_carry_intervals_over_every_rounds_steps(monkeypatch):
+    import netprobe.compare as C
+
+    medians = {"mobilenetv3_small:classes=10": 100.0, "efficientnet_b0:classes=10": 80.0}
+    seeds = iter(range(100))
+
+    def measure(config):  # each round of each variant: 20 steps around the variant's own median
+        spec = getattr(config.spec, "label", config.spec)
+        return B.BenchResult(**{k: v for k, v in bench_row(spec, medians[spec], next(seeds), config.batch).items()
+                                if k != "stages"})
+
+    monkeypatch.setattr(C, "benchmark", measure)
+    variants = C.spec_variants(list(medians), 2, 64)
+    rows = C.run(variants, C.Settings("cpu", 2, 64, warmup=0, iters=1, rounds=3)).rows
+    first, second = rows
+    assert len(second.step_times_ms) == 3 * 20 and first.speedup_ci90 is None  # the first against itself: 1
+    low, high = second.speedup_ci90
+    assert low < 1.25 < high and high - low < 0.1 and second.speedup == pytest.approx(1.25, rel=0.03)
+    for row in rows:
+        low, high = row.imgs_per_s_ci90
+        assert low <= row.train_imgs_per_s <= high
+    shown = runner.invoke(app, ["history", "--help"])
+    assert "diff" in shown.stdout

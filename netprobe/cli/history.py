@@ -1,4 +1,4 @@
-"""`netprobe history`: the runs kept in the results database — list, show, rm, export, import."""
+"""`netprobe history`: the runs kept in the results database — list, show, diff, rm, export, import."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from netprobe.cli.app import app, command, one_line_errors
 from netprobe.cli.output import Output, note
 from netprobe.render import CodeBlock, Column, Format, Report, TableBlock, TextBlock, fmt_float, fmt_int, plural
 
-history_app = typer.Typer(help="The runs kept in the results database: list, show, rm, export, import.",
+history_app = typer.Typer(help="The runs kept in the results database: list, show, diff, rm, export, import.",
                           rich_markup_mode=None, add_completion=False)
 app.add_typer(history_app, name="history", invoke_without_command=True,
               short_help="Recorded runs: list, show, rm, export, import.")
