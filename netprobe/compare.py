@@ -15,7 +15,7 @@ from netprobe.archs.zoo import ARCHS
 from netprobe.bench import LIMITS, BenchConfig, BenchResult, benchmark, validate
 from netprobe.counting import count
 from netprobe.errors import InputError, check_range
-from netprobe.intervals import median_rate, speed_ratio
+from netprobe.intervals import kept_steps, median_rate, speed_ratio
 from netprobe.reference import PAPER_TABLE2_V100, PAPER_TABLE3
 from netprobe.render import plural
 from netprobe.spec import CUSTOM, parse_spec
@@ -291,7 +291,7 @@ def _update(row: CompareRow, results: list[BenchResult]) -> None:
     row.rounds = len(ok)
     setattr(row, f"{row.mode}_imgs_per_s", statistics.median(row.measurements))
     row.imgs_per_s_min, row.imgs_per_s_max = min(row.measurements), max(row.measurements)
-    row.step_times_ms = [t for r in ok for t in r.step_times_ms]
+    row.step_times_ms = kept_steps([t for r in ok for t in r.step_times_ms])
     rate = median_rate(row.step_times_ms, row.batch)
     row.imgs_per_s_ci90, row.imgs_per_s_wide = (rate.bounds(), rate.wide) if rate else (None, False)
     row.tflops = _median([r.tflops for r in ok])  # None where the step could not be counted

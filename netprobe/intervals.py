@@ -23,6 +23,7 @@ MIN_RESAMPLES = 200
 MAX_DRAWS = 4_000_000  # resamples x steps: many steps get fewer resamples (at least MIN_RESAMPLES)
 SEED = 20261206
 WIDE = 0.10  # an interval reaching more than 10% of the figure away from it: a noisy measurement
+MAX_KEPT_STEPS = 100_000  # step times a row keeps (what the results database accepts): more are thinned evenly
 FASTER, SLOWER, SAME = "faster", "slower", "no difference"
 INTERVAL_NOTE = ("median ± half its 90% interval (bootstrap over the timed steps); ? = wide: the interval reaches "
                  f"more than {WIDE:.0%} from the median, a noisy figure")
@@ -105,6 +106,12 @@ def figure_text(value: float, ci90: Sequence[float] | None, digits: int = 1, uni
     if not ci90:
         return f"{value:.{digits}f}{unit}"
     return interval_text(Interval(value, min(ci90), max(ci90)), digits, unit)
+
+
+def kept_steps(steps_ms: Sequence[float]) -> list[float]:
+    """Step times as a row keeps them: 6 significant digits, at most `MAX_KEPT_STEPS` (evenly thinned)."""
+    stride = max(1, -(-len(steps_ms) // MAX_KEPT_STEPS))
+    return [float(f"{t:.6g}") for t in list(steps_ms)[::stride]]
 
 
 def _usable(steps_ms: Sequence[float]) -> list[float] | None:

@@ -20,7 +20,7 @@ from netprobe.bench import runs as BR  # where bench's runs call benchmark: patc
 from netprobe.bench.config import fill_times
 from netprobe.cli import app
 from netprobe.history.record import record, run_document
-from netprobe.intervals import Interval, median_rate, slower_beyond, speed_ratio, verdict
+from netprobe.intervals import Interval, kept_steps, median_rate, slower_beyond, speed_ratio, verdict
 from netprobe.timing import StepTimes
 
 runner = CliRunner()
@@ -96,6 +96,7 @@ def test_a_measured_row_has_its_interval_and_keeps_its_steps():
     low, high = result.imgs_per_s_ci90
     assert low <= result.imgs_per_s <= high and low >= 4e3 / 34 and high <= 4e3 / 31
     assert result.step_times_ms == [31.0, 32.0, 33.0] * 4
+    assert 0 < len(kept_steps([1e-9] * 250_001)) <= 100_000 and kept_steps([1e-9])[0] > 0  # what the database takes
 
 
 # ---- history diff -----------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from netprobe.errors import InputError, check_range
-from netprobe.intervals import median_rate
+from netprobe.intervals import kept_steps, median_rate
 from netprobe.target import Target, resolve, size_text
 from netprobe.timing import AMP_DTYPES, DTYPE_NAMES, MAX_WARMUP_LIMIT_S, MAX_WARMUP_S, OPTIMIZERS, StageTime, StepTimes
 
@@ -180,7 +180,7 @@ def fill_times(result: BenchResult, times: StepTimes, config: BenchConfig) -> No
     if config.mode == "train":
         result.bwd_ms, result.opt_ms = times.phase_ms(1), times.phase_ms(2)
     result.imgs_per_s = config.batch / (result.step_ms / 1e3)
-    result.step_times_ms = [round(t, 4) for t in times.steps_ms]
+    result.step_times_ms = kept_steps(times.steps_ms)
     rate = median_rate(times.steps_ms, config.batch)
     if rate is not None:
         result.imgs_per_s_ci90, result.imgs_per_s_wide = rate.bounds(), rate.wide
