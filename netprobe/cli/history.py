@@ -43,7 +43,7 @@ ROW_COLUMNS = [
     Column("position", "#", ident=True), Column("name", "Row", justify="left", ident=True),
     Column("status", "Status", justify="left"), Column("mode", "Mode", justify="left"),
     Column("dtype", "dtype", justify="left"), Column("batch", "Batch"), Column("imgsz", "Size"),
-    Column("imgs_per_s", "imgs/s", fmt_float(2)), Column("step_ms", "Step ms", fmt_float(1)),
+    Column("imgs_text", "imgs/s"), Column("step_ms", "Step ms", fmt_float(1)),
     Column("macs", "MACs/img", fmt_int), Column("params", "Params", fmt_int), Column("tflops", "TFLOP/s", fmt_float(3)),
     Column("peak_mem_mb", "Peak MB", fmt_float(0)),
 ]
@@ -142,6 +142,7 @@ def show(run: Annotated[str, typer.Argument(help="The run: its ID, or 6+ charact
 
 def run_report(run_id: int, doc: dict, reruns: list[str]) -> Report:
     from netprobe.history.tables import result_columns
+    from netprobe.intervals import figure_text
 
     m, d = doc["machine"], doc["device"]
     gpus = ", ".join(m.get("gpus") or []) or "none seen"
@@ -150,7 +151,9 @@ def run_report(run_id: int, doc: dict, reruns: list[str]) -> Report:
     records = []
     for i, r in enumerate(doc["results"]):
         cols = result_columns(doc["command"], doc.get("experiment"), r["data"], doc["envelope"])
-        records.append({**cols, "position": i + 1, "name": r.get("label") or r["spec"]})
+        rate = cols.get("imgs_per_s")
+        records.append({**cols, "position": i + 1, "name": r.get("label") or r["spec"],
+                        "imgs_text": None if rate is None else figure_text(rate, r["data"].get("imgs_per_s_ci90"), 2)})
     lines = [
         f"Run {run_id} ({doc['uid']}): {doc['command']}" + (f" {doc['experiment']}" if doc.get("experiment") else "")
         + f", {doc['created']}" + (f", {doc['duration_s']:.1f} s" if doc.get("duration_s") else ""),
