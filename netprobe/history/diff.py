@@ -16,7 +16,7 @@ from netprobe.errors import InputError, quote
 from netprobe.history.tables import result_columns
 from netprobe.intervals import Interval, slower_beyond, speed_ratio, verdict
 
-NO_INTERVAL = "no interval"  # a side kept no step times (recorded before they were kept)
+NO_INTERVAL = "no interval"  # a side kept fewer than two step times (recorded before they were kept)
 NOT_MEASURED = "not measured"  # a side has no speed (out of memory, an error)
 MAX_PERCENT = 1000.0
 _PERCENT = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*%?\s*$")
@@ -156,8 +156,8 @@ def summary_lines(diff: RunDiff) -> list[str]:
         lines.append("not matched: " + "; ".join([f"only in A: {n}" for n in diff.only_a]
                                                  + [f"only in B: {n}" for n in diff.only_b]))
     if any(r.verdict == NO_INTERVAL for r in diff.rows):
-        lines.append("no interval: a run recorded before runs kept their step times; its ratio is of the recorded "
-                     "speeds alone, without confidence")
+        lines.append("no interval: a side kept fewer than two step times (recorded before runs kept them, or one "
+                     "timed step); its ratio is of the recorded speeds alone, without confidence")
     if not diff.same_machine:
         lines.append("A and B ran on different machines: the ratio compares the machines as well")
     if diff.fail_if_slower is not None:
