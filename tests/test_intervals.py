@@ -271,3 +271,14 @@ def test_compare_rows_carry_intervals_over_every_rounds_steps(monkeypatch):
         assert low <= row.train_imgs_per_s <= high
     shown = runner.invoke(app, ["history", "--help"])
     assert "diff" in shown.stdout
+
+
+def test_speed_against_eager_torch_has_its_interval():
+    eager, deployed = (B.BenchResult(**{k: v for k, v in bench_row("resnet18", ms, seed).items() if k != "stages"})
+                       for ms, seed in ((100, 1), (50, 2)))
+    eager.mode = deployed.mode = "infer"
+    deployed.runtime = "onnxruntime"
+    BR.relate_runtimes([eager, deployed])
+    low, high = deployed.vs_torch_ci90
+    assert low <= deployed.vs_torch <= high and deployed.vs_torch == pytest.approx(2.0, rel=0.05)
+    assert eager.vs_torch == 1.0 and eager.vs_torch_ci90 is None  # itself: exactly 1
