@@ -278,6 +278,11 @@ def diff(a: Annotated[str, typer.Argument(help="The first run (the baseline): it
         raise typer.Exit(1)
 
 
+def _rate_text(rate: float | None) -> str | None:
+    """imgs/s to one decimal, more below 10 (a busy CPU's 0.12 must not read 0.1)."""
+    return None if rate is None else f"{rate:.{1 if rate >= 10 else 2 if rate >= 1 else 3}f}"
+
+
 def diff_report(found, title: str) -> Report:
     """A diff as a table (one line per matched row) and the lines a reader needs under it."""
     from netprobe.history.diff import summary_lines
@@ -286,8 +291,7 @@ def diff_report(found, title: str) -> Report:
     records = []
     for r in found.rows:
         records.append({"name": r.name, "verdict": r.verdict,
-                        "a_text": None if r.a_imgs_per_s is None else f"{r.a_imgs_per_s:.1f}",
-                        "b_text": None if r.b_imgs_per_s is None else f"{r.b_imgs_per_s:.1f}",
+                        "a_text": _rate_text(r.a_imgs_per_s), "b_text": _rate_text(r.b_imgs_per_s),
                         "ratio_text": None if r.ratio is None else figure_text(r.ratio, r.ratio_ci90, 2, "×")})
     caption = ("B vs A: B's speed over A's (above 1: B is faster) ± half its 90% interval, by bootstrap over both "
                f"runs' timed steps; ? = wide: the interval reaches more than {WIDE:.0%} from the ratio · Verdict: "
