@@ -15,6 +15,7 @@ from netprobe import defaults
 from netprobe.bench import BenchConfig, BenchResult, benchmark, validate
 from netprobe.counting import count
 from netprobe.errors import InputError, check_range
+from netprobe.intervals import kept_steps, median_rate, speed_ratio
 from netprobe.reference import PAPER_TABLE2_V100, PAPER_TABLE3
 from netprobe.render import plural
 from netprobe.sizes import Size, as_size, size_text
@@ -89,8 +90,12 @@ class CompareRow:
     vs_torch: float | None = None  # with runtimes: this variant's speed here over its speed in eager torch
     imgs_per_s_min: float | None = None
     imgs_per_s_max: float | None = None
+    imgs_per_s_ci90: list[float] | None = None  # [low, high]: 90% interval, bootstrap over every round's steps
+    imgs_per_s_wide: bool = False  # that interval reaches more than 10% from the median: a noisy figure
     rounds: int = 0
     speedup: float | None = None
+    speedup_ci90: list[float] | None = None  # bootstrap over this row's steps and the first row's
+    vs_torch_ci90: list[float] | None = None
     tflops: float | None = None
     peak_fraction: float | None = None
     peak_mem_mb: float | None = None
@@ -106,6 +111,7 @@ class CompareRow:
     steady: bool = True  # False: in some round the timed steps were still getting faster
     warmup_capped: bool = False  # in some round warm-up stopped at its ceiling before step times settled
     loss: str = ""  # what the timed train step's loss was (bench's wording: cross-entropy or a surrogate)
+    step_times_ms: list[float] = field(default_factory=list)  # every timed step of every round, in order
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -289,6 +295,9 @@ def update_row(row: CompareRow, results: list[BenchResult]) -> None:
     row.rounds = len(ok)
     setattr(row, f"{row.mode}_imgs_per_s", statistics.median(row.measurements))
     row.imgs_per_s_min, row.imgs_per_s_max = min(row.measurements), max(row.measurements)
+    row.step_times_ms = kept_steps([t for r in ok for t in r.step_times_ms])
+    rate = median_rate(row.step_times_ms, row.batch)
+    row.imgs_per_s_ci90, row.imgs_per_s_wide = (rate.bounds(), rate.wide) if rate else (None, False)
     row.tflops = _median([r.tflops for r in ok])  # None where the step could not be counted
     row.peak_fraction = _median([r.peak_fraction for r in ok])
     row.peak_mem_mb = max(r.peak_mem_mb or 0 for r in ok)
@@ -316,19 +325,31 @@ def relate_rows(rows: list[CompareRow]) -> None:
     """Speed relative to the first variant in the same runtime, and to the same variant in eager torch;
     deviation from the paper's figures where it has them."""
     speed = {id(row): row.train_imgs_per_s if row.mode == "train" else row.infer_imgs_per_s for row in rows}
-    first = {}
+    first: dict[str, CompareRow] = {}
     for row in rows:
-        first.setdefault(row.runtime, speed[id(row)])
-    eager = {row.label: speed[id(row)] for row in rows if row.runtime == "torch"}
+        first.setdefault(row.runtime, row)
+    eager = {row.label: row for row in rows if row.runtime == "torch"}
     paper_ref = (rows[0].paper or {}).get("v100_imgs_per_s")
     for row in rows:
-        ref, mine = first[row.runtime], speed[id(row)]
+        ref, mine = speed[id(first[row.runtime])], speed[id(row)]
         row.speedup = mine / ref if ref and mine else None
+        row.speedup_ci90 = _ratio_bounds(first[row.runtime], row) if row.speedup else None
         if row.mode == "infer":
-            row.vs_torch = mine / eager[row.label] if eager.get(row.label) and mine else None
+            torch_row = eager.get(row.label)
+            row.vs_torch = mine / speed[id(torch_row)] if torch_row and speed[id(torch_row)] and mine else None
+            row.vs_torch_ci90 = _ratio_bounds(torch_row, row) if row.vs_torch else None
         if row.paper and "params_m" in row.paper:
             row.deviation = {
                 "params": row.params / 1e6 / row.paper["params_m"] - 1,
                 "macs": row.macs_base / 1e9 / row.paper["macs_b"] - 1,
                 "paper_v100_speedup": row.paper["v100_imgs_per_s"] / paper_ref if paper_ref else None,
             }
+
+
+def _ratio_bounds(base: CompareRow, row: CompareRow) -> list[float] | None:
+    """The 90% interval of `row`'s speed over `base`'s, by bootstrap over both rows' steps; None for a
+    row against itself (exactly 1)."""
+    if base is row:
+        return None
+    ratio = speed_ratio(base.step_times_ms, row.step_times_ms, base.batch, row.batch)
+    return ratio.bounds() if ratio else None

@@ -8,10 +8,10 @@ of configurations (`run`) returns everything `netprobe bench` prints: the device
 roofs measured and the busy-machine verdict (`BenchRun.to_dict()` is its JSON).
 """
 
-from netprobe.bench.config import LIMITS, BenchConfig, BenchResult, validate
+from netprobe.bench.config import LIMITS, BenchConfig, BenchResult, planned_result, validate
 from netprobe.bench.measure import benchmark, output_classes
 from netprobe.bench.runs import BenchRun, busy_note, find_max_batch, grid, largest_fitting, run, run_grid
 from netprobe.timing import StageTime
 
 __all__ = ["LIMITS", "BenchConfig", "BenchResult", "BenchRun", "StageTime", "benchmark", "busy_note", "find_max_batch",
-           "grid", "largest_fitting", "output_classes", "run", "run_grid", "validate"]
+           "grid", "largest_fitting", "output_classes", "planned_result", "run", "run_grid", "validate"]

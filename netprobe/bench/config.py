@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING
 from netprobe import defaults
 from netprobe.defaults import MAX_WARMUP_LIMIT_S, MAX_WARMUP_S
 from netprobe.errors import InputError, check_range
-from netprobe.sizes import Size, as_size
+from netprobe.intervals import kept_steps, median_rate
+from netprobe.sizes import Size, as_size, size_text
 from netprobe.target import Target, ZooTarget, resolve
-from netprobe.timing import AMP_DTYPES, OPTIMIZERS, StageTime, StepTimes
+from netprobe.timing import AMP_DTYPES, DTYPE_NAMES, OPTIMIZERS, StageTime, StepTimes
 
 if TYPE_CHECKING:
     import torch
@@ -63,6 +64,8 @@ class BenchResult:
     mode: str
     status: str  # ok | oom | error
     imgs_per_s: float | None = None
+    imgs_per_s_ci90: list[float] | None = None  # [low, high]: 90% interval, bootstrap over the timed steps
+    imgs_per_s_wide: bool = False  # that interval reaches more than 10% from the median: a noisy figure
     fwd_ms: float | None = None
     bwd_ms: float | None = None
     opt_ms: float | None = None
@@ -108,7 +111,9 @@ class BenchResult:
     max_rel_err: float | None = None  # ... over the largest magnitude of torch's output
     parity_ok: bool | None = None  # max_rel_err within runtimes.PARITY_TOLERANCE
     vs_torch: float | None = None  # eager torch's step time over this one's (same model, batch, size)
+    vs_torch_ci90: list[float] | None = None  # its 90% interval, bootstrap over both runtimes' timed steps
     failed_in: str = ""  # export | load | run: where a deployed model failed (status "error")
+    step_times_ms: list[float] = field(default_factory=list)  # every timed step, in order: later diffs resample them
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -152,6 +157,14 @@ def validate(config: BenchConfig) -> Target:
 
 
 
+def planned_result(config: BenchConfig) -> BenchResult:
+    """The row a configuration will make, before any measuring: what identifies it (spec, batch, size,
+    mode, dtype, runtime), with status 'planned'."""
+    target = resolve(config.spec, config.in_chans)
+    return BenchResult(target.label, config.device, DTYPE_NAMES[AMP_DTYPES[config.amp]], config.batch,
+                       size_text(target.input_size(config.imgsz)), config.mode, "planned", runtime=config.runtime)
+
+
 def _check_deployed(config: BenchConfig, target: Target) -> None:
     """What a runtime other than eager torch cannot do, refused before any export."""
     from netprobe.runtimes import check_runtimes, parse_runtimes
@@ -181,6 +194,10 @@ def fill_times(result: BenchResult, times: StepTimes, config: BenchConfig) -> No
     if config.mode == "train":
         result.bwd_ms, result.opt_ms = times.phase_ms(1), times.phase_ms(2)
     result.imgs_per_s = config.batch / (result.step_ms / 1e3)
+    result.step_times_ms = kept_steps(times.steps_ms)
+    rate = median_rate(times.steps_ms, config.batch)
+    if rate is not None:
+        result.imgs_per_s_ci90, result.imgs_per_s_wide = rate.bounds(), rate.wide
     if config.mode == "train" and result.bwd_macs is None:
         return  # the backward could not be counted
     step_macs = result.fwd_macs + (result.bwd_macs or 0)  # counted, not 3 x forward

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, replace
 from netprobe.bench.config import LIMITS, BenchConfig, BenchResult
 from netprobe.bench.measure import benchmark
 from netprobe.errors import InputError
+from netprobe.intervals import speed_ratio
 from netprobe.timing import busy_line, device_info, resolve_device
 
 
@@ -128,7 +129,10 @@ def run(configs: list[BenchConfig], on_step: Callable[[], None] | None = None, m
 def relate_runtimes(results: list[BenchResult]) -> None:
     """Each result's speed against eager torch's for the same model, batch, size and mode (eager torch
     itself: 1.0), where both were measured."""
-    eager = {(r.spec, r.batch, r.imgsz, r.mode): r.step_ms for r in results if r.runtime == "torch" and r.step_ms}
+    eager = {(r.spec, r.batch, r.imgsz, r.mode): r for r in results if r.runtime == "torch" and r.step_ms}
     for r in results:
         base = eager.get((r.spec, r.batch, r.imgsz, r.mode))
-        r.vs_torch = base / r.step_ms if base and r.step_ms else None
+        r.vs_torch = base.step_ms / r.step_ms if base and r.step_ms else None
+        if base and r.step_ms and r is not base and r.vs_torch_ci90 is None:  # eager torch itself: exactly 1
+            ratio = speed_ratio(base.step_times_ms, r.step_times_ms)
+            r.vs_torch_ci90 = ratio.bounds() if ratio else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
 import typer
@@ -25,6 +26,7 @@ from netprobe.cli.plots import write_roofline
 from netprobe.cli.saving import ResultsDatabase, SaveOptions, record_run
 from netprobe.defaults import BATCH, DEFAULT_MODEL, ITERS, LIMITS, WARMUP_STEPS
 from netprobe.errors import InputError, check_range
+from netprobe.intervals import INTERVAL_NOTE, figure_text
 from netprobe.render import Column, Format, Report, TableBlock, TextBlock, fmt_float, fmt_mb, fmt_pct, fmt_si, plural
 from netprobe.sizes import size_text
 
@@ -37,6 +39,10 @@ def _bench_record(result) -> dict:
     if result.status != "ok":
         rec["status"] = result.status.upper() if result.status == "oom" else f"{result.status}: {result.error}"
     rec["runtime_text"] = f"{result.runtime} {result.runtime_version}".strip()
+    if result.imgs_per_s is not None:
+        rec["imgs_text"] = figure_text(result.imgs_per_s, result.imgs_per_s_ci90)
+    if result.vs_torch is not None:
+        rec["vs_torch_text"] = figure_text(result.vs_torch, result.vs_torch_ci90, 2, "×")
     return rec
 
 
@@ -44,7 +50,7 @@ BENCH_COLUMNS = [
     Column("spec", "Spec", justify="left", ident=True), Column("batch", "Batch", ident=True),
     Column("imgsz", "Size", ident=True), Column("mode", "Mode", justify="left", ident=True),
     Column("dtype", "dtype", justify="left"), Column("status", "Status", justify="left", ident=True),
-    Column("imgs_per_s", "imgs/s", fmt_float(1)), Column("step_ms", "Step ms", fmt_float(1)),
+    Column("imgs_text", "imgs/s"), Column("step_ms", "Step ms", fmt_float(1)),
     Column("spread", "p10–p90 ms"), Column("steps", "Warm-up+timed"), Column("fwd_ms", "Fwd ms", fmt_float(1)),
     Column("bwd_ms", "Bwd ms", fmt_float(1)), Column("opt_ms", "Opt ms", fmt_float(1)),
     Column("peak_mem_mb", "Peak MB", fmt_mb), Column("tflops", "TFLOP/s", fmt_float(3)),
@@ -68,8 +74,8 @@ RUNTIME_COLUMNS = [
     Column("imgsz", "Size", ident=True), Column("runtime_text", "Runtime", justify="left", ident=True),
     Column("provider", "Provider", justify="left"), Column("threads", "Threads"),
     Column("status", "Status", justify="left", ident=True), Column("step_ms", "p50 ms", fmt_float(2)),
-    Column("step_p90_ms", "p90 ms", fmt_float(2)), Column("imgs_per_s", "imgs/s", fmt_float(1)),
-    Column("vs_torch", "vs torch", lambda v: f"{float(v):.2f}×"), Column("steps", "Warm-up+timed"),
+    Column("step_p90_ms", "p90 ms", fmt_float(2)), Column("imgs_text", "imgs/s"),
+    Column("vs_torch_text", "vs torch"), Column("steps", "Warm-up+timed"),
     Column("file_mb", "File MB", fmt_float(1)), Column("export_s", "Export s", fmt_float(2)),
     Column("first_run_s", "First run s", fmt_float(2)), Column("peak_mem_mb", "Peak MB", fmt_mb),
     Column("max_abs_err", "Max abs err", lambda v: f"{float(v):.1e}"),
@@ -78,8 +84,20 @@ RUNTIME_COLUMNS = [
 SECTIONS = ("results", "stages", "breakdown", "roofline")
 
 
+@dataclass
+class BaselineOptions:
+    """bench against a recorded run: the diff after the table, and the exit code a CI job reads."""
+
+    baseline: Annotated[str | None, typer.Option(help="After measuring, compare with this recorded run (its ID in "
+                                                      "netprobe history), as netprobe history diff does.")] = None
+    fail_if_slower: Annotated[str | None, typer.Option("--fail-if-slower", help="With --baseline: exit 1 when a row "
+                                                       "is slower by more than this (e.g. 5%), with 90% confidence.")] \
+        = None
+
+
 @command("bench", "Time train or inference steps: phases, memory.")
-@takes(model=ModelOptions, measure=MeasureOptions, parallel=ParallelOptions, save=SaveOptions)
+@takes(model=ModelOptions, measure=MeasureOptions, parallel=ParallelOptions, save=SaveOptions,
+       against=BaselineOptions)
 def bench(
     specs: Annotated[list[str] | None, typer.Argument(help="Models to measure (any spec summary takes); default "
                                                            "efficientnetv2_s.")] = None,
@@ -106,6 +124,7 @@ def bench(
     keep_exports: Annotated[str | None, typer.Option("--keep-exports", help="Keep the exported files in this "
                                                                             "folder.")] = None,
     *, model: ModelOptions, measure: MeasureOptions, parallel: ParallelOptions, save: SaveOptions,
+    against: BaselineOptions,
 ) -> None:
     """Time forward, backward and optimizer steps; memory, achieved TFLOP/s, OOM as a result."""
     output = Output(fmt.value, SECTIONS, section, {"out": (out, (".json", ".csv")), "plot": (measure.plot, (".png",))})
@@ -116,10 +135,10 @@ def bench(
     check_in_chans(in_chans)
     check_threads(threads)
     dev = measure.resolved_device()
-    modes = ["train", "infer"] if mode is ModeChoice.both else [mode.value if mode else
-                                                                 "infer" if measure.deployed else "train"]
-    configs = _configs(specs, model, measure, dev, modes, in_chans, warmup=warmup, compile=compile_model,
+    configs = _configs(specs, model, measure, dev, mode, in_chans, warmup=warmup, compile=compile_model,
                        optimizer=optimizer.value, per_stage=per_stage, keep_exports=keep_exports)
+    reference = _baseline(against.baseline, against.fail_if_slower, configs, save.db,
+                          parallel.nproc is not None or find_max_batch)
     if parallel.nproc is not None:
         _bench_parallel(output, database, configs, measure, parallel, out)
         return
@@ -131,13 +150,39 @@ def bench(
     from netprobe.bench import BenchRun
 
     session, stopped = measure_all(BenchRun(dev), configs, find_max_batch)
+    failed = bool(session.results) and _report(output, database, session, out, measure.plot, reference)
     if not session.results:
         note("nothing finished: interrupted before the first configuration was measured")
-    else:
-        _report(output, database, session, out, measure.plot)
     if stopped is not None:
         note(f"interrupted: {len(session.results)} of {plural(len(configs), 'configuration')} finished")
         raise typer.Exit(stopped)
+    if failed:
+        raise typer.Exit(1)  # slower than --baseline by more than --fail-if-slower
+
+
+def _baseline(run: str | None, fail_if_slower: str | None, configs: list, db: str | None, other: bool) -> dict | None:
+    """--baseline's run, checked before measuring (it exists and has a row like a planned one), with the
+    --fail-if-slower fraction; None without --baseline."""
+    if run is None:
+        if fail_if_slower is not None:
+            raise InputError("--fail-if-slower compares with a --baseline run; add --baseline ID")
+        return None
+    if other:
+        raise InputError("--baseline compares bench's rows with a recorded run's; leave out --nproc and "
+                         "--find-max-batch")
+    from pathlib import Path
+
+    from netprobe.bench import planned_result
+    from netprobe.cli.saving import canonical_spec
+    from netprobe.history.diff import check_matches, load_run, parse_percent
+    from netprobe.history.store import default_path
+
+    limit = parse_percent(fail_if_slower) if fail_if_slower is not None else None
+    doc = load_run(Path(db).expanduser() if db is not None else default_path(), run)
+    planned = [planned_result(c) for c in configs]
+    check_matches(doc, [{"spec": r.spec, "canonical": canonical_spec(r.spec), "data": r.to_dict()} for r in planned],
+                  run)
+    return {"run": run, "doc": doc, "fail_if_slower": limit}
 
 
 def _say_what_runs(specs: list[str] | None, measure: MeasureOptions, dev: str) -> None:
@@ -150,9 +195,11 @@ def _say_what_runs(specs: list[str] | None, measure: MeasureOptions, dev: str) -
         note(f"device: auto → {dev}" + ("" if dev == "cuda" else " (no CUDA available)"))
 
 
-def _configs(specs: list[str] | None, model: ModelOptions, measure: MeasureOptions, dev: str, modes: list[str],
+def _configs(specs: list[str] | None, model: ModelOptions, measure: MeasureOptions, dev: str, mode: ModeChoice | None,
              in_chans: int | None, keep_exports: str | None, **options) -> list:
     """Every configuration the command line asks for, each checked (one line, exit 2) before any is measured."""
+    modes = ["train", "infer"] if mode is ModeChoice.both else [mode.value if mode else
+                                                                 "infer" if measure.deployed else "train"]
     from netprobe.bench import grid, validate
     from netprobe.runtimes import check_runtimes
     from netprobe.target import resolve
@@ -206,13 +253,17 @@ def measure_all(session, configs: list, find_max: bool) -> tuple[object, int | N
     return session, None
 
 
-def _report(output: Output, database: ResultsDatabase | None, session, out: str | None,
-            plot: str | None = None) -> None:
+def _report(output: Output, database: ResultsDatabase | None, session, out: str | None, plot: str | None = None,
+            reference: dict | None = None) -> bool:
+    """Show and write the results and record the run; True where a row is slower than --baseline allows."""
     from netprobe.render import to_csv, to_json
 
     data = session.to_dict()
     results = session.results
-    output.show(bench_report(results, data["device"], data["note"] or ""), data)
+    report = bench_report(results, data["device"], data["note"] or "")
+    if reference is not None:
+        data["baseline"] = _against_baseline(report, data, reference)
+    output.show(report, data)
     ok = True
     if out:
         text = to_json(data) if out.lower().endswith(".json") else to_csv(BENCH_RESULT_CSV, data["results"])
@@ -225,6 +276,20 @@ def _report(output: Output, database: ResultsDatabase | None, session, out: str 
             ok = False
     ok = record_run(database, data) and ok
     output.finish(ok)
+    return bool(data.get("baseline", {}).get("failed"))
+
+
+def _against_baseline(report: Report, data: dict, reference: dict) -> dict:
+    """This run's rows against --baseline's (B = this run): the diff's blocks added to `report`, its JSON returned."""
+    from netprobe.cli.history import diff_report
+    from netprobe.cli.saving import canonical_spec
+    from netprobe.history.diff import diff_runs
+    from netprobe.history.record import run_document
+
+    found = diff_runs(reference["doc"], run_document(data, [], "bench", canonical=canonical_spec),
+                      reference["fail_if_slower"])
+    report.blocks += diff_report(found, f"Against --baseline run {reference['run']} (A; this run is B)").blocks
+    return {"run": reference["run"], **found.to_dict()}
 
 
 def _config_label(r) -> str:
@@ -240,6 +305,7 @@ def bench_report(results: list, info: dict, busy: str) -> Report:
                "matmul, best measured so far in this run): "
                + ", ".join(f"{k} {v:.2f} TFLOP/s" for k, v in peaks.items())
                + f" · Peak MB: {mem} · TFLOP/s counts 2 FLOPs per MAC of the step as counted (backward op by op)"
+               + f" · imgs/s: {INTERVAL_NOTE}"
                + " · Warm-up+timed: untimed steps until step times settled (! = stopped at --max-warmup-s), then "
                "the timed ones"
                + (f" · train loss: {'; '.join(losses)}" if losses else "")
@@ -277,5 +343,6 @@ def runtime_caption(results: list, info: dict) -> str:
             + " · ".join(f"{name}: {how}" for name, how in exporters.items())
             + f" · Max abs/rel err: each runtime's outputs against eager torch's (rel: of their largest magnitude); "
             f"beyond {PARITY_TOLERANCE:g} of the scale + {PARITY_FLOOR:g} the row says mismatch · vs torch: eager "
-            f"torch's p50 over this one's · First run s: loading (session creation, compilation) and the first run "
+            f"torch's p50 over this one's · imgs/s, vs torch: {INTERVAL_NOTE} · First run s: loading (session "
+            "creation, compilation) and the first run "
             f"· Peak MB: {mem} while loading and running (not exporting)")

@@ -13,7 +13,11 @@ from netprobe.cli.plots import write_compare_plot, write_roofline
 from netprobe.cli.saving import ResultsDatabase, SaveOptions, record_run
 from netprobe.defaults import BATCH_IMGSZ_BASE, BATCH_IMGSZ_GRID, FUSED_STAGES_BASE
 from netprobe.errors import InputError, quote
+from netprobe.intervals import figure_text
 from netprobe.render import Column, Format, Report, TableBlock, TextBlock, fmt_float, fmt_mb, fmt_pct, fmt_si, plural
+
+INTERVAL_TEXT = ("half the 90% interval, by bootstrap over every round's timed steps (a speed ratio: over both "
+                 "rows' steps); ? = wide: the interval reaches more than 10% from the figure")
 
 
 def _speed(value: object) -> str:
@@ -27,8 +31,8 @@ def _signed_pct(value: object) -> str:
 COMPARE_COLUMNS = [
     Column("label", "Variant", justify="left", ident=True), Column("params", "Params", fmt_si),
     Column("macs_base", "MACs @base size", fmt_si), Column("macs", "MACs @run size", fmt_si),
-    Column("status", "Status", justify="left", ident=True), Column("train_imgs_per_s", "Train imgs/s", fmt_float(2)),
-    Column("spread", "min–max"), Column("speedup", "Speed vs first", _speed),
+    Column("status", "Status", justify="left", ident=True), Column("train_imgs_text", "Train imgs/s"),
+    Column("spread", "min–max"), Column("speedup_text", "Speed vs first"),
     Column("tflops", "TFLOP/s", fmt_float(3)), Column("peak_fraction", "of peak", fmt_pct),
     Column("peak_mem_mb", "Peak MB", fmt_mb),
 ]
@@ -42,8 +46,8 @@ RUNTIME_COMPARE_COLUMNS = [
     Column("label", "Variant", justify="left", ident=True), Column("runtime", "Runtime", justify="left", ident=True),
     Column("params", "Params", fmt_si), Column("macs_base", "MACs @base size", fmt_si),
     Column("macs", "MACs @run size", fmt_si), Column("status", "Status", justify="left", ident=True),
-    Column("infer_imgs_per_s", "Infer imgs/s", fmt_float(2)), Column("spread", "min–max"),
-    Column("speedup", "Speed vs first", _speed), Column("vs_torch", "vs torch", _speed),
+    Column("infer_imgs_text", "Infer imgs/s"), Column("spread", "min–max"),
+    Column("speedup_text", "Speed vs first"), Column("vs_torch_text", "vs torch"),
     Column("peak_mem_mb", "Peak MB", fmt_mb),
 ]
 TABLE2_COLUMNS = [Column("paper_v100", "Paper V100 imgs/s (16 GB)")]
@@ -55,6 +59,12 @@ def _compare_record(row) -> dict:
         rec["spread"] = f"{row.imgs_per_s_min:.2f}–{row.imgs_per_s_max:.2f}"
     if row.status == "oom":
         rec["status"] = "OOM"
+    rate = row.train_imgs_per_s if row.mode == "train" else row.infer_imgs_per_s
+    if rate is not None:
+        rec[f"{row.mode}_imgs_text"] = figure_text(rate, row.imgs_per_s_ci90, 2)
+    for key in ("speedup", "vs_torch"):
+        if rec.get(key) is not None:
+            rec[f"{key}_text"] = figure_text(rec[key], rec[f"{key}_ci90"], 2, "×")
     paper, dev = row.paper or {}, row.deviation or {}
     rec.update(paper_params=paper.get("params_m"), paper_macs=paper.get("macs_b"),
                paper_v100=("OOM" if paper.get("v100_oom") else paper.get("v100_imgs_per_s")),
@@ -215,12 +225,13 @@ def compare_report(experiment: str, rows: list, settings_line: str, busy: str | 
     has_table3 = any(r.paper and "params_m" in r.paper for r in rows)
     has_table2 = any(r.paper and "v100_oom" in r.paper for r in rows)
     columns = COMPARE_COLUMNS + (PAPER_COLUMNS if has_table3 else []) + (TABLE2_COLUMNS if has_table2 else [])
-    caption = "MACs = multiply-accumulates per image (the paper's 'FLOPs'). Train imgs/s: median over rounds."
+    caption = ("MACs = multiply-accumulates per image (the paper's 'FLOPs'). Train imgs/s: median over rounds, ± "
+               f"{INTERVAL_TEXT}.")
     if any(r.mode == "infer" for r in rows):  # runtimes: inference, and the paper's train speeds do not apply
         columns = RUNTIME_COMPARE_COLUMNS + (PAPER_COLUMNS[:4] if has_table3 else [])
         caption = ("MACs = multiply-accumulates per image (the paper's 'FLOPs'). Infer imgs/s: median over rounds, "
                    "fp32, the same input in every runtime. Speed vs first: against the first variant in the same "
-                   "runtime; vs torch: against the same variant in eager torch.")
+                   f"runtime; vs torch: against the same variant in eager torch. ±: {INTERVAL_TEXT}.")
     losses = sorted({r.loss for r in rows if r.loss})
     if any(loss.startswith("surrogate") for loss in losses):
         caption += (f" Train loss: {'; '.join(losses)} (a stand-in: no label assignment or real detection loss is "

@@ -11,19 +11,21 @@ from netprobe.cli.app import interrupt_code
 from netprobe.cli.output import Output, note, progress_bar
 from netprobe.cli.saving import ResultsDatabase, record_run
 from netprobe.errors import InputError
+from netprobe.intervals import figure_text
 from netprobe.render import Column, Report, TableBlock, TextBlock, fmt_float, fmt_mb, fmt_pct, plural
 
 DIST_COLUMNS = [
     Column("label", "Model", justify="left", ident=True), Column("ranks", "Ranks", justify="left", ident=True),
     Column("batch_per_rank", "Batch/rank"), Column("global_batch", "Global batch"),
-    Column("status_text", "Status", justify="left", ident=True), Column("imgs_per_s", "imgs/s (global)", fmt_float(2)),
+    Column("status_text", "Status", justify="left", ident=True), Column("imgs_text", "imgs/s (global)"),
     Column("step_ms", "Step ms", fmt_float(1)), Column("step_p90_ms", "p90 ms", fmt_float(1)),
     Column("scaling_efficiency", "Scaling eff.", fmt_pct), Column("grad_mb", "Grad MB", fmt_float(1)),
     Column("allreduce_ms", "All-reduce ms", fmt_float(1)), Column("allreduce_share", "of step", fmt_pct),
     Column("bus_gb_s", "Bus GB/s", fmt_float(2)), Column("comm_exposed_ms", "Exposed ms", fmt_float(1)),
     Column("peak_mem_mb", "Peak MB/rank", fmt_mb),
 ]
-CAPTION = ("Per step, the slowest rank's time. Scaling eff. = imgs/s ÷ (ranks × imgs/s of 1 rank without DDP). "
+CAPTION = ("Per step, the slowest rank's time; imgs/s ± half its 90% interval (bootstrap over those steps; ? = "
+           "wide). Scaling eff. = imgs/s ÷ (ranks × imgs/s of 1 rank without DDP). "
            "All-reduce: timed by a DDP communication hook on the rank that joined last (the all-reduce itself); "
            "of step: its share of the step (it overlaps the backward). Exposed = step − the same step under "
            "no_sync(), timed in alternation: what the all-reduce adds. Grad MB: gradient bytes all-reduced per "
@@ -99,7 +101,8 @@ def dist_report(done: list, title: str, extra: str) -> Report:
     for label, row in done:
         rec = row.to_dict()
         rec.update(label=label, ranks=f"{row.world_size}" + (" (DDP)" if row.ddp else " (no DDP)"),
-                   status_text=row.status if row.status == "ok" else f"{row.status}: {row.error}")
+                   status_text=row.status if row.status == "ok" else f"{row.status}: {row.error}",
+                   imgs_text=None if row.imgs_per_s is None else figure_text(row.imgs_per_s, row.imgs_per_s_ci90, 2))
         records.append(rec)
     first = done[0][1]
     bucket = next((r.bucket_mb for _, r in done if r.bucket_mb), defaults.BUCKET_MB)  # the no-DDP row has none

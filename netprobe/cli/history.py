@@ -1,4 +1,4 @@
-"""`netprobe history`: the runs kept in the results database — list, show, rm, export, import."""
+"""`netprobe history`: the runs kept in the results database — list, show, diff, rm, export, import."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from netprobe.cli.options import takes
 from netprobe.cli.output import Output, note
 from netprobe.render import CodeBlock, Column, Format, Report, TableBlock, TextBlock, fmt_float, fmt_int, plural
 
-history_app = typer.Typer(help="The runs kept in the results database: list, show, rm, export, import.",
+history_app = typer.Typer(help="The runs kept in the results database: list, show, diff, rm, export, import.",
                           rich_markup_mode=None, add_completion=False)
 app.add_typer(history_app, name="history", invoke_without_command=True,
               short_help="Recorded runs: list, show, rm, export, import.")
@@ -37,7 +37,7 @@ ROW_COLUMNS = [
     Column("position", "#", ident=True), Column("name", "Row", justify="left", ident=True),
     Column("status", "Status", justify="left"), Column("mode", "Mode", justify="left"),
     Column("dtype", "dtype", justify="left"), Column("batch", "Batch"), Column("imgsz", "Size"),
-    Column("imgs_per_s", "imgs/s", fmt_float(2)), Column("step_ms", "Step ms", fmt_float(1)),
+    Column("imgs_text", "imgs/s"), Column("step_ms", "Step ms", fmt_float(1)),
     Column("macs", "MACs/img", fmt_int), Column("params", "Params", fmt_int), Column("tflops", "TFLOP/s", fmt_float(3)),
     Column("peak_mem_mb", "Peak MB", fmt_float(0)),
 ]
@@ -174,6 +174,7 @@ def show(run: Annotated[str, typer.Argument(help="The run: its ID, or 6+ charact
 
 def run_report(run_id: int, doc: dict, reruns: list[str]) -> Report:
     from netprobe.history.tables import result_columns
+    from netprobe.intervals import figure_text
 
     m, d = doc["machine"], doc["device"]
     gpus = ", ".join(m.get("gpus") or []) or "none seen"
@@ -182,7 +183,9 @@ def run_report(run_id: int, doc: dict, reruns: list[str]) -> Report:
     records = []
     for i, r in enumerate(doc["results"]):
         cols = result_columns(doc["command"], doc.get("experiment"), r["data"], doc["envelope"])
-        records.append({**cols, "position": i + 1, "name": r.get("label") or r["spec"]})
+        rate = cols.get("imgs_per_s")
+        records.append({**cols, "position": i + 1, "name": r.get("label") or r["spec"],
+                        "imgs_text": None if rate is None else figure_text(rate, r["data"].get("imgs_per_s_ci90"), 2)})
     lines = [
         f"Run {run_id} ({doc['uid']}): {doc['command']}" + (f" {doc['experiment']}" if doc.get("experiment") else "")
         + f", {doc['created']}" + (f", {doc['duration_s']:.1f} s" if doc.get("duration_s") else ""),
@@ -280,3 +283,63 @@ def import_(file: Annotated[str, typer.Argument(help="A JSON file that netprobe 
             raise
         note(f"interrupted, after the import was committed: {plural(merged[0], 'run')} imported")
         raise typer.Exit(130) from None
+
+
+DIFF_COLUMNS = [
+    Column("name", "Row", justify="left", ident=True), Column("a_text", "A imgs/s"), Column("b_text", "B imgs/s"),
+    Column("ratio_text", "B vs A"), Column("verdict", "Verdict", justify="left"),
+]
+
+
+@command("diff", "Two runs compared: speed ratio, interval, verdict.", group=history_app,
+         needs_torch=False)
+def diff(a: Annotated[str, typer.Argument(help="The first run (the baseline): its ID, or 6+ characters of its uid.")],
+         b: Annotated[str, typer.Argument(help="The second run, compared with the first.")],
+         fail_if_slower: Annotated[str | None, typer.Option("--fail-if-slower", help="Exit 1 when a row of B is "
+                                                            "slower than A's by more than this (e.g. 5%: step times "
+                                                            "5% longer), with 90% confidence.")] = None,
+         db: DbPath = None, fmt: FormatOption = Format.table) -> None:
+    """Rows of run B against the same rows of run A (spec, batch, size, mode, dtype, runtime): B's speed over
+    A's with its 90% interval (bootstrap over both runs' step times) and a verdict."""
+    from netprobe.history.diff import diff_runs, parse_percent
+    from netprobe.history.query import find_run
+    from netprobe.history.tables import run_document
+
+    limit = parse_percent(fail_if_slower) if fail_if_slower is not None else None
+    output = Output(fmt.value, ("rows",))
+    with open_db(db) as (conn, _):
+        ids = find_run(conn, a), find_run(conn, b)
+        docs = [run_document(conn, i) for i in ids]
+    found = diff_runs(*docs, fail_if_slower=limit)
+    if not found.rows:
+        from netprobe.errors import InputError
+
+        raise InputError(f"runs {ids[0]} and {ids[1]} have no row measured alike (same spec, batch, size, mode, "
+                         "dtype, runtime); netprobe history show ID lists each run's rows")
+    output.show(diff_report(found, f"netprobe history diff: B = run {ids[1]} against A = run {ids[0]}"),
+                {"a": ids[0], "b": ids[1], **found.to_dict()})
+    output.finish()
+    if found.failed:
+        raise typer.Exit(1)
+
+
+def _rate_text(rate: float | None) -> str | None:
+    """imgs/s to one decimal, more below 10 (a busy CPU's 0.12 must not read 0.1)."""
+    return None if rate is None else f"{rate:.{1 if rate >= 10 else 2 if rate >= 1 else 3}f}"
+
+
+def diff_report(found, title: str) -> Report:
+    """A diff as a table (one line per matched row) and the lines a reader needs under it."""
+    from netprobe.history.diff import summary_lines
+    from netprobe.intervals import WIDE, figure_text
+
+    records = []
+    for r in found.rows:
+        records.append({"name": r.name, "verdict": r.verdict,
+                        "a_text": _rate_text(r.a_imgs_per_s), "b_text": _rate_text(r.b_imgs_per_s),
+                        "ratio_text": None if r.ratio is None else figure_text(r.ratio, r.ratio_ci90, 2, "×")})
+    caption = ("B vs A: B's speed over A's (above 1: B is faster) ± half its 90% interval, by bootstrap over both "
+               f"runs' timed steps; ? = wide: the interval reaches more than {WIDE:.0%} from the ratio · Verdict: "
+               "faster or slower where the whole interval is above or below 1, else no difference at 90% confidence")
+    return Report([TableBlock("rows", DIFF_COLUMNS, records, title, caption),
+                   *[TextBlock(line, "yellow") for line in summary_lines(found)]])

@@ -197,10 +197,10 @@ def _slowest(rows: list[list[float]], ctx: RankContext) -> list[list[float]]:
     return [[math.nan if v == -math.inf else v for v in row] for row in values.tolist()]
 
 
-def _summary(rows: list[list[float]], task: RowTask) -> dict[str, float | None]:
+def _summary(rows: list[list[float]], task: RowTask) -> dict[str, float | list[float] | None]:
     steps = [row[0] for row in rows]
     return {
-        "step_ms": statistics.median(steps), "step_p10_ms": percentile(steps, 10),
+        "step_ms": statistics.median(steps), "step_times_ms": steps, "step_p10_ms": percentile(steps, 10),
         "step_p90_ms": percentile(steps, 90), "fwd_ms": statistics.median(row[1] for row in rows),
         "bwd_ms": statistics.median(row[2] for row in rows), "opt_ms": statistics.median(row[3] for row in rows),
         "allreduce_ms": statistics.median(-row[6] for row in rows) if task.ddp else None,

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from netprobe.distributed.checks import RowPlan, ScalingPlan
 from netprobe.distributed.measure import ALLREDUCE_METHOD
 from netprobe.distributed.ring import bus_gb_s
+from netprobe.intervals import kept_steps, median_rate
 from netprobe.timing import AMP_DTYPES, DTYPE_NAMES
 
 MB = 2**20
@@ -39,6 +40,7 @@ class DistResult:
     dtype: str = "fp32"
     status: str = "ok"  # ok | oom | error
     imgs_per_s: float | None = None
+    imgs_per_s_ci90: list[float] | None = None  # [low, high]: 90% interval, bootstrap over the timed steps
     step_ms: float | None = None
     step_p10_ms: float | None = None
     step_p90_ms: float | None = None
@@ -64,6 +66,7 @@ class DistResult:
     grads_in_sync: bool | None = None  # every rank got the same averaged gradients (from different data)
     iters: int = 0
     error: str | None = None
+    step_times_ms: list[float] = field(default_factory=list)  # every timed step (the slowest rank's), in order
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -87,6 +90,9 @@ def measured_row(plan: ScalingPlan, row: RowPlan, figures: dict) -> DistResult:
         setattr(result, name, figures.get(name, getattr(result, name)))
     result.threads_per_rank = figures["threads"]
     result.imgs_per_s = result.global_batch / (result.step_ms / 1e3)
+    result.step_times_ms = kept_steps(figures.get("step_times_ms") or [])  # the slowest rank's, step by step
+    rate = median_rate(result.step_times_ms, result.global_batch)
+    result.imgs_per_s_ci90 = rate.bounds() if rate else None
     if row.ddp:
         result.method = ALLREDUCE_METHOD
         result.grad_mb = figures["grad_bytes"] / MB
