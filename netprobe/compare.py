@@ -328,3 +328,23 @@ def _relate(rows: list[CompareRow]) -> None:
                 "macs": row.macs_base / 1e9 / row.paper["macs_b"] - 1,
                 "paper_v100_speedup": row.paper["v100_imgs_per_s"] / paper_ref if paper_ref else None,
             }
+
+
+def predicted_rows(variants: list[Variant], gpus: str, amp: str = "off", channels_last: bool = False) -> list[dict]:
+    """Each variant's train step predicted on each GPU in `gpus` (netprobe.prediction: a prediction,
+    never a measurement), with the paper's figures beside where the variant has them."""
+    from netprobe.prediction import predict_all
+
+    rows = []
+    for v in variants:
+        row: dict = {"label": v.label, "spec": v.spec if isinstance(v.spec, str) else str(v.spec), "batch": v.batch,
+                     "imgsz": v.imgsz, "paper_v100": None, "kind": "prediction"}
+        if v.paper:
+            row["paper_v100"] = "OOM" if v.paper.get("v100_oom") else v.paper.get("v100_imgs_per_s")
+        for p in predict_all(v.spec, gpus, v.batch, v.imgsz, "train", amp, channels_last):
+            row[f"{p.gpu}_imgs_per_s"] = p.imgs_per_s
+            row[f"{p.gpu}_mem_mb"] = p.peak_mem_mb
+            row[f"{p.gpu}_fits"] = p.fits
+            row["error_note"] = p.error_note
+        rows.append(row)
+    return rows

@@ -105,6 +105,8 @@ def compare(
                                                      "a comma list of torch, torchscript, export, onnxruntime, "
                                                      "openvino (eager torch always, as the reference).")] = None,
     build_timeout: opt.BuildTimeoutOption = opt.DEFAULT_BUILD_TIMEOUT_S,
+    predict: Annotated[str | None, typer.Option(help="Predict on these GPUs (v100,a100 or all) instead of "
+                                                     "measuring: see netprobe predict.")] = None,
     db: DbOption = None,
     no_save: NoSaveOption = False,
 ) -> None:
@@ -130,7 +132,7 @@ def compare(
     opt.set_build_timeout(build_timeout)
     if experiment == "specs" and len(what) == 1:
         _check_word(C, what[0])
-    dev = resolve_device(device.value)
+    dev = "cuda" if predict else resolve_device(device.value)  # predicting: the GPU defaults (batch 24, own size)
     one_batch = _one("--batch", batches, experiment) if experiment != "batch-imgsz" else None
     one_size = _one("--imgsz", sizes, experiment) if experiment != "batch-imgsz" else None
     given_base = base
@@ -151,6 +153,11 @@ def compare(
     else:
         variants = C.spec_variants([resolve(w, None, scale, modules) for w in what], settings.batch, one_size)
     C.check_variants(variants, settings)
+    if predict:
+        from netprobe.cli.predict import show_compare_predictions
+
+        return show_compare_predictions(output, experiment, C.predicted_rows(variants, predict, amp.value,
+                                                                             channels_last))
     if nproc is not None:
         from netprobe.cli.distributed import DistOptions, check_plans, run_all
 
