@@ -72,8 +72,7 @@ def predict_command(
     output = Output(fmt.value, SECTIONS, section)
     batches = int_list("--batch", batch, 1, 65_536)
     sizes = size_list("--imgsz", imgsz) or [None]
-    if not gpu_spec:
-        check_request(gpu, mode.value, amp.value, optimizer.value)
+    check_request(gpu, mode.value, amp.value, optimizer.value, gpu_spec)
     results = [p for size in sizes for b in batches
                for p in predict_all(spec, gpu, b, size, mode.value, amp.value, channels_last, optimizer.value,
                                     find_max_batch, gpu_spec)]

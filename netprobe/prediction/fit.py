@@ -26,6 +26,7 @@ ZOO_OF_TIMM = {**{f"efficientnet_b{i}": f"efficientnet_b{i}" for i in range(8)},
                **{f"resnet{n}": f"resnet{n}" for n in (18, 34, 50, 101)}}
 GPU_OF_DEVICE = {"rtx3090": "rtx3090", "rtx4090": "rtx4090", "4090": "rtx4090"}
 MAX_MEMORY_EFFICIENCY = 1.5  # counted bytes are "nothing fused": caches can make real traffic smaller
+MIN_EFFICIENCY = 0.05  # below it an efficiency stops being physical and only absorbs other costs
 
 
 @dataclass
@@ -86,49 +87,70 @@ def keep_counts(path: str | None) -> None:
     atexit.register(lambda: file.write_bytes(pickle.dumps(_counted)))
 
 
-def fit(rows: list[Row], start: Efficiency | None = None, steps: int = 1500, label: str = "") -> Efficiency:
+def fit(rows: list[Row], start: Efficiency | None = None, steps: int = 800, label: str = "") -> Efficiency:
     """Efficiencies (one layout) minimising the squared log error of the rows' step times."""
     import torch
 
     gpus = gpu_table()
     keys = {k: i for i, k in enumerate(KEYS)}
-    cols: dict[str, list] = {"key": [], "flops": [], "bytes": [], "kernels": [], "peak": [], "bw": [], "row": []}
+    cols: dict[str, list] = {"key": [], "flops": [], "bytes": [], "kernels": [], "peak": [], "bw": [], "row": [],
+                             "times": []}
     for i, row in enumerate(rows):
         gpu = gpus[row.gpu]
         peaks = _peaks(gpu)
-        for w in row_work(row.model, row.mode, row.batch, row.imgsz):
-            for name, value in (("key", keys[w.key]), ("flops", w.flops), ("bytes", w.bytes),
-                                ("kernels", w.kernels), ("peak", peaks[w.peak]), ("bw", gpu.mem_bw_gbs * 1e9),
-                                ("row", i)):
+        for (key, flops, moved, kernels, peak), times in _distinct(row_work(row.model, row.mode, row.batch,
+                                                                            row.imgsz)).items():
+            for name, value in (("key", keys[key]), ("flops", flops), ("bytes", moved), ("kernels", kernels),
+                                ("peak", peaks[peak]), ("bw", gpu.mem_bw_gbs * 1e9), ("row", i), ("times", times)):
                 cols[name].append(value)
     t = {k: torch.tensor(v, dtype=torch.int64 if k in ("key", "row") else torch.float64) for k, v in cols.items()}
     measured = torch.tensor([r.step_s for r in rows], dtype=torch.float64)
     start = start or Efficiency(dict.fromkeys(KEYS, 0.5), dict.fromkeys(KEYS, 0.7), 5.0, "")
-    theta_c = torch.tensor([_logit(start.compute[k]) for k in KEYS], dtype=torch.float64, requires_grad=True)
-    theta_m = torch.tensor([_logit(start.memory[k] / MAX_MEMORY_EFFICIENCY) for k in KEYS], dtype=torch.float64,
+    theta_c = torch.tensor([_logit(_unit(start.compute[k], 1.0)) for k in KEYS], dtype=torch.float64,
                            requires_grad=True)
+    theta_m = torch.tensor([_logit(_unit(start.memory[k], MAX_MEMORY_EFFICIENCY)) for k in KEYS],
+                           dtype=torch.float64, requires_grad=True)
     log_launch = torch.tensor(float(torch.log(torch.tensor(start.launch_us))), dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.Adam([theta_c, theta_m, log_launch], lr=0.05)
+    opt = torch.optim.Adam([theta_c, theta_m, log_launch], lr=0.08)
     for _ in range(steps):
         opt.zero_grad()
         predicted = _predict(t, theta_c, theta_m, log_launch, len(rows))
         loss = ((predicted.log() - measured.log()) ** 2).mean()
         loss.backward()
         opt.step()
-    compute = torch.sigmoid(theta_c).tolist()
-    memory = (torch.sigmoid(theta_m) * MAX_MEMORY_EFFICIENCY).tolist()
+    compute = _bounded(theta_c.detach(), 1.0).tolist()
+    memory = _bounded(theta_m.detach(), MAX_MEMORY_EFFICIENCY).tolist()
     return Efficiency(dict(zip(KEYS, compute, strict=True)), dict(zip(KEYS, memory, strict=True)),
                       float(log_launch.detach().exp()), label)
+
+
+def _distinct(work: tuple[Work, ...]) -> dict[tuple, int]:
+    """Identical pieces of work (a stage's repeated blocks) once each, with how many times they occur."""
+    from collections import Counter
+
+    return Counter((w.key, w.flops, w.bytes, w.kernels, w.peak) for w in work)
 
 
 def _predict(t: dict, theta_c, theta_m, log_launch, n_rows: int):
     import torch
 
-    compute_eff = torch.sigmoid(theta_c)[t["key"]]
-    memory_eff = torch.sigmoid(theta_m)[t["key"]] * MAX_MEMORY_EFFICIENCY
+    compute_eff = _bounded(theta_c, 1.0)[t["key"]]
+    memory_eff = _bounded(theta_m, MAX_MEMORY_EFFICIENCY)[t["key"]]
     seconds = torch.maximum(t["flops"] / (t["peak"] * compute_eff), t["bytes"] / (t["bw"] * memory_eff))
-    seconds = seconds + t["kernels"] * log_launch.exp() * 1e-6
+    seconds = (seconds + t["kernels"] * log_launch.exp() * 1e-6) * t["times"]
     return torch.zeros(n_rows, dtype=torch.float64).index_add(0, t["row"], seconds)
+
+
+def _bounded(theta, top: float):
+    """Free parameters -> efficiencies in [MIN_EFFICIENCY, top]."""
+    import torch
+
+    return MIN_EFFICIENCY + (top - MIN_EFFICIENCY) * torch.sigmoid(theta)
+
+
+def _unit(value: float, top: float) -> float:
+    """The inverse of `_bounded` before the sigmoid: an efficiency as a fraction of its range."""
+    return (value - MIN_EFFICIENCY) / (top - MIN_EFFICIENCY)
 
 
 def _peaks(gpu: GPU) -> dict[str, float]:

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from netprobe.errors import InputError, quote
-from netprobe.prediction.gpus import GPU, PRECISIONS, find_gpus, gpu_table
+from netprobe.prediction.gpus import GPU, PRECISIONS, find_gpus
 from netprobe.prediction.model import efficiency_for, time_work
 
 ACCURACY_FILE = Path(__file__).with_name("accuracy.json")
@@ -73,17 +73,23 @@ def error_note(path: Path = ACCURACY_FILE) -> str:
             f"from benchmarks/predict_accuracy.py")
 
 
-def check_request(gpu: str, mode: str, amp: str, optimizer: str) -> list[GPU]:
-    """Refuse, before any counting, what cannot be predicted; the GPUs asked for. With "all", GPUs
-    lacking the precision are left out; a named one lacking it is an error."""
+def check_request(gpu: str, mode: str, amp: str, optimizer: str, gpu_spec: str | None = None) -> list[GPU]:
+    """Refuse, before any counting, what cannot be predicted; the GPUs asked for (from the table, or
+    the one `gpu_spec` describes). With "all", GPUs lacking the precision are left out; a named one
+    lacking it is an error."""
     from netprobe.prediction.counted import OPTIMIZERS
 
     for name, value, allowed in (("--mode", mode, MODES), ("--amp", amp, PRECISIONS),
                                  ("--optimizer", optimizer, OPTIMIZERS)):
         if value not in allowed:
             raise InputError(f"{name} {quote(value)} is not one of {', '.join(allowed)}")
-    gpus = find_gpus(gpu)
-    if gpu.strip().lower() == "all":
+    if gpu_spec is not None:
+        from netprobe.prediction.gpus import load_gpu_spec
+
+        gpus = [load_gpu_spec(gpu_spec)]
+    else:
+        gpus = find_gpus(gpu)
+    if gpu_spec is None and gpu.strip().lower() == "all":
         return [g for g in gpus if g.has(amp)]
     for g in gpus:
         g.conv_peak_tflops(amp)  # raises for a precision the GPU lacks
@@ -103,13 +109,9 @@ def predict_all(target: object, gpu: str = "v100", batch: int = 24, imgsz: int |
                 mode: str = "train", amp: str = "off", channels_last: bool = False, optimizer: str = "sgd",
                 find_max_batch: bool = False, gpu_spec: str | None = None) -> list[Prediction]:
     """`predict` for each GPU `gpu` names ("v100,a100" or "all"): one count, one prediction per GPU."""
-    from netprobe.prediction.gpus import load_gpu_spec
     from netprobe.target import resolve
 
-    gpus = [load_gpu_spec(gpu_spec)] if gpu_spec else check_request(gpu, mode, amp, optimizer)
-    if gpu_spec:
-        check_request(next(iter(gpu_table())), mode, amp, optimizer)
-        gpus[0].conv_peak_tflops(amp)
+    gpus = check_request(gpu, mode, amp, optimizer, gpu_spec)
     resolved = resolve(target)
     size = resolved.input_size(imgsz)
     resolved.check_input(size, batch)
