@@ -94,12 +94,64 @@ def _rounded(nbytes: int) -> int:
     return max(ALLOCATOR_BLOCK, -(-nbytes // ALLOCATOR_BLOCK) * ALLOCATOR_BLOCK)
 
 
+_NORMS = ("native_batch_norm", "_native_batch_norm_legit", "_native_batch_norm_legit_no_training",
+          "_batch_norm_with_update", "_batch_norm_no_update", "cudnn_batch_norm", "native_batch_norm_backward",
+          "batch_norm_backward", "cudnn_batch_norm_backward", "native_layer_norm_backward",
+          "native_group_norm_backward", "nll_loss_forward")
+# The counters' shapes leave out what memory needs here: the batch statistics a norm saves, the
+# dtype of a norm's weight gradient under AMP, the loss's total weight. Their own meta kernels run.
+_EXACT_META = frozenset(getattr(torch.ops.aten, name) for name in _NORMS)
+
+
+def _run_op(func, args: tuple, kwargs: dict) -> object:
+    """Run an op; on meta, ops whose meta kernels are Python (seconds per step) get their output
+    from the counters' shape rules instead, laid out as their first input is (channels_last)."""
+    from netprobe.counting.train_rules import train_rule
+
+    rule = train_rule(func.overloadpacket)
+    first = args[0] if args and isinstance(args[0], torch.Tensor) else None
+    if rule is None or rule.meta is None or first is None or not first.is_meta or kwargs.get("out") is not None:
+        return func(*args, **kwargs)
+    if func.overloadpacket in _EXACT_META:
+        return _remembered(func, args, kwargs)
+    out = rule.meta(func, args, kwargs)
+    if isinstance(out, torch.Tensor) and out is not first and out.shape == first.shape and out.dtype == first.dtype:
+        return torch.empty_strided(first.shape, first.stride(), dtype=first.dtype, device=first.device)
+    return out
+
+
+_LAYOUTS: dict[tuple, list] = {}
+
+
+def _remembered(func, args: tuple, kwargs: dict) -> object:
+    """A norm's outputs on meta: its own meta kernel's, run once per layout of its arguments (a
+    network repeats a handful), then made again as empty tensors of the same sizes, strides and dtypes."""
+    def describe(v: object) -> object:
+        return (tuple(v.shape), v.stride(), v.dtype) if isinstance(v, torch.Tensor) else v
+
+    from torch.utils._pytree import tree_leaves
+
+    key = (func, *map(describe, tree_leaves((args, kwargs))))
+    if key not in _LAYOUTS:
+        out = func(*args, **kwargs)
+        _LAYOUTS[key] = [describe(t) if isinstance(t, torch.Tensor) else t for t in (out if isinstance(out, tuple)
+                                                                                     else (out,))]
+        return out
+    made = tuple(torch.empty_strided(v[0], v[1], dtype=v[2], device="meta") if isinstance(v, tuple) else v
+                 for v in _LAYOUTS[key])
+    return made if len(made) > 1 else made[0]
+
+
 class _LiveStorages(TorchDispatchMode):
     """Every storage an op creates, alive until the last tensor on it dies, and the peak of their sum.
 
     A tensor's Python object lives as long as its C++ tensor (PyTorch keeps it while autograd holds
     the tensor), so a weak reference to it says when the memory would go back to the allocator.
     """
+
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        return False  # as the op counters: no torch._dynamo wrapping of every op (seconds per step)
 
     def __init__(self, known: set[int]) -> None:
         super().__init__()
@@ -110,7 +162,7 @@ class _LiveStorages(TorchDispatchMode):
         self.peak = 0
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
+        out = _run_op(func, args, kwargs or {})
         for t in tensors(out):
             self._track(t)
         return out
@@ -312,3 +364,55 @@ def count_memory(target: object, batch: int, imgsz: tuple[int, int] | int, mode:
     device = next((t.device for t in [*model.parameters(), *model.buffers()]), torch.device("meta"))
     example = torch.empty((batch, resolved.in_chans, *size), device=device)
     return step_memory(model, example, mode, amp, channels_last, optimizer)
+
+
+def predicted_max_batch(target: object, imgsz: tuple[int, int] | int, memory_bytes: int, mode: str = "train",
+                        amp: str = "off", channels_last: bool = False, optimizer: str = "sgd",
+                        limit: int = 65536) -> int:
+    """The largest batch (at most `limit`) whose counted peak plus `CUDA_ALLOWANCE_BYTES` fits in
+    `memory_bytes`; 0 when not even one image fits. Memory grows by the same bytes per image (the
+    activations), so two counts give a first guess; counts around it then find the exact edge.
+    """
+    from netprobe.target import parse_imgsz, resolve
+
+    _check_choices(mode, amp, optimizer)
+    size = parse_imgsz(imgsz)
+    resolved = resolve(target)
+    resolved.check_input(size, 1)
+    model = resolved.meta_model()
+    device = next((t.device for t in [*model.parameters(), *model.buffers()]), torch.device("meta"))
+    totals: dict[int, int] = {}
+
+    def fits(batch: int) -> bool:
+        if batch not in totals:
+            example = torch.empty((batch, resolved.in_chans, *size), device=device)
+            totals[batch] = step_memory(model, example, mode, amp, channels_last, optimizer).total_bytes
+        return totals[batch] + CUDA_ALLOWANCE_BYTES <= memory_bytes
+
+    if not fits(1):
+        return 0
+    if limit == 1 or not fits(2):
+        return 1
+    per_image = max(1, totals[2] - totals[1])
+    guess = min(limit, max(2, 1 + (memory_bytes - CUDA_ALLOWANCE_BYTES - totals[1]) // per_image))
+    return _edge(fits, guess, limit)
+
+
+def _edge(fits, guess: int, limit: int) -> int:
+    """The largest batch that fits, searching out from `guess` (2 fits, limit + 1 is out of reach)."""
+    lo, hi = 2, limit + 1
+    step = 1
+    if fits(guess):
+        lo = guess
+        while lo + step <= limit and fits(lo + step):
+            lo, step = lo + step, step * 2
+        hi = min(lo + step, limit + 1)
+    else:
+        hi = guess
+        while hi - step > lo and not fits(hi - step):
+            hi, step = hi - step, step * 2
+        lo = max(lo, hi - step)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+    return lo
