@@ -12,9 +12,9 @@ The step runs on meta tensors (no memory, no arithmetic) the way PyTorch eager r
   op's outputs (forward, backward, gradient accumulation), and a weak reference to each tells when
   Python and autograd have let go of it. The peak of those live bytes is the step's peak.
 
-Each allocation is rounded up to 512 bytes, as PyTorch's CUDA caching allocator rounds every block.
-What the allocator's fragmentation, the CUDA context and cuDNN's workspace add is not counted:
-`CUDA_ALLOWANCE_BYTES` is one stated figure for them.
+Each allocation is rounded as PyTorch's CUDA caching allocator rounds it (512 bytes; 2 MiB segments
+for requests of 10 MiB or more). What the allocator's fragmentation, the CUDA context and cuDNN's
+workspace add is not counted: `CUDA_ALLOWANCE_BYTES` is one stated figure for them.
 
 AMP is emulated: autocast does not act on meta tensors, so a function mode at the same level
 (above autograd) applies CUDA autocast's rules to the ops a CNN uses: convolutions and matrix
@@ -41,7 +41,9 @@ from netprobe.tensors import tensors
 MODES = ("train", "infer")
 AMP_DTYPES = {"off": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 OPTIMIZER_STATES = {"sgd": 1, "adamw": 2, "adam": 2}  # fp32 buffers per parameter: momentum; exp_avg, exp_avg_sq
-ALLOCATOR_BLOCK = 512  # PyTorch's CUDA caching allocator rounds every allocation up to a multiple of this
+# PyTorch's CUDA caching allocator (c10/cuda/CUDACachingAllocator.cpp): kMinBlockSize, kSmallSize,
+# kMinLargeAlloc, kRoundLarge
+ALLOCATOR_BLOCK, SMALL_SIZE, MIN_LARGE_ALLOC, ROUND_LARGE = 512, 2**20, 10 * 2**20, 2 * 2**20
 
 CONTEXT_BYTES = 666_632_192
 """The CUDA context with every kernel loaded eagerly (CUDA < 12.2 without CUDA_MODULE_LOADING=LAZY,
@@ -91,7 +93,17 @@ def storage_key(t: torch.Tensor) -> int:
 
 
 def _rounded(nbytes: int) -> int:
-    return max(ALLOCATOR_BLOCK, -(-nbytes // ALLOCATOR_BLOCK) * ALLOCATOR_BLOCK)
+    """The bytes PyTorch's CUDA caching allocator takes for a request (c10/cuda/CUDACachingAllocator.cpp):
+    every size rounded up to 512 bytes; a request of 10 MiB or more gets a segment of its own, rounded
+    up to 2 MiB, whose remainder stays part of the block unless more than 1 MiB (then it is split off
+    for other requests). Nothing for an empty tensor."""
+    if nbytes == 0:
+        return 0
+    size = -(-nbytes // ALLOCATOR_BLOCK) * ALLOCATOR_BLOCK
+    if size < MIN_LARGE_ALLOC:
+        return size
+    segment = -(-size // ROUND_LARGE) * ROUND_LARGE
+    return segment if segment - size <= SMALL_SIZE else size
 
 
 _NORMS = ("native_batch_norm", "_native_batch_norm_legit", "_native_batch_norm_legit_no_training",
