@@ -138,11 +138,11 @@ def paper_tables() -> dict:
 def main() -> None:
     keep_counts(sys.argv[sys.argv.index("--cache") + 1] if "--cache" in sys.argv else None)
     started = time.perf_counter()
+    paper = paper_tables()  # before the fits: a memory count after them failed once (_LAYOUTS key)
     rows = calibration_rows()
     gpu_result, _ = held_out_gpu(rows)
     model_result, predicted = held_out_models(rows)
     pair_result = pairs(rows, predicted)
-    paper = paper_tables()
     OUT.write_text(json.dumps({
         "held_out_gpu_median_pct": gpu_result["median_abs_pct"],
         "held_out_gpu_split": "fit on RTX 3090, predicted RTX 4090",
