@@ -118,3 +118,15 @@ def test_a_malformed_gpu_spec_names_the_field(tmp_path, text, needle):
 def test_unknown_gpu_lists_the_known_ones():
     with pytest.raises(netprobe.InputError, match="known: v100"):
         find_gpus("k80")
+
+
+def test_compare_predict_puts_predicted_columns_beside_the_grid():
+    result = runner.invoke(app, ["compare", "batch-imgsz", "--predict", "v100,a100", "--batch", "2",
+                                 "--imgsz", "64,96", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert [(r["imgsz"], r["batch"]) for r in rows] == [(64, 2), (96, 2)]
+    for row in rows:
+        assert row["kind"] == "prediction" and row["v100_fits"] is True
+        assert row["a100_imgs_per_s"] > row["v100_imgs_per_s"] > 0
+    assert rows[0]["v100_mem_mb"] < rows[1]["v100_mem_mb"]
