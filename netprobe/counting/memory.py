@@ -16,6 +16,10 @@ Each allocation is rounded as PyTorch's CUDA caching allocator rounds it (512 by
 for requests of 10 MiB or more). What the allocator's fragmentation, the CUDA context and cuDNN's
 workspace add is not counted: `CUDA_ALLOWANCE_BYTES` is one stated figure for them.
 
+Attention: on meta, torch's scaled-dot-product attention takes its math path, which saves the L x L
+weights; CUDA's and CPU's fused kernels save a log-sum-exp per row. For attention models the count
+is an upper bound.
+
 AMP is emulated: autocast does not act on meta tensors, so a function mode at the same level
 (above autograd) applies CUDA autocast's rules to the ops a CNN uses: convolutions and matrix
 products run in half precision on half copies (weights cast once per forward, as autocast's cache
@@ -372,10 +376,17 @@ def count_memory(target: object, batch: int, imgsz: tuple[int, int] | int, mode:
     size = parse_imgsz(imgsz)
     resolved = resolve(target)
     resolved.check_input(size, batch)
-    model = resolved.meta_model()
-    device = next((t.device for t in [*model.parameters(), *model.buffers()]), torch.device("meta"))
-    example = torch.empty((batch, resolved.in_chans, *size), device=device)
+    model = _meta_model(resolved)
+    example = torch.empty((batch, resolved.in_chans, *size), device="meta")
     return step_memory(model, example, mode, amp, channels_last, optimizer)
+
+
+def _meta_model(resolved) -> nn.Module:
+    model = resolved.meta_model()
+    if any(t.device.type != "meta" for t in [*model.parameters(), *model.buffers()]):
+        raise InputError(f"{resolved.label} cannot run on the meta device (its forward needs real data), so its "
+                         "memory cannot be counted without allocating it")
+    return model
 
 
 def predicted_max_batch(target: object, imgsz: tuple[int, int] | int, memory_bytes: int, mode: str = "train",
@@ -391,13 +402,12 @@ def predicted_max_batch(target: object, imgsz: tuple[int, int] | int, memory_byt
     size = parse_imgsz(imgsz)
     resolved = resolve(target)
     resolved.check_input(size, 1)
-    model = resolved.meta_model()
-    device = next((t.device for t in [*model.parameters(), *model.buffers()]), torch.device("meta"))
+    model = _meta_model(resolved)
     totals: dict[int, int] = {}
 
     def fits(batch: int) -> bool:
         if batch not in totals:
-            example = torch.empty((batch, resolved.in_chans, *size), device=device)
+            example = torch.empty((batch, resolved.in_chans, *size), device="meta")
             totals[batch] = step_memory(model, example, mode, amp, channels_last, optimizer).total_bytes
         return totals[batch] + CUDA_ALLOWANCE_BYTES <= memory_bytes
 
