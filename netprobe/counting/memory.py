@@ -70,7 +70,9 @@ class MemoryCount:
     grads_bytes: int  # 0 for infer
     optimizer_bytes: int  # SGD momentum: 1x params; AdamW: 2x; 0 for infer
     saved_bytes: int  # tensors autograd saves for backward, each storage once; 0 for infer
-    transient_bytes: int  # the rest of the peak: gradients in flight (train) / live activations (infer)
+    # the rest of the peak, followed op by op: gradients in flight, outputs and loss (train; the peak is
+    # usually where backward starts, so this is the head's gradients); the largest live activation set (infer)
+    transient_bytes: int
     amp_copy_bytes: int  # autocast's half copies of weights (fp16/bf16)
     total_bytes: int  # what torch's allocator would hold at peak, before the allowance
     buffers_bytes: int = 0  # batch-norm running statistics and other buffers
