@@ -14,12 +14,13 @@ __version__ = "0.2.0"
 
 __all__ = [
     "BenchConfig", "BenchResult", "BenchRun", "BlockSpec", "Comparison", "FeatureInfo", "InputError", "Net", "NetSpec",
-    "NetprobeError", "Spec", "SpecError", "Summary", "Target", "benchmark", "build", "list_archs", "parse_spec",
-    "resolve", "summarize",
+    "NetprobeError", "Prediction", "Spec", "SpecError", "Summary", "Target", "benchmark", "build", "list_archs",
+    "parse_spec", "predict", "resolve", "summarize",
 ]
 _HOME = {"api": ("build", "list_archs"), "archs": ("BlockSpec", "FeatureInfo", "Net", "NetSpec"),
          "bench": ("BenchConfig", "BenchResult", "BenchRun", "benchmark"), "compare": ("Comparison",),
-         "errors": ("InputError", "NetprobeError", "SpecError"), "spec": ("Spec", "parse_spec"),
+         "errors": ("InputError", "NetprobeError", "SpecError"), "prediction": ("Prediction", "predict"),
+         "spec": ("Spec", "parse_spec"),
          "summary": ("Summary", "summarize"), "target": ("Target", "resolve")}
 
 if TYPE_CHECKING:
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from netprobe.bench import BenchConfig, BenchResult, BenchRun, benchmark
     from netprobe.compare import Comparison
     from netprobe.errors import InputError, NetprobeError, SpecError
+    from netprobe.prediction import Prediction, predict
     from netprobe.spec import Spec, parse_spec
     from netprobe.summary import Summary, summarize
     from netprobe.target import Target, resolve

@@ -353,3 +353,23 @@ def _ratio_bounds(base: CompareRow, row: CompareRow) -> list[float] | None:
         return None
     ratio = speed_ratio(base.step_times_ms, row.step_times_ms, base.batch, row.batch)
     return ratio.bounds() if ratio else None
+
+
+def predicted_rows(variants: list[Variant], gpus: str, amp: str = "off", channels_last: bool = False) -> list[dict]:
+    """Each variant's train step predicted on each GPU in `gpus` (netprobe.prediction: a prediction,
+    never a measurement), with the paper's figures beside where the variant has them."""
+    from netprobe.prediction import predict_all
+
+    rows = []
+    for v in variants:
+        row: dict = {"label": v.label, "spec": v.spec if isinstance(v.spec, str) else str(v.spec), "batch": v.batch,
+                     "imgsz": None if v.imgsz is None else size_text(v.imgsz), "paper_v100": None, "kind": "prediction"}
+        if v.paper:
+            row["paper_v100"] = "OOM" if v.paper.get("v100_oom") else v.paper.get("v100_imgs_per_s")
+        for p in predict_all(v.spec, gpus, v.batch, v.imgsz, "train", amp, channels_last):
+            row[f"{p.gpu}_imgs_per_s"] = p.imgs_per_s
+            row[f"{p.gpu}_mem_mb"] = p.peak_mem_mb
+            row[f"{p.gpu}_fits"] = p.fits
+            row["error_note"] = p.error_note
+        rows.append(row)
+    return rows

@@ -93,6 +93,8 @@ def compare(
     fused_kernel: Annotated[str, typer.Option(help="Kernel of the fused stages: keep (each stage's own) or an "
                                                    "odd size such as 3.")] = "keep",
     fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.table,
+    predict: Annotated[str | None, typer.Option(help="Predict on these GPUs (v100,a100 or all) instead of "
+                                                     "measuring: see netprobe predict.")] = None,
     *, model: ModelOptions, measure: MeasureOptions, parallel: ParallelOptions, save: SaveOptions,
 ) -> None:
     """Train the variants side by side (interleaved rounds), with the paper's figures beside ours."""
@@ -104,8 +106,15 @@ def compare(
     _check_experiment_options(experiment, what, model, fused_kernel)
     if experiment == "specs" and len(what) == 1:
         _check_word(what[0])
-    dev = measure.resolved_device()
+    dev = "cuda" if predict else measure.resolved_device()  # predicting: the GPU defaults (batch 24, own size)
     base_arch, settings, variants = _variants(experiment, what, base, dev, measure, model, rounds, fused_kernel)
+    if predict:
+        from netprobe.cli.predict import show_compare_predictions
+        from netprobe.compare import predicted_rows
+
+        show_compare_predictions(output, experiment, predicted_rows(variants, predict, measure.amp.value,
+                                                                    measure.channels_last))
+        return
     if parallel.nproc is not None:
         _compare_parallel(output, database, experiment, variants, settings, measure, parallel)
         return

@@ -41,6 +41,7 @@ ModeChoice = choices("ModeChoice", ("train", "infer", "both"))
 AmpChoice = choices("AmpChoice", ("off", "bf16", "fp16"))
 OptimizerChoice = choices("OptimizerChoice", ("sgd", "adamw"))
 
+ChannelsLastOption = Annotated[bool, typer.Option("--channels-last", help="NHWC model and input.")]
 InChansOption = Annotated[int | None, typer.Option("--in-chans", help="Input channels (1-4,096); default: the "
                                                                        "model's own, else 3.")]
 
@@ -107,7 +108,7 @@ class MeasureOptions:
     imgsz: Annotated[str | None, typer.Option(help="Image size N or HxW, or a comma list as for --batch. "
                                                    "Default: the model's own (compare: by device).")] = None
     amp: Annotated[AmpChoice, typer.Option(help="Autocast dtype (fp16 adds a gradient scaler).")] = AmpChoice.off
-    channels_last: Annotated[bool, typer.Option("--channels-last", help="NHWC model and input.")] = False
+    channels_last: ChannelsLastOption = False
     iters: Annotated[int | None, typer.Option(help="Timed steps (1-100,000); compare: per variant per round. "
                                                    "Default: bench 10, compare 10 on CUDA and 2 on CPU.")] = None
     max_warmup_s: Annotated[float, typer.Option("--max-warmup-s", help="Ceiling of the warm-up in seconds, once its "

@@ -29,6 +29,7 @@ class Tally:
 
     ops: int = 0
     bytes: int = 0
+    calls: int = 0  # ops dispatched: each at least one kernel launch on a GPU
 
 
 @dataclass
@@ -147,6 +148,7 @@ class _TrainOpCounter(TorchDispatchMode):
         tally = tallies.setdefault(rule.kind, Tally())
         tally.ops += n
         tally.bytes += moved
+        tally.calls += 1
         if direction == "bwd" and rule.kind in MAC_KINDS:
             grad_input, grad_weight = self._grad_split(packet, record, args, out, n)
             record.bwd_input_macs += grad_input

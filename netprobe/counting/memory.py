@@ -1,0 +1,442 @@
+"""Memory of a train or inference step, counted on the meta device: exact, not fitted.
+
+The step runs on meta tensors (no memory, no arithmetic) the way PyTorch eager runs it on a GPU:
+
+- parameters, their gradients (allocated for the whole step, as `zero_grad()` without
+  `set_to_none` keeps them; torch >= 2.0 frees them between steps, so this is the upper bound)
+  and the optimizer's state (SGD momentum: one buffer per parameter; AdamW: two);
+- the tensors autograd saves for backward, recorded through `torch.autograd.graph.saved_tensors_hooks`
+  (a storage counted once however many views of it are saved; parameters and buffers are not new);
+- under AMP, the half copies of the weights that autocast makes once per forward (its cast cache);
+- everything else an op allocates, followed from birth to death: a dispatch mode sees every aten
+  op's outputs (forward, backward, gradient accumulation), and a weak reference to each tells when
+  Python and autograd have let go of it. The peak of those live bytes is the step's peak.
+
+Each allocation is rounded as PyTorch's CUDA caching allocator rounds it (512 bytes; 2 MiB segments
+for requests of 10 MiB or more). What the allocator's fragmentation, the CUDA context and cuDNN's
+workspace add is not counted: `CUDA_ALLOWANCE_BYTES` is one stated figure for them.
+
+Attention: on meta, torch's scaled-dot-product attention takes its math path, which saves the L x L
+weights; CUDA's and CPU's fused kernels save a log-sum-exp per row. For attention models the count
+is an upper bound.
+
+AMP is emulated: autocast does not act on meta tensors, so a function mode at the same level
+(above autograd) applies CUDA autocast's rules to the ops a CNN uses: convolutions and matrix
+products run in half precision on half copies (weights cast once per forward, as autocast's cache
+does), softmax, normalisations over features and losses in fp32, everything else in its input's dtype.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import weakref
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.overrides import TorchFunctionMode
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_map
+
+from netprobe.errors import InputError, quote
+from netprobe.tensors import tensors
+
+MODES = ("train", "infer")
+AMP_DTYPES = {"off": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+OPTIMIZER_STATES = {"sgd": 1, "adamw": 2, "adam": 2}  # fp32 buffers per parameter: momentum; exp_avg, exp_avg_sq
+# PyTorch's CUDA caching allocator (c10/cuda/CUDACachingAllocator.cpp): kMinBlockSize, kSmallSize,
+# kMinLargeAlloc, kRoundLarge
+ALLOCATOR_BLOCK, SMALL_SIZE, MIN_LARGE_ALLOC, ROUND_LARGE = 512, 2**20, 10 * 2**20, 2 * 2**20
+
+CONTEXT_BYTES = 666_632_192
+"""The CUDA context with every kernel loaded eagerly (CUDA < 12.2 without CUDA_MODULE_LOADING=LAZY,
+torch < 1.13): measured by PyTorch's developers in pytorch/pytorch#86509 (287,047,680 bytes lazy)."""
+WORKSPACE_BYTES = 256 * 2**20
+"""cuDNN's convolution workspace, cuBLAS's workspace and the allocator's partly used 2 MiB blocks:
+256 MiB, a stated round figure (cuDNN's benchmark mode asks for what is free, so this is a floor)."""
+CUDA_ALLOWANCE_BYTES = CONTEXT_BYTES + WORKSPACE_BYTES
+"""What a GPU's memory holds beyond PyTorch's tensors: the CUDA context (666,632,192 bytes with eager
+module loading, pytorch/pytorch#86509) plus 256 MiB for cuDNN/cuBLAS workspaces and the allocator's
+partly used blocks. One figure for every model, never tuned per model."""
+
+
+@dataclass
+class MemoryCount:
+    """What one step holds at its peak, in bytes (MB in `total_mb` are 2^20 bytes)."""
+
+    mode: str  # "train" | "infer"
+    params_bytes: int
+    grads_bytes: int  # 0 for infer
+    optimizer_bytes: int  # SGD momentum: 1x params; AdamW: 2x; 0 for infer
+    saved_bytes: int  # tensors autograd saves for backward, each storage once; 0 for infer
+    # the rest of the peak, followed op by op: gradients in flight, outputs and loss (train; the peak is
+    # usually where backward starts, so this is the head's gradients); the largest live activation set (infer)
+    transient_bytes: int
+    amp_copy_bytes: int  # autocast's half copies of weights (fp16/bf16)
+    total_bytes: int  # what torch's allocator would hold at peak, before the allowance
+    buffers_bytes: int = 0  # batch-norm running statistics and other buffers
+    input_bytes: int = 0  # the batch of images (fp32)
+    saved_tensors: int = 0  # how many distinct storages autograd saves
+    batch: int = 0
+    imgsz: tuple[int, int] = (0, 0)
+    amp: str = "off"
+    channels_last: bool = False
+    optimizer: str = "sgd"
+
+    def total_mb(self) -> float:
+        """The peak in MB (2^20 bytes), before the allowance."""
+        return self.total_bytes / 2**20
+
+    def fits(self, memory_bytes: int, allowance_bytes: int = CUDA_ALLOWANCE_BYTES) -> bool:
+        """Whether the peak plus the allowance fits in a device of `memory_bytes`."""
+        return self.total_bytes + allowance_bytes <= memory_bytes
+
+
+def storage_key(t: torch.Tensor) -> int:
+    """The identity of a tensor's storage: views and tensors sharing memory have the same key."""
+    return t.untyped_storage()._cdata
+
+
+def _rounded(nbytes: int) -> int:
+    """The bytes PyTorch's CUDA caching allocator takes for a request (c10/cuda/CUDACachingAllocator.cpp):
+    every size rounded up to 512 bytes; a request of 10 MiB or more gets a segment of its own, rounded
+    up to 2 MiB, whose remainder stays part of the block unless more than 1 MiB (then it is split off
+    for other requests). Nothing for an empty tensor."""
+    if nbytes == 0:
+        return 0
+    size = -(-nbytes // ALLOCATOR_BLOCK) * ALLOCATOR_BLOCK
+    if size < MIN_LARGE_ALLOC:
+        return size
+    segment = -(-size // ROUND_LARGE) * ROUND_LARGE
+    return segment if segment - size <= SMALL_SIZE else size
+
+
+_NORMS = ("native_batch_norm", "_native_batch_norm_legit", "_native_batch_norm_legit_no_training",
+          "_batch_norm_with_update", "_batch_norm_no_update", "cudnn_batch_norm", "native_batch_norm_backward",
+          "batch_norm_backward", "cudnn_batch_norm_backward", "native_layer_norm_backward",
+          "native_group_norm_backward", "nll_loss_forward")
+# The counters' shapes leave out what memory needs here: the batch statistics a norm saves, the
+# dtype of a norm's weight gradient under AMP, the loss's total weight. Their own meta kernels run.
+_EXACT_META = frozenset(getattr(torch.ops.aten, name) for name in _NORMS)
+
+
+def _run_op(func, args: tuple, kwargs: dict) -> object:
+    """Run an op; on meta, ops whose meta kernels are Python (seconds per step) get their output
+    from the counters' shape rules instead, laid out as their first input is (channels_last)."""
+    from netprobe.counting.train_rules import train_rule
+
+    rule = train_rule(func.overloadpacket)
+    first = args[0] if args and isinstance(args[0], torch.Tensor) else None
+    if rule is None or rule.meta is None or first is None or not first.is_meta or kwargs.get("out") is not None:
+        return func(*args, **kwargs)
+    if func.overloadpacket in _EXACT_META:
+        return _remembered(func, args, kwargs)
+    out = rule.meta(func, args, kwargs)
+    if isinstance(out, torch.Tensor) and out is not first and out.shape == first.shape and out.dtype == first.dtype:
+        return torch.empty_strided(first.shape, first.stride(), dtype=first.dtype, device=first.device)
+    return out
+
+
+_LAYOUTS: dict[tuple, list] = {}
+
+
+def _remembered(func, args: tuple, kwargs: dict) -> object:
+    """A norm's outputs on meta: its own meta kernel's, run once per layout of its arguments (a
+    network repeats a handful), then made again as empty tensors of the same sizes, strides and dtypes."""
+    def describe(v: object) -> object:
+        return (tuple(v.shape), v.stride(), v.dtype) if isinstance(v, torch.Tensor) else v
+
+    from torch.utils._pytree import tree_leaves
+
+    key = (func, *map(describe, tree_leaves((args, kwargs))))
+    if key not in _LAYOUTS:
+        out = func(*args, **kwargs)
+        _LAYOUTS[key] = [describe(t) if isinstance(t, torch.Tensor) else t for t in (out if isinstance(out, tuple)
+                                                                                     else (out,))]
+        return out
+    made = tuple(torch.empty_strided(v[0], v[1], dtype=v[2], device="meta") if isinstance(v, tuple) else v
+                 for v in _LAYOUTS[key])
+    return made if len(made) > 1 else made[0]
+
+
+class _LiveStorages(TorchDispatchMode):
+    """Every storage an op creates, alive until the last tensor on it dies, and the peak of their sum.
+
+    A tensor's Python object lives as long as its C++ tensor (PyTorch keeps it while autograd holds
+    the tensor), so a weak reference to it says when the memory would go back to the allocator.
+    """
+
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        return False  # as the op counters: no torch._dynamo wrapping of every op (seconds per step)
+
+    def __init__(self, known: set[int]) -> None:
+        super().__init__()
+        self.known = known  # storages made before the step (parameters, gradients, buffers, input)
+        self.size: dict[int, int] = {}
+        self.holders: dict[int, int] = {}
+        self.live = 0
+        self.peak = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = _run_op(func, args, kwargs or {})
+        for t in tensors(out):
+            self._track(t)
+        return out
+
+    def _track(self, t: torch.Tensor) -> None:
+        key = storage_key(t)
+        if key in self.known:
+            return
+        if key not in self.size:
+            self.size[key] = _rounded(t.untyped_storage().nbytes())
+            self.holders[key] = 0
+            self.live += self.size[key]
+            self.peak = max(self.peak, self.live)
+        self.holders[key] += 1
+        weakref.finalize(t, self._release, key)
+
+    def _release(self, key: int) -> None:
+        self.holders[key] -= 1
+        if self.holders[key] == 0:
+            self.live -= self.size.pop(key)
+            del self.holders[key]
+
+
+class SavedTensors:
+    """The storages autograd saves for backward while it is active, each counted once (views and
+    shared storages once); storages in `known` (parameters, buffers) are not new memory."""
+
+    def __init__(self, known: set[int] = frozenset(), copies: set[int] = frozenset()) -> None:
+        self.known = known
+        self.copies = copies  # storages of AMP's weight copies: counted apart
+        self.size: dict[int, int] = {}
+        self.hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, lambda t: t)
+
+    def _pack(self, t: torch.Tensor) -> torch.Tensor:
+        key = storage_key(t)
+        if key not in self.known and key not in self.copies:
+            self.size[key] = t.untyped_storage().nbytes()
+        return t
+
+    @property
+    def bytes(self) -> int:
+        return sum(self.size.values())
+
+    def __enter__(self) -> SavedTensors:
+        self.hooks.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.hooks.__exit__(*exc)
+
+
+_HALF_OPS = {torch.conv1d, torch.conv2d, torch.conv3d, torch.conv_transpose1d, torch.conv_transpose2d,
+             torch.conv_transpose3d, F.linear, F.bilinear, F.prelu, torch.matmul, torch.Tensor.matmul,
+             torch.Tensor.__matmul__, torch.Tensor.__rmatmul__, torch.mm, torch.Tensor.mm, torch.bmm,
+             torch.Tensor.bmm, torch.addmm, torch.Tensor.addmm, torch.baddbmm, torch.Tensor.baddbmm, torch.mv,
+             torch.einsum, F.scaled_dot_product_attention}
+_FP32_OPS = {F.softmax, torch.softmax, torch.Tensor.softmax, F.log_softmax, torch.log_softmax,
+             torch.Tensor.log_softmax, F.cross_entropy, F.nll_loss, F.binary_cross_entropy_with_logits, F.mse_loss,
+             F.l1_loss, F.smooth_l1_loss, F.kl_div, F.layer_norm, F.group_norm, torch.layer_norm, torch.group_norm,
+             torch.exp, torch.Tensor.exp, torch.log, torch.Tensor.log, torch.pow, torch.Tensor.pow, torch.sum,
+             torch.Tensor.sum, torch.cumsum, torch.Tensor.cumsum, torch.prod, torch.logsumexp, torch.cdist,
+             torch.rsqrt, torch.Tensor.rsqrt, torch.norm, torch.Tensor.norm}
+
+
+class _Autocast(TorchFunctionMode):
+    """CUDA autocast's rules for the ops CNNs use, applied above autograd as autocast is, on any device.
+
+    Parameters (leaves that need a gradient) are cast once per forward and kept, as autocast's
+    cast cache keeps them; `copies` holds their storages. A function mode does not see inside the
+    functions it intercepts, so products inside Python composites (F.multi_head_attention_forward)
+    stay in fp32 here, where real autocast would halve them.
+    """
+
+    def __init__(self, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.dtype = dtype
+        self.cache: dict[int, torch.Tensor] = {}
+        self.copies: set[int] = set()
+        self.copy_bytes = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in _HALF_OPS:
+            args, kwargs = tree_map(self._half, (args, kwargs))
+        elif func in _FP32_OPS:
+            args, kwargs = tree_map(self._fp32, (args, kwargs))
+        return func(*args, **kwargs)
+
+    def _half(self, v: object) -> object:
+        if not isinstance(v, torch.Tensor) or v.dtype != torch.float32:
+            return v
+        if not (v.requires_grad and v.is_leaf):
+            return v.to(self.dtype)
+        if id(v) not in self.cache:
+            copy = self.cache[id(v)] = v.to(self.dtype)
+            self.copies.add(storage_key(copy))
+            self.copy_bytes += _rounded(copy.untyped_storage().nbytes())
+        return self.cache[id(v)]
+
+    @staticmethod
+    def _fp32(v: object) -> object:
+        return v.float() if isinstance(v, torch.Tensor) and v.dtype in (torch.float16, torch.bfloat16) else v
+
+
+def _check_choices(mode: str, amp: str, optimizer: str) -> None:
+    for name, value, choices in (("mode", mode, MODES), ("amp", amp, tuple(AMP_DTYPES)),
+                                 ("optimizer", optimizer, tuple(OPTIMIZER_STATES))):
+        if value not in choices:
+            raise InputError(f"{name} {quote(value)} is not known; use one of {', '.join(choices)}")
+
+
+def _stand_in(t: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    """A fresh copy of one of the model's tensors (empty on meta): the user's module is never touched."""
+    made = torch.empty_like(t) if t.device.type == "meta" else t.detach().clone()
+    if channels_last and made.ndim == 4:
+        made = made.contiguous(memory_format=torch.channels_last)
+    return made.requires_grad_(t.requires_grad)
+
+
+def _bytes(ts) -> int:
+    return sum(_rounded(t.untyped_storage().nbytes()) for t in {storage_key(t): t for t in ts}.values())
+
+
+def step_memory(model: nn.Module, example: torch.Tensor, mode: str = "train", amp: str = "off",
+                channels_last: bool = False, optimizer: str = "sgd") -> MemoryCount:
+    """Count the memory of one step of `model` on `example`, on the device they are on.
+
+    On meta (what `count_memory` uses) nothing is allocated or computed; on a real device the step
+    really runs, with the same hooks, so the two can be compared. The model is run on copies of its
+    tensors (`torch.func.functional_call`) and left as it was. A train step is forward, loss
+    (cross-entropy for a classifier's logits, else the sum of the outputs) and backward.
+    """
+    from torch.func import functional_call
+
+    from netprobe.counting.train import surrogate_loss
+
+    _check_choices(mode, amp, optimizer)
+    train = mode == "train"
+    params = {n: _stand_in(p, channels_last) for n, p in model.named_parameters()}
+    buffers = {n: _stand_in(b, channels_last) for n, b in model.named_buffers()}
+    trainable = [p for p in params.values() if p.requires_grad] if train else []
+    for p in trainable:
+        p.grad = torch.empty_like(p)  # kept between steps by zero_grad() without set_to_none
+    x = example.contiguous(memory_format=torch.channels_last) if channels_last and example.ndim == 4 else example
+    held = [*params.values(), *buffers.values(), *(p.grad for p in trainable), x]
+    known = {storage_key(t) for t in held}
+    autocast = _Autocast(AMP_DTYPES[amp]) if AMP_DTYPES[amp] is not None else None
+    saved = SavedTensors(known, autocast.copies if autocast else set())
+    live = _LiveStorages(known)
+    was_training = model.training
+    model.train(train)
+    try:
+        with live, torch.set_grad_enabled(train):
+            with saved, autocast or contextlib.nullcontext():
+                out = functional_call(model, {**params, **buffers}, (x,))
+                scalar = surrogate_loss(out, "auto")[1] if train else None
+            if autocast:
+                autocast.cache.clear()  # autocast drops its weight copies when the forward's region ends
+            if train:
+                scalar.backward()
+            del out, scalar
+    finally:
+        model.train(was_training)
+    return _assemble(mode, trainable, params, buffers, x, saved, live, autocast, optimizer)
+
+
+def _assemble(mode: str, trainable: list[torch.Tensor], params: dict, buffers: dict, x: torch.Tensor,
+              saved: SavedTensors, live: _LiveStorages, autocast: _Autocast | None, optimizer: str) -> MemoryCount:
+    train = mode == "train"
+    learned = _bytes(trainable)
+    fixed = dict(params_bytes=_bytes(params.values()), grads_bytes=learned,
+                 optimizer_bytes=OPTIMIZER_STATES[optimizer] * learned if train else 0,
+                 buffers_bytes=_bytes(buffers.values()), input_bytes=_bytes([x]))
+    copies = autocast.copy_bytes if autocast else 0
+    saved_bytes = saved.bytes if train else 0
+    return MemoryCount(mode=mode, saved_bytes=saved_bytes, transient_bytes=live.peak - saved_bytes - copies,
+                       amp_copy_bytes=copies, total_bytes=sum(fixed.values()) + live.peak,
+                       saved_tensors=len(saved.size) if train else 0, batch=x.shape[0], imgsz=tuple(x.shape[-2:]),
+                       amp="off" if autocast is None else {v: k for k, v in AMP_DTYPES.items()}[autocast.dtype],
+                       channels_last=x.ndim == 4 and x.is_contiguous(memory_format=torch.channels_last)
+                       and not x.is_contiguous(), optimizer=optimizer, **fixed)
+
+
+def count_memory(target: object, batch: int, imgsz: tuple[int, int] | int, mode: str = "train", amp: str = "off",
+                 channels_last: bool = False, optimizer: str = "sgd") -> MemoryCount:
+    """Count the peak memory of one step of `target` (a spec, a `Target` or an nn.Module) on the meta
+    device: a train step (forward, loss, backward, with the optimizer's state resident) or an
+    inference forward. Nothing is allocated; the model given is not changed. See the module's doc
+    for what is counted; the CUDA context and workspaces are `CUDA_ALLOWANCE_BYTES`, not counted here.
+    """
+    from netprobe.target import check_batch, parse_imgsz, resolve
+
+    _check_choices(mode, amp, optimizer)
+    check_batch(batch)
+    size = parse_imgsz(imgsz)
+    resolved = resolve(target)
+    resolved.check_input(size, batch)
+    model = _meta_model(resolved)
+    example = torch.empty((batch, resolved.in_chans, *size), device="meta")
+    return step_memory(model, example, mode, amp, channels_last, optimizer)
+
+
+def _meta_model(resolved) -> nn.Module:
+    model = resolved.meta_model()
+    if any(t.device.type != "meta" for t in [*model.parameters(), *model.buffers()]):
+        raise InputError(f"{resolved.label} cannot run on the meta device (its forward needs real data), so its "
+                         "memory cannot be counted without allocating it")
+    return model
+
+
+def predicted_max_batch(target: object, imgsz: tuple[int, int] | int, memory_bytes: int, mode: str = "train",
+                        amp: str = "off", channels_last: bool = False, optimizer: str = "sgd",
+                        limit: int = 65536) -> int:
+    """The largest batch (at most `limit`) whose counted peak plus `CUDA_ALLOWANCE_BYTES` fits in
+    `memory_bytes`; 0 when not even one image fits. Memory grows by the same bytes per image (the
+    activations), so two counts give a first guess; counts around it then find the exact edge.
+    """
+    from netprobe.target import parse_imgsz, resolve
+
+    _check_choices(mode, amp, optimizer)
+    size = parse_imgsz(imgsz)
+    resolved = resolve(target)
+    resolved.check_input(size, 1)
+    model = _meta_model(resolved)
+    totals: dict[int, int] = {}
+
+    def fits(batch: int) -> bool:
+        if batch not in totals:
+            example = torch.empty((batch, resolved.in_chans, *size), device="meta")
+            totals[batch] = step_memory(model, example, mode, amp, channels_last, optimizer).total_bytes
+        return totals[batch] + CUDA_ALLOWANCE_BYTES <= memory_bytes
+
+    if not fits(1):
+        return 0
+    if limit == 1 or not fits(2):
+        return 1
+    per_image = max(1, totals[2] - totals[1])
+    guess = min(limit, max(2, 1 + (memory_bytes - CUDA_ALLOWANCE_BYTES - totals[1]) // per_image))
+    return _edge(fits, guess, limit)
+
+
+def _edge(fits, guess: int, limit: int) -> int:
+    """The largest batch that fits, searching out from `guess` (2 fits, limit + 1 is out of reach)."""
+    lo, hi = 2, limit + 1
+    step = 1
+    if fits(guess):
+        lo = guess
+        while lo + step <= limit and fits(lo + step):
+            lo, step = lo + step, step * 2
+        hi = min(lo + step, limit + 1)
+    else:
+        hi = guess
+        while hi - step > lo and not fits(hi - step):
+            hi, step = hi - step, step * 2
+        lo = max(lo, hi - step)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+    return lo

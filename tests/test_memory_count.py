@@ -1,0 +1,134 @@
+"""Memory of a step counted on meta: the saved tensors equal what the same hooks record in a real CPU
+train step (every zoo arch, two detectors, the foreign nets), hand-derived bytes for a small net,
+optimizer state and AMP copies, and the largest batch that fits."""
+
+from __future__ import annotations
+
+import contextlib
+
+import fixtures_foreign as ff
+import pytest
+import torch
+from torch import nn
+
+import netprobe
+from netprobe.archs import ARCHS
+from netprobe.counting.memory import CUDA_ALLOWANCE_BYTES, count_memory, predicted_max_batch, step_memory
+from netprobe.errors import InputError
+from netprobe.target import resolve
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # The counts do not depend on threads; on a loaded 2-core machine two OpenMP threads spin (100x slower).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def assert_same_step(meta: object, real: nn.Module, example: torch.Tensor, real_context=contextlib.nullcontext,
+                     **options) -> tuple:
+    """The count on meta and the real CPU step save the same storages, and peak at the same live bytes."""
+    counted = count_memory(meta, example.shape[0], tuple(example.shape[-2:]), **options)
+    torch.manual_seed(0)
+    with real_context():
+        measured = step_memory(real, example, **options)
+    assert counted.saved_tensors == measured.saved_tensors > 0
+    assert counted.saved_bytes == measured.saved_bytes
+    # the peak of live bytes: equal for the zoo; within 24 KiB for the foreign nets, whose big classifiers'
+    # backward makes a few CPU-only temporaries of a feature vector (ResNet-50: 3 x 8 KiB of 309 MiB)
+    assert counted.total_bytes == pytest.approx(measured.total_bytes, rel=1e-4, abs=0)
+    return counted, measured
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_zoo_saved_tensors_on_meta_equal_a_real_cpu_step(arch: str) -> None:
+    # A quarter of the width: the same blocks and stages, a fraction of the time (as test_archs does).
+    spec = f"{arch}:classes=10,drop_path=0,width=0.25"
+    counted, measured = assert_same_step(spec, netprobe.build(spec), torch.randn(2, 3, 32, 32))
+    assert counted.total_bytes == measured.total_bytes
+
+
+@pytest.mark.parametrize("options", [dict(amp="bf16"), dict(amp="fp16", channels_last=True), dict(channels_last=True)],
+                         ids=["bf16", "fp16-channels-last", "channels-last"])
+def test_amp_and_channels_last_saved_tensors_on_meta_equal_a_real_cpu_step(options: dict) -> None:
+    spec = "efficientnetv2_s:classes=10,drop_path=0,width=0.25"
+    counted, measured = assert_same_step(spec, netprobe.build(spec), torch.randn(2, 3, 32, 32), **options)
+    assert counted.total_bytes == measured.total_bytes and counted.amp_copy_bytes == measured.amp_copy_bytes
+
+
+@pytest.mark.parametrize("name", ["yolov8n", "yolov8n-pose"])
+def test_detector_saved_tensors_on_meta_equal_a_real_cpu_step(name: str) -> None:
+    assert_same_step(name, resolve(name).make("cpu"), torch.randn(1, 3, 64, 64))
+
+
+@pytest.mark.parametrize("name,side", [("resnet50", 64), ("vit_b_16", 224), ("vit_b_16_explicit", 224),
+                                       ("mobilenet_v2", 64), ("convnext_tiny", 64), ("unet", 64)])
+def test_foreign_saved_tensors_on_meta_equal_a_real_cpu_step(name: str, side: int) -> None:
+    with torch.device("meta"):
+        meta = getattr(ff, name)()
+    torch.manual_seed(0)
+    real = getattr(ff, name)()
+    for p in real.parameters():  # the fixtures leave some weights uninitialised: keep the arithmetic finite
+        nn.init.normal_(p, std=0.02)
+    # On meta torch's attention is the math one (it saves the L x L weights); on CPU it would pick its fused
+    # kernel, which saves a log-sum-exp per row instead. The same algorithm on both sides:
+    math_attention = contextlib.nullcontext
+    if name == "vit_b_16":
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        def math_attention():
+            return sdpa_kernel(SDPBackend.MATH)
+    assert_same_step(meta, real, torch.randn(1, 3, side, side), math_attention)
+
+
+def test_hand_derived_bytes_a_view_counted_once_and_amp_copies() -> None:
+    n, h, w = 2, 8, 8
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.ReLU(), nn.Conv2d(8, 8, 1, bias=False))
+    fp32 = count_memory(model, n, (h, w))
+    # ReLU saves its output and the second conv saves its input: one storage. The image and the weights
+    # are not new memory. The output is 4-d, so the loss is its sum (whose backward saves nothing).
+    assert fp32.saved_bytes == n * 8 * h * w * 4
+    # two weights (864 and 256 bytes) in 512-byte blocks
+    assert fp32.params_bytes == fp32.grads_bytes == fp32.optimizer_bytes == 1024 + 512
+    assert fp32.amp_copy_bytes == 0
+    half = count_memory(model, n, (h, w), amp="fp16")
+    # autocast: the image cast to half for the first conv, the ReLU output in half; weights copied once each
+    assert half.saved_bytes == n * 3 * h * w * 2 + n * 8 * h * w * 2
+    assert half.amp_copy_bytes == 2 * 512
+    assert half.total_bytes == sum((half.params_bytes, half.grads_bytes, half.optimizer_bytes, half.saved_bytes,
+                                    half.transient_bytes, half.amp_copy_bytes, half.buffers_bytes, half.input_bytes))
+
+
+def test_optimizer_state_inference_and_growth_with_batch() -> None:
+    spec = "resnet18:classes=10"
+    sgd = count_memory(spec, 4, 64)
+    adamw = count_memory(spec, 4, 64, optimizer="adamw")
+    assert sgd.params_bytes == sgd.grads_bytes == sgd.optimizer_bytes >= 4 * 11_181_642
+    assert adamw.optimizer_bytes == 2 * sgd.optimizer_bytes
+    assert adamw.total_bytes == sgd.total_bytes + sgd.optimizer_bytes
+    infer = count_memory(spec, 4, 64, mode="infer")
+    assert infer.saved_bytes == infer.grads_bytes == infer.optimizer_bytes == 0
+    assert infer.params_bytes == sgd.params_bytes and 0 < infer.transient_bytes < sgd.saved_bytes
+    double = count_memory(spec, 8, 64)
+    assert double.saved_bytes == pytest.approx(2 * sgd.saved_bytes, rel=0.01)  # activations grow with the batch
+
+
+def test_predicted_max_batch_is_the_edge_of_what_fits() -> None:
+    spec = "efficientnet_b0:classes=10,drop_path=0"
+    per_image = count_memory(spec, 2, 64).total_bytes - count_memory(spec, 1, 64).total_bytes
+    memory = CUDA_ALLOWANCE_BYTES + count_memory(spec, 1, 64).total_bytes + 40 * per_image + per_image // 2
+    best = predicted_max_batch(spec, 64, memory)
+    assert count_memory(spec, best, 64).fits(memory) and not count_memory(spec, best + 1, 64).fits(memory)
+    assert 35 <= best <= 45
+    assert predicted_max_batch(spec, 64, memory, limit=7) == 7
+    assert predicted_max_batch(spec, 64, CUDA_ALLOWANCE_BYTES) == 0  # not one image fits beside the context
+
+
+@pytest.mark.parametrize("options,words", [(dict(mode="eval"), "mode 'eval' is not known"),
+                                           (dict(amp="fp8"), "amp 'fp8' is not known"),
+                                           (dict(optimizer="lion"), "optimizer 'lion' is not known")])
+def test_unknown_choices_are_one_line(options: dict, words: str) -> None:
+    with pytest.raises(InputError, match=words):
+        count_memory("resnet18", 1, 64, **options)

@@ -1,0 +1,132 @@
+"""predict: GPUs as data, the time model's directions (batch, bandwidth, precision), bad input, JSON."""
+
+import csv
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+import netprobe
+from netprobe.cli import app
+from netprobe.prediction import Prediction, find_gpus, gpu_table, load_gpu_spec
+from netprobe.prediction.gpus import TABLE
+from tests.cli_checks import one_error_line
+
+runner = CliRunner()
+SMALL = "mobilenetv3_small:classes=10"
+REQUIRED_GPUS = ("v100", "v100-32", "a100", "a100-80", "t4", "a10", "l4", "rtx3090", "rtx4090", "rtx5090", "h100",
+                 "h100-pcie", "h200")
+
+
+def test_the_gpu_table_loads_and_every_row_says_where_its_figures_come_from():
+    table = gpu_table()
+    assert set(REQUIRED_GPUS) <= set(table)
+    with TABLE.open(newline="") as f:
+        for row in csv.DictReader(f):
+            assert len(row["source"]) > 20, row["name"]
+            for cell in row["unverified"].split():
+                assert cell in row, (row["name"], cell)  # an unverified cell names a real column
+    assert table["v100"].mem_bytes == 16 * 2**30 and table["v100-32"].mem_bytes == 32 * 2**30
+    assert table["v100"].bf16_tflops is None and table["t4"].tf32_tflops is None
+    # GeForce: AMP's fp32-accumulate tensor rate is half the fp16-accumulate one, 2x fp32 on a 3090
+    assert table["rtx3090"].fp16_tflops == pytest.approx(2 * table["rtx3090"].fp32_tflops, rel=0.01)
+
+
+def test_amp_off_means_tf32_convolutions_where_the_gpu_has_them():
+    a100, v100 = gpu_table()["a100"], gpu_table()["v100"]
+    assert a100.conv_peak_tflops("off") == 156 and a100.matmul_peak_tflops("off") == 19.5
+    assert v100.conv_peak_tflops("off") == 15.7 and v100.conv_peak_tflops("fp16") == 125
+
+
+def test_a_prediction_grows_with_the_batch_and_shrinks_with_bandwidth(tmp_path):
+    small, large = (netprobe.predict(SMALL, gpu="a100", batch=b, imgsz=128, amp="fp16") for b in (8, 64))
+    assert isinstance(small, Prediction) and small.kind == "prediction"
+    assert large.step_ms > small.step_ms
+    assert large.imgs_per_s > small.imgs_per_s  # launches amortised over more images
+    assert large.peak_mem_mb > small.peak_mem_mb
+    # the same GPU with twice the bandwidth: an element-wise-heavy net is faster, never slower
+    spec = {**{k: v for k, v in vars(gpu_table()["a100"]).items() if k != "unverified"}, "name": "a100x2",
+            "generation": "ampere", "geforce": "no"}
+    spec["mem_bw_gbs"] *= 2
+    path = tmp_path / "a100x2.yaml"
+    path.write_text("\n".join(f"{k}: {json.dumps(v)}" for k, v in spec.items() if v is not None))
+    faster = netprobe.predict(SMALL, batch=64, imgsz=128, amp="fp16", gpu_spec=str(path))
+    assert faster.step_ms < large.step_ms
+    assert load_gpu_spec(str(path)).mem_bw_gbs == 2 * gpu_table()["a100"].mem_bw_gbs
+
+
+def test_fp16_is_faster_than_fp32_on_tensor_core_gpus():
+    for gpu in ("v100", "a100", "h100"):
+        fp32 = netprobe.predict("resnet18:classes=10", gpu=gpu, batch=32, imgsz=160, amp="off")
+        fp16 = netprobe.predict("resnet18:classes=10", gpu=gpu, batch=32, imgsz=160, amp="fp16")
+        assert fp16.step_ms < fp32.step_ms, gpu
+
+
+def test_every_gpu_gets_a_row_and_stage_shares_add_up():
+    results = netprobe.prediction.predict_all(SMALL, gpu="all", batch=16, imgsz=96, amp="off")
+    assert [p.gpu for p in results] == list(gpu_table())
+    for p in results:
+        assert sum(s.share for s in p.stages) <= 1.0 + 1e-9
+        assert {s.bound for s in p.stages} <= {"compute", "memory", "launch"}
+        assert [s.name for s in p.stages][:2] == ["stem", "stage1"]
+
+
+def test_json_rows_carry_the_fields_and_say_prediction():
+    result = runner.invoke(app, ["predict", SMALL, "--gpu", "v100,a100", "--batch", "8", "--imgsz", "224",
+                                 "--find-max-batch", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert [r["gpu"] for r in rows] == ["v100", "a100"]
+    for row in rows:
+        for key in ("imgs_per_s", "step_ms", "peak_mem_mb", "fits", "max_batch", "stages", "error_note"):
+            assert key in row
+        assert row["kind"] == "prediction" and row["fits"] is True and row["max_batch"] > 8
+        assert {"name", "fwd_ms", "bwd_ms", "bound", "share"} <= set(row["stages"][0])
+    assert rows[1]["max_batch"] > rows[0]["max_batch"]  # 40 GB holds more than 16
+
+
+def test_a_batch_that_does_not_fit_is_a_result():
+    result = runner.invoke(app, ["predict", "efficientnet_b6", "--gpu", "t4", "--batch", "256", "--imgsz", "512"])
+    assert result.exit_code == 0, result.output
+    assert "OOM" in result.stdout and "PREDICTED" in result.stdout
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--gpu", "v10"], "did you mean v100"),
+    (["--gpu", "v100", "--device", "cpu"], "--device"),
+    (["--gpu", "v100", "--amp", "bf16"], "no bf16"),
+    (["--gpu", "t4", "--amp", "bf16"], "no bf16"),
+    (["--batch", "0"], "batch"),
+    (["--imgsz", "99999"], "too large"),
+])
+def test_bad_input_is_one_line_and_exit_2(args, needle):
+    one_error_line(runner.invoke(app, ["predict", SMALL, *args]), needle)
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("name: x\ngeneration: ampere\nsm_count: 10\nmem_gb: 8\nmem_bw_gbs: 400\n", "fp32_tflops"),
+    ("name: x\ngeneration: ampere\nsm_count: 10\nmem_gb: lots\nmem_bw_gbs: 400\nfp32_tflops: 10\n", "mem_gb"),
+    ("name: x\ngeneration: kepler\nsm_count: 10\nmem_gb: 8\nmem_bw_gbs: 400\nfp32_tflops: 10\n", "generation"),
+    ("[1, 2", "not valid YAML"),
+])
+def test_a_malformed_gpu_spec_names_the_field(tmp_path, text, needle):
+    path = tmp_path / "gpu.yaml"
+    path.write_text(text)
+    one_error_line(runner.invoke(app, ["predict", SMALL, "--gpu-spec", str(path)]), needle)
+
+
+def test_unknown_gpu_lists_the_known_ones():
+    with pytest.raises(netprobe.InputError, match="known: v100"):
+        find_gpus("k80")
+
+
+def test_compare_predict_puts_predicted_columns_beside_the_grid():
+    result = runner.invoke(app, ["compare", "batch-imgsz", "--predict", "v100,a100", "--batch", "2",
+                                 "--imgsz", "64,96", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert [(r["imgsz"], r["batch"]) for r in rows] == [(64, 2), (96, 2)]
+    for row in rows:
+        assert row["kind"] == "prediction" and row["v100_fits"] is True
+        assert row["a100_imgs_per_s"] > row["v100_imgs_per_s"] > 0
+    assert rows[0]["v100_mem_mb"] < rows[1]["v100_mem_mb"]
