@@ -4,15 +4,12 @@ import csv
 import json
 
 import pytest
-from typer.testing import CliRunner
 
 import netprobe
-from netprobe.cli import app
 from netprobe.prediction import Prediction, find_gpus, gpu_table, load_gpu_spec
 from netprobe.prediction.gpus import TABLE
 from tests.cli_checks import one_error_line
 
-runner = CliRunner()
 SMALL = "mobilenetv3_small:classes=10"
 REQUIRED_GPUS = ("v100", "v100-32", "a100", "a100-80", "t4", "a10", "l4", "rtx3090", "rtx4090", "rtx5090", "h100",
                  "h100-pcie", "h200")
@@ -71,9 +68,9 @@ def test_every_gpu_gets_a_row_and_stage_shares_add_up():
         assert [s.name for s in p.stages][:2] == ["stem", "stage1"]
 
 
-def test_json_rows_carry_the_fields_and_say_prediction():
-    result = runner.invoke(app, ["predict", SMALL, "--gpu", "v100,a100", "--batch", "8", "--imgsz", "224",
-                                 "--find-max-batch", "--format", "json"])
+def test_json_rows_carry_the_fields_and_say_prediction(cli):
+    result = cli("predict", SMALL, "--gpu", "v100,a100", "--batch", "8", "--imgsz", "224",
+                                 "--find-max-batch", "--format", "json")
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)
     assert [r["gpu"] for r in rows] == ["v100", "a100"]
@@ -85,8 +82,8 @@ def test_json_rows_carry_the_fields_and_say_prediction():
     assert rows[1]["max_batch"] > rows[0]["max_batch"]  # 40 GB holds more than 16
 
 
-def test_a_batch_that_does_not_fit_is_a_result():
-    result = runner.invoke(app, ["predict", "efficientnet_b6", "--gpu", "t4", "--batch", "256", "--imgsz", "512"])
+def test_a_batch_that_does_not_fit_is_a_result(cli):
+    result = cli("predict", "efficientnet_b6", "--gpu", "t4", "--batch", "256", "--imgsz", "512")
     assert result.exit_code == 0, result.output
     assert "OOM" in result.stdout and "PREDICTED" in result.stdout
 
@@ -99,8 +96,8 @@ def test_a_batch_that_does_not_fit_is_a_result():
     (["--batch", "0"], "batch"),
     (["--imgsz", "99999"], "too large"),
 ])
-def test_bad_input_is_one_line_and_exit_2(args, needle):
-    one_error_line(runner.invoke(app, ["predict", SMALL, *args]), needle)
+def test_bad_input_is_one_line_and_exit_2(cli, args, needle):
+    one_error_line(cli("predict", SMALL, *args), needle)
 
 
 @pytest.mark.parametrize("text, needle", [
@@ -109,10 +106,10 @@ def test_bad_input_is_one_line_and_exit_2(args, needle):
     ("name: x\ngeneration: kepler\nsm_count: 10\nmem_gb: 8\nmem_bw_gbs: 400\nfp32_tflops: 10\n", "generation"),
     ("[1, 2", "not valid YAML"),
 ])
-def test_a_malformed_gpu_spec_names_the_field(tmp_path, text, needle):
+def test_a_malformed_gpu_spec_names_the_field(cli, tmp_path, text, needle):
     path = tmp_path / "gpu.yaml"
     path.write_text(text)
-    one_error_line(runner.invoke(app, ["predict", SMALL, "--gpu-spec", str(path)]), needle)
+    one_error_line(cli("predict", SMALL, "--gpu-spec", str(path)), needle)
 
 
 def test_unknown_gpu_lists_the_known_ones():
@@ -120,9 +117,9 @@ def test_unknown_gpu_lists_the_known_ones():
         find_gpus("k80")
 
 
-def test_compare_predict_puts_predicted_columns_beside_the_grid():
-    result = runner.invoke(app, ["compare", "batch-imgsz", "--predict", "v100,a100", "--batch", "2",
-                                 "--imgsz", "64,96", "--format", "json"])
+def test_compare_predict_puts_predicted_columns_beside_the_grid(cli):
+    result = cli("compare", "batch-imgsz", "--predict", "v100,a100", "--batch", "2",
+                                 "--imgsz", "64,96", "--format", "json")
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)
     assert [(r["imgsz"], r["batch"]) for r in rows] == [(64, 2), (96, 2)]

@@ -371,7 +371,8 @@ def count_memory(target: object, batch: int, imgsz: tuple[int, int] | int, mode:
     inference forward. Nothing is allocated; the model given is not changed. See the module's doc
     for what is counted; the CUDA context and workspaces are `CUDA_ALLOWANCE_BYTES`, not counted here.
     """
-    from netprobe.target import check_batch, parse_imgsz, resolve
+    from netprobe.sizes import check_batch, parse_imgsz
+    from netprobe.target import resolve
 
     _check_choices(mode, amp, optimizer)
     check_batch(batch)
@@ -398,7 +399,8 @@ def predicted_max_batch(target: object, imgsz: tuple[int, int] | int, memory_byt
     `memory_bytes`; 0 when not even one image fits. Memory grows by the same bytes per image (the
     activations), so two counts give a first guess; counts around it then find the exact edge.
     """
-    from netprobe.target import parse_imgsz, resolve
+    from netprobe.sizes import parse_imgsz
+    from netprobe.target import resolve
 
     _check_choices(mode, amp, optimizer)
     size = parse_imgsz(imgsz)

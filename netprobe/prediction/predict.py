@@ -9,6 +9,7 @@ from pathlib import Path
 from netprobe.errors import InputError, quote
 from netprobe.prediction.gpus import GPU, PRECISIONS, find_gpus
 from netprobe.prediction.model import efficiency_for, time_work
+from netprobe.sizes import as_size
 
 ACCURACY_FILE = Path(__file__).with_name("accuracy.json")
 MODES = ("train", "infer")
@@ -113,7 +114,7 @@ def predict_all(target: object, gpu: str = "v100", batch: int = 24, imgsz: int |
 
     gpus = check_request(gpu, mode, amp, optimizer, gpu_spec)
     resolved = resolve(target)
-    size = resolved.input_size(imgsz)
+    size = resolved.input_size(as_size(imgsz))
     resolved.check_input(size, batch)
     model = resolved.meta_model()
     work = _work(model, resolved, batch, size, mode, amp, optimizer)
