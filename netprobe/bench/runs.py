@@ -17,7 +17,8 @@ def busy_note(results: list[BenchResult]) -> str:
     ok = [r for r in results if r.status == "ok"]
     return busy_line([r.step_p90_ms / r.step_p10_ms for r in ok if r.step_p10_ms],
                      [r.peak_measured_tflops or r.peak_tflops for r in ok if r.peak_tflops], all(r.steady for r in ok),
-                     capped=any(r.warmup_capped for r in ok))
+                     capped=any(r.warmup_capped for r in ok),
+                     suspect_roofs=[f"{r.spec} b{r.batch} {r.imgsz}px" for r in ok if r.roof_suspect])
 
 
 def grid(specs: list, batches: list[int], sizes: list, modes: list[str], runtimes: list[str] = ("torch",),
@@ -86,9 +87,14 @@ class BenchRun:
 
     @property
     def info(self) -> dict:
-        """The device as measured: its facts and the matmul roof of each dtype run."""
+        """The device as measured: its facts and the matmul roof of each dtype run (tf32: fp32 whose
+        convolutions ran in TF32), a roof measured during a stall apart (not kept as the device's)."""
         info = device_info(self.device)
-        info["peak_tflops_measured"] = {r.dtype: r.peak_tflops for r in self.results if r.peak_tflops}
+        roofs = [r for r in self.results if r.peak_tflops]
+        info["peak_tflops_measured"] = {r.roof_dtype or r.dtype: r.peak_tflops for r in roofs if not r.roof_suspect}
+        suspect = {r.roof_dtype or r.dtype: r.peak_tflops for r in roofs if r.roof_suspect}
+        if suspect:
+            info["peak_tflops_suspect"] = suspect
         return info
 
     @property

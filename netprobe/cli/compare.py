@@ -54,6 +54,9 @@ def _compare_record(row) -> dict:
         rec["spread"] = f"{row.imgs_per_s_min:.2f}–{row.imgs_per_s_max:.2f}"
     if row.status == "oom":
         rec["status"] = "OOM"
+    from netprobe.render import of_peak_cell
+
+    rec["peak_fraction"] = of_peak_cell(row.peak_fraction, row.roof_suspect)
     paper, dev = row.paper or {}, row.deviation or {}
     rec.update(paper_params=paper.get("params_m"), paper_macs=paper.get("macs_b"),
                paper_v100=("OOM" if paper.get("v100_oom") else paper.get("v100_imgs_per_s")),
@@ -83,6 +86,7 @@ def compare(
                                                    "device.")] = None,
     amp: Annotated[opt.AmpChoice, typer.Option(help="Autocast dtype.")] = opt.AmpChoice.off,
     channels_last: opt.ChannelsLastOption = False,
+    tf32: opt.TF32Option = None,
     iters: Annotated[int | None, typer.Option(help="Timed iterations per variant per round (1-100,000).")] = None,
     max_warmup_s: opt.MaxWarmupOption = opt.DEFAULT_MAX_WARMUP_S,
     rounds: Annotated[int | None, typer.Option(help="Interleaved rounds, A B C D, A B C D, ... (1-1,000).")]
@@ -141,7 +145,7 @@ def compare(
     runtimes = tuple(opt.runtime_list(runtime)) if runtime is not None else ()
     settings = C.default_settings(dev, base_size[0], one_batch, one_size, iters, rounds, max_warmup_s=max_warmup_s,
                                   amp=amp.value, channels_last=channels_last, breakdown=breakdown,
-                                  runtimes=runtimes)
+                                  runtimes=runtimes, tf32=tf32.value if tf32 else None)
     if experiment == "fused-stages":
         variants = C.fused_stage_variants(base, fused_kernel, settings.batch, settings.imgsz)
     elif experiment == "batch-imgsz":

@@ -21,9 +21,12 @@ DeviceChoice = choices("DeviceChoice", ("auto", "cpu", "cuda"))
 ModeChoice = choices("ModeChoice", ("train", "infer", "both"))
 AmpChoice = choices("AmpChoice", ("off", "bf16", "fp16"))
 OptimizerChoice = choices("OptimizerChoice", ("sgd", "adamw"))
+TF32Choice = choices("TF32Choice", ("on", "off"))
 
 DeviceOption = Annotated[DeviceChoice, typer.Option(help="auto picks CUDA when present.")]
 ChannelsLastOption = Annotated[bool, typer.Option("--channels-last", help="NHWC model and input.")]
+TF32Option = Annotated[TF32Choice | None, typer.Option("--tf32", help="CUDA: TF32 for convolutions and matmuls "
+                                                                      "(default: PyTorch's, convolutions only).")]
 ScaleOption = Annotated[str | None, typer.Option(help="A detector YAML's scale letter; default: from the file name.")]
 ModulesOption = Annotated[str | None, typer.Option(help="A .py file whose classes a detector YAML may name.")]
 WorldSizesOption = Annotated[str | None, typer.Option("--world-sizes", help="With --nproc: the rank counts to "
