@@ -61,8 +61,9 @@ def largest_fitting(fits: Callable[[int], bool], start: int = 1, limit: int = 65
 
 def find_max_batch(config: BenchConfig, limit: int = LIMITS["batch"][1]) -> BenchResult | None:
     """The largest batch of `config` that runs (a short measurement at each batch tried: 1 warm-up, 2
-    timed steps), as that batch's result; None when not even batch 1 fits. CUDA only: on the CPU,
-    memory is shared with the system and swaps rather than failing cleanly."""
+    timed steps), as that batch's result; None when not even batch 1 fits. Only running out of memory
+    means a batch does not fit: any other failure stops the search, and its result (the error) is returned.
+    CUDA only: on the CPU, memory is shared with the system and swaps rather than failing cleanly."""
     if resolve_device(config.device) != "cuda":
         raise InputError("--find-max-batch needs --device cuda: on the CPU, memory is shared with the system and "
                          "swaps rather than failing cleanly")
@@ -70,10 +71,23 @@ def find_max_batch(config: BenchConfig, limit: int = LIMITS["batch"][1]) -> Benc
 
     def fits(b: int) -> bool:
         tried[b] = benchmark(replace(config, batch=b, warmup=1, iters=2, per_stage=False))
+        if tried[b].status not in ("ok", "oom"):
+            raise SearchStopped(tried[b])
         return tried[b].status == "ok"
 
-    best = largest_fitting(fits, 1, limit)
+    try:
+        best = largest_fitting(fits, 1, limit)
+    except SearchStopped as stop:
+        return stop.result
     return tried[best] if best else None
+
+
+class SearchStopped(Exception):
+    """A batch failed for a reason other than memory: the search cannot say what fits."""
+
+    def __init__(self, result: BenchResult) -> None:
+        super().__init__(result.error)
+        self.result = result
 
 
 @dataclass

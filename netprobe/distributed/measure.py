@@ -165,7 +165,8 @@ def _timed_steps(step: Step, config: BenchConfig, ctx: RankContext, timer: AllRe
     """
     clock = PhaseClock(config.device)
     rows = []
-    for i in range(config.warmup + config.iters):
+    untimed = 1 + config.warmup  # one step always apart, even with --warmup 0: cudnn.benchmark autotunes in it
+    for i in range(untimed + config.iters):
         alone = math.nan
         if unsynced is not None and i % 2:
             alone = _no_sync_step_ms(step, clock, unsynced)
@@ -177,7 +178,7 @@ def _timed_steps(step: Step, config: BenchConfig, ctx: RankContext, timer: AllRe
         if unsynced is not None and not i % 2:
             alone = _no_sync_step_ms(step, clock, unsynced)
         ctx.heartbeat()
-        if i >= config.warmup:
+        if i >= untimed:
             rows.append([sum(phases), *phases, comm, alone])
     return rows
 
