@@ -116,6 +116,8 @@ def measure_row(task: RowTask, ctx: RankContext) -> dict | None:
     torch.manual_seed(task.seed + ctx.rank)  # each rank its own data; DDP starts every rank from rank 0's weights
     if cuda:
         torch.backends.cudnn.benchmark = True
+    if cuda and config.tf32 is not None:  # --tf32: this rank's process computes in that math mode throughout
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = config.tf32 == "on"
     release_memory(config.device)
     baseline = reset_peak(config.device)
     model = target.make(ctx.device)
