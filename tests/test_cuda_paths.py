@@ -223,6 +223,17 @@ def test_tf32_mode_sets_both_libraries_and_restores_them(tf32_flags, on, cudnn, 
     assert (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32) == (True, False)
 
 
+def test_a_tf32_roof_is_never_taken_for_an_fp32_one(monkeypatch, tf32_flags):
+    monkeypatch.setattr(timing.device, "_BEST_PEAK", {})
+    monkeypatch.setattr(timing.device, "peak_tflops",
+                        lambda device, dtype: 400.0 if torch.backends.cudnn.allow_tf32 else 60.0)
+    tf32_flags(True, False)
+    assert timing.device_roof("cuda", torch.float32) == (400.0, 400.0)
+    with timing.tf32_mode(False):  # --tf32 off afterwards, same process: the fp32 roof, not the best TF32 one
+        assert timing.device_roof("cuda", torch.float32) == (60.0, 60.0)
+    assert set(timing.best_peaks()) == {("cuda", "tf32"), ("cuda", "fp32")}
+
+
 def test_one_stalled_round_does_not_set_the_roof(monkeypatch):
     def rounds(times_ms):
         it = iter(times_ms)
@@ -254,15 +265,15 @@ def test_of_peak_is_never_above_100_percent_without_saying_the_roof_is_suspect(m
     args = ["bench", TINY, "--device", "cpu", "--batch", "2", "--imgsz", "32", "--warmup", "0", "--iters", "2",
             "--no-save"]
     out = tmp_path / "r.json"
-    result = run(*args, "--out", str(out), env={"COLUMNS": "250"})
+    result = run(*args, "--out", str(out), "--format", "markdown")  # markdown: no cell or line wrapped
     assert result.exit_code == 0, result.output
     row = json.loads(out.read_text())["results"][0]
     assert row["peak_fraction"] > 1 and row["roof_suspect"] is True
     assert json.loads(out.read_text())["device"]["peak_tflops_measured"] == {}  # not kept as the device's roof
-    table = result.stdout
-    assert f"{100 * row['peak_fraction']:.1f}%?" in table
+    table = " ".join(result.stdout.split())
+    assert f"| {100 * row['peak_fraction']:.1f}%? |" in table
     assert "(suspect: measured during a stall)" in table
-    assert "stayed below the rate the run achieved" in " ".join(table.split())
+    assert "stayed below the rate the run achieved" in table
 
 
 def test_a_sound_roof_gives_a_plain_share(monkeypatch):
@@ -400,7 +411,9 @@ def test_fp16_training_on_cuda_says_where_the_scaler_syncs():
 @pytest.mark.skipif(shutil.which("g++") is None and shutil.which("cc") is None,
                     reason="torch.compile's inductor needs a C++ compiler on the CPU; none found")
 def test_compile_over_a_grid_compiles_each_configuration():
-    configs = B.grid([TINY], [2, 3], [32], ["infer"], device="cpu", compile=True, warmup=0, iters=2)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                          nn.Linear(8, 10))  # small: inductor compiles it in seconds, not minutes
+    configs = B.grid([model], [2, 3], [16], ["train"], device="cpu", compile=True, warmup=0, iters=2)
     results = list(B.run_grid(configs))
     for r in results:
         assert r.status == "ok", r.error

@@ -28,7 +28,7 @@ DEVICES = ("auto", "cpu", "cuda")
 ROOF_MIN_REPS, ROOF_MIN_S = 5, 0.2  # a roof: the fastest of at least this many repetitions, this long
 ROOF_ROUNDS, ROOF_PERCENTILE = 3, 90  # ... in this many rounds, of whose rates this percentile counts
 ROOF_SLOW_S = 0.1  # on CPU, one matmul of the peak measurement should take at most about this long
-_BEST_PEAK: dict[tuple[str, torch.dtype], float] = {}
+_BEST_PEAK: dict[tuple[str, str], float] = {}  # by (device, roof_dtype): a TF32 roof is no fp32 one
 _BANDWIDTH: dict[tuple[str, torch.dtype], float] = {}
 
 
@@ -121,11 +121,11 @@ def _cpu_matmul_size(dtype: torch.dtype) -> int:
 
 
 def device_roof(device: str, dtype: torch.dtype) -> tuple[float, float]:
-    """(roof, measured now): the matmul rate measured now, and the best one this process has seen
-    for the device and dtype. A slow moment lowers the measurement, not the device's roof, so the
-    roof (TFLOP/s fractions, the roofline) is the best; the measurements, compared, show a busy machine."""
+    """(roof, measured now): the matmul rate measured now, and the best one this process has seen for the
+    device, dtype and math mode (`roof_dtype`). A slow moment lowers the measurement, not the device's roof,
+    so the roof (TFLOP/s fractions, the roofline) is the best; the measurements, compared, show a busy machine."""
     now = peak_tflops(device, dtype)
-    key = (device, dtype)
+    key = (device, roof_dtype(device, dtype))
     _BEST_PEAK[key] = max(_BEST_PEAK.get(key, 0.0), now)
     return _BEST_PEAK[key], now
 
@@ -140,8 +140,8 @@ def check_roof(achieved_tflops: float | None, device: str, dtype: torch.dtype, r
     return roof, achieved_tflops > roof
 
 
-def best_peaks() -> dict[tuple[str, torch.dtype], float]:
-    """The roofs measured so far in this process, by (device, dtype)."""
+def best_peaks() -> dict[tuple[str, str], float]:
+    """The roofs measured so far in this process, by (device, roof_dtype: fp32, tf32, bf16, fp16)."""
     return dict(_BEST_PEAK)
 
 
