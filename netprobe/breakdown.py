@@ -184,11 +184,12 @@ def profile_step(model: nn.Module, step: Callable[[ProfilingClock], None], devic
             step(ProfilingClock(PHASES[mode]))
             synchronize(device)
             prof.step()
-    return attribute(_event_tree(prof.events(), device == "cuda"), steps)
+    return attribute(event_tree(prof.events(), device == "cuda"), steps)
 
 
-def _event_tree(events, on_device: bool) -> list[OpEvent]:
-    """The profiler's host-side events as trees of `OpEvent`, children in time order."""
+def event_tree(events, on_device: bool) -> list[OpEvent]:
+    """The profiler's host-side events as trees of `OpEvent`, children in time order; each one's time its
+    CPU time or (`on_device`) the device time of the kernels it and its children launched."""
     def convert(e) -> OpEvent:
         time_us = e.device_time_total if on_device else e.cpu_time_total
         children = sorted((convert(c) for c in e.cpu_children), key=lambda c: c.start_us)
@@ -338,4 +339,8 @@ def breakdown_step(model: nn.Module, step: Callable, device: str, mode: str = "t
     result.steps, result.timing = steps, "cuda kernel time" if device == "cuda" else "cpu op time"
     if not result.records:
         result.note = "no breakdown: the profiler recorded no ops"
+    elif device == "cuda" and not result.profiled_ms:
+        result.records = []  # every op at 0 ms: no table rather than an all-zero one
+        result.note = ("no breakdown: the profiler recorded the ops but no CUDA kernel ran in them (CUPTI, which "
+                       "records kernels, is missing, or another profiler holds it)")
     return result

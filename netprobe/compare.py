@@ -41,6 +41,7 @@ class Settings:
     breakdown: bool = False  # profile the last round: time by op kind, roofline per stage
     max_warmup_s: float = defaults.MAX_WARMUP_S  # the ceiling of each measurement's warm-up
     runtimes: tuple[str, ...] = ()  # empty: train steps in eager torch; else inference in each runtime (torch first)
+    tf32: str | None = None  # on | off (CUDA); None: PyTorch's settings
 
     def __post_init__(self) -> None:
         self.imgsz = as_size(self.imgsz)  # N, "HxW" or (H, W) given in Python: parsed once, here
@@ -63,7 +64,7 @@ class Variant:
         mode = "infer" if settings.runtimes else "train"
         return BenchConfig(self.spec, settings.device, self.batch, self.imgsz, mode, settings.amp,
                            settings.channels_last, warmup=settings.warmup, iters=settings.iters,
-                           max_warmup_s=settings.max_warmup_s, runtime=runtime or "torch")
+                           max_warmup_s=settings.max_warmup_s, runtime=runtime or "torch", tf32=settings.tf32)
 
     def configs(self, settings: Settings) -> list[BenchConfig]:
         """One measurement per runtime (the train step alone without runtimes)."""
@@ -98,6 +99,7 @@ class CompareRow:
     vs_torch_ci90: list[float] | None = None
     tflops: float | None = None
     peak_fraction: float | None = None
+    roof_suspect: bool = False  # some round's matmul roof stayed below the rate it achieved (see bench)
     peak_mem_mb: float | None = None
     paper: dict | None = None
     deviation: dict | None = None
@@ -231,6 +233,7 @@ class Comparison:
         return (f"{self.experiment} on {info['name']} ({s.device}, torch {info['torch']}, "
                 f"{plural(info['threads'], 'thread')}): batch {','.join(map(str, self.batches))}, "
                 f"{sizes}, amp {s.amp}, channels_last {s.channels_last}, "
+                + (f"tf32 {s.tf32}, " if s.tf32 else "") +
                 f"{plural(s.rounds, 'round')} × {plural(s.iters, 'iter')} (+{s.warmup} warm-up, until steady), "
                 "variants interleaved" + ("; the last round also profiled (--breakdown)" if s.breakdown else "")
                 + (f"; inference (fp32) in {', '.join(s.runtimes)}, each runtime's outputs checked against eager "
@@ -300,6 +303,7 @@ def update_row(row: CompareRow, results: list[BenchResult]) -> None:
     row.imgs_per_s_ci90, row.imgs_per_s_wide = (rate.bounds(), rate.wide) if rate else (None, False)
     row.tflops = _median([r.tflops for r in ok])  # None where the step could not be counted
     row.peak_fraction = _median([r.peak_fraction for r in ok])
+    row.roof_suspect = any(r.roof_suspect for r in ok)
     row.peak_mem_mb = max(r.peak_mem_mb or 0 for r in ok)
     row.round_spread = row.imgs_per_s_max / row.imgs_per_s_min if row.imgs_per_s_min else None
     row.step_spread = max((r.step_p90_ms / r.step_p10_ms for r in ok if r.step_p10_ms), default=None)
@@ -318,7 +322,8 @@ def busy_note(rows: list[CompareRow]) -> str:
     """bench's busy-machine note, with the spread of each variant over rounds as further evidence."""
     return busy_line([r.step_spread for r in rows if r.step_spread], [p for r in rows for p in r.peak_tflops],
                      all(r.steady for r in rows), [r.round_spread for r in rows if r.round_spread],
-                     capped=any(r.warmup_capped for r in rows))
+                     capped=any(r.warmup_capped for r in rows),
+                     suspect_roofs=[r.label for r in rows if r.roof_suspect])
 
 
 def relate_rows(rows: list[CompareRow]) -> None:

@@ -16,7 +16,7 @@ from netprobe.counting import TrainCount, count_train
 from netprobe.errors import one_line
 from netprobe.op_kinds import first_component
 from netprobe.roofline import Roofline, roofline, stage_families
-from netprobe.timing import DTYPE_NAMES, OPTIMIZERS, memory_bandwidth_gbs
+from netprobe.timing import OPTIMIZERS, memory_bandwidth_gbs, roof_dtype
 
 
 @dataclass
@@ -72,6 +72,6 @@ def _explained(model: nn.Module, found: Breakdown, count: TrainCount | None, dev
     roof = None
     if count is not None and peak_tflops and found.records:
         bandwidth = memory_bandwidth_gbs(device, dtype)
-        roof = roofline(count, peak_tflops, bandwidth, DTYPE_NAMES.get(dtype, str(dtype)), stage_of,
+        roof = roofline(count, peak_tflops, bandwidth, roof_dtype(device, dtype), stage_of,
                         found.stage_ms(), stage_families(model, count, stage_of), backward=mode == "train")
     return Explanation(found, roof, count, "; ".join(notes) or None)

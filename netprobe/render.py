@@ -205,7 +205,14 @@ def fmt_mb(value: object) -> str:
 
 
 def fmt_pct(value: object) -> str:
+    if isinstance(value, str):  # a share already written and marked (`of_peak_cell`)
+        return value
     return f"{100 * float(value):.1f}%"  # type: ignore[arg-type]
+
+
+def of_peak_cell(fraction: float | None, suspect: bool) -> float | str | None:
+    """What an "of peak" cell holds: the share, or marked '?' where the roof is suspect (see timing.check_roof)."""
+    return f"{fmt_pct(fraction)}?" if suspect and fraction is not None else fraction
 
 
 def plural(n: int, word: str) -> str:

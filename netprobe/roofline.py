@@ -165,7 +165,7 @@ def _limits(roofs: list[Roofline]) -> tuple[float, float, float, float]:
     ridges = [r.ridge for r in roofs]
     lo_x, hi_x = min(xs + ridges) / 3, max(xs + ridges) * 3
     lo_y = min([*ys, min(r.bandwidth_gbs for r in roofs) * lo_x]) / 2
-    return lo_x, hi_x, lo_y, max(peaks) * 2
+    return lo_x, hi_x, lo_y, max([*peaks, *ys]) * 2  # a stage above a (suspect) roof stays on the plot
 
 
 def _draw_panel(ax, label: str, roof: Roofline, xlim: tuple[float, float], ylim: tuple[float, float]) -> None:

@@ -47,6 +47,7 @@ class BenchConfig:
     breakdown: bool = False  # after the timed steps, a few profiled ones: time by op kind, roofline per stage
     runtime: str = "torch"  # eager torch, or a runtime the model is exported to (netprobe.runtimes): infer only
     keep_exports: str | None = None  # a folder to keep the exported files in (default: a temporary one)
+    tf32: str | None = None  # on | off: TF32 for cuDNN and cuBLAS alike (CUDA); None: PyTorch's settings as they are
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "imgsz", as_size(self.imgsz))  # the one parse of a size given in Python
@@ -114,6 +115,10 @@ class BenchResult:
     vs_torch_ci90: list[float] | None = None  # its 90% interval, bootstrap over both runtimes' timed steps
     failed_in: str = ""  # export | load | run: where a deployed model failed (status "error")
     step_times_ms: list[float] = field(default_factory=list)  # every timed step, in order: later diffs resample them
+    roof_dtype: str = ""  # the roof's math: the dtype's name, or tf32 where fp32 convolutions ran in TF32 (CUDA)
+    roof_suspect: bool = False  # the roof stayed below the rate this run achieved: measured during a stall
+    peak_reserved_mb: float | None = None  # CUDA: the caching allocator's peak reserved memory, MB
+    compile_note: str = ""  # --compile: how many graphs were compiled, or that it ran eager
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -133,6 +138,11 @@ def validate(config: BenchConfig) -> Target:
                          f"{MAX_WARMUP_LIMIT_S:,.0f} seconds (default {MAX_WARMUP_S:g})")
     if config.mode not in ("train", "infer"):
         raise InputError(f"mode {config.mode!r} is not allowed; use train or infer")
+    if config.tf32 not in (None, "on", "off"):
+        raise InputError(f"tf32 {config.tf32!r} is not allowed; use on or off (or leave it out: PyTorch's settings)")
+    if config.tf32 is not None and config.device == "cpu":
+        raise InputError("--tf32 sets the math mode of CUDA's convolutions and matmuls; the CPU has no TF32: leave it "
+                         "out, or use --device cuda")
     if config.amp not in AMP_DTYPES:
         raise InputError(f"amp {config.amp!r} is not allowed; use off, bf16 or fp16")
     if config.optimizer not in OPTIMIZERS:
@@ -172,7 +182,8 @@ def _check_deployed(config: BenchConfig, target: Target) -> None:
     parse_runtimes(config.runtime)
     check_runtimes([config.runtime], "cuda" if config.device == "cuda" else "cpu", [config.mode])
     for flag, value in (("--compile", config.compile), ("--per-stage", config.per_stage),
-                        ("--channels-last", config.channels_last), ("--amp", config.amp != "off")):
+                        ("--channels-last", config.channels_last), ("--amp", config.amp != "off"),
+                        ("--tf32", config.tf32 is not None)):
         if value:
             raise InputError(f"{flag} applies to eager torch; --runtime {config.runtime} runs the fp32 export of the "
                              "model as it is: leave it out, or use --runtime torch")
@@ -202,7 +213,7 @@ def fill_times(result: BenchResult, times: StepTimes, config: BenchConfig) -> No
         return  # the backward could not be counted
     step_macs = result.fwd_macs + (result.bwd_macs or 0)  # counted, not 3 x forward
     result.tflops = 2 * step_macs * config.batch / (result.step_ms / 1e3) / 1e12
-    result.peak_fraction = result.tflops / result.peak_tflops
+    result.peak_fraction = result.tflops / result.peak_tflops if result.peak_tflops else None
 
 
 @dataclass

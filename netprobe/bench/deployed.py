@@ -21,7 +21,7 @@ from netprobe.errors import one_line
 from netprobe.runtimes import Runtime, RuntimeStep, get_runtime, parity
 from netprobe.target import Target, module_to_time
 from netprobe.tensors import tensors
-from netprobe.timing import measure_steps, release_memory, reset_peak
+from netprobe.timing import measure_steps, release_memory, reset_peak, synchronize, tf32_mode
 
 
 class DeployFailed(Exception):
@@ -43,7 +43,7 @@ def measure_deployed(m: Measurement) -> int | None:
         model.eval()
         result.params = sum(p.numel() for p in model.parameters())
         x = torch.randn(config.batch, target.in_chans, *size, device=config.device)
-        with torch.inference_mode():
+        with torch.inference_mode(), tf32_mode(False):  # the reference in full fp32: TF32 convs miss 1e-3
             reference = list(tensors(model(x)))
         say(f"exporting to {runtime.file_kind}")
         try:
@@ -84,6 +84,7 @@ def _deploy(runtime: Runtime, model, x: torch.Tensor, folder: Path, stem: str, c
         outputs = runtime.run(session, step.inputs)  # the first run: lazy allocations, kernel choices
     except Exception as exc:
         raise DeployFailed("run", exc) from None
+    synchronize(config.device)  # the first run's kernels finished: CUDA runs return before they do
     result.first_run_s = time.perf_counter() - t0  # loading (session creation, compilation) and the first run
     check = parity(reference, outputs)
     result.max_abs_err, result.max_rel_err, result.parity_ok = check.max_abs, check.max_rel, check.ok
@@ -99,6 +100,10 @@ def _explain(result: BenchResult, target: Target, runtime: Runtime, session: obj
 
     if not hasattr(runtime, "session_options"):
         result.breakdown_note = f"no breakdown for {runtime.name}: netprobe reads the profiler of onnxruntime only"
+        return
+    if config.device == "cuda":
+        result.breakdown_note = (f"no breakdown for {runtime.name} on CUDA: its profiler times each node's launch on "
+                                 "the host, not its kernels on the GPU, so per-stage times would be launch times")
         return
     from netprobe.explain import explain_profiled
     from netprobe.summary import stage_function

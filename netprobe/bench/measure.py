@@ -20,17 +20,22 @@ from netprobe.timing import (
     AMP_DTYPES,
     DTYPE_NAMES,
     OPTIMIZERS,
+    PeakAfterFirstStep,
     TorchStep,
+    check_roof,
     device_roof,
     is_oom,
     loss_name,
     measure_steps,
     memory_bandwidth_gbs,
     peak_mb,
+    peak_reserved_mb,
     release_memory,
     reset_peak,
     resolve_device,
+    roof_dtype,
     stage_times,
+    tf32_mode,
 )
 
 
@@ -67,8 +72,18 @@ def benchmark(config: BenchConfig | object, on_step: Callable[[], None] | None =
     step_count = _count_step(target, config, size, dtype, classes)
     result.fwd_macs = step_count.fwd_macs // config.batch if step_count and train else counted.macs
     result.bwd_macs = step_count.bwd_macs // config.batch if step_count and train else None
+    with tf32_mode(None if config.tf32 is None else config.tf32 == "on"):
+        _measure_in_math_mode(target, config, size, dtype, result, classes, counted, step_count, on_step, on_status)
+    return result
+
+
+def _measure_in_math_mode(target: Target, config: BenchConfig, size: tuple[int, int], dtype: torch.dtype,
+                          result: BenchResult, classes: int, counted: Count, step_count, on_step, on_status) -> None:
+    """The roofs, then the measurement, then the roof checked against the rate achieved (see `check_roof`)."""
+    device = config.device
     # the roofs first: their buffers (the copy's are 2 x 256 MB on CPU) must not count in the model's peak memory
     result.peak_tflops, result.peak_measured_tflops = device_roof(device, dtype)
+    result.roof_dtype = roof_dtype(device, dtype)
     if config.breakdown:
         memory_bandwidth_gbs(device, dtype)  # measured once per process, kept for the breakdown
     release_memory(device)
@@ -78,18 +93,23 @@ def benchmark(config: BenchConfig | object, on_step: Callable[[], None] | None =
         baseline = measure(Measurement(target, config, size, dtype, result, classes, counted, step_count,
                                        on_step or (lambda: None), on_status)) or baseline
         result.peak_mem_mb, result.mem_kind = peak_mb(device, baseline)
+        result.peak_reserved_mb = peak_reserved_mb(device)
         if device.startswith("cuda") and config.runtime != "torch" and not get_runtime(config.runtime).torch_memory:
             # torch's CUDA allocator never sees this runtime's own device memory: no figure rather than a wrong one
             result.peak_mem_mb, result.mem_kind = None, f"{config.runtime} allocates its own CUDA memory: not read"
+            result.peak_reserved_mb = None
     except Exception as exc:
         if not is_oom(exc):
             result.status, result.error = "error", one_line(exc)
         else:
             result.status, result.error = "oom", "out of memory"
             result.peak_mem_mb, result.mem_kind = peak_mb(device, baseline)
+            result.peak_reserved_mb = peak_reserved_mb(device)
     finally:
         release_memory(device)
-    return result
+    if result.tflops:
+        result.peak_tflops, result.roof_suspect = check_roof(result.tflops, device, dtype, result.peak_tflops)
+        result.peak_fraction = result.tflops / result.peak_tflops
 
 
 def output_classes(target: Target, counted: Count) -> int:
@@ -122,6 +142,9 @@ def measure_eager(m: Measurement) -> None:
     result.runtime_version, result.provider = torch.__version__, device
     if device == "cuda":
         torch.backends.cudnn.benchmark = True
+    if config.compile:  # a fresh dynamo per configuration: no recompile limit reached over a grid, no stale guards
+        torch._dynamo.reset()
+    graphs_before = _compiled_graphs()
     with module_to_time(target, config.device, config.copy) as model:
         result.params = sum(p.numel() for p in model.parameters())
         fmt = torch.channels_last if config.channels_last else torch.contiguous_format
@@ -130,9 +153,12 @@ def measure_eager(m: Measurement) -> None:
         y = torch.randint(0, max(m.classes, 1), (config.batch,), device=device)
         step = TorchStep(model, x, y, mode=config.mode, dtype=dtype, optimizer=config.optimizer, classes=m.classes,
                          compile=config.compile)
-        times = measure_steps(step, device, config.warmup, config.iters, m.on_step, config.max_warmup_s,
-                              on_status=m.on_status)
+        # CUDA: the peak from the second step on (cudnn.benchmark's and inductor's autotuning are not the step's)
+        times = measure_steps(PeakAfterFirstStep(step, device), device, config.warmup, config.iters, m.on_step,
+                              config.max_warmup_s, on_status=m.on_status)
         fill_times(result, times, config)
+        if config.compile:
+            result.compile_note = compile_note(_compiled_graphs() - graphs_before)
         if config.breakdown:
             _explain(result, target, model, step, x, config, dtype, m.step_count)
         if config.per_stage:
@@ -140,6 +166,20 @@ def measure_eager(m: Measurement) -> None:
                     for name, _ in model.named_children()}
             result.stages = stage_times(model, x, dtype, config.mode == "train", config.warmup, config.iters, macs)
         step.release()
+
+
+def _compiled_graphs() -> int:
+    """Graphs torch.compile has compiled in this process so far (dynamo's own count)."""
+    from torch._dynamo.utils import counters
+
+    return counters["stats"]["unique_graphs"]
+
+
+def compile_note(graphs: int) -> str:
+    """What --compile did for one configuration: the graphs compiled, or that the step ran eager."""
+    if graphs == 0:
+        return "ran eager: torch.compile compiled no graph (its recompile limit was reached, or it fell back)"
+    return f"{graphs} graph{'s' * (graphs != 1)} compiled"
 
 
 def _explain(result: BenchResult, target: Target, model: nn.Module, step: TorchStep, x: torch.Tensor,

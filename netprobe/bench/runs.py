@@ -18,7 +18,8 @@ def busy_note(results: list[BenchResult]) -> str:
     ok = [r for r in results if r.status == "ok"]
     return busy_line([r.step_p90_ms / r.step_p10_ms for r in ok if r.step_p10_ms],
                      [r.peak_measured_tflops or r.peak_tflops for r in ok if r.peak_tflops], all(r.steady for r in ok),
-                     capped=any(r.warmup_capped for r in ok))
+                     capped=any(r.warmup_capped for r in ok),
+                     suspect_roofs=[f"{r.spec} b{r.batch} {r.imgsz}px" for r in ok if r.roof_suspect])
 
 
 def grid(specs: list, batches: list[int], sizes: list, modes: list[str], runtimes: list[str] = ("torch",),
@@ -61,8 +62,9 @@ def largest_fitting(fits: Callable[[int], bool], start: int = 1, limit: int = 65
 
 def find_max_batch(config: BenchConfig, limit: int = LIMITS["batch"][1]) -> BenchResult | None:
     """The largest batch of `config` that runs (a short measurement at each batch tried: 1 warm-up, 2
-    timed steps), as that batch's result; None when not even batch 1 fits. CUDA only: on the CPU,
-    memory is shared with the system and swaps rather than failing cleanly."""
+    timed steps), as that batch's result; None when not even batch 1 fits. Only running out of memory
+    means a batch does not fit: any other failure stops the search, and its result (the error) is returned.
+    CUDA only: on the CPU, memory is shared with the system and swaps rather than failing cleanly."""
     if resolve_device(config.device) != "cuda":
         raise InputError("--find-max-batch needs --device cuda: on the CPU, memory is shared with the system and "
                          "swaps rather than failing cleanly")
@@ -70,10 +72,23 @@ def find_max_batch(config: BenchConfig, limit: int = LIMITS["batch"][1]) -> Benc
 
     def fits(b: int) -> bool:
         tried[b] = benchmark(replace(config, batch=b, warmup=1, iters=2, per_stage=False))
+        if tried[b].status not in ("ok", "oom"):
+            raise SearchStopped(tried[b])
         return tried[b].status == "ok"
 
-    best = largest_fitting(fits, 1, limit)
+    try:
+        best = largest_fitting(fits, 1, limit)
+    except SearchStopped as stop:
+        return stop.result
     return tried[best] if best else None
+
+
+class SearchStopped(Exception):
+    """A batch failed for a reason other than memory: the search cannot say what fits."""
+
+    def __init__(self, result: BenchResult) -> None:
+        super().__init__(result.error)
+        self.result = result
 
 
 @dataclass
@@ -87,9 +102,14 @@ class BenchRun:
 
     @property
     def info(self) -> dict:
-        """The device as measured: its facts and the matmul roof of each dtype run."""
+        """The device as measured: its facts and the matmul roof of each dtype run (tf32: fp32 whose
+        convolutions ran in TF32), a roof measured during a stall apart (not kept as the device's)."""
         info = device_info(self.device)
-        info["peak_tflops_measured"] = {r.dtype: r.peak_tflops for r in self.results if r.peak_tflops}
+        roofs = [r for r in self.results if r.peak_tflops]
+        info["peak_tflops_measured"] = {r.roof_dtype or r.dtype: r.peak_tflops for r in roofs if not r.roof_suspect}
+        suspect = {r.roof_dtype or r.dtype: r.peak_tflops for r in roofs if r.roof_suspect}
+        if suspect:
+            info["peak_tflops_suspect"] = suspect
         return info
 
     @property

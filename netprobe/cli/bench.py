@@ -43,6 +43,9 @@ def _bench_record(result) -> dict:
         rec["imgs_text"] = figure_text(result.imgs_per_s, result.imgs_per_s_ci90)
     if result.vs_torch is not None:
         rec["vs_torch_text"] = figure_text(result.vs_torch, result.vs_torch_ci90, 2, "×")
+    from netprobe.render import of_peak_cell
+
+    rec["peak_fraction"] = of_peak_cell(result.peak_fraction, result.roof_suspect)
     return rec
 
 
@@ -65,8 +68,9 @@ STAGE_TIME_COLUMNS = [
 ]
 BENCH_RESULT_CSV = [Column(k, k) for k in (
     "spec", "device", "dtype", "batch", "imgsz", "mode", "status", "imgs_per_s", "fwd_ms", "bwd_ms", "opt_ms",
-    "step_ms", "step_p10_ms", "step_p90_ms", "peak_mem_mb", "mem_kind", "tflops", "peak_tflops", "peak_fraction",
-    "compile_s", "macs_per_img", "params", "channels_last", "compiled", "optimizer", "iters", "warmup_steps",
+    "step_ms", "step_p10_ms", "step_p90_ms", "peak_mem_mb", "peak_reserved_mb", "mem_kind", "tflops", "peak_tflops",
+    "roof_dtype", "roof_suspect", "peak_fraction", "compile_s", "compile_note", "macs_per_img", "params",
+    "channels_last", "compiled", "optimizer", "iters", "warmup_steps",
     "steady", "loss", "error", "runtime", "runtime_version", "provider", "threads", "export_s", "first_run_s",
     "file_mb", "max_abs_err", "max_rel_err", "parity_ok", "vs_torch")]
 RUNTIME_COLUMNS = [
@@ -211,7 +215,7 @@ def _configs(specs: list[str] | None, model: ModelOptions, measure: MeasureOptio
     configs = grid(targets, measure.batches or [BATCH], measure.sizes or [None], modes, measure.runtimes,
                    keep_exports=keep_exports, device=dev, amp=measure.amp.value, channels_last=measure.channels_last,
                    iters=ITERS if measure.iters is None else measure.iters, in_chans=in_chans,
-                   breakdown=measure.breakdown, max_warmup_s=measure.max_warmup_s, **options)
+                   breakdown=measure.breakdown, max_warmup_s=measure.max_warmup_s, tf32=measure.tf32_mode, **options)
     for config in configs:
         validate(config)
     return configs
@@ -299,11 +303,15 @@ def _config_label(r) -> str:
 def bench_report(results: list, info: dict, busy: str) -> Report:
     records = [_bench_record(r) for r in results]
     mem = next((r.mem_kind for r in results if r.mem_kind), "")
-    peaks = {r.dtype: r.peak_tflops for r in results if r.peak_tflops}
+    peaks = {r.roof_dtype or r.dtype: f"{r.peak_tflops:.2f} TFLOP/s" + (" (suspect: measured during a stall)"
+                                                                         if r.roof_suspect else "")
+             for r in results if r.peak_tflops}
     losses = sorted({r.loss for r in results if r.loss})
     caption = (f"{info['name']} · torch {info['torch']} · {plural(info['threads'], 'thread')} · peak (dense "
                "matmul, best measured so far in this run): "
-               + ", ".join(f"{k} {v:.2f} TFLOP/s" for k, v in peaks.items())
+               + ", ".join(f"{k} {v}" for k, v in peaks.items())
+               + (" (tf32: fp32 whose convolutions cuDNN ran in TF32, the roof measured so too)" if "tf32" in peaks
+                  else "")
                + f" · Peak MB: {mem} · TFLOP/s counts 2 FLOPs per MAC of the step as counted (backward op by op)"
                + f" · imgs/s: {INTERVAL_NOTE}"
                + " · Warm-up+timed: untimed steps until step times settled (! = stopped at --max-warmup-s), then "
@@ -313,6 +321,8 @@ def bench_report(results: list, info: dict, busy: str) -> Report:
                   if any(r.loss.startswith("surrogate") for r in results) else ""))
     columns = BENCH_COLUMNS + ([Column("compile_s", "Compile s", fmt_float(1))]
                                if any(r.compiled for r in results) else [])
+    if any(r.peak_reserved_mb is not None for r in results):
+        columns = [*columns, Column("peak_reserved_mb", "Reserved MB", fmt_mb)]
     if any(r.runtime != "torch" for r in results):
         columns, caption = RUNTIME_COLUMNS, runtime_caption(results, info)
     report = Report([TableBlock("results", columns, records, "netprobe bench", caption)])
@@ -321,6 +331,8 @@ def bench_report(results: list, info: dict, busy: str) -> Report:
     if stage_recs:
         report.add(TableBlock("stages", STAGE_TIME_COLUMNS, stage_recs, "Per stage, each stage alone",
                               "backward GFLOP/s assumes 2 × the forward's work"))
+    for line in cuda_notes(results):
+        report.add(TextBlock(line))
     if busy:
         report.add(TextBlock(busy, "yellow"))
     from netprobe.cli.explain import explain_blocks
@@ -328,6 +340,21 @@ def bench_report(results: list, info: dict, busy: str) -> Report:
     for block in explain_blocks([(_config_label(r), r) for r in results]):
         report.add(block)
     return report
+
+
+def cuda_notes(results: list) -> list[str]:
+    """What the CUDA paths need said under the table: fp16's synchronising optimizer phase, peak memory from
+    the second step on, a --compile that ran eager."""
+    lines = []
+    if any(r.device == "cuda" and r.dtype == "fp16" and r.mode == "train" and r.status == "ok" for r in results):
+        lines.append("Opt ms with fp16: GradScaler.step reads whether the gradients hold inf/NaN, a synchronize "
+                     "inside the optimizer phase, so Opt ms also holds the launch of the optimizer's kernels after it")
+    if any(r.peak_reserved_mb is not None for r in results):
+        lines.append("Peak MB and Reserved MB (CUDA): the caching allocator's peak allocated and reserved memory from "
+                     "the second step on (the first step's autotuning workspaces left out)")
+    lines += [f"{r.spec} b{r.batch} {r.imgsz}px --compile: {r.compile_note}" for r in results
+              if r.compile_note.startswith("ran eager")]
+    return lines
 
 
 def runtime_caption(results: list, info: dict) -> str:

@@ -65,6 +65,9 @@ def _compare_record(row) -> dict:
     for key in ("speedup", "vs_torch"):
         if rec.get(key) is not None:
             rec[f"{key}_text"] = figure_text(rec[key], rec[f"{key}_ci90"], 2, "×")
+    from netprobe.render import of_peak_cell
+
+    rec["peak_fraction"] = of_peak_cell(row.peak_fraction, row.roof_suspect)
     paper, dev = row.paper or {}, row.deviation or {}
     rec.update(paper_params=paper.get("params_m"), paper_macs=paper.get("macs_b"),
                paper_v100=("OOM" if paper.get("v100_oom") else paper.get("v100_imgs_per_s")),
@@ -149,7 +152,8 @@ def _variants(experiment: str, what: list[str], base: str | None, dev: str, meas
     settings = comparing.default_settings(dev, base_size, one_batch, one_size, measure.iters, rounds,
                                           max_warmup_s=measure.max_warmup_s, amp=measure.amp.value,
                                           channels_last=measure.channels_last, breakdown=measure.breakdown,
-                                          runtimes=tuple(measure.runtimes) if measure.runtime is not None else ())
+                                          runtimes=tuple(measure.runtimes) if measure.runtime is not None else (),
+                                          tf32=measure.tf32_mode)
     if experiment == "fused-stages":
         variants = comparing.fused_stage_variants(base, fused_kernel, settings.batch, settings.imgsz)
     elif grid:

@@ -40,10 +40,13 @@ DeviceChoice = choices("DeviceChoice", ("auto", "cpu", "cuda"))
 ModeChoice = choices("ModeChoice", ("train", "infer", "both"))
 AmpChoice = choices("AmpChoice", ("off", "bf16", "fp16"))
 OptimizerChoice = choices("OptimizerChoice", ("sgd", "adamw"))
+TF32Choice = choices("TF32Choice", ("on", "off"))
 
 ChannelsLastOption = Annotated[bool, typer.Option("--channels-last", help="NHWC model and input.")]
 InChansOption = Annotated[int | None, typer.Option("--in-chans", help="Input channels (1-4,096); default: the "
                                                                        "model's own, else 3.")]
+TF32Option = Annotated[TF32Choice | None, typer.Option("--tf32", help="CUDA: TF32 for convolutions and matmuls "
+                                                                      "(default: PyTorch's, convolutions only).")]
 
 
 # ---- groups -------------------------------------------------------------------------------------
@@ -123,6 +126,7 @@ class MeasureOptions:
     runtime: Annotated[str | None, typer.Option(help="Infer in these runtimes instead (a comma list of torch, "
                                                      "torchscript, export, onnxruntime, openvino): one row each, "
                                                      "eager torch always as the reference.")] = None
+    tf32: TF32Option = None
     batches: list[int] = field(init=False)  # parsed: [] when not given
     sizes: list[Size] = field(init=False)  # parsed (H, W): [] when not given
     runtimes: list[str] = field(init=False)  # parsed: eager torch first; ["torch"] when not given
@@ -138,6 +142,11 @@ class MeasureOptions:
             check_range("--iters", self.iters, *defaults.LIMITS["iters"])
         if self.plot:
             require_matplotlib()
+
+    @property
+    def tf32_mode(self) -> str | None:
+        """--tf32 as the API takes it: "on", "off", or None for PyTorch's own default."""
+        return self.tf32.value if self.tf32 else None
 
     @property
     def deployed(self) -> bool:

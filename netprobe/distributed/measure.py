@@ -116,6 +116,8 @@ def measure_row(task: RowTask, ctx: RankContext) -> dict | None:
     torch.manual_seed(task.seed + ctx.rank)  # each rank its own data; DDP starts every rank from rank 0's weights
     if cuda:
         torch.backends.cudnn.benchmark = True
+    if cuda and config.tf32 is not None:  # --tf32: this rank's process computes in that math mode throughout
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = config.tf32 == "on"
     release_memory(config.device)
     baseline = reset_peak(config.device)
     model = target.make(ctx.device)
@@ -165,7 +167,8 @@ def _timed_steps(step: Step, config: BenchConfig, ctx: RankContext, timer: AllRe
     """
     clock = PhaseClock(config.device)
     rows = []
-    for i in range(config.warmup + config.iters):
+    untimed = 1 + config.warmup  # one step always apart, even with --warmup 0: cudnn.benchmark autotunes in it
+    for i in range(untimed + config.iters):
         alone = math.nan
         if unsynced is not None and i % 2:
             alone = _no_sync_step_ms(step, clock, unsynced)
@@ -177,7 +180,7 @@ def _timed_steps(step: Step, config: BenchConfig, ctx: RankContext, timer: AllRe
         if unsynced is not None and not i % 2:
             alone = _no_sync_step_ms(step, clock, unsynced)
         ctx.heartbeat()
-        if i >= config.warmup:
+        if i >= untimed:
             rows.append([sum(phases), *phases, comm, alone])
     return rows
 

@@ -11,11 +11,15 @@ from netprobe.timing.clock import Clock, PhaseClock, fastest_ms, synchronize
 from netprobe.timing.device import (
     DEVICES,
     best_peaks,
+    check_roof,
     device_info,
     device_roof,
     memory_bandwidth_gbs,
     peak_tflops,
     resolve_device,
+    roof_dtype,
+    roof_math,
+    tf32_mode,
 )
 from netprobe.timing.loop import (
     MIN_WARMUP_S,
@@ -25,7 +29,15 @@ from netprobe.timing.loop import (
     timed,
     warm_up,
 )
-from netprobe.timing.memory import is_oom, peak_mb, release_memory, reset_peak, rss_mb
+from netprobe.timing.memory import (
+    PeakAfterFirstStep,
+    is_oom,
+    peak_mb,
+    peak_reserved_mb,
+    release_memory,
+    reset_peak,
+    rss_mb,
+)
 from netprobe.timing.stages import StageTime, stage_times
 from netprobe.timing.step import INFER_PHASES, TRAIN_PHASES, Step
 from netprobe.timing.system import cpu_name, usable_cores
@@ -34,8 +46,9 @@ from netprobe.timing.verdict import BUSY_SPREAD, busy_line
 
 __all__ = [
     "AMP_DTYPES", "BUSY_SPREAD", "DEVICES", "DTYPE_NAMES", "INFER_PHASES",
-    "MIN_WARMUP_S", "OPTIMIZERS", "TRAIN_PHASES", "Clock", "PhaseClock", "StageTime", "Step", "StepTimes", "TorchStep",
-    "best_peaks", "busy_line", "cpu_name", "device_info", "device_roof", "fastest_ms", "is_oom", "loss_name",
-    "measure_steps", "memory_bandwidth_gbs", "peak_mb", "peak_tflops", "percentile", "release_memory", "reset_peak",
-    "resolve_device", "rss_mb", "stage_times", "synchronize", "timed", "usable_cores", "warm_up",
+    "MIN_WARMUP_S", "OPTIMIZERS", "TRAIN_PHASES", "Clock", "PeakAfterFirstStep", "PhaseClock", "StageTime", "Step",
+    "StepTimes", "TorchStep", "best_peaks", "busy_line", "check_roof", "cpu_name", "device_info", "device_roof",
+    "fastest_ms", "is_oom", "loss_name", "measure_steps", "memory_bandwidth_gbs", "peak_mb", "peak_reserved_mb",
+    "peak_tflops", "percentile", "release_memory", "reset_peak", "resolve_device", "roof_dtype", "roof_math", "rss_mb",
+    "stage_times", "synchronize", "tf32_mode", "timed", "usable_cores", "warm_up",
 ]

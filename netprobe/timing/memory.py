@@ -1,8 +1,10 @@
 """Memory probes: a fresh peak before a measurement, the peak it reached, memory given back between
 measurements, and whether a failure was running out of memory.
 
-CUDA: the caching allocator's peak allocated bytes. CPU: growth of the process's peak resident set
-(VmHWM, reset through /proc/self/clear_refs) over the resident set when the peak was reset.
+CUDA: the caching allocator's peak allocated bytes (and its peak reserved bytes beside), from the
+second step on (`PeakAfterFirstStep`: the first step's autotuning workspaces are not the step's).
+CPU: growth of the process's peak resident set (VmHWM, reset through /proc/self/clear_refs) over the
+resident set when the peak was reset.
 """
 
 from __future__ import annotations
@@ -44,6 +46,32 @@ def peak_mb(device: str, baseline_kb: int | None) -> tuple[float | None, str]:
     return (peak - baseline_kb) / 1024, CPU_PEAK
 
 
+def peak_reserved_mb(device: str) -> float | None:
+    """CUDA: the most memory the caching allocator held from the device since `reset_peak`, MB (what
+    allocations plus the allocator's fragmentation and cache cost); None elsewhere."""
+    return torch.cuda.max_memory_reserved() / 2**20 if device == "cuda" else None
+
+
+class PeakAfterFirstStep:
+    """A step whose CUDA memory peak is reset once its first run has finished, so that the peak read
+    after timing is the steady steps' own, not cudnn.benchmark's or inductor's autotuning workspace.
+    On the CPU nothing changes: peak RSS growth is counted from the baseline taken before the first run."""
+
+    def __init__(self, step, device: str) -> None:
+        self.step, self.device, self.runs = step, device, 0
+        self.phases = getattr(step, "phases", ())
+
+    def __call__(self, clock) -> None:
+        if self.runs == 1 and self.device == "cuda":
+            torch.cuda.synchronize()  # the first step's kernels (and their workspaces) have finished
+            torch.cuda.reset_peak_memory_stats()
+        self.runs += 1
+        self.step(clock)
+
+    def release(self) -> None:
+        self.step.release()
+
+
 def rss_mb() -> float | None:
     """The process's resident set now, MB."""
     rss = _rss_kb("VmRSS")
@@ -69,9 +97,14 @@ def _trim_heap() -> None:
 _OOM_ERRORS = tuple({getattr(torch, "OutOfMemoryError", MemoryError), torch.cuda.OutOfMemoryError, MemoryError})
 
 
+# What a RuntimeError says when memory ran out without torch's own OutOfMemoryError: CUDA itself, the
+# CPU allocator, and cuBLAS / cuDNN failing to allocate their workspaces.
+OOM_TEXTS = ("out of memory", "can't allocate memory", "CUBLAS_STATUS_ALLOC_FAILED", "CUDNN_STATUS_ALLOC_FAILED")
+
+
 def is_oom(exc: BaseException) -> bool:
     """Whether `exc` means the device ran out of memory (a result, not a crash)."""
     if isinstance(exc, _OOM_ERRORS):
         return True
     text = str(exc)
-    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+    return isinstance(exc, RuntimeError) and any(needle in text for needle in OOM_TEXTS)

@@ -7,11 +7,11 @@ PEAK_DRIFT = 1.15  # matmul roofs measured per configuration that differ by more
 
 
 def busy_line(step_spreads: list[float], peaks: list[float], steady: bool, round_spreads: list[float] = (),
-              capped: bool = False) -> str:
+              capped: bool = False, suspect_roofs: list[str] = ()) -> str:
     """The busy-machine note from its evidence: each configuration's p90/p10 of step times, the
     matmul peaks measured, whether the timed steps were steady, whether warm-up stopped at its ceiling
-    before they settled, and (compare) each variant's max/min throughput over rounds. '' when nothing
-    points to a busy machine."""
+    before they settled, (compare) each variant's max/min throughput over rounds, and the configurations
+    whose matmul roof stayed below the rate they achieved. '' when nothing points to a busy machine."""
     reasons = []
     if step_spreads and max(step_spreads) > BUSY_SPREAD:
         reasons.append(f"step times spread widely (p90/p10 up to {max(step_spreads):.2f}, above {BUSY_SPREAD})")
@@ -23,6 +23,10 @@ def busy_line(step_spreads: list[float], peaks: list[float], steady: bool, round
                        "TFLOP/s)")
     if not steady:
         reasons.append("some timed steps were still getting faster after warm-up")
+    if suspect_roofs:
+        reasons.append(f"the matmul roof measured for {', '.join(suspect_roofs)} stayed below the rate the run "
+                       "achieved, even measured again: it was taken during a stall, so its 'of peak' (marked ?) is "
+                       "not a fraction of what the device can do")
     if capped:
         reasons.append("warm-up reached its ceiling before step times settled (--max-warmup-s)")
     return ("note: " + "; ".join(reasons) + " — the numbers were taken on a busy machine; run again on a quiet "
