@@ -111,7 +111,10 @@ def peak_tflops(device: str, dtype: torch.dtype) -> float:
 def _cpu_matmul_size(dtype: torch.dtype) -> int:
     """1024, unless this CPU multiplies in `dtype` so slowly (bf16 or fp16 without native kernels: about
     1 GFLOP/s) that one 1024 product would take over ROOF_SLOW_S: then the largest of 512 and 256 that
-    does not, judged from a 256 product. The rate is per FLOP either way; the measurement stays short."""
+    does not, judged from a 256 product. The rate is per FLOP either way; the measurement stays short. fp32
+    always has native kernels: 1024, so that a stall while probing cannot shrink its product."""
+    if dtype == torch.float32:
+        return 1024
     a = torch.randn(256, 256, dtype=dtype)
     a @ a
     t0 = time.perf_counter()
