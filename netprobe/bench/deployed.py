@@ -20,8 +20,8 @@ from netprobe.bench.config import BenchConfig, BenchResult, fill_times
 from netprobe.counting import Count
 from netprobe.errors import one_line
 from netprobe.runtimes import Runtime, RuntimeStep, get_runtime, parity
+from netprobe.runtimes.parity import parity_input, unit_scale_copy
 from netprobe.target import Target, module_to_time
-from netprobe.tensors import tensors
 from netprobe.timing import measure_steps, release_memory, reset_peak
 
 
@@ -46,7 +46,7 @@ def measure_deployed(target: Target, config: BenchConfig, size: tuple[int, int],
         result.params = sum(p.numel() for p in model.parameters())
         x = torch.randn(config.batch, target.in_chans, *size, device=config.device)
         with torch.inference_mode():
-            reference = list(tensors(model(x)))
+            reference = model(x)
         say(f"exporting to {runtime.file_kind}")
         try:
             session, step, baseline = _deploy(runtime, model, x, folder, _stem(result), config, result, reference)
@@ -68,30 +68,54 @@ def measure_deployed(target: Target, config: BenchConfig, size: tuple[int, int],
 
 def _deploy(runtime: Runtime, model, x: torch.Tensor, folder: Path, stem: str, config: BenchConfig,
             result: BenchResult, reference: list[torch.Tensor]) -> tuple[object, RuntimeStep, int | None]:
-    """Export, load (timed with the first run) and check the outputs; raises DeployFailed where it fails."""
-    try:
-        exported = runtime.export(model, x, folder, stem)
-    except Exception as exc:
-        raise DeployFailed("export", exc) from None
+    """Check the outputs on a unit-scale copy, then export, load (timed with the first run) and check the
+    model itself; raises DeployFailed naming the stage where it fails."""
+    check = _unit_scale_parity(runtime, model, x, stem, config, result.threads)
+    release_memory(config.device)
+    exported = _stage("export", runtime.export, model, x, folder, stem)
     result.exporter, result.export_s, result.file_mb = exported.how, exported.seconds, exported.size_mb
     release_memory(config.device)
     baseline = reset_peak(config.device)
     t0 = time.perf_counter()
-    try:
-        session = runtime.load(exported, config.device, result.threads)
-    except Exception as exc:
-        raise DeployFailed("load", exc) from None
+    session = _stage("load", runtime.load, exported, config.device, result.threads)
     step = RuntimeStep(runtime, session, x)
-    try:
-        outputs = runtime.run(session, step.inputs)  # the first run: lazy allocations, kernel choices
-    except Exception as exc:
-        raise DeployFailed("run", exc) from None
+    outputs = _stage("run", runtime.run, session, step.inputs)  # the first run: lazy allocations, kernel choices
     result.first_run_s = time.perf_counter() - t0  # loading (session creation, compilation) and the first run
-    check = parity(reference, outputs)
-    result.max_abs_err, result.max_rel_err, result.parity_ok = check.max_abs, check.max_rel, check.ok
-    if not check.ok:
-        result.status, result.error = "mismatch", check.note
+    own = _stage("parity", parity, reference, outputs, OWN_TOLERANCE)
+    result.max_abs_err, result.max_rel_err = check.max_abs, check.max_rel
+    result.parity_ok = check.ok and own.ok
+    if not result.parity_ok:
+        result.status, result.failed_in = "mismatch", "parity"
+        result.error = (f"on the unit-scale copy, {check.note}" if not check.ok else
+                        f"with the model's own weights, {own.note}")
     return session, step, baseline
+
+
+OWN_TOLERANCE = 1e-2  # the model's own outputs: its scale may be 1e-14 (rounding dominates), yet zeros must fail
+
+
+def _unit_scale_parity(runtime: Runtime, model, x: torch.Tensor, stem: str, config: BenchConfig, threads: int):
+    """Export, load and run a copy of the model re-initialised to outputs of unit scale (never kept), and
+    compare its outputs with eager torch's leaf by leaf; an export that fails here fails the row."""
+    calibrate = parity_input((max(2, x.shape[0]), *x.shape[1:]), config.device)
+    probe = parity_input(tuple(x.shape), config.device)
+    twin = _stage("export", unit_scale_copy, model, calibrate)
+    with torch.inference_mode():
+        want = _stage("run", lambda: twin(probe))
+    with tempfile.TemporaryDirectory(prefix="netprobe-parity-") as temp:
+        exported = _stage("export", runtime.export, twin, probe, Path(temp), stem)
+        session = _stage("load", runtime.load, exported, config.device, threads)
+        got = _stage("run", runtime.run, session, runtime.prepare_input(probe))
+        del session
+    return _stage("parity", parity, want, got)
+
+
+def _stage(stage: str, job: Callable, *args):
+    """Run one stage of deploying; any error becomes DeployFailed naming the stage."""
+    try:
+        return job(*args)
+    except Exception as exc:
+        raise DeployFailed(stage, exc) from None
 
 
 def _explain(result: BenchResult, target: Target, runtime: Runtime, session: object, model, x: torch.Tensor,
