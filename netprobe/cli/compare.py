@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from netprobe.cli import options as opt
-from netprobe.cli.app import command, interrupt_code
+from netprobe.cli.app import command, interrupt_code, say_error
 from netprobe.cli.output import Output, note, progress_bar
 from netprobe.cli.plots import write_compare_plot, write_roofline
 from netprobe.cli.saving import DbOption, NoSaveOption, check_database, record_run
@@ -213,6 +213,10 @@ def _run_compare(C, output: Output, experiment: str, variants: list, settings, p
         ok = write_roofline(output, [(r.label, r) for r in rows], plot, f"netprobe compare {experiment} --breakdown")
     elif plot:
         ok = write_compare_plot(output, rows, plot, comparison.settings_line)
+    for r in rows:
+        if r.failed_in:  # a runtime that could not export, load or run a variant, or computed something else
+            say_error(f"{r.label}, --runtime {r.runtime}: {r.status}")
+            ok = False
     ok = record_run(output, data) and ok
     if stopped is not None:
         note(f"interrupted: showing {plural(comparison.finished, 'finished round')}")

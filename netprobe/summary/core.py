@@ -186,18 +186,24 @@ def count_checked(target: Target, net: nn.Module, input_shape: tuple[int, ...]) 
     try:
         result = count(net, input_shape)
     except Exception as exc:
-        first = next(iter(str(exc).strip().splitlines()), "")
-        failed = failed_module(exc)
-        where = f" in {failed[0]} ({failed[1]})" if failed and failed[0] else ""
-        raise InputError(f"{target.label} fails on an input of {shape}{where}: {type(exc).__name__}"
-                         + (f": {first[:200]}" if first else "") + _what_it_takes(net, exc)) from None
+        raise InputError(count_failure(target.label, net, exc, input_shape)) from None
     if not result.modules[""].out_shapes:
         raise InputError(f"{target.label} returns no tensor on an input of {shape} (its forward gave "
                          f"{result.output_type}); a model must return a tensor, or a tuple, list or dict of them")
     return result
 
 
-def _what_it_takes(net: nn.Module, exc: BaseException) -> str:
+def count_failure(label: str, net: nn.Module, exc: BaseException, input_shape: tuple[int, ...]) -> str:
+    """One line for a model whose forward failed while being counted: the input, the module running and
+    the error, and what that module takes (with --in-chans N where the first layer wants N channels)."""
+    first = next(iter(str(exc).strip().splitlines()), "")
+    failed = failed_module(exc)
+    where = f" in {failed[0]} ({failed[1]})" if failed and failed[0] else ""
+    return (f"{label} fails on an input of {'×'.join(map(str, input_shape))}{where}: {type(exc).__name__}"
+            + (f": {first[:200]}" if first else "") + _what_it_takes(net, exc, tuple(input_shape)))
+
+
+def _what_it_takes(net: nn.Module, exc: BaseException, input_shape: tuple[int, ...] = ()) -> str:
     """For a Linear or a conv that refused its input: what it takes beside what it got, e.g.
     '; fc is Linear(in_features=7) and got 1×3×64×64 (last dim 64)'."""
     failed, got = failed_module(exc), failed_input(exc)
@@ -212,8 +218,11 @@ def _what_it_takes(net: nn.Module, exc: BaseException) -> str:
         return (f"; {failed[0]} is {failed[1]}(in_features={module.in_features}) and got {shape} "
                 f"(last dim {got[-1]})")
     if isinstance(module, nn.modules.conv._ConvNd) and len(got) > 1 and got[1] != module.in_channels:
+        first_layer = tuple(got) == input_shape  # it was given the model's input: --in-chans is the fix
         return (f"; {failed[0]} is {failed[1]}(in_channels={module.in_channels}) and got {shape} "
-                f"({got[1]} channels)")
+                f"({got[1]} channels)" + (f": the model's first layer takes {module.in_channels} channel"
+                                          f"{'s' * (module.in_channels != 1)}, so add --in-chans {module.in_channels}"
+                                          if first_layer else ""))
     return ""
 
 
