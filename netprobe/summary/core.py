@@ -58,6 +58,7 @@ class Summary:
     counters: dict[str, int | None] = field(default_factory=dict)  # summarize(counters=...): each one's total
     train: dict | None = None  # with train=True: the train step counted (see train_counts)
     counter_details: dict[str, dict] | None = None  # each counter's split by op kind, its convention, its error
+    changed: str | None = None  # the model added or dropped parameters during its forward: what it had before and after
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -151,7 +152,12 @@ def summarize(model: object, imgsz: str | int | tuple[int, int] | None = None, b
 def _summarize_module(target: Target, size: tuple[int, int], batch: int, depth: str, stages: str,
                       train: bool) -> Summary:
     net = target.meta_model()
+    trainable = sum(p.numel() for p in net.parameters() if p.requires_grad)  # as built, as result.params is
+    before = sum(p.numel() for p in net.parameters())
     result = count_checked(target, net, (batch, target.in_chans, *size))
+    after = sum(p.numel() for p in net.parameters())
+    changed = (f"the model changed itself during its forward: {before:,} parameters before it, {after:,} after "
+               "(a module made in forward); Params counts the model as built" if after != before else None)
     if stages == "auto":
         stage_rows, rows = auto_rows(net, result, depth)
     elif isinstance(net, Net):
@@ -169,7 +175,7 @@ def _summarize_module(target: Target, size: tuple[int, int], batch: int, depth: 
             row.bwd_macs = sum(own.get(p, 0) for p in row._counted)
     return Summary(
         spec=target.label, kind=target.kind, canonical=target.canonical, input=list(result.input_shape),
-        params=result.params, trainable=sum(p.numel() for p in net.parameters() if p.requires_grad),
+        params=result.params, trainable=trainable, changed=changed,
         frozen=frozen_parameters(net),
         macs=result.macs, flops=2 * result.macs, other_ops=result.other_ops,
         other_by_kind={k: result.by_kind[k] for k in OTHER_KINDS}, act_mb=round(act_mb(result.under("")), 3),
