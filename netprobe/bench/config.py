@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from netprobe.errors import InputError, check_range
+from netprobe.errors import InputError, check_range, quote
 from netprobe.target import Target, resolve
 from netprobe.timing import AMP_DTYPES, MAX_WARMUP_LIMIT_S, MAX_WARMUP_S, OPTIMIZERS, StageTime, StepTimes
 
@@ -150,9 +150,16 @@ def _check_deployed(config: BenchConfig, target: Target) -> None:
             raise InputError(f"{flag} applies to eager torch; --runtime {config.runtime} runs the fp32 export of the "
                              "model as it is: leave it out, or use --runtime torch")
     if config.keep_exports is not None:
+        from netprobe.bench.deployed import export_stem, result_files
         from netprobe.files import check_folder
+        from netprobe.target import size_text
 
-        check_folder(config.keep_exports, "--keep-exports")
+        folder = check_folder(config.keep_exports, "--keep-exports")
+        stem = export_stem(target.label, config.batch, size_text(target.input_size(config.imgsz)), config.runtime)
+        taken = result_files(folder, stem) if config.runtime != "torch" else []
+        if taken:  # refused rather than overwritten: it may be the only copy of an earlier run's export
+            raise InputError(f"--keep-exports {quote(config.keep_exports)} already holds {quote(taken[0].name)}, "
+                             "which this run would overwrite; remove it, or keep the exports in another folder")
 
 
 def fill_times(result: BenchResult, times: StepTimes, config: BenchConfig) -> None:

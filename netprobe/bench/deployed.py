@@ -139,8 +139,12 @@ def _explain(result: BenchResult, target: Target, runtime: Runtime, session: obj
 
 
 def _stem(result: BenchResult) -> str:
+    return export_stem(result.spec, result.batch, result.imgsz, result.runtime)
+
+
+def export_stem(label: str, batch: int, imgsz: int | str, runtime: str) -> str:
     """A file name for the export: the model, batch, size and runtime, in letters a file system takes."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", f"{result.spec}-b{result.batch}-{result.imgsz}-{result.runtime}")[-120:]
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", f"{label}-b{batch}-{imgsz}-{runtime}")[-120:]
 
 
 def result_files(folder: Path, stem: str) -> list[Path]:
