@@ -92,9 +92,9 @@ class BenchResult:
     export_files: list[str] = field(default_factory=list)  # where they were kept (--keep-exports)
     max_abs_err: float | None = None  # the runtime's outputs against eager torch's, same input
     max_rel_err: float | None = None  # ... over the largest magnitude of torch's output
-    parity_ok: bool | None = None  # max_rel_err within runtimes.PARITY_TOLERANCE
+    parity_ok: bool | None = None  # max_rel_err within runtimes.PARITY_TOLERANCE (on the unit-scale copy)
     vs_torch: float | None = None  # eager torch's step time over this one's (same model, batch, size)
-    failed_in: str = ""  # export | load | run: where a deployed model failed (status "error")
+    failed_in: str = ""  # export | load | run | parity: where a deployed model failed (status error or mismatch)
 
     def to_dict(self) -> dict:
         return asdict(self)

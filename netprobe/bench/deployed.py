@@ -1,8 +1,9 @@
 """Measuring a model where it will be deployed: exported with a runtime's own tools, loaded, checked
 against eager torch on the same input, then timed by the same steady-state loop as eager torch.
 
-A model the exporter or runtime cannot take is a row that says where it failed (export, load, run)
-and why, naming the op the exporter refused; the other rows go on.
+A model the exporter or runtime cannot take is a row that says where it failed (export, load, run, or
+parity: outputs that differ from eager torch's) and why, naming the op the exporter refused; the other
+rows go on.
 """
 
 from __future__ import annotations
@@ -99,9 +100,9 @@ def _unit_scale_parity(runtime: Runtime, model, x: torch.Tensor, stem: str, conf
     compare its outputs with eager torch's leaf by leaf; an export that fails here fails the row."""
     calibrate = parity_input((max(2, x.shape[0]), *x.shape[1:]), config.device)
     probe = parity_input(tuple(x.shape), config.device)
-    twin = _stage("export", unit_scale_copy, model, calibrate)
+    twin = _stage("parity", unit_scale_copy, model, calibrate)  # eager torch's own forward: not the runtime's
     with torch.inference_mode():
-        want = _stage("run", lambda: twin(probe))
+        want = _stage("parity", twin, probe)
     with tempfile.TemporaryDirectory(prefix="netprobe-parity-") as temp:
         exported = _stage("export", runtime.export, twin, probe, Path(temp), stem)
         session = _stage("load", runtime.load, exported, config.device, threads)

@@ -6,6 +6,11 @@ classifier weights), where any absolute floor lets an all-zero output pass. So p
 copy of the model re-initialised with a fixed seed so that every output is of unit scale
 (`unit_scale_copy`): conv and linear weights of unit gain, every batch norm's running statistics
 set from one batch of the check's input, so activations neither vanish nor explode.
+
+The tolerance, measured (benchmarks/parity_errors.py, batch 2 at 64 px, CPU): correct fp32 exports of the
+zoo's nets in ONNX Runtime and OpenVINO differ by up to 3.3e-4 of the output's scale (efficientnetv2_s in
+OpenVINO; most nets 1e-5), an OpenVINO IR with fp16 weights by 4e-3 to 3e-2, a zeroed or channel-swapped
+export by 1 or more. 1e-3 passes the first and fails the others.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-PARITY_TOLERANCE = 1e-4  # max |runtime - torch| within this fraction of max |torch|, for each output alone
+PARITY_TOLERANCE = 1e-3  # max |runtime - torch| within this fraction of max |torch|, each output alone (see above)
 PARITY_SEED = 0  # the seed of the unit-scale copy's weights and of the check's input
 
 
