@@ -87,7 +87,7 @@ def _error(want: torch.Tensor, got: torch.Tensor) -> tuple[float, float]:
     if not (want.is_floating_point() or want.is_complex()):
         same = torch.equal(want.long(), got.long()) if not got.is_floating_point() else bool((want == got).all())
         return (0.0, 0.0) if same else (math.inf, math.inf)
-    a, b = want.double(), got.double()
+    a, b = (want.cdouble(), got.cdouble()) if want.is_complex() else (want.double(), got.double())
     err = (a - b).abs().max().item()
     if not math.isfinite(err):  # NaN or inf in one output and not in the other at the same places
         same = torch.equal(a.isnan(), b.isnan()) and torch.equal(a[~a.isnan()], b[~b.isnan()])
