@@ -61,18 +61,19 @@ def main() -> None:
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; batch {args.batch}, {args.imgsz} px; "
           "rel = max |runtime - torch| / max |torch|")
-    print(f"{'arch':<20}{'logit scale':>12}{'ort own':>10}{'ov own':>10}{'ort unit':>10}{'ov unit':>10}"
-          f"{'zeroed':>9}{'swapped':>9}")
+    print(f"{'arch':<20}{'logit scale':>12}{'unit copy':>10}{'ort own':>10}{'ov own':>10}{'ort unit':>10}"
+          f"{'ov unit':>10}{'zeroed':>9}{'swapped':>9}")
     for arch in args.archs.split(","):
         model = resolve(f"{arch}:classes=10").make("cpu").eval()
         x = parity_input((args.batch, 3, args.imgsz, args.imgsz), "cpu")
         twin = unit_scale_copy(model, x)
         with torch.inference_mode():
             scale = model(x).abs().max().item()
+            unit_scale = twin(x).abs().max().item()
         own = [rel_error(r, model, model, x) for r in ("onnxruntime", "openvino")]
         unit = [rel_error(r, twin, twin, x) for r in ("onnxruntime", "openvino")]
         broken = [rel_error("onnxruntime", bad(twin), twin, x) for bad in (Zeroed, Swapped)]
-        print(f"{arch:<20}{scale:>12.1e}" + "".join(f"{v:>10.1e}" for v in own + unit)
+        print(f"{arch:<20}{scale:>12.1e}{unit_scale:>10.1e}" + "".join(f"{v:>10.1e}" for v in own + unit)
               + "".join(f"{v:>9.1e}" for v in broken), flush=True)
 
 

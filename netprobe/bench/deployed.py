@@ -98,9 +98,8 @@ OWN_TOLERANCE = 1e-2  # the model's own outputs: its scale may be 1e-14 (roundin
 def _unit_scale_parity(runtime: Runtime, model, x: torch.Tensor, stem: str, config: BenchConfig, threads: int):
     """Export, load and run a copy of the model re-initialised to outputs of unit scale (never kept), and
     compare its outputs with eager torch's leaf by leaf; an export that fails here fails the row."""
-    calibrate = parity_input((max(2, x.shape[0]), *x.shape[1:]), config.device)
     probe = parity_input(tuple(x.shape), config.device)
-    twin = _stage("parity", unit_scale_copy, model, calibrate)  # eager torch's own forward: not the runtime's
+    twin = _stage("parity", unit_scale_copy, model, probe)  # eager torch's own forward: not the runtime's
     with torch.inference_mode():
         want = _stage("parity", twin, probe)
     with tempfile.TemporaryDirectory(prefix="netprobe-parity-") as temp:
