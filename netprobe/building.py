@@ -95,13 +95,13 @@ def _deadline(seconds: float | None, what: str) -> Iterator[None]:
             raise _Expired
 
         previous = signal.signal(signal.SIGALRM, on_alarm)
-        signal.setitimer(signal.ITIMER_REAL, seconds)
-        try:
+        try:  # the timer starts inside: a limit of 1e-9 s fires before setitimer even returns
+            signal.setitimer(signal.ITIMER_REAL, seconds)
             yield
         except _Expired:
             raise BuildTimeout(_message(what, seconds)) from None
         finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
+            _cancel_timer()
             signal.signal(signal.SIGALRM, previous)
         return
     fired = threading.Event()
@@ -122,3 +122,13 @@ def _deadline(seconds: float | None, what: str) -> Iterator[None]:
         raise
     finally:
         done.set()
+
+
+def _cancel_timer() -> None:
+    """Stop the timer; an alarm that fires while it is being stopped finds the build already over."""
+    while True:
+        try:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            return
+        except _Expired:
+            continue

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 from netprobe import defaults
 from netprobe.bench import BenchConfig, BenchResult, benchmark, validate
+from netprobe.bench.measure import count_forward
 from netprobe.counting import count
 from netprobe.errors import InputError, check_range
 from netprobe.intervals import kept_steps, median_rate, speed_ratio
@@ -114,6 +115,7 @@ class CompareRow:
     warmup_capped: bool = False  # in some round warm-up stopped at its ceiling before step times settled
     loss: str = ""  # what the timed train step's loss was (bench's wording: cross-entropy or a surrogate)
     step_times_ms: list[float] = field(default_factory=list)  # every timed step of every round, in order
+    failed_in: str = ""  # export | load | run | parity: where a runtime failed this variant (the command exits 2)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -191,9 +193,9 @@ def check_variants(variants: list[Variant], settings: Settings) -> None:
 
 def count_variant(v: Variant) -> CompareRow:
     target = resolve(v.spec)
-    model = target.meta_model()
     size = target.input_size(v.imgsz)
-    macs = count(model, (1, target.in_chans, *size)).macs
+    counted, countable = count_forward(target, size)  # on meta, or on a real copy where the code needs values
+    model, macs = countable(), counted.macs
     base = target.imgsz or size
     macs_base = macs if base == size else count(model, (1, target.in_chans, *base)).macs
     return CompareRow(v.label, target.label, v.batch, size_text(size), sum(p.numel() for p in model.parameters()), macs,
@@ -290,6 +292,7 @@ def update_row(row: CompareRow, results: list[BenchResult]) -> None:
     last = results[-1]
     if last.breakdown or last.breakdown_note:
         row.breakdown, row.roofline, row.breakdown_note = last.breakdown, last.roofline, last.breakdown_note
+    row.failed_in = next((r.failed_in for r in results if r.failed_in), "")
     if last.status != "ok" and not ok:
         row.status = last.status if last.status == "oom" else f"{last.status}: {last.error}"
         row.peak_mem_mb = last.peak_mem_mb

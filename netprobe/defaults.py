@@ -34,6 +34,7 @@ LIMITS: dict[str, tuple[int, int]] = {
     "world_sizes": (1, 4_096),
     "side": (1, 8_192),  # pixels per image side (the lower bound depends on the model)
 }
+MAX_CHANNELS = 65_536  # channels of one layer: a block's inside, a detector YAML row after scaling
 MAX_BATCH = LIMITS["batch"][1]
 MAX_SIDE = LIMITS["side"][1]
 

@@ -18,9 +18,10 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from netprobe import defaults
 from netprobe.archs import transforms
 from netprobe.archs.block_kinds import BLOCK_KINDS, OPS, num_text
-from netprobe.archs.table import ACTS, SE_STYLES, BlockSpec, NetSpec
+from netprobe.archs.table import ACTS, SE_STYLES, BlockSpec, NetSpec, expanded_channels
 from netprobe.archs.zoo import ARCHS
 from netprobe.errors import SpecError, closest, quote
 
@@ -113,7 +114,7 @@ def _format_stage_set(stages: tuple[int, ...], num_stages: int) -> str:
 def parse_block(text: str) -> BlockSpec:
     """One stage-table row from its block string, e.g. 'fmb_r4_k3_s2_e4_c48' or 'bottleneck_r3_c256'.
 
-    The first token is the block kind (`archs.kinds`); only it and `c` are required. `r`, `k` and `s`
+    The first token is the block kind (`archs.block_kinds`); only it and `c` are required. `r`, `k` and `s`
     default to 1, 3 and 1, `e` to the kind's own (1; a bottleneck's 0.25), the SE ratio to 0 (none)
     and the activation to the network's. A field the kind does not take is an error.
     """
@@ -314,6 +315,8 @@ def _normalise(key: str, text: str, value: object, table: NetSpec) -> str:
         return "keep" if value == 0 else str(value)
     if key == "stages":
         return "/".join("+".join(format_block(r) for r in st) for st in value)  # type: ignore[union-attr]
+    if isinstance(value, bool):  # stem_pool: '1' parses back, 'True' does not
+        return str(int(value))
     if isinstance(value, float):
         return num_text(value)
     return str(value)
@@ -372,3 +375,14 @@ def _check_table(table: NetSpec) -> None:
         raise SpecError(f"scaled channels exceed {MAX_CHANNELS}; use a smaller width")
     if table.num_blocks > 2000:
         raise SpecError(f"{table.num_blocks} blocks is more than 2000; use a smaller depth")
+    in_ch = table.stem
+    for row in (r for st in table.stages for r in st):
+        inner = max(expanded_channels(in_ch, row), expanded_channels(row.out, row))  # first repeat and the rest
+        if inner > MAX_INNER_CHANNELS:
+            raise SpecError(f"block {format_block(row)} has {inner:,} channels inside (expansion "
+                            f"{num_text(row.expand)}), more than {MAX_INNER_CHANNELS:,}; use a smaller expansion "
+                            "or channel count")
+        in_ch = row.out
+
+
+MAX_INNER_CHANNELS = defaults.MAX_CHANNELS  # channels of one layer inside a block: the bound a detector YAML row has too

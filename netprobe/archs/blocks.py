@@ -1,5 +1,5 @@
 """The building blocks: ConvBNAct, SqueezeExcite, the MBConv family (MBConv, FusedMBConv), ResNet's
-BasicBlock and Bottleneck, and the classifier head. One class per block kind (`archs.kinds`), each
+BasicBlock and Bottleneck, and the classifier head. One class per block kind (`archs.block_kinds`), each
 built from a stage-table row by `from_row`."""
 
 from __future__ import annotations

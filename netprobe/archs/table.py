@@ -20,7 +20,7 @@ SE_STYLES = ("effnet", "mnv3")  # squeeze width from block input (EfficientNet) 
 class BlockSpec:
     """One row of a stage table: `repeats` identical blocks (only the first has `stride`)."""
 
-    op: str  # its block kind (archs.kinds): "mb", "fmb", "basic", "bottleneck"
+    op: str  # its block kind (archs.block_kinds): "mb", "fmb", "basic", "bottleneck"
     repeats: int
     kernel: int
     stride: int

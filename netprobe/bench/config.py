@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from netprobe import defaults
 from netprobe.defaults import MAX_WARMUP_LIMIT_S, MAX_WARMUP_S
-from netprobe.errors import InputError, check_range
+from netprobe.errors import InputError, check_range, quote
 from netprobe.intervals import kept_steps, median_rate
 from netprobe.sizes import Size, as_size, size_text
 from netprobe.target import Target, ZooTarget, resolve
@@ -110,10 +110,10 @@ class BenchResult:
     export_files: list[str] = field(default_factory=list)  # where they were kept (--keep-exports)
     max_abs_err: float | None = None  # the runtime's outputs against eager torch's, same input
     max_rel_err: float | None = None  # ... over the largest magnitude of torch's output
-    parity_ok: bool | None = None  # max_rel_err within runtimes.PARITY_TOLERANCE
+    parity_ok: bool | None = None  # max_rel_err within runtimes.PARITY_TOLERANCE (on the unit-scale copy)
     vs_torch: float | None = None  # eager torch's step time over this one's (same model, batch, size)
     vs_torch_ci90: list[float] | None = None  # its 90% interval, bootstrap over both runtimes' timed steps
-    failed_in: str = ""  # export | load | run: where a deployed model failed (status "error")
+    failed_in: str = ""  # export | load | run | parity: where a deployed model failed (status error or mismatch)
     step_times_ms: list[float] = field(default_factory=list)  # every timed step, in order: later diffs resample them
     roof_dtype: str = ""  # the roof's math: the dtype's name, or tf32 where fp32 convolutions ran in TF32 (CUDA)
     roof_suspect: bool = False  # the roof stayed below the rate this run achieved: measured during a stall
@@ -188,9 +188,16 @@ def _check_deployed(config: BenchConfig, target: Target) -> None:
             raise InputError(f"{flag} applies to eager torch; --runtime {config.runtime} runs the fp32 export of the "
                              "model as it is: leave it out, or use --runtime torch")
     if config.keep_exports is not None:
+        from netprobe.bench.deployed import export_stem, result_files
         from netprobe.files import check_folder
+        from netprobe.target import size_text
 
-        check_folder(config.keep_exports, "--keep-exports")
+        folder = check_folder(config.keep_exports, "--keep-exports")
+        stem = export_stem(target.label, config.batch, size_text(target.input_size(config.imgsz)), config.runtime)
+        taken = result_files(folder, stem) if config.runtime != "torch" else []
+        if taken:  # refused rather than overwritten: it may be the only copy of an earlier run's export
+            raise InputError(f"--keep-exports {quote(config.keep_exports)} already holds {quote(taken[0].name)}, "
+                             "which this run would overwrite; remove it, or keep the exports in another folder")
 
 
 def fill_times(result: BenchResult, times: StepTimes, config: BenchConfig) -> None:

@@ -1,8 +1,9 @@
 """Measuring a model where it will be deployed: exported with a runtime's own tools, loaded, checked
 against eager torch on the same input, then timed by the same steady-state loop as eager torch.
 
-A model the exporter or runtime cannot take is a row that says where it failed (export, load, run)
-and why, naming the op the exporter refused; the other rows go on.
+A model the exporter or runtime cannot take is a row that says where it failed (export, load, run, or
+parity: outputs that differ from eager torch's) and why, naming the op the exporter refused; the other
+rows go on.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import contextlib
 import re
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -19,8 +20,8 @@ import torch
 from netprobe.bench.config import BenchConfig, BenchResult, Measurement, fill_times
 from netprobe.errors import one_line
 from netprobe.runtimes import Runtime, RuntimeStep, get_runtime, parity
+from netprobe.runtimes.parity import parity_input, unit_scale_copy
 from netprobe.target import Target, module_to_time
-from netprobe.tensors import tensors
 from netprobe.timing import measure_steps, release_memory, reset_peak, synchronize, tf32_mode
 
 
@@ -44,7 +45,7 @@ def measure_deployed(m: Measurement) -> int | None:
         result.params = sum(p.numel() for p in model.parameters())
         x = torch.randn(config.batch, target.in_chans, *size, device=config.device)
         with torch.inference_mode(), tf32_mode(False):  # the reference in full fp32: TF32 convs miss 1e-3
-            reference = list(tensors(model(x)))
+            reference = model(x)
         say(f"exporting to {runtime.file_kind}")
         try:
             session, step, baseline = _deploy(runtime, model, x, folder, _stem(result), config, result, reference)
@@ -66,31 +67,54 @@ def measure_deployed(m: Measurement) -> int | None:
 
 def _deploy(runtime: Runtime, model, x: torch.Tensor, folder: Path, stem: str, config: BenchConfig,
             result: BenchResult, reference: list[torch.Tensor]) -> tuple[object, RuntimeStep, int | None]:
-    """Export, load (timed with the first run) and check the outputs; raises DeployFailed where it fails."""
-    try:
-        exported = runtime.export(model, x, folder, stem)
-    except Exception as exc:
-        raise DeployFailed("export", exc) from None
+    """Check the outputs on a unit-scale copy, then export, load (timed with the first run) and check the
+    model itself; raises DeployFailed naming the stage where it fails."""
+    check = _unit_scale_parity(runtime, model, x, stem, config, result.threads)
+    release_memory(config.device)
+    exported = _stage("export", runtime.export, model, x, folder, stem)
     result.exporter, result.export_s, result.file_mb = exported.how, exported.seconds, exported.size_mb
     release_memory(config.device)
     baseline = reset_peak(config.device)
     t0 = time.perf_counter()
-    try:
-        session = runtime.load(exported, config.device, result.threads)
-    except Exception as exc:
-        raise DeployFailed("load", exc) from None
+    session = _stage("load", runtime.load, exported, config.device, result.threads)
     step = RuntimeStep(runtime, session, x)
-    try:
-        outputs = runtime.run(session, step.inputs)  # the first run: lazy allocations, kernel choices
-    except Exception as exc:
-        raise DeployFailed("run", exc) from None
+    outputs = _stage("run", runtime.run, session, step.inputs)  # the first run: lazy allocations, kernel choices
     synchronize(config.device)  # the first run's kernels finished: CUDA runs return before they do
     result.first_run_s = time.perf_counter() - t0  # loading (session creation, compilation) and the first run
-    check = parity(reference, outputs)
-    result.max_abs_err, result.max_rel_err, result.parity_ok = check.max_abs, check.max_rel, check.ok
-    if not check.ok:
-        result.status, result.error = "mismatch", check.note
+    own = _stage("parity", parity, reference, outputs, OWN_TOLERANCE)
+    result.max_abs_err, result.max_rel_err = check.max_abs, check.max_rel
+    result.parity_ok = check.ok and own.ok
+    if not result.parity_ok:
+        result.status, result.failed_in = "mismatch", "parity"
+        result.error = (f"on the unit-scale copy, {check.note}" if not check.ok else
+                        f"with the model's own weights, {own.note}")
     return session, step, baseline
+
+
+OWN_TOLERANCE = 1e-2  # the model's own outputs: its scale may be 1e-14 (rounding dominates), yet zeros must fail
+
+
+def _unit_scale_parity(runtime: Runtime, model, x: torch.Tensor, stem: str, config: BenchConfig, threads: int):
+    """Export, load and run a copy of the model re-initialised to outputs of unit scale (never kept), and
+    compare its outputs with eager torch's leaf by leaf; an export that fails here fails the row."""
+    probe = parity_input(tuple(x.shape), config.device)
+    twin = _stage("parity", unit_scale_copy, model, probe)  # eager torch's own forward: not the runtime's
+    with torch.inference_mode():
+        want = _stage("parity", twin, probe)
+    with tempfile.TemporaryDirectory(prefix="netprobe-parity-") as temp:
+        exported = _stage("export", runtime.export, twin, probe, Path(temp), stem)
+        session = _stage("load", runtime.load, exported, config.device, threads)
+        got = _stage("run", runtime.run, session, runtime.prepare_input(probe))
+        del session
+    return _stage("parity", parity, want, got)
+
+
+def _stage(stage: str, job: Callable, *args):
+    """Run one stage of deploying; any error becomes DeployFailed naming the stage."""
+    try:
+        return job(*args)
+    except Exception as exc:
+        raise DeployFailed(stage, exc) from None
 
 
 def _explain(result: BenchResult, target: Target, runtime: Runtime, session: object, model, x: torch.Tensor,
@@ -118,8 +142,12 @@ def _explain(result: BenchResult, target: Target, runtime: Runtime, session: obj
 
 
 def _stem(result: BenchResult) -> str:
+    return export_stem(result.spec, result.batch, result.imgsz, result.runtime)
+
+
+def export_stem(label: str, batch: int, imgsz: int | str, runtime: str) -> str:
     """A file name for the export: the model, batch, size and runtime, in letters a file system takes."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", f"{result.spec}-b{result.batch}-{result.imgsz}-{result.runtime}")[-120:]
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", f"{label}-b{batch}-{imgsz}-{runtime}")[-120:]
 
 
 def result_files(folder: Path, stem: str) -> list[Path]:

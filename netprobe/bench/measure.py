@@ -3,6 +3,7 @@ step, warmed up until steady, each phase timed). Out of memory is a result."""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -12,7 +13,7 @@ from torch import nn
 from netprobe.bench.config import BenchConfig, BenchResult, Measurement, fill_times, validate
 from netprobe.bench.deployed import measure_deployed
 from netprobe.counting import Count, count, count_train
-from netprobe.errors import one_line
+from netprobe.errors import InputError, one_line
 from netprobe.runtimes import get_runtime
 from netprobe.sizes import size_text
 from netprobe.target import Target, ZooTarget, module_to_time
@@ -58,18 +59,18 @@ def benchmark(config: BenchConfig | object, on_step: Callable[[], None] | None =
     size = target.input_size(config.imgsz)
     dtype = AMP_DTYPES[config.amp]
     result = BenchResult(target.label, device, DTYPE_NAMES[dtype], config.batch, size_text(size), config.mode, "ok")
+    result.runtime, result.threads = config.runtime, torch.get_num_threads()
     try:
-        counted = count(target.meta_model(), (1, target.in_chans, *size))
-    except Exception as exc:  # data-dependent code the meta device cannot run: a row that says so, not a traceback
-        result.status, result.error = "error", f"cannot count it on the meta device ({one_line(exc)})"
+        counted, countable = count_forward(target, size)
+    except Exception as exc:  # it fails on a real forward too: it cannot be timed either; the row says why
+        result.status, result.error = "error", exc.args[0] if isinstance(exc, InputError) else one_line(exc)
         return result
     classes = output_classes(target, counted)
     train = config.mode == "train"
     result.macs_per_img, result.channels_last, result.compiled = counted.macs, config.channels_last, config.compile
     result.optimizer, result.iters = (config.optimizer if train else ""), config.iters
     result.loss = loss_name(classes) if train else ""
-    result.runtime, result.threads = config.runtime, torch.get_num_threads()
-    step_count = _count_step(target, config, size, dtype, classes)
+    step_count = _count_step(countable, target, config, size, dtype, classes)
     result.fwd_macs = step_count.fwd_macs // config.batch if step_count and train else counted.macs
     result.bwd_macs = step_count.bwd_macs // config.batch if step_count and train else None
     with tf32_mode(None if config.tf32 is None else config.tf32 == "on"):
@@ -120,15 +121,37 @@ def output_classes(target: Target, counted: Count) -> int:
     return outs[0][1] if len(outs) == 1 and len(outs[0]) == 2 and outs[0][1] > 1 else 0
 
 
-def _count_step(target: Target, config: BenchConfig, size: tuple[int, int], dtype: torch.dtype, classes: int):
-    """The step as timed, counted op by op on meta (a train step with its optimizer; an inference
-    step's forward only when a breakdown needs its bytes); None where it is not needed or cannot be
-    counted: no TFLOP/s then, rather than a guessed one."""
+def count_forward(target: Target, size: tuple[int, int]) -> tuple[Count, Callable[[], nn.Module]]:
+    """The forward counted at batch 1 and `size`: on meta, or where the model's code needs real values
+    (`.item()`, data-dependent shapes) on a real CPU copy; with the maker of the module it was counted on.
+    A model that fails on a real forward too raises InputError saying where and why."""
+    shape = (1, target.in_chans, *size)
+    try:
+        return count(target.meta_model(), shape), target.meta_model
+    except Exception:  # data-dependent code the meta device cannot run: count a real forward instead
+        pass
+    from netprobe.summary.core import count_failure
+
+    def real() -> nn.Module:
+        return target.make("cpu") if target.user_module is None else copy.deepcopy(target.user_module).cpu()
+
+    model = real()
+    try:
+        return count(model, shape), real
+    except Exception as exc:
+        raise InputError(count_failure(target.label, model, exc, shape)) from None
+
+
+def _count_step(countable: Callable[[], nn.Module], target: Target, config: BenchConfig, size: tuple[int, int],
+                dtype: torch.dtype, classes: int):
+    """The step as timed, counted op by op (on meta where the forward could be; a train step with its
+    optimizer; an inference step's forward only when a breakdown needs its bytes); None where it is not
+    needed or cannot be counted: no TFLOP/s then, rather than a guessed one."""
     train = config.mode == "train"
     if not (train or config.breakdown):
         return None
     try:
-        return count_train(target.meta_model(), (config.batch, target.in_chans, *size),
+        return count_train(countable(), (config.batch, target.in_chans, *size),
                            loss="cross_entropy" if classes else "sum", dtype=dtype,
                            optimizer=OPTIMIZERS[config.optimizer] if train else None)
     except Exception:

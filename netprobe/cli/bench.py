@@ -361,15 +361,15 @@ def runtime_caption(results: list, info: dict) -> str:
     """What a table of runtimes needs said: the machine and threads, how each runtime got its model, how
     the outputs were checked and what the columns mean."""
     from netprobe.runtimes import PARITY_TOLERANCE
-    from netprobe.runtimes.base import PARITY_FLOOR
 
     exporters = {r.runtime: r.exporter for r in results if r.exporter and r.runtime != "torch"}
     mem = next((r.mem_kind for r in results if r.mem_kind), "")
     return (f"{info['name']} · {plural(info['threads'], 'intra-op thread')} for every runtime · inference, fp32, "
             "same input, same warm-up rule (until steady) · "
             + " · ".join(f"{name}: {how}" for name, how in exporters.items())
-            + f" · Max abs/rel err: each runtime's outputs against eager torch's (rel: of their largest magnitude); "
-            f"beyond {PARITY_TOLERANCE:g} of the scale + {PARITY_FLOOR:g} the row says mismatch · vs torch: eager "
+            + " · Max abs/rel err: each runtime's outputs against eager torch's, leaf by leaf, on a copy of the model "
+            "re-initialised (fixed seed) to outputs of unit scale (rel: of each output's largest magnitude); beyond "
+            f"{PARITY_TOLERANCE:g} the row says mismatch · vs torch: eager "
             f"torch's p50 over this one's · imgs/s, vs torch: {INTERVAL_NOTE} · First run s: loading (session "
             "creation, compilation) and the first run "
             f"· Peak MB: {mem} while loading and running (not exporting)")

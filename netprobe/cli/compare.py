@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from netprobe.cli.app import command, interrupt_code
+from netprobe.cli.app import command, interrupt_code, say_error
 from netprobe.cli.options import MeasureOptions, ModelOptions, ParallelOptions, takes
 from netprobe.cli.output import Output, note, progress_bar
 from netprobe.cli.plots import write_compare_plot, write_roofline
@@ -225,6 +225,10 @@ def run_compare(output: Output, database: ResultsDatabase | None, experiment: st
         ok = write_roofline(output, [(r.label, r) for r in rows], plot, f"netprobe compare {experiment} --breakdown")
     elif plot:
         ok = write_compare_plot(output, rows, plot, comparison.settings_line)
+    for r in rows:
+        if r.failed_in:  # a runtime that could not export, load or run a variant, or computed something else
+            say_error(f"{r.label}, --runtime {r.runtime}: {r.status}")
+            ok = False
     ok = record_run(database, data) and ok
     if stopped is not None:
         note(f"interrupted: showing {plural(comparison.finished, 'finished round')}")

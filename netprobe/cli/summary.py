@@ -119,6 +119,8 @@ def summary_report(result, features: bool) -> Report:
     report = Report([TableBlock("rows", columns, records, f"{result.spec} — input {n}×{c}×{h}×{w}", MACS_CAPTION)])
     report.add(TextBlock(f"Params {result.params:,} (trainable {result.trainable:,})   MACs {fmt_si(result.macs)}   "
                          f"FLOPs {fmt_si(result.flops)}   Act. {result.act_mb:.1f} MB", "bold"))
+    if getattr(result, "changed", None):
+        report.add(TextBlock("note: " + result.changed, "yellow"))
     if result.frozen:
         report.add(TextBlock("note: " + frozen_note(result.frozen), "dim"))
     other = ", ".join(f"{k} {fmt_si(v)}" for k, v in result.other_by_kind.items() if v)

@@ -22,11 +22,11 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from netprobe.defaults import MAX_CHANNELS  # output channels of one row after scaling (yolov8x: 640)
 from netprobe.detect import blocks, heads, seed_blocks
 from netprobe.detect.taps import DETECTOR_TAP_STRIDES, SEED2_TAP_STRIDES, BackboneTaps
 from netprobe.errors import SpecError
 
-MAX_CHANNELS = 65_536  # output channels of one row after scaling (yolov8x: 640; netprobe backbones: 8,192)
 MAX_REPEATS = 512  # repeats of one row after depth scaling (upstream: 9 at most; netprobe backbones: 512)
 
 

@@ -5,10 +5,11 @@ here and one entry in `RUNTIMES`."""
 from __future__ import annotations
 
 from netprobe.errors import InputError, closest, quote
-from netprobe.runtimes.base import PARITY_TOLERANCE, Exported, Parity, Runtime, RuntimeStep, parity
+from netprobe.runtimes.base import Exported, Runtime, RuntimeStep
 from netprobe.runtimes.eager import EAGER, EXPORT, TORCHSCRIPT
 from netprobe.runtimes.onnxruntime import OnnxRuntime
 from netprobe.runtimes.openvino import OpenVino
+from netprobe.runtimes.parity import PARITY_TOLERANCE, Parity, parity
 
 RUNTIMES: dict[str, Runtime] = {r.name: r for r in (EAGER, TORCHSCRIPT, EXPORT, OnnxRuntime(), OpenVino())}
 REFERENCE = "torch"

@@ -14,7 +14,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -77,7 +77,7 @@ class Runtime:
         return x
 
     def run(self, session: object, inputs: object) -> list:
-        """Run the loaded model once; its outputs as a list of tensors or arrays."""
+        """Run the loaded model once; its outputs (tensors or arrays, nested as the runtime gives them)."""
         raise NotImplementedError
 
 
@@ -129,44 +129,6 @@ class RuntimeStep:
 
     def release(self) -> None:
         self.session = self.inputs = None
-
-
-@dataclass
-class Parity:
-    """A runtime's outputs against eager torch's on the same input."""
-
-    max_abs: float
-    max_rel: float  # max abs error over the largest magnitude of the reference
-    ok: bool
-    note: str = ""  # why not ok: different numbers or shapes of outputs, or the error beyond tolerance
-    shapes: list[list[int]] = field(default_factory=list)
-
-
-PARITY_TOLERANCE = 1e-3  # max |runtime - torch| within this fraction of max |torch|, per output ...
-PARITY_FLOOR = 1e-5  # ... plus this much: outputs near zero (an untrained classifier's) carry rounding alone
-
-
-def parity(reference: list[torch.Tensor], outputs: list) -> Parity:
-    """Compare every output; shapes must match and each one's largest error stay within
-    PARITY_TOLERANCE x its largest magnitude + PARITY_FLOOR."""
-    got = [torch.as_tensor(o).detach().float().cpu() for o in outputs]
-    want = [r.detach().float().cpu() for r in reference]
-    if len(got) != len(want):
-        return Parity(float("inf"), float("inf"), False,
-                      f"{len(got)} output{'s' * (len(got) != 1)} where eager torch gives {len(want)}")
-    max_abs = max_rel = 0.0
-    ok = True
-    for i, (a, b) in enumerate(zip(want, got, strict=True)):
-        if tuple(a.shape) != tuple(b.shape):
-            return Parity(float("inf"), float("inf"), False,
-                          f"output {i} has shape {list(b.shape)} where eager torch gives {list(a.shape)}")
-        err = (a - b).abs().max().item() if a.numel() else 0.0
-        scale = a.abs().max().item() if a.numel() else 0.0
-        max_abs, max_rel = max(max_abs, err), max(max_rel, err / scale if scale else err)
-        ok = ok and err <= PARITY_TOLERANCE * scale + PARITY_FLOOR
-    note = "" if ok else (f"outputs differ from eager torch by up to {max_abs:.2g} ({max_rel:.1e} of their scale; "
-                          f"tolerance {PARITY_TOLERANCE:g} of the scale + {PARITY_FLOOR:g})")
-    return Parity(max_abs, max_rel, ok, note, [list(a.shape) for a in want])
 
 
 @contextlib.contextmanager

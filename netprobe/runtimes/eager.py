@@ -16,7 +16,7 @@ from netprobe.runtimes.base import TorchRuntime
 
 def _trace(model: nn.Module, example: torch.Tensor, path: Path) -> None:
     with torch.no_grad():
-        torch.jit.save(torch.jit.trace(model, example, check_trace=False), str(path))
+        torch.jit.save(torch.jit.trace(model, example, check_trace=False, strict=False), str(path))
 
 
 def _load_script(path: Path, device: str) -> object:

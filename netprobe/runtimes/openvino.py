@@ -36,7 +36,8 @@ class OpenVino(Runtime):
         t0 = time.perf_counter()
         try:
             with quiet():
-                openvino.save_model(openvino.convert_model(str(onnx.files[0])), str(xml))
+                # save_model stores weights as fp16 unless told not to: the fp32 row would run rounded weights
+                openvino.save_model(openvino.convert_model(str(onnx.files[0])), str(xml), compress_to_fp16=False)
         finally:
             onnx.files[0].unlink()  # the IR is what OpenVINO loads (and a failed conversion leaves no half)
         return Exported([xml, weights], onnx.seconds + time.perf_counter() - t0,

@@ -164,6 +164,8 @@ def _group(struct: Structure, before: Piece, body: list[Piece]) -> list[AutoGrou
         main = [*main[:-1], Piece(last.unit)]
     groups = []
     first = next((i for i, s in enumerate(stages[:len(main)]) if s), 0)
+    if not first:  # no stage: the single layers before the first block (a conv, its norm) are the stem
+        first = next((i for i, p in enumerate(main) if p.unit is not None and not struct.is_leaf(p.unit)), 0)
     if first:
         tokens = struct.out_stride(main[first].unit) is None
         groups.append(AutoGroup("patch embed" if tokens else "stem", main[:first], "stem"))

@@ -59,6 +59,7 @@ class Summary:
     counters: dict[str, int | None] = field(default_factory=dict)  # summarize(counters=...): each one's total
     train: dict | None = None  # with train=True: the train step counted (see train_counts)
     counter_details: dict[str, dict] | None = None  # each counter's split by op kind, its convention, its error
+    changed: str | None = None  # the model added or dropped parameters during its forward: what it had before and after
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -152,7 +153,12 @@ def summarize(model: object, imgsz: str | int | tuple[int, int] | None = None, b
 def _summarize_module(target: Target, size: tuple[int, int], batch: int, depth: str, stages: str,
                       train: bool) -> Summary:
     net = target.meta_model()
+    trainable = sum(p.numel() for p in net.parameters() if p.requires_grad)  # as built, as result.params is
+    before = sum(p.numel() for p in net.parameters())
     result = count_checked(target, net, (batch, target.in_chans, *size))
+    after = sum(p.numel() for p in net.parameters())
+    changed = (f"the model changed itself during its forward: {before:,} parameters before it, {after:,} after "
+               "(a module made in forward); Params counts the model as built" if after != before else None)
     if stages == "auto":
         stage_rows, rows = auto_rows(net, result, depth)
     elif isinstance(net, Net):
@@ -170,7 +176,7 @@ def _summarize_module(target: Target, size: tuple[int, int], batch: int, depth: 
             row.bwd_macs = sum(own.get(p, 0) for p in row._counted)
     return Summary(
         spec=target.label, kind=target.kind, canonical=target.canonical, input=list(result.input_shape),
-        params=result.params, trainable=sum(p.numel() for p in net.parameters() if p.requires_grad),
+        params=result.params, trainable=trainable, changed=changed,
         frozen=frozen_parameters(net),
         macs=result.macs, flops=2 * result.macs, other_ops=result.other_ops,
         other_by_kind={k: result.by_kind[k] for k in OTHER_KINDS}, act_mb=round(act_mb(result.under("")), 3),
@@ -187,18 +193,24 @@ def count_checked(target: Target, net: nn.Module, input_shape: tuple[int, ...]) 
     try:
         result = count(net, input_shape)
     except Exception as exc:
-        first = next(iter(str(exc).strip().splitlines()), "")
-        failed = failed_module(exc)
-        where = f" in {failed[0]} ({failed[1]})" if failed and failed[0] else ""
-        raise InputError(f"{target.label} fails on an input of {shape}{where}: {type(exc).__name__}"
-                         + (f": {first[:200]}" if first else "") + _what_it_takes(net, exc)) from None
+        raise InputError(count_failure(target.label, net, exc, input_shape)) from None
     if not result.modules[""].out_shapes:
         raise InputError(f"{target.label} returns no tensor on an input of {shape} (its forward gave "
                          f"{result.output_type}); a model must return a tensor, or a tuple, list or dict of them")
     return result
 
 
-def _what_it_takes(net: nn.Module, exc: BaseException) -> str:
+def count_failure(label: str, net: nn.Module, exc: BaseException, input_shape: tuple[int, ...]) -> str:
+    """One line for a model whose forward failed while being counted: the input, the module running and
+    the error, and what that module takes (with --in-chans N where the first layer wants N channels)."""
+    first = next(iter(str(exc).strip().splitlines()), "")
+    failed = failed_module(exc)
+    where = f" in {failed[0]} ({failed[1]})" if failed and failed[0] else ""
+    return (f"{label} fails on an input of {'×'.join(map(str, input_shape))}{where}: {type(exc).__name__}"
+            + (f": {first[:200]}" if first else "") + _what_it_takes(net, exc, tuple(input_shape)))
+
+
+def _what_it_takes(net: nn.Module, exc: BaseException, input_shape: tuple[int, ...] = ()) -> str:
     """For a Linear or a conv that refused its input: what it takes beside what it got, e.g.
     '; fc is Linear(in_features=7) and got 1×3×64×64 (last dim 64)'."""
     failed, got = failed_module(exc), failed_input(exc)
@@ -213,8 +225,11 @@ def _what_it_takes(net: nn.Module, exc: BaseException) -> str:
         return (f"; {failed[0]} is {failed[1]}(in_features={module.in_features}) and got {shape} "
                 f"(last dim {got[-1]})")
     if isinstance(module, nn.modules.conv._ConvNd) and len(got) > 1 and got[1] != module.in_channels:
+        first_layer = tuple(got) == input_shape  # it was given the model's input: --in-chans is the fix
         return (f"; {failed[0]} is {failed[1]}(in_channels={module.in_channels}) and got {shape} "
-                f"({got[1]} channels)")
+                f"({got[1]} channels)" + (f": the model's first layer takes {module.in_channels} channel"
+                                          f"{'s' * (module.in_channels != 1)}, so add --in-chans {module.in_channels}"
+                                          if first_layer else ""))
     return ""
 
 
