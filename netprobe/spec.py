@@ -385,4 +385,4 @@ def _check_table(table: NetSpec) -> None:
         in_ch = row.out
 
 
-MAX_INNER_CHANNELS = defaults.MAX_CHANNELS  # channels of one layer inside a block: the bound a detector YAML row has too
+MAX_INNER_CHANNELS = defaults.MAX_CHANNELS  # one layer inside a block: the bound a detector YAML row has too
