@@ -214,12 +214,15 @@ def _counter_table(counters: dict[str, dict]) -> TableBlock:
 
 
 @command("list", "The built-in backbones and detectors, counted.")
-def list_command(fmt: Annotated[Format, typer.Option("--format", "-f", help=FORMAT_HELP)] = Format.table) -> None:
+def list_command(
+    fmt: Annotated[Format, typer.Option("--format", "-f", help=FORMAT_HELP)] = Format.table,
+    section: Annotated[str | None, typer.Option(help="The table --format csv prints: archs or detectors.")] = None,
+) -> None:
     """The built-in backbones and detectors: parameters (counted), default image size, layout."""
     from netprobe.archs.kinds import layout_legend
     from netprobe.catalog import arch_records, detector_records
 
-    output = Output(fmt.value, ("archs", "detectors"))
+    output = Output(fmt.value, ("archs", "detectors"), section)
     archs, detectors = arch_records(), detector_records()
     arch_columns = [Column("name", "Arch", justify="left", ident=True), Column("family", "Family", justify="left"),
                     Column("params", "Params", fmt_int), Column("imgsz", "Image size"), Column("stages", "Stages"),

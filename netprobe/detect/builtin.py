@@ -79,7 +79,8 @@ BUILTINS: dict[str, Builtin] = {
     **{f"yolov5{s}u": Builtin(f"yolov5{s}u", "yolov5u.yaml", f"{_ULTRA}/v5/yolov5.yaml", s) for s in "ns"},
     "yolov3u": Builtin("yolov3u", "yolov3u.yaml", f"{_ULTRA}/v3/yolov3.yaml"),
     "yolov3-tinyu": Builtin("yolov3-tinyu", "yolov3-tinyu.yaml", f"{_ULTRA}/v3/yolov3-tiny.yaml"),
-    "yolov3-fpn": Builtin("yolov3-fpn", "yolov3-fpn.yaml", "seed 3: EfficientNet-YOLOv3 (reference/seed-detectors.md)",
+    "yolov3-fpn": Builtin("yolov3-fpn", "yolov3-fpn.yaml", "netprobe detect/layouts/yolov3-fpn.yaml "
+                          "(YOLOv3, arXiv:1804.02767, on EfficientNet-B0)",
                           imgsz=416),
 }
 
