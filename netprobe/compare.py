@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field, replace
 from netprobe.archs.zoo import ARCHS
 from netprobe.bench import LIMITS, BenchConfig, BenchResult, benchmark, validate
 from netprobe.counting import count
+from netprobe.detect.builtin import cpu_friendly_size
 from netprobe.errors import InputError, check_range
 from netprobe.reference import PAPER_TABLE2_V100, PAPER_TABLE3
 from netprobe.render import plural
@@ -164,12 +165,13 @@ def batch_imgsz_variants(base: str, batches: list[int], sizes: list[int]) -> lis
     return variants
 
 
-def spec_variants(specs: list, batch: int, imgsz: int | str | None) -> list[Variant]:
-    """Any models side by side, each at `imgsz` or its own size."""
+def spec_variants(specs: list, batch: int, imgsz: int | str | None, device: str = "cuda") -> list[Variant]:
+    """Any models side by side, each at `imgsz` or its own size (a detector on the CPU: CPU_IMGSZ)."""
     variants = []
     for s in specs:
         target = resolve(s)
-        variants.append(Variant(target.label, target, batch, imgsz))
+        size = imgsz if imgsz is not None else cpu_friendly_size(target, device) or target.imgsz
+        variants.append(Variant(target.label, target, batch, size_text(size) if isinstance(size, tuple) else size))
     return variants
 
 

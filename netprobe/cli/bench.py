@@ -145,11 +145,16 @@ def bench(
     keep_exports: Annotated[str | None, typer.Option("--keep-exports", help="Keep the exported files in this "
                                                                             "folder.")] = None,
     build_timeout: BuildTimeoutOption = DEFAULT_BUILD_TIMEOUT_S,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would run: each configuration, its "
+                                                            "counted MACs and a time estimate; measure "
+                                                            "nothing.")] = False,
     db: DbOption = None,
     no_save: NoSaveOption = False,
 ) -> None:
     """Time forward, backward and optimizer steps; memory, achieved TFLOP/s, OOM as a result."""
     from netprobe import bench as B
+    from netprobe.cli.dryrun import show_plan, warn_if_long
+    from netprobe.detect.builtin import cpu_size_note
     from netprobe.runtimes import check_runtimes
     from netprobe.target import resolve
     from netprobe.timing import resolve_device
@@ -181,8 +186,13 @@ def bench(
                      channels_last=channels_last, compile=compile_model, optimizer=optimizer.value, warmup=warmup,
                      iters=iters, per_stage=per_stage, in_chans=in_chans, breakdown=breakdown,
                      max_warmup_s=max_warmup_s)
+    configs, small = B.cpu_friendly(configs)
+    if small:
+        note(cpu_size_note(small))
     for config in configs:
         B.validate(config)
+    if dry_run:
+        return show_plan(output, configs, "netprobe bench")
     if nproc is not None:
         from netprobe.cli.distributed import DistOptions, check_plans, run_all
 
@@ -205,6 +215,8 @@ def bench(
         note("eager torch is measured too: the reference for every runtime's speed and outputs")
     if device is DeviceChoice.auto:
         note(f"device: auto → {dev}" + ("" if dev == "cuda" else " (no CUDA available)"))
+    if not find_max_batch:
+        warn_if_long(configs)
     session, stopped = _measure_all(B.BenchRun(dev), configs, find_max_batch)
     if not session.results:
         note("nothing finished: interrupted before the first configuration was measured")

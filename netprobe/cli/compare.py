@@ -105,12 +105,15 @@ def compare(
                                                      "a comma list of torch, torchscript, export, onnxruntime, "
                                                      "openvino (eager torch always, as the reference).")] = None,
     build_timeout: opt.BuildTimeoutOption = opt.DEFAULT_BUILD_TIMEOUT_S,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would run: each variant, its counted "
+                                                            "MACs and a time estimate; measure nothing.")] = False,
     db: DbOption = None,
     no_save: NoSaveOption = False,
 ) -> None:
     """Train the variants side by side (interleaved rounds), with the paper's figures beside ours."""
     from netprobe import compare as C
     from netprobe.bench import LIMITS
+    from netprobe.detect.builtin import cpu_friendly_size, cpu_size_note
     from netprobe.timing import resolve_device
 
     output = Output(fmt.value, ("rows", "breakdown", "roofline"), None, {"plot": (plot, (".png",))})
@@ -149,8 +152,16 @@ def compare(
         variants = C.batch_imgsz_variants(base, batches or ([12, 24] if cuda else [2, 4]),
                                           sizes or ([380, 512] if cuda else [128, 160]))
     else:
-        variants = C.spec_variants([resolve(w, None, scale, modules) for w in what], settings.batch, one_size)
+        targets = [resolve(w, None, scale, modules) for w in what]
+        variants = C.spec_variants(targets, settings.batch, one_size, dev)
+        if small := [t for t in targets if one_size is None and cpu_friendly_size(t, dev)]:
+            note(cpu_size_note(small))
     C.check_variants(variants, settings)
+    if dry_run:
+        from netprobe.cli.dryrun import show_plan
+
+        return show_plan(output, [c for v in variants for c in v.configs(settings)], f"netprobe compare {experiment}",
+                         settings.rounds)
     if nproc is not None:
         from netprobe.cli.distributed import DistOptions, check_plans, run_all
 
@@ -169,6 +180,9 @@ def compare(
     if experiment != "specs" and given_base is None:
         table = "Table 2 (batch x image size)" if experiment == "batch-imgsz" else "Table 3 (fused stages)"
         note(f"no --base given: {base}, the base of the EfficientNetV2 paper's {table}")
+    from netprobe.cli.dryrun import warn_if_long
+
+    warn_if_long([c for v in variants for c in v.configs(settings)], settings.rounds)
     _run_compare(C, output, experiment, variants, settings, plot)
 
 

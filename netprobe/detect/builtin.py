@@ -87,6 +87,25 @@ BUILTINS: dict[str, Builtin] = {
 YAML_TARGET = re.compile(r"^(.*?\.ya?ml)(?::(.*))?$", re.IGNORECASE | re.DOTALL)  # path.yaml[:options]
 
 
+CPU_IMGSZ = 320  # a detector's size on a CPU when none is given: a quarter of 640's pixels, seconds per step
+
+
+def cpu_friendly_size(target: object, device: str) -> tuple[int, int] | None:
+    """The size a detector target runs at on a CPU when no size is given (None: its own): its own size
+    (640 for YOLO) makes a train step take minutes and gigabytes there."""
+    own = getattr(target, "imgsz", None)
+    if device != "cpu" or getattr(target, "kind", None) != "detector" or own is None or max(own) <= CPU_IMGSZ:
+        return None
+    return (CPU_IMGSZ, CPU_IMGSZ)
+
+
+def cpu_size_note(targets: list) -> str:
+    """The note that says which detectors run at CPU_IMGSZ instead of their own size."""
+    own = ", ".join(f"{t.label} {'x'.join(map(str, dict.fromkeys(t.imgsz)))} px" for t in targets)
+    return (f"on the CPU, detectors run at {CPU_IMGSZ} px when no --imgsz is given (their own size makes a train "
+            f"step take minutes here); their own: {own}")
+
+
 def is_detector(text: object) -> bool:
     """Whether `text` names a detector: a built-in (before any ':') or a .yaml/.yml file."""
     if not isinstance(text, str):
