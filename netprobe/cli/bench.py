@@ -33,7 +33,7 @@ from netprobe.cli.options import (
     set_build_timeout,
     size_list,
 )
-from netprobe.cli.output import Output, note, progress_bar
+from netprobe.cli.output import Output, note, note_aliases, progress_bar
 from netprobe.cli.plots import write_roofline
 from netprobe.cli.saving import DbOption, NoSaveOption, check_database, record_run
 from netprobe.errors import InputError, check_range
@@ -180,6 +180,7 @@ def bench(
     if keep_exports is not None and not deployed:
         raise InputError("--keep-exports keeps the files a --runtime other than torch exports; add --runtime")
     targets = [resolve(s, in_chans, scale, modules) for s in specs or [DEFAULT_MODEL]]
+    note_aliases(specs or [])
     configs = B.grid(targets, int_list("--batch", batch, *B.LIMITS["batch"]),
                      size_list("--imgsz", imgsz) or [None], modes, runtimes, keep_exports=keep_exports,
                      device=dev, amp=amp.value,

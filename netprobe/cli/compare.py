@@ -8,7 +8,7 @@ import typer
 
 from netprobe.cli import options as opt
 from netprobe.cli.app import command, interrupt_code
-from netprobe.cli.output import Output, note, progress_bar
+from netprobe.cli.output import Output, note, note_aliases, progress_bar
 from netprobe.cli.plots import write_compare_plot, write_roofline
 from netprobe.cli.saving import DbOption, NoSaveOption, check_database, record_run
 from netprobe.errors import InputError, quote
@@ -133,6 +133,7 @@ def compare(
     opt.set_build_timeout(build_timeout)
     if experiment == "specs" and len(what) == 1:
         _check_word(C, what[0])
+    note_aliases([*what, base])
     dev = resolve_device(device.value)
     one_batch = _one("--batch", batches, experiment) if experiment != "batch-imgsz" else None
     one_size = _one("--imgsz", sizes, experiment) if experiment != "batch-imgsz" else None

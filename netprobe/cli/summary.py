@@ -15,7 +15,7 @@ from netprobe.cli.options import (
     choices,
     set_build_timeout,
 )
-from netprobe.cli.output import Output, note
+from netprobe.cli.output import Output, note, note_aliases
 from netprobe.cli.saving import DbOption, SaveOption, check_database, record_run
 from netprobe.frozen import frozen_note
 from netprobe.render import (
@@ -104,6 +104,7 @@ def summary(
         check_range("--in-chans", in_chans, 1, 4096)
     set_build_timeout(build_timeout)
     target = resolve(spec or DEFAULT_MODEL, in_chans, scale, modules)
+    note_aliases([spec])
     detector = target.kind == "detector" and stages is Staging.children
     output = Output(fmt.value, DETECTOR_SECTIONS if detector else SECTIONS, section)
     if spec is None:
