@@ -150,9 +150,9 @@ def _check_deployed(config: BenchConfig, target: Target) -> None:
             raise InputError(f"{flag} applies to eager torch; --runtime {config.runtime} runs the fp32 export of the "
                              "model as it is: leave it out, or use --runtime torch")
     if config.keep_exports is not None:
-        from netprobe.files import check_folder
+        from netprobe.files import make_folder
 
-        check_folder(config.keep_exports, "--keep-exports")
+        make_folder(config.keep_exports, "--keep-exports")
 
 
 def fill_times(result: BenchResult, times: StepTimes, config: BenchConfig) -> None:
