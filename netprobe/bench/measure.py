@@ -135,8 +135,12 @@ def _measure(target: Target, config: BenchConfig, size: tuple[int, int], dtype: 
         if config.breakdown:
             _explain(result, target, model, step, x, config, dtype, step_count)
         if config.per_stage:
-            macs = {name: sum(m.macs for m in counted.under(name)) * config.batch for name, _ in model.named_children()}
-            result.stages = stage_times(model, x, dtype, config.mode == "train", config.warmup, config.iters, macs)
+            names = [name for name, _ in model.named_children()]
+            macs = {name: sum(m.macs for m in counted.under(name)) * config.batch for name in names}
+            bwd = {name: sum(r.bwd_macs for path, r in step_count.modules.items() if path == name
+                             or path.startswith(name + ".")) for name in names} if step_count else None
+            result.stages = stage_times(model, x, dtype, config.mode == "train", config.warmup, config.iters, macs,
+                                        bwd)
         step.release()
 
 

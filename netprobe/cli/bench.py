@@ -66,7 +66,7 @@ STAGE_TIME_COLUMNS = [
     Column("in_shape", "Input C×H×W", lambda v: "×".join(map(str, v))),  # type: ignore[arg-type]
     Column("fwd_ms", "Fwd ms", fmt_float(1)), Column("bwd_ms", "Bwd ms", fmt_float(1)),
     Column("macs", "MACs", fmt_si), Column("fwd_gflops", "Fwd GFLOP/s", fmt_float(1)),
-    Column("bwd_gflops", "Bwd GFLOP/s", fmt_float(1)),
+    Column("bwd_macs", "Bwd MACs", fmt_si), Column("bwd_gflops", "Bwd GFLOP/s", fmt_float(1)),
 ]
 BENCH_RESULT_CSV = [Column(k, k) for k in (
     "spec", "device", "dtype", "batch", "imgsz", "mode", "status", "imgs_per_s", "fwd_ms", "bwd_ms", "opt_ms",
@@ -298,7 +298,9 @@ def bench_report(results: list, info: dict, busy: str) -> Report:
                   for r in results for s in r.stages]
     if stage_recs:
         report.add(TableBlock("stages", STAGE_TIME_COLUMNS, stage_recs, "Per stage, each stage alone",
-                              "backward GFLOP/s assumes 2 × the forward's work"))
+                              "Bwd GFLOP/s: 2 × the stage's backward MACs as counted op by op in the train "
+                              "step (grad inputs and grad weights) ÷ Bwd ms; alone, the first stage also "
+                              "computes its input's gradient, which the step does not"))
     if busy:
         report.add(TextBlock(busy, "yellow"))
     from netprobe.cli.explain import explain_blocks
