@@ -46,6 +46,10 @@ RUNTIME_COMPARE_COLUMNS = [
     Column("peak_mem_mb", "Peak MB", fmt_mb),
 ]
 TABLE2_COLUMNS = [Column("paper_v100", "Paper V100 imgs/s (16 GB)")]
+PAPER_TABLE2_COLUMNS = [
+    Column("imgsz", "Train size", ident=True), Column("top1", "Top-1 %"), Column("tpu_b32", "TPUv3 b32"),
+    Column("tpu_b128", "TPUv3 b128"), Column("v100_b12", "V100 b12"), Column("v100_b24", "V100 b24"),
+]
 
 
 def _compare_record(row) -> dict:
@@ -116,7 +120,7 @@ def compare(
     from netprobe.detect.builtin import cpu_friendly_size, cpu_size_note
     from netprobe.timing import resolve_device
 
-    output = Output(fmt.value, ("rows", "breakdown", "roofline"), None, {"plot": (plot, (".png",))})
+    output = Output(fmt.value, ("rows", "breakdown", "roofline", "paper"), None, {"plot": (plot, (".png",))})
     check_database(output, "compare", db, no_save)
     experiment = what[0] if what[0] in C.EXPERIMENTS else "specs"
     if experiment != "specs" and len(what) > 1:
@@ -222,7 +226,8 @@ def _run_compare(C, output: Output, experiment: str, variants: list, settings, p
         raise typer.Exit(stopped or 130)
     data = comparison.to_dict()
     rows = comparison.rows
-    output.show(compare_report(experiment, rows, comparison.settings_line, data["note"]), data)
+    output.show(compare_report(experiment, rows, comparison.settings_line, data["note"],
+                               (data.get("paper_table2") or {}).get("rows")), data)
     ok = True
     if plot and settings.breakdown:
         ok = write_roofline(output, [(r.label, r) for r in rows], plot, f"netprobe compare {experiment} --breakdown")
@@ -236,7 +241,8 @@ def _run_compare(C, output: Output, experiment: str, variants: list, settings, p
     output.finish(ok)
 
 
-def compare_report(experiment: str, rows: list, settings_line: str, busy: str | None = None) -> Report:
+def compare_report(experiment: str, rows: list, settings_line: str, busy: str | None = None,
+                   table2: list[dict] | None = None) -> Report:
     records = [_compare_record(r) for r in rows]
     has_table3 = any(r.paper and "params_m" in r.paper for r in rows)
     has_table2 = any(r.paper and "v100_oom" in r.paper for r in rows)
@@ -257,8 +263,15 @@ def compare_report(experiment: str, rows: list, settings_line: str, busy: str | 
                     + (" (its speeds are of training, so not shown beside inference)." if rows[0].mode == "infer"
                        else "."))
     from netprobe.cli.explain import explain_blocks
+    from netprobe.compare import TABLE2_SOURCE, paper_kernel_hint
 
+    hint = paper_kernel_hint(rows) if has_table3 else None
     return Report([TextBlock(f"Settings: {settings_line}."),
                    TableBlock("rows", columns, records, f"netprobe compare {experiment}", caption),
+                   *([TextBlock(hint)] if hint else []),
+                   *([TableBlock("paper", PAPER_TABLE2_COLUMNS, table2, TABLE2_SOURCE,
+                                 "imgs/s per TPUv3 core and per 16 GB V100 at the batches named; OOM: out of memory "
+                                 "in the paper. The paper's own sizes and batches: compare them with a run at those "
+                                 "(--imgsz 380,512 --batch 12,24 on a GPU).")] if table2 else []),
                    *([TextBlock(busy, "yellow")] if busy else []),
                    *explain_blocks([(r.label + (f" ({r.runtime})" if r.mode == "infer" else ""), r) for r in rows])])
