@@ -28,7 +28,8 @@ class OneLineErrors(TyperGroup):
             code = exc.exit_code
         except _click.exceptions.UsageError as exc:
             where = exc.ctx.command_path if exc.ctx else "netprobe"
-            command = next((a for a in _args if a in self.commands), None) if where == "netprobe" else None
+            top = exc.ctx is None or exc.ctx.parent is None  # an option given before any command
+            command = next((a for a in _args if a in self.commands), None) if top else None
             after = f": options go after the command, e.g. netprobe {command} {_args[0]} ..." if command else ""
             say_error(f"{exc.format_message()}{after} (see {where} --help)")
             code = 2

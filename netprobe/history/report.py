@@ -182,7 +182,19 @@ class Colours:
 
     def __call__(self, meaning: str) -> str:
         key = _SAME_MEANING.get(meaning, meaning)
-        return self.assigned.setdefault(key, PALETTE[len(self.assigned) % len(PALETTE)])
+        if key not in self.assigned:
+            self.assigned[key] = _nth_colour(len(self.assigned))
+        return self.assigned[key]
+
+
+def _nth_colour(i: int) -> str:
+    """The palette's colours first, then hues a golden angle apart (never one already given)."""
+    if i < len(PALETTE):
+        return PALETTE[i]
+    import colorsys
+
+    r, g, b = colorsys.hls_to_rgb(((i - len(PALETTE)) * 0.618034) % 1.0, 0.45, 0.55)
+    return f"#{int(r * 255):02x}{int(g * 255):02x}{int(b * 255):02x}"
 
 
 def machine_records(conn: sqlite3.Connection, runs: list[dict]) -> list[dict]:
