@@ -15,9 +15,10 @@ from netprobe import defaults
 from netprobe.bench import BenchConfig, BenchResult, benchmark, validate
 from netprobe.bench.measure import count_forward
 from netprobe.counting import count
+from netprobe.detect.builtin import cpu_friendly_size
 from netprobe.errors import InputError, check_range
 from netprobe.intervals import kept_steps, median_rate, speed_ratio
-from netprobe.reference import PAPER_TABLE2_V100, PAPER_TABLE3
+from netprobe.reference import PAPER_TABLE2, PAPER_TABLE2_V100, PAPER_TABLE3
 from netprobe.render import plural
 from netprobe.sizes import Size, as_size, size_text
 from netprobe.spec import parse_spec
@@ -175,12 +176,13 @@ def batch_imgsz_variants(base: str, batches: list[int], sizes: list[Size]) -> li
     return variants
 
 
-def spec_variants(specs: list, batch: int, imgsz: Size | None) -> list[Variant]:
-    """Any models side by side, each at `imgsz` or its own size."""
+def spec_variants(specs: list, batch: int, imgsz: Size | None, device: str = "cuda") -> list[Variant]:
+    """Any models side by side, each at `imgsz` or its own size (a detector on the CPU: CPU_IMGSZ)."""
     variants = []
     for s in specs:
         target = resolve(s)
-        variants.append(Variant(target.label, target, batch, imgsz))
+        size = imgsz if imgsz is not None else cpu_friendly_size(target, device) or target.imgsz
+        variants.append(Variant(target.label, target, batch, size))
     return variants
 
 
@@ -248,11 +250,13 @@ class Comparison:
     def to_dict(self) -> dict:
         grid = self.experiment == "batch-imgsz"
         first = self.variants[0].imgsz
+        paper = paper_table2(self.variants[0].spec) if grid and isinstance(self.variants[0].spec, str) else None
         return {"experiment": self.experiment, "device": self.info,
                 "settings": {**self.settings.__dict__, "imgsz": size_text(self.settings.imgsz)},
                 "batch": self.batches if grid else self.settings.batch,
                 "imgsz": self.sizes if grid else None if first is None else size_text(first),
-                "rows": [r.to_dict() for r in self.rows], "note": self.note or None}
+                "rows": [r.to_dict() for r in self.rows], "note": self.note or None,
+                **({"paper_table2": {"source": TABLE2_SOURCE, "rows": paper}} if paper else {})}
 
     def rounds(self, on_measure: Callable[[str, int], None] | None = None) -> Iterator[list[CompareRow]]:
         """Count every variant, then measure them interleaved; yields the rows after each round.
@@ -327,6 +331,46 @@ def busy_note(rows: list[CompareRow]) -> str:
                      all(r.steady for r in rows), [r.round_spread for r in rows if r.round_spread],
                      capped=any(r.warmup_capped for r in rows),
                      suspect_roofs=[r.label for r in rows if r.roof_suspect])
+
+
+TABLE2_SOURCE = ("EfficientNetV2 paper (arXiv:2104.00298) Table 2, EfficientNet-B6 training imgs/s: published "
+                 "figures, not measured here")
+
+
+def paper_table2(base: str) -> list[dict] | None:
+    """The paper's Table 2 as rows (for EfficientNet-B6, its base), to show beside a batch-imgsz run at any
+    sizes; None for another base. OOM where the paper says out of memory."""
+    if base != "efficientnet_b6":
+        return None
+    return [{"imgsz": size, "top1": top1, "tpu_b32": tpu32, "tpu_b128": tpu128 or "OOM", "v100_b12": v100_12 or "OOM",
+             "v100_b24": v100_24 or "OOM"} for size, (top1, tpu32, tpu128, v100_12, v100_24) in PAPER_TABLE2.items()]
+
+
+PAPER_MACS_CLOSE = 0.10  # a deviation from the paper's MACs beyond this is worth a hint, when one explains it
+
+
+def paper_kernel_hint(rows: list[CompareRow]) -> str | None:
+    """For rows whose MACs are far from the paper's (Table 3), the other --fused-kernel choice counted
+    at the same size: a line naming it where it comes closer to the paper. None where none does."""
+    found = []
+    for row in rows:
+        dev = (row.deviation or {}).get("macs")
+        if dev is None or abs(dev) <= PAPER_MACS_CLOSE or not row.paper:
+            continue
+        spec = parse_spec(row.spec)
+        kernel = dict(spec.options).get("fused_kernel")
+        rest = ",".join(f"{k}={v}" for k, v in spec.options if k != "fused_kernel")
+        other = f"{row.spec},fused_kernel=3" if kernel is None else f"{spec.arch}:{rest}"
+        target = resolve(other)
+        macs = count(target.meta_model(), (1, target.in_chans, *target.imgsz)).macs
+        other_dev = macs / 1e9 / row.paper["macs_b"] - 1
+        if abs(other_dev) < abs(dev):
+            option = "--fused-kernel 3" if kernel is None else "--fused-kernel keep"
+            found.append(f"{row.label} is {100 * dev:+.1f}% from the paper's MACs; with {option} it counts "
+                         f"{macs / 1e9:.2f}B, {100 * other_dev:+.1f}%")
+    if not found:
+        return None
+    return "hint: " + "; ".join(found) + " (counted now, at the base's own size)."
 
 
 def relate_rows(rows: list[CompareRow]) -> None:

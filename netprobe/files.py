@@ -44,6 +44,20 @@ def check_folder(path: str, option: str) -> Path:
     return folder
 
 
+def make_folder(path: str, option: str) -> Path:
+    """The folder, created with its parents when missing (as `mkdir -p` does) and writable; or one line
+    saying what is wrong with it."""
+    shown, folder = quote(path, PATH_LIMIT), Path(path).expanduser()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise InputError(f"{option} {shown} is not a folder (a file is in its way); give a folder") from None
+    except OSError as exc:
+        raise InputError(f"{option} {shown}: cannot create it ({exc.strerror or exc}); choose a writable "
+                         "folder") from None
+    return check_folder(path, option)
+
+
 def check_destination(path: str, suffixes: tuple[str, ...], option: str) -> None:
     """Refuse before any work a file that could not be written: wrong suffix, a folder, a missing or
     read-only folder (tested by creating and removing a file in it). `option`: the option's name without

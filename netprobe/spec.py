@@ -274,6 +274,25 @@ def _split_options(text: str) -> list[tuple[str, str]]:
     return [(k, v) for k, v in pairs]
 
 
+_ALIASES = {"efficientnet_v2_s": "efficientnetv2_s", "efficientnet_v2_m": "efficientnetv2_m",
+            "efficientnet_v2_l": "efficientnetv2_l", "mobilenet_v3_large": "mobilenetv3_large",
+            "mobilenet_v3_small": "mobilenetv3_small", "mobilenetv3_large_100": "mobilenetv3_large",
+            "mobilenetv3_small_100": "mobilenetv3_small"}  # torchvision's and timm's names of the zoo's nets
+
+
+def zoo_alias(name: str) -> tuple[str, str] | None:
+    """A timm or torchvision name of a zoo net (`efficientnet_b0.ra_in1k`, `tf_efficientnetv2_s`,
+    `mobilenet_v3_large`): (the zoo arch, a line saying so); None when it names none."""
+    base = name.strip().partition(".")[0]  # timm's pretrained tag (.ra_in1k) names weights, not a layout
+    tf = base.startswith("tf_")
+    base = _ALIASES.get(base.removeprefix("tf_"), base.removeprefix("tf_"))
+    if base == name or base not in ARCHS:
+        return None
+    padding = (" (timm's tf_ models pad as TensorFlow's 'same' does, asymmetrically; netprobe builds PyTorch's "
+               "symmetric padding: the same shapes, parameters and MACs, not the same outputs)") if tf else ""
+    return base, f"{name} is {base} in netprobe's zoo: counted and timed as {base}{padding}, no weights"
+
+
 def unknown_arch_message(name: str, extra: tuple[str, ...] = ()) -> str:
     """'unknown arch': the nearest names by edit distance (ignoring case), else every known one."""
     names = [*ARCHS, CUSTOM, *extra]
@@ -290,6 +309,8 @@ def parse_spec(text: str) -> Spec:
         raise SpecError("empty spec: give an arch name such as efficientnetv2_s, optionally with :key=value,...")
     arch, _, rest = text.strip().partition(":")
     arch = arch.strip()
+    if arch != CUSTOM and arch not in ARCHS and zoo_alias(arch):
+        arch = zoo_alias(arch)[0]
     if arch != CUSTOM and arch not in ARCHS:
         raise SpecError(unknown_arch_message(arch))
     allowed = _CUSTOM_KEYS if arch == CUSTOM else _NAMED_KEYS

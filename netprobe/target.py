@@ -18,6 +18,7 @@ import contextlib
 import copy
 import importlib
 import importlib.util
+import os
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -342,9 +343,27 @@ def _cause(where: str, verb: str, exc: BaseException) -> SpecError:
 def _import_module(name: str, where: str) -> object:
     with building(name):  # outside the try: its BuildTimeout is not the import's error
         try:
-            return importlib.import_module(name)
+            try:
+                return importlib.import_module(name)
+            except ModuleNotFoundError as exc:
+                if not _search_current_folder(name, exc):
+                    raise
+                return importlib.import_module(name)
         except Exception as exc:
             raise _cause(where, f"importing {name} failed with", exc) from None
+
+
+def _search_current_folder(name: str, exc: ModuleNotFoundError) -> bool:
+    """A package in the current folder, as `python -m` finds it: the folder is searched after the
+    installed packages (so a local file never shadows one). False: it is not there either."""
+    top = name.partition(".")[0]
+    cwd = os.getcwd()
+    if exc.name != top or cwd in sys.path or "" in sys.path:
+        return False
+    if not (Path(cwd, top).is_dir() or Path(cwd, f"{top}.py").is_file()):
+        return False
+    sys.path.append(cwd)
+    return True
 
 
 _FILE_MODULES: dict[Path, object] = {}

@@ -148,7 +148,7 @@ def test_a_model_the_exporter_cannot_take_is_a_row_and_one_line(cli, tmp_path):
     (["--runtime", "onnxruntime", "--amp", "bf16"], "--amp applies to eager torch"),
     (["--runtime", "openvino", "--compile"], "--compile applies to eager torch"),
     (["--keep-exports", "."], "--keep-exports keeps the files a --runtime other than torch exports"),
-    (["--runtime", "onnxruntime", "--keep-exports", "/no/such/folder"], "--keep-exports '/no/such/folder' is not a"),
+    (["--runtime", "onnxruntime", "--keep-exports", "/dev/null/folder"], "--keep-exports '/dev/null/folder' is not a"),
     (["--runtime", "onnxruntime,onnxruntime"], "names a runtime twice"),
 ])
 def test_bad_runtime_input_is_one_line_before_any_export(cli, monkeypatch, args, needle):

@@ -10,8 +10,9 @@ roofs measured and the busy-machine verdict (`BenchRun.to_dict()` is its JSON).
 
 from netprobe.bench.config import LIMITS, BenchConfig, BenchResult, planned_result, validate
 from netprobe.bench.measure import benchmark, output_classes
-from netprobe.bench.runs import BenchRun, busy_note, find_max_batch, grid, largest_fitting, run, run_grid
+from netprobe.bench.runs import BenchRun, busy_note, cpu_friendly, find_max_batch, grid, largest_fitting, run, run_grid
 from netprobe.timing import StageTime
 
-__all__ = ["LIMITS", "BenchConfig", "BenchResult", "BenchRun", "StageTime", "benchmark", "busy_note", "find_max_batch",
-           "grid", "largest_fitting", "output_classes", "planned_result", "run", "run_grid", "validate"]
+__all__ = ["LIMITS", "BenchConfig", "BenchResult", "BenchRun", "StageTime", "benchmark", "busy_note", "cpu_friendly",
+           "find_max_batch", "grid", "largest_fitting", "output_classes", "planned_result", "run", "run_grid",
+           "validate"]

@@ -189,10 +189,10 @@ def _check_deployed(config: BenchConfig, target: Target) -> None:
                              "model as it is: leave it out, or use --runtime torch")
     if config.keep_exports is not None:
         from netprobe.bench.deployed import export_stem, result_files
-        from netprobe.files import check_folder
+        from netprobe.files import make_folder
         from netprobe.target import size_text
 
-        folder = check_folder(config.keep_exports, "--keep-exports")
+        folder = make_folder(config.keep_exports, "--keep-exports")  # created as mkdir -p would
         stem = export_stem(target.label, config.batch, size_text(target.input_size(config.imgsz)), config.runtime)
         taken = result_files(folder, stem) if config.runtime != "torch" else []
         if taken:  # refused rather than overwritten: it may be the only copy of an earlier run's export

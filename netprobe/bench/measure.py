@@ -185,9 +185,12 @@ def measure_eager(m: Measurement) -> None:
         if config.breakdown:
             _explain(result, target, model, step, x, config, dtype, m.step_count)
         if config.per_stage:
-            macs = {name: sum(c.macs for c in m.counted.under(name)) * config.batch
-                    for name, _ in model.named_children()}
-            result.stages = stage_times(model, x, dtype, config.mode == "train", config.warmup, config.iters, macs)
+            names = [name for name, _ in model.named_children()]
+            macs = {name: sum(c.macs for c in m.counted.under(name)) * config.batch for name in names}
+            bwd = {name: sum(r.bwd_macs for path, r in m.step_count.modules.items() if path == name
+                             or path.startswith(name + ".")) for name in names} if m.step_count else None
+            result.stages = stage_times(model, x, dtype, config.mode == "train", config.warmup, config.iters, macs,
+                                        bwd)
         step.release()
 
 

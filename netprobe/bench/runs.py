@@ -29,6 +29,20 @@ def grid(specs: list, batches: list[int], sizes: list, modes: list[str], runtime
             for spec in specs for s in sizes for b in batches for m in modes for r in runtimes]
 
 
+def cpu_friendly(configs: list[BenchConfig]) -> tuple[list[BenchConfig], list]:
+    """The configurations with each detector given no size on a CPU at CPU_IMGSZ (its own size takes
+    minutes per train step there), and the targets so changed."""
+    from netprobe.detect.builtin import cpu_friendly_size
+
+    changed, out = {}, []
+    for c in configs:
+        size = cpu_friendly_size(c.spec, c.device) if c.imgsz is None else None
+        if size:
+            changed[id(c.spec)] = c.spec
+        out.append(replace(c, imgsz=size) if size else c)
+    return out, list(changed.values())
+
+
 def run_grid(configs: list[BenchConfig], on_step: Callable[[], None] | None = None) -> Iterator[BenchResult]:
     """Measure each configuration in turn; stop early (Ctrl-C) and what was yielded is kept."""
     for config in configs:

@@ -28,7 +28,10 @@ class OneLineErrors(TyperGroup):
             code = exc.exit_code
         except _click.exceptions.UsageError as exc:
             where = exc.ctx.command_path if exc.ctx else "netprobe"
-            say_error(f"{exc.format_message()} (see {where} --help)")
+            top = exc.ctx is None or exc.ctx.parent is None  # an option given before any command
+            command = next((a for a in _args if a in self.commands), None) if top else None
+            after = f": options go after the command, e.g. netprobe {command} {_args[0]} ..." if command else ""
+            say_error(f"{exc.format_message()}{after} (see {where} --help)")
             code = 2
         except _click.exceptions.ClickException as exc:
             say_error(exc.format_message())
@@ -101,9 +104,33 @@ def one_line_errors(fn, needs_torch: bool = True):
         try:
             return fn(*args, **kwargs)
         except NetprobeError as exc:
-            raise fail(str(exc)) from None
+            raise fail(misplaced_value(_args, str(exc)) or str(exc)) from None
 
     return wrapper
+
+
+VALUE_OPTIONS = ("--imgsz", "--batch")  # options whose value is a size or a count, never a model
+
+
+def misplaced_value(args: list[str], message: str) -> str | None:
+    """For an 'unknown arch' that is really an option's value out of place, what happened instead:
+    `--imgsz efficientnet_b0 224` (the option took the model), `--batch 8 16` (a second value)."""
+    if not message.startswith("unknown arch "):
+        return None
+    for i, arg in enumerate(args[:-1]):
+        option, _, value = arg.partition("=")
+        if option not in VALUE_OPTIONS:
+            continue
+        value = value or args[i + 1]
+        rest = args[i + 1:] if "=" in arg else args[i + 2:]
+        nxt = rest[0] if rest else ""
+        if value[:1].isalpha() and "x" not in value.lower().strip("0123456789"):
+            return (f"{option} took {value!r} as its value, and it wants a number; give the model, then the "
+                    f"option with its value: netprobe {args[0]} {value} {option} {nxt or 'N'}")
+        if nxt.replace(",", "").isdigit() and f"{nxt!r}" in message:
+            return (f"{option} takes one value and {nxt!r} was read as a model; for several give a comma list: "
+                    f"{option} {value},{nxt}")
+    return None
 
 
 def _load_torch() -> None:

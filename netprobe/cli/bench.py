@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from netprobe.cli.app import command, interrupt_code, say_error
+from netprobe.cli.dryrun import show_plan, warn_if_long
 from netprobe.cli.options import (
     DEFAULT_MODEL_NOTE,
     DeviceChoice,
@@ -21,7 +22,7 @@ from netprobe.cli.options import (
     check_threads,
     takes,
 )
-from netprobe.cli.output import Output, note, progress_bar
+from netprobe.cli.output import Output, note, note_aliases, progress_bar
 from netprobe.cli.plots import write_roofline
 from netprobe.cli.saving import ResultsDatabase, SaveOptions, record_run
 from netprobe.defaults import BATCH, DEFAULT_MODEL, ITERS, LIMITS, WARMUP_STEPS
@@ -64,7 +65,7 @@ STAGE_TIME_COLUMNS = [
     Column("in_shape", "Input C×H×W", lambda v: "×".join(map(str, v))),  # type: ignore[arg-type]
     Column("fwd_ms", "Fwd ms", fmt_float(1)), Column("bwd_ms", "Bwd ms", fmt_float(1)),
     Column("macs", "MACs", fmt_si), Column("fwd_gflops", "Fwd GFLOP/s", fmt_float(1)),
-    Column("bwd_gflops", "Bwd GFLOP/s", fmt_float(1)),
+    Column("bwd_macs", "Bwd MACs", fmt_si), Column("bwd_gflops", "Bwd GFLOP/s", fmt_float(1)),
 ]
 BENCH_RESULT_CSV = [Column(k, k) for k in (
     "spec", "device", "dtype", "batch", "imgsz", "mode", "status", "imgs_per_s", "fwd_ms", "bwd_ms", "opt_ms",
@@ -133,16 +134,14 @@ def bench(
     """Time forward, backward and optimizer steps; memory, achieved TFLOP/s, OOM as a result."""
     output = Output(fmt.value, SECTIONS, section, {"out": (out, (".json", ".csv")), "plot": (measure.plot, (".png",))})
     database = save.database("bench")
-    if measure.plot and not measure.breakdown:
-        raise InputError("--plot draws the roofline that --breakdown measures; add --breakdown")
-    check_range("--warmup", warmup, *LIMITS["warmup"])
-    check_in_chans(in_chans)
-    check_threads(threads)
+    _check_own_options(measure, warmup, in_chans, threads)
     dev = measure.resolved_device()
     configs = _configs(specs, model, measure, dev, mode, in_chans, warmup=warmup, compile=compile_model,
                        optimizer=optimizer.value, per_stage=per_stage, keep_exports=keep_exports)
     reference = _baseline(against.baseline, against.fail_if_slower, configs, save.db,
                           parallel.nproc is not None or find_max_batch)
+    if measure.dry_run:
+        return show_plan(output, configs, "netprobe bench")
     if parallel.nproc is not None:
         _bench_parallel(output, database, configs, measure, parallel, out)
         return
@@ -150,7 +149,7 @@ def bench(
     if find_max_batch and dev != "cuda":
         raise InputError("--find-max-batch needs --device cuda: on the CPU, memory is shared with the system and "
                          "swaps rather than failing cleanly")
-    _say_what_runs(specs, measure, dev)
+    _say_what_runs(specs, measure, dev, [] if find_max_batch else configs)
     from netprobe.bench import BenchRun
 
     session, stopped = measure_all(BenchRun(dev), configs, find_max_batch)
@@ -189,14 +188,26 @@ def _baseline(run: str | None, fail_if_slower: str | None, configs: list, db: st
     return {"run": run, "doc": doc, "fail_if_slower": limit}
 
 
-def _say_what_runs(specs: list[str] | None, measure: MeasureOptions, dev: str) -> None:
-    """What the command chose where the user did not say: the model, eager torch beside runtimes, the device."""
+def _check_own_options(measure: MeasureOptions, warmup: int, in_chans: int | None, threads: int | None) -> None:
+    if measure.plot and not measure.breakdown:
+        raise InputError("--plot draws the roofline that --breakdown measures; add --breakdown")
+    check_range("--warmup", warmup, *LIMITS["warmup"])
+    check_in_chans(in_chans)
+    check_threads(threads)
+
+
+def _say_what_runs(specs: list[str] | None, measure: MeasureOptions, dev: str, configs: list) -> None:
+    """What the command chose where the user did not say (the model, eager torch beside runtimes, the device),
+    and a run of `configs` expected to take over ten minutes."""
+
     if not specs:
         note(DEFAULT_MODEL_NOTE)
     if measure.deployed and measure.torch_added:
         note("eager torch is measured too: the reference for every runtime's speed and outputs")
     if measure.device is DeviceChoice.auto:
         note(f"device: auto → {dev}" + ("" if dev == "cuda" else " (no CUDA available)"))
+    if configs:
+        warn_if_long(configs)
 
 
 def _configs(specs: list[str] | None, model: ModelOptions, measure: MeasureOptions, dev: str, mode: ModeChoice | None,
@@ -204,7 +215,7 @@ def _configs(specs: list[str] | None, model: ModelOptions, measure: MeasureOptio
     """Every configuration the command line asks for, each checked (one line, exit 2) before any is measured."""
     modes = ["train", "infer"] if mode is ModeChoice.both else [mode.value if mode else
                                                                  "infer" if measure.deployed else "train"]
-    from netprobe.bench import grid, validate
+    from netprobe.bench import cpu_friendly, grid, validate
     from netprobe.runtimes import check_runtimes
     from netprobe.target import resolve
 
@@ -212,10 +223,16 @@ def _configs(specs: list[str] | None, model: ModelOptions, measure: MeasureOptio
     if keep_exports is not None and not measure.deployed:
         raise InputError("--keep-exports keeps the files a --runtime other than torch exports; add --runtime")
     targets = [resolve(s, in_chans, model.scale, model.modules) for s in specs or [DEFAULT_MODEL]]
+    note_aliases(specs or [])
     configs = grid(targets, measure.batches or [BATCH], measure.sizes or [None], modes, measure.runtimes,
                    keep_exports=keep_exports, device=dev, amp=measure.amp.value, channels_last=measure.channels_last,
                    iters=ITERS if measure.iters is None else measure.iters, in_chans=in_chans,
                    breakdown=measure.breakdown, max_warmup_s=measure.max_warmup_s, tf32=measure.tf32_mode, **options)
+    configs, small = cpu_friendly(configs)
+    if small:
+        from netprobe.detect.builtin import cpu_size_note
+
+        note(cpu_size_note(small))
     for config in configs:
         validate(config)
     return configs
@@ -330,7 +347,9 @@ def bench_report(results: list, info: dict, busy: str) -> Report:
                   for r in results for s in r.stages]
     if stage_recs:
         report.add(TableBlock("stages", STAGE_TIME_COLUMNS, stage_recs, "Per stage, each stage alone",
-                              "backward GFLOP/s assumes 2 × the forward's work"))
+                              "Bwd GFLOP/s: 2 × the stage's backward MACs as counted op by op in the train "
+                              "step (grad inputs and grad weights) ÷ Bwd ms; alone, the first stage also "
+                              "computes its input's gradient, which the step does not"))
     for line in cuda_notes(results):
         report.add(TextBlock(line))
     if busy:

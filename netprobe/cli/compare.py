@@ -8,7 +8,7 @@ import typer
 
 from netprobe.cli.app import command, interrupt_code, say_error
 from netprobe.cli.options import MeasureOptions, ModelOptions, ParallelOptions, takes
-from netprobe.cli.output import Output, note, progress_bar
+from netprobe.cli.output import Output, note, note_aliases, progress_bar
 from netprobe.cli.plots import write_compare_plot, write_roofline
 from netprobe.cli.saving import ResultsDatabase, SaveOptions, record_run
 from netprobe.defaults import BATCH_IMGSZ_BASE, BATCH_IMGSZ_GRID, FUSED_STAGES_BASE
@@ -51,6 +51,10 @@ RUNTIME_COMPARE_COLUMNS = [
     Column("peak_mem_mb", "Peak MB", fmt_mb),
 ]
 TABLE2_COLUMNS = [Column("paper_v100", "Paper V100 imgs/s (16 GB)")]
+PAPER_TABLE2_COLUMNS = [
+    Column("imgsz", "Train size", ident=True), Column("top1", "Top-1 %"), Column("tpu_b32", "TPUv3 b32"),
+    Column("tpu_b128", "TPUv3 b128"), Column("v100_b12", "V100 b12"), Column("v100_b24", "V100 b24"),
+]
 
 
 def _compare_record(row) -> dict:
@@ -103,12 +107,13 @@ def compare(
     """Train the variants side by side (interleaved rounds), with the paper's figures beside ours."""
     from netprobe import compare as comparing
 
-    output = Output(fmt.value, ("rows", "breakdown", "roofline"), None, {"plot": (measure.plot, (".png",))})
+    output = Output(fmt.value, ("rows", "breakdown", "roofline", "paper"), None, {"plot": (measure.plot, (".png",))})
     database = save.database("compare")
     experiment = what[0] if what[0] in comparing.EXPERIMENTS else "specs"
     _check_experiment_options(experiment, what, model, fused_kernel)
     if experiment == "specs" and len(what) == 1:
         _check_word(what[0])
+    note_aliases([*what, base])
     dev = "cuda" if predict else measure.resolved_device()  # predicting: the GPU defaults (batch 24, own size)
     base_arch, settings, variants = _variants(experiment, what, base, dev, measure, model, rounds, fused_kernel)
     if predict:
@@ -118,6 +123,11 @@ def compare(
         show_compare_predictions(output, experiment, predicted_rows(variants, predict, measure.amp.value,
                                                                     measure.channels_last))
         return
+    if measure.dry_run:
+        from netprobe.cli.dryrun import show_plan
+
+        return show_plan(output, [c for v in variants for c in v.configs(settings)], f"netprobe compare {experiment}",
+                         settings.rounds)
     if parallel.nproc is not None:
         _compare_parallel(output, database, experiment, variants, settings, measure, parallel)
         return
@@ -125,6 +135,9 @@ def compare(
     if experiment != "specs" and base is None:
         table = "Table 2 (batch x image size)" if experiment == "batch-imgsz" else "Table 3 (fused stages)"
         note(f"no --base given: {base_arch}, the base of the EfficientNetV2 paper's {table}")
+    from netprobe.cli.dryrun import warn_if_long
+
+    warn_if_long([c for v in variants for c in v.configs(settings)], settings.rounds)
     run_compare(output, database, experiment, variants, settings, measure.plot)
 
 
@@ -142,6 +155,7 @@ def _variants(experiment: str, what: list[str], base: str | None, dev: str, meas
               model: ModelOptions, rounds: int | None, fused_kernel: str) -> tuple:
     """The base arch, the settings and the variants to measure, every one checked as bench would before any work."""
     from netprobe import compare as comparing
+    from netprobe.detect.builtin import cpu_friendly_size, cpu_size_note
     from netprobe.target import resolve
 
     grid = experiment == "batch-imgsz"
@@ -160,8 +174,10 @@ def _variants(experiment: str, what: list[str], base: str | None, dev: str, meas
         batches, sizes = BATCH_IMGSZ_GRID["cuda" if dev == "cuda" else "cpu"]
         variants = comparing.batch_imgsz_variants(base, measure.batches or batches, measure.sizes or sizes)
     else:
-        variants = comparing.spec_variants([resolve(w, None, model.scale, model.modules) for w in what],
-                                           settings.batch, one_size)
+        targets = [resolve(w, None, model.scale, model.modules) for w in what]
+        variants = comparing.spec_variants(targets, settings.batch, one_size, dev)
+        if small := [t for t in targets if one_size is None and cpu_friendly_size(t, dev)]:
+            note(cpu_size_note(small))
     comparing.check_variants(variants, settings)
     return base, settings, variants
 
@@ -219,7 +235,8 @@ def run_compare(output: Output, database: ResultsDatabase | None, experiment: st
         raise typer.Exit(stopped or 130)
     data = comparison.to_dict()
     rows = comparison.rows
-    output.show(compare_report(experiment, rows, comparison.settings_line, data["note"]), data)
+    output.show(compare_report(experiment, rows, comparison.settings_line, data["note"],
+                               (data.get("paper_table2") or {}).get("rows")), data)
     ok = True
     if plot and settings.breakdown:
         ok = write_roofline(output, [(r.label, r) for r in rows], plot, f"netprobe compare {experiment} --breakdown")
@@ -237,7 +254,8 @@ def run_compare(output: Output, database: ResultsDatabase | None, experiment: st
     output.finish(ok)
 
 
-def compare_report(experiment: str, rows: list, settings_line: str, busy: str | None = None) -> Report:
+def compare_report(experiment: str, rows: list, settings_line: str, busy: str | None = None,
+                   table2: list[dict] | None = None) -> Report:
     records = [_compare_record(r) for r in rows]
     has_table3 = any(r.paper and "params_m" in r.paper for r in rows)
     has_table2 = any(r.paper and "v100_oom" in r.paper for r in rows)
@@ -259,8 +277,15 @@ def compare_report(experiment: str, rows: list, settings_line: str, busy: str | 
                     + (" (its speeds are of training, so not shown beside inference)." if rows[0].mode == "infer"
                        else "."))
     from netprobe.cli.explain import explain_blocks
+    from netprobe.compare import TABLE2_SOURCE, paper_kernel_hint
 
+    hint = paper_kernel_hint(rows) if has_table3 else None
     return Report([TextBlock(f"Settings: {settings_line}."),
                    TableBlock("rows", columns, records, f"netprobe compare {experiment}", caption),
+                   *([TextBlock(hint)] if hint else []),
+                   *([TableBlock("paper", PAPER_TABLE2_COLUMNS, table2, TABLE2_SOURCE,
+                                 "imgs/s per TPUv3 core and per 16 GB V100 at the batches named; OOM: out of memory "
+                                 "in the paper. The paper's own sizes and batches: compare them with a run at those "
+                                 "(--imgsz 380,512 --batch 12,24 on a GPU).")] if table2 else []),
                    *([TextBlock(busy, "yellow")] if busy else []),
                    *explain_blocks([(r.label + (f" ({r.runtime})" if r.mode == "infer" else ""), r) for r in rows])])

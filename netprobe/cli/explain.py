@@ -19,6 +19,7 @@ ROOF_COLUMNS = [
     Column("mb", "MB moved", fmt_float(1)), Column("intensity", "FLOPs/byte", fmt_float(1)),
     Column("predicted_ms", "Roofline ms", fmt_float(1)), Column("measured_ms", "Measured ms", fmt_float(1)),
     Column("bound", "Bound", justify="left"), Column("achieved_gflops", "GFLOP/s", fmt_float(1)),
+    Column("of_roof", "of roof", fmt_pct),
 ]
 KIND_CAPTION = ("Time by op kind from a few profiled steps after the timed ones (CPU: op time; CUDA: kernel time); "
                 "MACs and bytes counted op by op for the same step ({what}; bytes: what each op reads "
@@ -26,12 +27,32 @@ KIND_CAPTION = ("Time by op kind from a few profiled steps after the timed ones 
 TRAIN_ONLY = ("bwd_ms", "opt_ms")  # columns an inference-only breakdown leaves out, with the loss row
 
 
-def roof_caption(roof: dict, infer_only: bool = False) -> str:
-    return (f"Roofs measured in the same run, {roof['dtype']}, the best of each: dense matmul "
+def ridge_text(roof: dict) -> str:
+    """The ridge of `roof` as every line shows it (one source, one rounding)."""
+    return f"ridge {roof['peak_tflops'] * 1e3 / roof['bandwidth_gbs']:.1f}"
+
+
+def best_roof(rooflines: list[dict]) -> dict:
+    """The roof of a report: the highest matmul rate measured in the run, as `timing.device_roof` keeps
+    it (a slow moment lowers a measurement, not the device's roof); each config's own may be lower."""
+    return max(rooflines, key=lambda r: r["peak_tflops"])
+
+
+def roof_caption(roof: dict, infer_only: bool = False, lowest_peak: float | None = None, above: bool = False) -> str:
+    text = (f"Roofs measured in the same run, {roof['dtype']}, the best of each: dense matmul "
             f"{roof['peak_tflops'] * 1e3:.1f} GFLOP/s, large copy {roof['bandwidth_gbs']:.1f} GB/s "
-            f"(ridge {roof['ridge']:.1f} FLOPs/byte). Roofline ms: "
+            f"({ridge_text(roof)} FLOPs/byte). Roofline ms: "
             "sum over the stage's layers of max(FLOPs ÷ peak, bytes ÷ bandwidth); Bound: the roof behind most of it. "
-            f"Measured ms: {'the forward' if infer_only else 'forward + backward'} in the profiled steps.")
+            f"Measured ms: {'the forward' if infer_only else 'forward + backward'} in the profiled steps. "
+            "of roof: GFLOP/s ÷ that matmul rate.")
+    if lowest_peak is not None and lowest_peak < roof["peak_tflops"]:
+        text += (f" Each config's Roofline ms uses the roof known when it was profiled (as low as "
+                 f"{lowest_peak * 1e3:.1f} GFLOP/s).")
+    if above:
+        text += (" Over 100% of roof: the stage ran faster than the dense matmul measured here, so that roof is "
+                 "no bound: one matmul size, measured while the machine may have been busy (its convs may also "
+                 "use faster kernels); read it as a measurement.")
+    return text
 
 
 def explain_blocks(items: list[tuple[str, object]]) -> list:
@@ -46,7 +67,13 @@ def explain_blocks(items: list[tuple[str, object]]) -> list:
                   for r in result.breakdown if r["stage"] is None]
         if result.roofline:
             stages += [{**s, "config": label, "mb": s["bytes"] / 2**20} for s in result.roofline["stages"]]
-        lines.append(TextBlock(why(label, result.breakdown, result.roofline)))
+    roofs = [r.roofline for _, r in items if r.breakdown and r.roofline]
+    roof = best_roof(roofs) if roofs else None
+    for stage in stages:
+        stage["of_roof"] = stage["achieved_gflops"] / (roof["peak_tflops"] * 1e3) if stage["achieved_gflops"] else None
+    for label, result in items:
+        if result.breakdown:
+            lines.append(TextBlock(why(label, result.breakdown, result.roofline, roof)))
     # inference alone (bench --mode infer, any --runtime): no backward, optimizer or loss to show
     infer_only = all(getattr(r, "mode", "train") == "infer" for _, r in items if r.breakdown)
     columns = [c for c in KIND_COLUMNS if not (infer_only and c.key in TRAIN_ONLY)]
@@ -57,15 +84,15 @@ def explain_blocks(items: list[tuple[str, object]]) -> list:
     if kinds:
         blocks.append(TableBlock("breakdown", columns, kinds, "Where the step's time goes", caption))
     if stages:
-        roof = next(r.roofline for _, r in items if r.roofline)
+        above = any((s["of_roof"] or 0) > 1 for s in stages)
         blocks.append(TableBlock("roofline", ROOF_COLUMNS, stages, "Roofline per stage",
-                                 roof_caption(roof, infer_only)))
+                                 roof_caption(roof, infer_only, min(r["peak_tflops"] for r in roofs), above)))
     return blocks + lines
 
 
-def why(label: str, breakdown: list[dict], roofline: dict | None) -> str:
+def why(label: str, breakdown: list[dict], roofline: dict | None, roof: dict | None = None) -> str:
     """One sentence from the numbers: what depthwise convs cost against what they compute, and which
-    stages the roofline calls memory-bound."""
+    stages the roofline calls memory-bound; `roof`: the report's roofs (default: this roofline's)."""
     whole = {r["kind"]: r for r in breakdown if r["stage"] is None}
     dw = whole.get("depthwise_conv")
     dense = [whole[k] for k in ("dense_conv", "pointwise_conv") if k in whole and whole[k]["gflops"]]
@@ -80,8 +107,9 @@ def why(label: str, breakdown: list[dict], roofline: dict | None) -> str:
     ratio = dw["time_share"] / dw["macs_share"] if dw["macs_share"] else float("inf")
     rates = f", running at {dw['gflops']:.1f} GFLOP/s" + (f" against {dense_rate:.1f} in dense and 1×1 convs"
                                                          if dense_rate else "") if dw["gflops"] else ""
+    roofs = roofline and (roof or roofline)
     return (f"{label}: depthwise convs take {_share(dw['time_share'])} of the step for {_share(dw['macs_share'])} "
-            f"of its MACs ({ratio:.1f}× their share){rates}{_intensity(dw, roofline)}; {stages}.")
+            f"of its MACs ({ratio:.1f}× their share){rates}{_intensity(dw, roofs)}; {stages}.")
 
 
 def _share(x: float) -> str:
@@ -96,7 +124,7 @@ def _intensity(dw: dict, roofline: dict | None) -> str:
     intensity = 2 * dw["macs"] / dw["bytes"]
     peak, bandwidth = roofline["peak_tflops"] * 1e3, roofline["bandwidth_gbs"]  # GFLOP/s, GB/s
     allowed = min(peak, intensity * bandwidth)
-    text = (f"; at {intensity:.1f} FLOPs per byte (ridge {peak / bandwidth:.1f}) the roofline calls them "
+    text = (f"; at {intensity:.1f} FLOPs per byte ({ridge_text(roofline)}) the roofline calls them "
             f"{'memory' if intensity * bandwidth < peak else 'compute'}-bound and allows {allowed:.0f} GFLOP/s")
     if dw.get("gflops"):
         reach = dw["gflops"] / allowed

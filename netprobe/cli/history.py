@@ -199,7 +199,7 @@ def run_report(run_id: int, doc: dict, reruns: list[str]) -> Report:
         f"Measured: matmul peak {peaks}; copy bandwidth {bandwidth}",
     ]
     report = Report([TextBlock(line) for line in lines])
-    report.add(CodeBlock("command: ", shlex.join(doc["argv"])))
+    report.add(CodeBlock("command: ", shlex.join(doc["argv"])))  # as typed, quoted to paste into a shell
     report.add(TableBlock("rows", ROW_COLUMNS, records, "Rows"))
     if doc.get("note"):
         report.add(TextBlock(doc["note"], "yellow"))

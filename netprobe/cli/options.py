@@ -127,6 +127,8 @@ class MeasureOptions:
                                                      "torchscript, export, onnxruntime, openvino): one row each, "
                                                      "eager torch always as the reference.")] = None
     tf32: TF32Option = None
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would run: each configuration, its counted "
+                                                            "MACs and a time estimate; measure nothing.")] = False
     batches: list[int] = field(init=False)  # parsed: [] when not given
     sizes: list[Size] = field(init=False)  # parsed (H, W): [] when not given
     runtimes: list[str] = field(init=False)  # parsed: eager torch first; ["torch"] when not given

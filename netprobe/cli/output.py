@@ -111,6 +111,16 @@ def _silence_stdout() -> None:
     os.dup2(devnull, sys.stdout.fileno())
 
 
+def note_aliases(specs: list) -> None:
+    """A note for each spec that names a zoo net by its timm or torchvision name, saying which it is."""
+    from netprobe.spec import zoo_alias
+
+    for spec in specs:
+        alias = zoo_alias(spec.partition(":")[0]) if isinstance(spec, str) else None
+        if alias:
+            note(alias[1])
+
+
 def note(text: str, style: str = "") -> None:
     """A line on stderr (literal text), for what is not a result: progress, device, interruptions."""
     from rich.text import Text

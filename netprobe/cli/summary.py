@@ -8,7 +8,7 @@ import typer
 
 from netprobe.cli.app import command
 from netprobe.cli.options import DEFAULT_MODEL_NOTE, InChansOption, ModelOptions, check_in_chans, choices, takes
-from netprobe.cli.output import Output, note
+from netprobe.cli.output import Output, note, note_aliases
 from netprobe.cli.saving import DbOption, SaveOption, check_database, record_run
 from netprobe.defaults import COUNTED_KINDS, DEFAULT_MODEL
 from netprobe.frozen import frozen_note
@@ -90,6 +90,7 @@ def summary(
 
     check_in_chans(in_chans)
     target = resolve(spec or DEFAULT_MODEL, in_chans, model.scale, model.modules)
+    note_aliases([spec])
     detector = isinstance(target, DetectorTarget) and stages is Staging.children
     output = Output(fmt.value, DETECTOR_SECTIONS if detector else SECTIONS, section)
     if spec is None:
@@ -202,12 +203,15 @@ def _counter_table(counters: dict[str, dict]) -> TableBlock:
 
 
 @command("list", "The built-in backbones and detectors, counted.")
-def list_command(fmt: Annotated[Format, typer.Option("--format", "-f", help=FORMAT_HELP)] = Format.table) -> None:
+def list_command(
+    fmt: Annotated[Format, typer.Option("--format", "-f", help=FORMAT_HELP)] = Format.table,
+    section: Annotated[str | None, typer.Option(help="The table --format csv prints: archs or detectors.")] = None,
+) -> None:
     """The built-in backbones and detectors: parameters (counted), default image size, layout."""
     from netprobe.archs.block_kinds import layout_legend
     from netprobe.catalog import arch_records, detector_records
 
-    output = Output(fmt.value, ("archs", "detectors"))
+    output = Output(fmt.value, ("archs", "detectors"), section)
     archs, detectors = arch_records(), detector_records()
     arch_columns = [Column("name", "Arch", justify="left", ident=True), Column("family", "Family", justify="left"),
                     Column("params", "Params", fmt_int), Column("imgsz", "Image size"), Column("stages", "Stages"),

@@ -79,11 +79,31 @@ BUILTINS: dict[str, Builtin] = {
     **{f"yolov5{s}u": Builtin(f"yolov5{s}u", "yolov5u.yaml", f"{_ULTRA}/v5/yolov5.yaml", s) for s in "ns"},
     "yolov3u": Builtin("yolov3u", "yolov3u.yaml", f"{_ULTRA}/v3/yolov3.yaml"),
     "yolov3-tinyu": Builtin("yolov3-tinyu", "yolov3-tinyu.yaml", f"{_ULTRA}/v3/yolov3-tiny.yaml"),
-    "yolov3-fpn": Builtin("yolov3-fpn", "yolov3-fpn.yaml", "seed 3: EfficientNet-YOLOv3 (reference/seed-detectors.md)",
+    "yolov3-fpn": Builtin("yolov3-fpn", "yolov3-fpn.yaml", "netprobe detect/layouts/yolov3-fpn.yaml "
+                          "(YOLOv3, arXiv:1804.02767, on EfficientNet-B0)",
                           imgsz=416),
 }
 
 YAML_TARGET = re.compile(r"^(.*?\.ya?ml)(?::(.*))?$", re.IGNORECASE | re.DOTALL)  # path.yaml[:options]
+
+
+CPU_IMGSZ = 320  # a detector's size on a CPU when none is given: a quarter of 640's pixels, seconds per step
+
+
+def cpu_friendly_size(target: object, device: str) -> tuple[int, int] | None:
+    """The size a detector target runs at on a CPU when no size is given (None: its own): its own size
+    (640 for YOLO) makes a train step take minutes and gigabytes there."""
+    own = getattr(target, "imgsz", None)
+    if device != "cpu" or getattr(target, "kind", None) != "detector" or own is None or max(own) <= CPU_IMGSZ:
+        return None
+    return (CPU_IMGSZ, CPU_IMGSZ)
+
+
+def cpu_size_note(targets: list) -> str:
+    """The note that says which detectors run at CPU_IMGSZ instead of their own size."""
+    own = ", ".join(f"{t.label} {'x'.join(map(str, dict.fromkeys(t.imgsz)))} px" for t in targets)
+    return (f"on the CPU, detectors run at {CPU_IMGSZ} px when no --imgsz is given (their own size makes a train "
+            f"step take minutes here); their own: {own}")
 
 
 def is_detector(text: object) -> bool:

@@ -85,10 +85,11 @@ def build(conn: sqlite3.Connection, filters: Filters) -> CrossReport:
     for r in newest:
         r["data"] = checked_data(r, json.loads(r["data"]))
     explained = sorted(newest, key=lambda r: (r["created"], r["run_id"], r["position"]))  # in the order they ran
-    figures = [speed_figure(speeds)] if speeds else []
-    figures += roofline_figures(explained, names)
+    colours = Colours()
+    figures = [speed_figure(speeds, colours)] if speeds else []
+    figures += roofline_figures(explained, names, colours)
     if explained:
-        figures.append(kinds_figure(explained, names))
+        figures.append(kinds_figure(explained, names, colours))
     data.update(speeds=speeds, machines=machines, runs_listed=listed)
     return CrossReport(report, data, figures)
 
@@ -179,16 +180,54 @@ def _times(value: object) -> str:
 
 
 def speed_records(rows: list[dict], names: dict[str, str]) -> list[dict]:
-    """Measured rows grouped by spec, machine, mode, dtype, batch and size: the median imgs/s of each."""
+    """Measured rows grouped by what ran (the spec, its runtime or world size), machine, mode, dtype, batch
+    and size, whichever command measured them: the median imgs/s of each. A row without MACs (data-parallel)
+    takes those counted for the same spec and size in another row."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
+    counted = {(r["spec"], r["imgsz"]): r["macs"] for r in rows if r["macs"]}
     for r in rows:
         if r["imgs_per_s"] and r["status"] == "ok":
-            key = (r["label"] or r["spec"], r["machine_id"], r["mode"], r["dtype"], r["batch"], r["imgsz"])
+            key = (_what_ran(r), r["machine_id"], r["mode"], r["dtype"], r["batch"], r["imgsz"])
             groups[key].append(r)
     return [{"spec": spec, "machine": names.get(machine, machine), "machine_id": machine, "mode": mode,
-             "dtype": dtype, "batch": batch, "imgsz": imgsz, "macs": group[-1]["macs"],
+             "dtype": dtype, "batch": batch, "imgsz": imgsz,
+             "macs": group[-1]["macs"] or counted.get((group[-1]["spec"], imgsz)),
              "imgs_per_s": statistics.median(g["imgs_per_s"] for g in group), "n": len(group)}
             for (spec, machine, mode, dtype, batch, imgsz), group in groups.items()]
+
+
+def _what_ran(r: dict) -> str:
+    """The spec (not a compare label such as 'No fused', which names no model), with its runtime when not
+    eager torch, and its ranks when data-parallel."""
+    runtime = f" ({r['runtime']})" if r.get("runtime") not in (None, "torch") else ""
+    ranks = f" ×{r['world_size']} {'DDP' if r.get('ddp') else 'no DDP'}" if r.get("world_size") else ""
+    return f"{r['spec']}{runtime}{ranks}"
+
+
+_SAME_MEANING = {"depthwise_conv": "depthwise", "dense_conv": "dense"}  # an op kind and a stage family alike
+
+
+class Colours:
+    """One colour per meaning (a machine, a block family, an op kind) across every chart of a report."""
+
+    def __init__(self) -> None:
+        self.assigned: dict[str, str] = {}
+
+    def __call__(self, meaning: str) -> str:
+        key = _SAME_MEANING.get(meaning, meaning)
+        if key not in self.assigned:
+            self.assigned[key] = _nth_colour(len(self.assigned))
+        return self.assigned[key]
+
+
+def _nth_colour(i: int) -> str:
+    """The palette's colours first, then hues a golden angle apart (never one already given)."""
+    if i < len(PALETTE):
+        return PALETTE[i]
+    import colorsys
+
+    r, g, b = colorsys.hls_to_rgb(((i - len(PALETTE)) * 0.618034) % 1.0, 0.45, 0.55)
+    return f"#{int(r * 255):02x}{int(g * 255):02x}{int(b * 255):02x}"
 
 
 def machine_records(conn: sqlite3.Connection, runs: list[dict]) -> list[dict]:
@@ -223,10 +262,11 @@ def _run_row(run: dict) -> dict:
 SHAPES = {"train": "circle", "infer": "square"}
 
 
-def speed_figure(speeds: list[dict]) -> Figure:
+def speed_figure(speeds: list[dict], colours: Colours | None = None) -> Figure:
     """imgs/s against MACs per image, log-log: a colour per machine, a shape per mode."""
+    colours = colours or Colours()
     machines = list(dict.fromkeys(s["machine"] for s in speeds))
-    color = {m: PALETTE[i % len(PALETTE)] for i, m in enumerate(machines)}
+    color = {m: colours(f"machine {m}") for m in machines}
     points = [s for s in speeds if s["macs"]]
     marks = [Mark(s["macs"], s["imgs_per_s"], color[s["machine"]], SHAPES.get(s["mode"], "triangle"),
                   f"{s['spec']} on {s['machine']}: {s['mode']} b{s['batch']} {s['imgsz']}px, {s['imgs_per_s']:.2f} "
@@ -245,12 +285,13 @@ def _config(r: dict, names: dict[str, str]) -> str:
     return f"{r['label'] or r['spec']} · b{r['batch']} {r['imgsz']}px {r['mode']} · {names.get(r['machine_id'], '')}"
 
 
-def roofline_figures(rows: list[dict], names: dict[str, str]) -> list[Figure]:
+def roofline_figures(rows: list[dict], names: dict[str, str], colours: Colours | None = None) -> list[Figure]:
     """A log-log roofline per row that has one: both roofs as measured in its run, a point per stage."""
     figures = []
+    colours = colours or Colours()
     families = list(dict.fromkeys(s["family"] for r in rows for s in (r["data"].get("roofline") or
                                                                         {"stages": []})["stages"]))
-    color = {f: PALETTE[i % len(PALETTE)] for i, f in enumerate(families)}
+    color = {f: colours(f) for f in families}
     for r in rows:
         roof = r["data"].get("roofline")
         if not roof:
@@ -270,7 +311,7 @@ def roofline_figures(rows: list[dict], names: dict[str, str]) -> list[Figure]:
     return figures
 
 
-def kinds_figure(rows: list[dict], names: dict[str, str]) -> Figure:
+def kinds_figure(rows: list[dict], names: dict[str, str], colours: Colours | None = None) -> Figure:
     """Per row with a breakdown: its share of step time by op kind, and beside it the share of MACs."""
     bars, kinds = [], []
     for r in rows:
@@ -282,7 +323,9 @@ def kinds_figure(rows: list[dict], names: dict[str, str]) -> Figure:
         lines.append((label, [(by_kind.get(k) or {}).get("time_share", 0) for k in kinds]))
         lines.append(("MACs", [(by_kind.get(k) or {}).get("macs_share", 0) for k in kinds]))
     parts = [k.replace("_", " ") for k in kinds]
+    colours = colours or Colours()
     return Figure("Time by op kind", stacked_bars(lines, parts, "Share of the step's time (upper bar) and of its "
-                                                  "MACs (lower bar), by op kind", width=900),
+                                                  "MACs (lower bar), by op kind, in %", width=900,
+                                                  colors=tuple(colours(k) for k in kinds)),
                   "From the profiled steps of each row with a breakdown: a kind whose time bar is much longer than its "
                   "MACs bar runs far below the rate of the others (depthwise convs, typically).", "why")

@@ -1,4 +1,4 @@
-"""The command that measures a stored row again: its canonical spec and the settings it ran with."""
+"""The command that measures a stored row again: its spec as typed and the settings it ran with."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import shlex
 def rerun_command(doc: dict, result: dict) -> str:
     """One `netprobe` command line for one row of a run document (quoted for a POSIX shell)."""
     data, command, experiment = result["data"], doc["command"], doc.get("experiment")
-    spec = result.get("canonical") or result["spec"]
+    spec = result["spec"] or result.get("canonical")  # as typed: short enough to paste; the canonical is kept apart
     device = (doc.get("device") or {}).get("device") or data.get("device") or "cpu"
     if command == "summary":
         n, _, h, w = data["input"][:4]

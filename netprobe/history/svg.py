@@ -131,12 +131,15 @@ class Chart:
             pts = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in line.points)
             dash = ' stroke-dasharray="4 3"' if line.dash else ""
             out.append(f'<polyline points="{pts}" fill="none" stroke="{line.color}" stroke-width="1.3"{dash}/>')
+        placed: list[tuple[float, float, float, float]] = []
         for m in self.marks:
             if not (math.isfinite(px(m.x)) and math.isfinite(py(m.y))):
                 continue  # a figure no axis can place (infinite): left out of the drawing
             out.append(_marker(px(m.x), py(m.y), m.color, m.shape, m.title))
-            if m.label:
-                out.append(f'<text x="{px(m.x) + 5:.1f}" y="{py(m.y) - 4:.1f}" font-size="9">{escape(m.label)}</text>')
+            spot = _label_spot(px(m.x), py(m.y), m.label, placed) if m.label else None
+            if spot:  # a label with no free room is left out: the point's tooltip still names it
+                x, y, anchor = spot
+                out.append(f'<text x="{x:.1f}" y="{y:.1f}" font-size="9"{anchor}>{escape(m.label)}</text>')
         out.append("</svg>")
         for line in self.lines:
             if line.label:
@@ -146,6 +149,23 @@ class Chart:
         out += _legend(self.legend, left, top + h + 44)
         out.append("</svg>")
         return "".join(out)
+
+
+LABEL_CHAR_W, LABEL_H = 5.0, 10.0  # the room a 9 px label takes per character, and its height
+_LABEL_OFFSETS = ((5, -4, ""), (5, 12, ""), (-5, -4, ' text-anchor="end"'), (-5, 12, ' text-anchor="end"'))
+
+
+def _label_spot(x: float, y: float, label: str, placed: list[tuple[float, float, float, float]]):
+    """Where a point's label goes without covering one already placed (above right, below right, above left,
+    below left); None when every spot is taken. `placed` gains the box it takes."""
+    width = LABEL_CHAR_W * len(label)
+    for dx, dy, anchor in _LABEL_OFFSETS:
+        x0 = x + dx - (width if anchor else 0)
+        box = (x0, y + dy - LABEL_H, x0 + width, y + dy)
+        if not any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in placed):
+            placed.append(box)
+            return x + dx, y + dy, anchor
+    return None
 
 
 def _marker(x: float, y: float, color: str, shape: str, title: str) -> str:
@@ -166,6 +186,9 @@ def _legend(items: list[tuple[str, str, str]], left: float, top: float, per_row:
         out.append(_marker(x + 5, y - 4, color, shape, ""))
         out.append(f'<text x="{x + 14}" y="{y}">{escape(_cut(text, 30))}</text>')
     return out
+
+
+BAR_NUMBER_MIN_W = 22  # px: a bar segment at least this wide shows its share in it
 
 
 def stacked_bars(rows: list[tuple[str, list[float]]], parts: list[str], title: str = "", width: int = 760,
@@ -190,6 +213,9 @@ def stacked_bars(rows: list[tuple[str, list[float]]], parts: list[str], title: s
             tip = f"{parts[j]}: {100 * share:.1f}%"
             out.append(f'<rect x="{x:.1f}" y="{y}" width="{share * w:.1f}" height="{bar_h}" '
                        f'fill="{colors[j % len(colors)]}"><title>{escape(tip)}</title></rect>')
+            if share * w >= BAR_NUMBER_MIN_W:  # the share written on the bar where it fits
+                out.append(f'<text x="{x + share * w / 2:.1f}" y="{y + bar_h - 3}" text-anchor="middle" '
+                           f'font-size="9" fill="#fff">{100 * share:.0f}</text>')
             x += share * w
     y0 = top + len(rows) * (bar_h + gap) + 16
     for j, part in enumerate(parts):

@@ -21,13 +21,15 @@ class StageTime:
     bwd_ms: float | None  # None when inferring
     macs: int  # for the whole batch
     fwd_gflops: float
-    bwd_gflops: float | None  # backward does about twice the forward's work
+    bwd_gflops: float | None  # 2 x the stage's counted backward MACs / its backward time; None when not counted
+    bwd_macs: int | None = None  # for the whole batch, counted op by op in the train step (grad inputs and weights)
 
 
 def stage_times(model: nn.Module, x: torch.Tensor, dtype: torch.dtype, train: bool, warmup: int, iters: int,
-                macs: dict[str, int]) -> list[StageTime]:
+                macs: dict[str, int], bwd_macs: dict[str, int] | None = None) -> list[StageTime]:
     """Time of each top-level child of `model` alone (at least one warm-up run, then `iters` timed),
-    its input the previous stage's output; `macs` holds each stage's MACs for the whole batch."""
+    its input the previous stage's output; `macs` holds each stage's MACs for the whole batch, `bwd_macs`
+    its backward's as counted (no backward rate where it is not given: none is assumed)."""
     device = x.device.type
     autocast = (lambda: torch.autocast(device, dtype=dtype)) if dtype != torch.float32 else contextlib.nullcontext
     out: list[StageTime] = []
@@ -45,8 +47,9 @@ def stage_times(model: nn.Module, x: torch.Tensor, dtype: torch.dtype, train: bo
         stage_macs = macs.get(name, 0)
         f_ms = statistics.median(fwd)
         b_ms = statistics.median(bwd) if train else None
+        stage_bwd = (bwd_macs or {}).get(name) if train else None
         out.append(StageTime(name, list(inp.shape[1:]), f_ms, b_ms, stage_macs, 2 * stage_macs / (f_ms / 1e3) / 1e9,
-                             4 * stage_macs / (b_ms / 1e3) / 1e9 if b_ms else None))
+                             2 * stage_bwd / (b_ms / 1e3) / 1e9 if b_ms and stage_bwd else None, stage_bwd))
         with torch.no_grad(), autocast():
             inp = stage(inp.detach())
     return out
