@@ -35,6 +35,9 @@ class BenchConfig:
     breakdown: bool = False  # after the timed steps, a few profiled ones: time by op kind, roofline per stage
     runtime: str = "torch"  # eager torch, or a runtime the model is exported to (netprobe.runtimes): infer only
     keep_exports: str | None = None  # a folder to keep the exported files in (default: a temporary one)
+    precision: str = "fp32"  # what the runtime runs: auto (its own default) | fp32 | fp16 | bf16 | int8
+    calib: str | None = None  # int8's calibration: a folder of images or a .npy array; None: synthetic
+    weights: str | None = None  # a state dict (or a checkpoint holding one) loaded into the model first
 
 
 @dataclass
@@ -95,6 +98,20 @@ class BenchResult:
     parity_ok: bool | None = None  # max_rel_err within runtimes.PARITY_TOLERANCE
     vs_torch: float | None = None  # eager torch's step time over this one's (same model, batch, size)
     failed_in: str = ""  # export | load | run: where a deployed model failed (status "error")
+    precision: str = "fp32"  # asked of the runtime (auto: its own default)
+    precision_ran: str = ""  # what the runtime reports its conv and linear layers ran in, most first ("int8+fp32")
+    quantize_s: float | None = None  # converting the export to the precision (int8: with its calibration)
+    calibration: str = ""  # int8: where the calibration came from, in words
+    cosine_min: float | None = None  # lowest cosine of an output against eager fp32's, held-out inputs
+    cosines: list[float] = field(default_factory=list)  # ... per output
+    top1_agreement: float | None = None  # classifiers: share of held-out images with eager fp32's top-1
+    drift_images: int = 0  # held-out images the drift figures are over
+    quantized_layers: int | None = None  # conv and linear layers that ran below fp32
+    total_layers: int | None = None  # conv and linear layers the runtime reports
+    layers_ran: str = ""  # "65 of 81 convolutions ran in int8 (16 in fp32)"
+    layer_precisions: list[dict] = field(default_factory=list)  # per layer: name, kind, precision ran
+    vs_fp32: float | None = None  # the same runtime's fp32 p50 over this one's (same model, batch, size)
+    weights: str = ""  # the --weights file loaded
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -129,8 +146,12 @@ def validate(config: BenchConfig) -> Target:
                          "is not one (its stages need not run in sequence): use --breakdown for per-stage times")
     if not config.copy and target.user_module is None:
         raise InputError("copy=False times the module you passed in; give an nn.Module, not a spec")
-    if config.runtime != "torch":
+    if config.runtime != "torch" or config.precision != "fp32":
         _check_deployed(config, target)
+    if config.weights is not None:
+        from netprobe.weights import check_weights
+
+        check_weights(target, config.weights)
     if config.mode == "train" and not any(p.requires_grad for p in target.meta_model().parameters()):
         raise InputError(f"{target.label} has no trainable parameters, so a train step has nothing to update; "
                          "use --mode infer")
@@ -140,15 +161,21 @@ def validate(config: BenchConfig) -> Target:
 
 def _check_deployed(config: BenchConfig, target: Target) -> None:
     """What a runtime other than eager torch cannot do, refused before any export."""
-    from netprobe.runtimes import check_runtimes, parse_runtimes
+    from netprobe.runtimes import check_precisions, check_runtimes, parse_precisions, parse_runtimes
 
     parse_runtimes(config.runtime)
-    check_runtimes([config.runtime], "cuda" if config.device == "cuda" else "cpu", [config.mode])
+    device = "cuda" if config.device == "cuda" else "cpu"
+    check_runtimes([config.runtime], device, [config.mode])
+    check_precisions(parse_precisions(config.precision), [config.runtime], device, [config.mode])
+    if config.calib is not None:
+        from netprobe.runtimes.calibration import check_calib
+
+        check_calib(config.calib, target.in_chans, target.input_size(config.imgsz))
     for flag, value in (("--compile", config.compile), ("--per-stage", config.per_stage),
                         ("--channels-last", config.channels_last), ("--amp", config.amp != "off")):
         if value:
-            raise InputError(f"{flag} applies to eager torch; --runtime {config.runtime} runs the fp32 export of the "
-                             "model as it is: leave it out, or use --runtime torch")
+            raise InputError(f"{flag} applies to eager torch; --runtime {config.runtime} runs the export of the model "
+                             "in its --precision: leave it out, or use --runtime torch")
     if config.keep_exports is not None:
         from netprobe.files import check_folder
 

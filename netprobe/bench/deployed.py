@@ -19,7 +19,10 @@ import torch
 from netprobe.bench.config import BenchConfig, BenchResult, fill_times
 from netprobe.counting import Count
 from netprobe.errors import one_line
-from netprobe.runtimes import Runtime, RuntimeStep, get_runtime, parity
+from netprobe.runtimes import REGISTRY, Runtime, RuntimeStep, get_runtime, parity
+from netprobe.runtimes.base import Exported
+from netprobe.runtimes.calibration import Calibration, calibration
+from netprobe.runtimes.drift import measure_drift
 from netprobe.target import Target, module_to_time
 from netprobe.tensors import tensors
 from netprobe.timing import measure_steps, release_memory, reset_peak
@@ -45,11 +48,15 @@ def measure_deployed(target: Target, config: BenchConfig, size: tuple[int, int],
         model.eval()
         result.params = sum(p.numel() for p in model.parameters())
         x = torch.randn(config.batch, target.in_chans, *size, device=config.device)
+        calib = calibration(config.calib, config.batch, target.in_chans, size)
         with torch.inference_mode():
             reference = list(tensors(model(x)))
+            held_out = [list(tensors(model(torch.from_numpy(b).to(config.device)))) for b in calib.held_out]
         say(f"exporting to {runtime.file_kind}")
         try:
-            session, step, baseline = _deploy(runtime, model, x, folder, _stem(result), config, result, reference)
+            session, step, baseline = _deploy(runtime, model, x, folder, _stem(result), config, result, reference,
+                                              calib)
+            _check_drift(runtime, session, calib, held_out, result)
         except DeployFailed as exc:
             result.status, result.error, result.failed_in = "error", str(exc), exc.stage
             return None
@@ -67,12 +74,15 @@ def measure_deployed(target: Target, config: BenchConfig, size: tuple[int, int],
 
 
 def _deploy(runtime: Runtime, model, x: torch.Tensor, folder: Path, stem: str, config: BenchConfig,
-            result: BenchResult, reference: list[torch.Tensor]) -> tuple[object, RuntimeStep, int | None]:
-    """Export, load (timed with the first run) and check the outputs; raises DeployFailed where it fails."""
+            result: BenchResult, reference: list[torch.Tensor], calib: Calibration
+            ) -> tuple[object, RuntimeStep, int | None]:
+    """Export, convert to the precision asked, load (timed with the first run) and check the outputs (fp32:
+    against eager torch's within tolerance); raises DeployFailed where it fails."""
     try:
         exported = runtime.export(model, x, folder, stem)
     except Exception as exc:
         raise DeployFailed("export", exc) from None
+    exported = _convert(runtime, exported, config.precision, calib, folder, result)
     result.exporter, result.export_s, result.file_mb = exported.how, exported.seconds, exported.size_mb
     release_memory(config.device)
     baseline = reset_peak(config.device)
@@ -87,6 +97,9 @@ def _deploy(runtime: Runtime, model, x: torch.Tensor, folder: Path, stem: str, c
     except Exception as exc:
         raise DeployFailed("run", exc) from None
     result.first_run_s = time.perf_counter() - t0  # loading (session creation, compilation) and the first run
+    _record_layers(runtime, session, exported, result)
+    if result.precision_ran != "fp32":  # lower precision moves the outputs by design: the drift figures judge it
+        return session, step, baseline
     check = parity(reference, outputs)
     result.max_abs_err, result.max_rel_err, result.parity_ok = check.max_abs, check.max_rel, check.ok
     if not check.ok:
@@ -94,13 +107,54 @@ def _deploy(runtime: Runtime, model, x: torch.Tensor, folder: Path, stem: str, c
     return session, step, baseline
 
 
+def _convert(runtime: Runtime, exported: Exported, precision: str, calib: Calibration, folder: Path,
+             result: BenchResult) -> Exported:
+    """The export in the precision asked (int8: quantized with the calibration); raises DeployFailed."""
+    if precision == "int8":
+        result.calibration = calib.source
+    try:
+        converted = runtime.convert(exported, precision, calib.batches, folder)
+    except Exception as exc:
+        raise DeployFailed("quantize" if precision == "int8" else f"convert to {precision}", exc) from None
+    result.quantize_s = converted.quantize_s if converted.quantize_s else None
+    return converted
+
+
+def _record_layers(runtime: Runtime, session: object, exported: Exported, result: BenchResult) -> None:
+    """The precision each conv and linear layer ran in, as the runtime reports it (proof of what ran)."""
+    ran = runtime.layers_ran(session, exported, result.threads)
+    if ran is None:
+        result.precision_ran = "fp32"
+        return
+    result.precision_ran, result.layers_ran = ran.precision_ran, ran.summary()
+    result.quantized_layers, result.total_layers = ran.quantized, len(ran.layers)
+    result.layer_precisions = ran.to_records()
+
+
+def _check_drift(runtime: Runtime, session: object, calib: Calibration, held_out: list[list[torch.Tensor]],
+                 result: BenchResult) -> None:
+    """The outputs on the held-out inputs against eager fp32's; beyond the threshold the row says drift."""
+    try:
+        runs = [runtime.run(session, runtime.prepare_input(torch.from_numpy(b))) for b in calib.held_out]
+        drift = measure_drift(held_out, runs)
+    except Exception as exc:
+        raise DeployFailed("run", exc) from None
+    result.cosines, result.top1_agreement, result.drift_images = drift.cosines, drift.top1_agreement, drift.images
+    result.cosine_min = drift.cosine_min
+    if result.max_abs_err is None:  # no parity check (below fp32): the largest error on held-out inputs
+        result.max_abs_err = drift.max_abs_err
+    if drift.drifted and result.status == "ok":
+        result.status, result.error = "drift", drift.note()
+
+
 def _explain(result: BenchResult, target: Target, runtime: Runtime, session: object, model, x: torch.Tensor,
              config: BenchConfig, dtype: torch.dtype, step_count, folder: Path) -> None:
     """Time by op kind and the roofline from the runtime's own profiler, where it has one netprobe reads."""
     from netprobe.runtimes.profile import profile_runtime
 
-    if not hasattr(runtime, "session_options"):
-        result.breakdown_note = f"no breakdown for {runtime.name}: netprobe reads the profiler of onnxruntime only"
+    if not REGISTRY[runtime.name].profiles:
+        readable = ", ".join(n for n, e in REGISTRY.items() if e.profiles and n != "torch")
+        result.breakdown_note = f"no breakdown for {runtime.name}: netprobe reads the profiler of {readable} only"
         return
     from netprobe.explain import explain_profiled
     from netprobe.summary import stage_function
@@ -116,7 +170,8 @@ def _explain(result: BenchResult, target: Target, runtime: Runtime, session: obj
 
 def _stem(result: BenchResult) -> str:
     """A file name for the export: the model, batch, size and runtime, in letters a file system takes."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", f"{result.spec}-b{result.batch}-{result.imgsz}-{result.runtime}")[-120:]
+    name = f"{result.spec}-b{result.batch}-{result.imgsz}-{result.runtime}-{result.precision}"
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)[-120:]
 
 
 def result_files(folder: Path, stem: str) -> list[Path]:

@@ -21,10 +21,12 @@ def busy_note(results: list[BenchResult]) -> str:
 
 
 def grid(specs: list, batches: list[int], sizes: list, modes: list[str], runtimes: list[str] = ("torch",),
-         **options) -> list[BenchConfig]:
-    """One configuration per (spec, imgsz, batch, mode, runtime), in that nesting order."""
-    return [BenchConfig(spec, batch=b, imgsz=s, mode=m, runtime=r, **options)
-            for spec in specs for s in sizes for b in batches for m in modes for r in runtimes]
+         precisions: list[str] = ("fp32",), **options) -> list[BenchConfig]:
+    """One configuration per (spec, imgsz, batch, mode, runtime, precision), in that nesting order; eager
+    torch, the reference, runs fp32 alone."""
+    return [BenchConfig(spec, batch=b, imgsz=s, mode=m, runtime=r, precision=p, **options)
+            for spec in specs for s in sizes for b in batches for m in modes for r in runtimes
+            for p in (("fp32",) if r == "torch" else precisions)]
 
 
 def run_grid(configs: list[BenchConfig], on_step: Callable[[], None] | None = None) -> Iterator[BenchResult]:
@@ -129,6 +131,10 @@ def relate_runtimes(results: list[BenchResult]) -> None:
     """Each result's speed against eager torch's for the same model, batch, size and mode (eager torch
     itself: 1.0), where both were measured."""
     eager = {(r.spec, r.batch, r.imgsz, r.mode): r.step_ms for r in results if r.runtime == "torch" and r.step_ms}
+    fp32 = {(r.spec, r.batch, r.imgsz, r.mode, r.runtime): r.step_ms for r in results
+            if r.precision == "fp32" and r.step_ms}
     for r in results:
         base = eager.get((r.spec, r.batch, r.imgsz, r.mode))
         r.vs_torch = base / r.step_ms if base and r.step_ms else None
+        base = fp32.get((r.spec, r.batch, r.imgsz, r.mode, r.runtime))
+        r.vs_fp32 = base / r.step_ms if base and r.step_ms and r.runtime != "torch" else None
