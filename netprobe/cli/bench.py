@@ -38,6 +38,7 @@ from netprobe.cli.plots import write_roofline
 from netprobe.cli.saving import DbOption, NoSaveOption, check_database, record_run
 from netprobe.errors import InputError, check_range
 from netprobe.render import Column, Format, Report, TableBlock, TextBlock, fmt_float, fmt_mb, fmt_pct, fmt_si, plural
+from netprobe.runtimes import precision_help, runtime_help
 
 
 def _bench_record(result) -> dict:
@@ -45,9 +46,13 @@ def _bench_record(result) -> dict:
     if result.step_p10_ms is not None:
         rec["spread"] = f"{result.step_p10_ms:.1f}–{result.step_p90_ms:.1f}"
         rec["steps"] = f"{result.warmup_steps}+{result.iters}" + ("!" if result.warmup_capped else "")
-    if result.status != "ok":
+    if result.status not in ("ok", "drift"):  # drift: said in full under the table
         rec["status"] = result.status.upper() if result.status == "oom" else f"{result.status}: {result.error}"
     rec["runtime_text"] = f"{result.runtime} {result.runtime_version}".strip()
+    rec["precision_text"] = result.precision + (f" → {result.precision_ran}" if result.precision_ran
+                                                 and result.precision_ran != result.precision else "")
+    if result.total_layers:
+        rec["layers_text"] = f"{result.quantized_layers}/{result.total_layers}"
     return rec
 
 
@@ -85,6 +90,12 @@ RUNTIME_COLUMNS = [
     Column("first_run_s", "First run s", fmt_float(2)), Column("peak_mem_mb", "Peak MB", fmt_mb),
     Column("max_abs_err", "Max abs err", lambda v: f"{float(v):.1e}"),
     Column("max_rel_err", "Max rel err", lambda v: f"{float(v):.1e}"),
+]
+PRECISION_COLUMNS = [  # where a row runs another precision than fp32
+    Column("precision_text", "Precision", justify="left", ident=True),
+    Column("vs_fp32", "vs fp32", lambda v: f"{float(v):.2f}×"), Column("quantize_s", "Quant s", fmt_float(1)),
+    Column("cosine_min", "Cos min", lambda v: f"{float(v):.4f}"),
+    Column("top1_agreement", "Top-1 agree", fmt_pct), Column("layers_text", "Low-prec layers"),
 ]
 SECTIONS = ("results", "stages", "breakdown", "roofline")
 
@@ -139,9 +150,13 @@ def bench(
     = None,
     out: Annotated[str | None, typer.Option(help="Also write the results to FILE (.json or .csv), atomically.")]
     = None,
-    runtime: Annotated[str | None, typer.Option(help="Where to run the model: torch (eager, default), torchscript, "
-                                                     "export, onnxruntime, openvino, or a comma list (one row each; "
-                                                     "inference).")] = None,
+    runtime: Annotated[str | None, typer.Option(help=runtime_help())] = None,
+    precision: Annotated[str | None, typer.Option(help=precision_help())] = None,
+    calib: Annotated[str | None, typer.Option(help="int8 calibration: a folder of images (resized to the input, "
+                                                   "ImageNet mean/std) or a .npy (N,C,H,W); default synthetic.")]
+    = None,
+    weights: Annotated[str | None, typer.Option(help="Load this state dict (or a checkpoint holding one) into "
+                                                     "every model first, strictly.")] = None,
     keep_exports: Annotated[str | None, typer.Option("--keep-exports", help="Keep the exported files in this "
                                                                             "folder.")] = None,
     build_timeout: BuildTimeoutOption = DEFAULT_BUILD_TIMEOUT_S,
@@ -150,7 +165,7 @@ def bench(
 ) -> None:
     """Time forward, backward and optimizer steps; memory, achieved TFLOP/s, OOM as a result."""
     from netprobe import bench as B
-    from netprobe.runtimes import check_runtimes
+    from netprobe.runtimes import check_precisions, check_runtimes, parse_precisions
     from netprobe.target import resolve
     from netprobe.timing import resolve_device
 
@@ -172,11 +187,16 @@ def bench(
     modes = ["train", "infer"] if mode is ModeChoice.both else [mode.value if mode else
                                                                  "infer" if deployed else "train"]
     check_runtimes(runtimes, dev, modes)
+    precisions = parse_precisions(precision)
+    check_precisions(precisions, runtimes, dev, modes)
+    if calib is not None and "int8" not in precisions:
+        raise InputError("--calib gives int8 quantization its ranges; add --precision int8 (with a --runtime)")
     if keep_exports is not None and not deployed:
         raise InputError("--keep-exports keeps the files a --runtime other than torch exports; add --runtime")
     targets = [resolve(s, in_chans, scale, modules) for s in specs or [DEFAULT_MODEL]]
     configs = B.grid(targets, int_list("--batch", batch, *B.LIMITS["batch"]),
-                     size_list("--imgsz", imgsz) or [None], modes, runtimes, keep_exports=keep_exports,
+                     size_list("--imgsz", imgsz) or [None], modes, runtimes, precisions, keep_exports=keep_exports,
+                     calib=calib, weights=weights,
                      device=dev, amp=amp.value,
                      channels_last=channels_last, compile=compile_model, optimizer=optimizer.value, warmup=warmup,
                      iters=iters, per_stage=per_stage, in_chans=in_chans, breakdown=breakdown,
@@ -280,7 +300,14 @@ def bench_report(results: list, info: dict, busy: str) -> Report:
                                if any(r.compiled for r in results) else [])
     if any(r.runtime != "torch" for r in results):
         columns, caption = RUNTIME_COLUMNS, runtime_caption(results, info)
+        if any(r.precision != "fp32" for r in results):
+            columns = columns[:4] + PRECISION_COLUMNS[:1] + columns[4:11] + PRECISION_COLUMNS[1:] + columns[11:]
     report = Report([TableBlock("results", columns, records, "netprobe bench", caption)])
+    ran = [f"{r.spec} b{r.batch} {r.runtime} {r.precision}: {r.layers_ran}"
+           + (f" ({r.calibration})" if r.calibration else "") + (f"; drift: {r.error}" if r.status == "drift" else "")
+           for r in results if r.layers_ran and r.runtime != "torch"]
+    if ran:
+        report.add(TextBlock("What ran, as each runtime reports it: " + "; ".join(ran) + "."))
     stage_recs = [{**s.__dict__, "config": f"{r.spec} b{r.batch} {r.imgsz}px {r.dtype} {r.mode}"}
                   for r in results for s in r.stages]
     if stage_recs:
@@ -300,13 +327,21 @@ def runtime_caption(results: list, info: dict) -> str:
     the outputs were checked and what the columns mean."""
     from netprobe.runtimes import PARITY_TOLERANCE
     from netprobe.runtimes.base import PARITY_FLOOR
+    from netprobe.runtimes.drift import DRIFT_COSINE
 
-    exporters = {r.runtime: r.exporter for r in results if r.exporter and r.runtime != "torch"}
+    exporters = {f"{r.runtime} {r.precision}": r.exporter for r in results if r.exporter and r.runtime != "torch"}
     mem = next((r.mem_kind for r in results if r.mem_kind), "")
-    return (f"{info['name']} · {plural(info['threads'], 'intra-op thread')} for every runtime · inference, fp32, "
+    weights = next((r.weights for r in results if r.weights), "")
+    return (f"{info['name']} · {plural(info['threads'], 'intra-op thread')} for every runtime · inference, "
             "same input, same warm-up rule (until steady) · "
+            + (f"weights: {weights} · " if weights else "weights: as initialised (untrained) · ")
             + " · ".join(f"{name}: {how}" for name, how in exporters.items())
             + f" · Max abs/rel err: each runtime's outputs against eager torch's (rel: of their largest magnitude); "
             f"beyond {PARITY_TOLERANCE:g} of the scale + {PARITY_FLOOR:g} the row says mismatch · vs torch: eager "
             f"torch's p50 over this one's · First run s: loading (session creation, compilation) and the first run "
-            f"· Peak MB: {mem} while loading and running (not exporting)")
+            f"· Peak MB: {mem} while loading and running (not exporting) · Precision: asked → what the runtime "
+            "reports its conv/linear layers ran in (auto: the runtime's own default) · Cos min: the lowest cosine of "
+            "an output against eager fp32's on held-out inputs the calibration did not see (Max abs err too, "
+            f"below fp32); under {DRIFT_COSINE:g} the row says drift · Top-1 agree: classifiers, same top-1 class "
+            "· Low-prec layers: conv/linear layers below fp32 / all · vs fp32: the same runtime's fp32 p50 over "
+            "this one's · Quant s: quantization (int8) or conversion, apart from Export s")

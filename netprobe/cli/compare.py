@@ -13,6 +13,7 @@ from netprobe.cli.plots import write_compare_plot, write_roofline
 from netprobe.cli.saving import DbOption, NoSaveOption, check_database, record_run
 from netprobe.errors import InputError, quote
 from netprobe.render import Column, Format, Report, TableBlock, TextBlock, fmt_float, fmt_mb, fmt_pct, fmt_si, plural
+from netprobe.runtimes import REGISTRY, check_precisions, parse_precisions, precision_help
 
 
 def _speed(value: object) -> str:
@@ -39,6 +40,7 @@ PAPER_COLUMNS = [
 ]
 RUNTIME_COMPARE_COLUMNS = [
     Column("label", "Variant", justify="left", ident=True), Column("runtime", "Runtime", justify="left", ident=True),
+    Column("precision_text", "Precision", justify="left", ident=True),
     Column("params", "Params", fmt_si), Column("macs_base", "MACs @base size", fmt_si),
     Column("macs", "MACs @run size", fmt_si), Column("status", "Status", justify="left", ident=True),
     Column("infer_imgs_per_s", "Infer imgs/s", fmt_float(2)), Column("spread", "min–max"),
@@ -50,6 +52,8 @@ TABLE2_COLUMNS = [Column("paper_v100", "Paper V100 imgs/s (16 GB)")]
 
 def _compare_record(row) -> dict:
     rec = row.to_dict()
+    rec["precision_text"] = row.precision + (f" → {row.precision_ran}" if row.precision_ran
+                                             and row.precision_ran != row.precision else "")
     if row.imgs_per_s_min is not None:
         rec["spread"] = f"{row.imgs_per_s_min:.2f}–{row.imgs_per_s_max:.2f}"
     if row.status == "oom":
@@ -102,8 +106,10 @@ def compare(
     bucket_mb: opt.BucketOption = 25,
     fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.table,
     runtime: Annotated[str | None, typer.Option(help="Compare inference in these runtimes instead of training: "
-                                                     "a comma list of torch, torchscript, export, onnxruntime, "
-                                                     "openvino (eager torch always, as the reference).")] = None,
+                                                     f"a comma list of {', '.join(REGISTRY)} (eager torch always, "
+                                                     "as the reference).")] = None,
+    precision: Annotated[str | None, typer.Option(help=precision_help())] = None,
+    calib: Annotated[str | None, typer.Option(help="int8 calibration (see bench --calib).")] = None,
     build_timeout: opt.BuildTimeoutOption = opt.DEFAULT_BUILD_TIMEOUT_S,
     db: DbOption = None,
     no_save: NoSaveOption = False,
@@ -139,9 +145,13 @@ def compare(
 
     base_size = resolve(base).imgsz or (224, 224)
     runtimes = tuple(opt.runtime_list(runtime)) if runtime is not None else ()
+    precisions = tuple(parse_precisions(precision))
+    if calib is not None and "int8" not in precisions:
+        raise InputError("--calib gives int8 quantization its ranges; add --precision int8 (with a --runtime)")
+    check_precisions(list(precisions), list(runtimes) or ["torch"], dev, ["infer" if runtimes else "train"])
     settings = C.default_settings(dev, base_size[0], one_batch, one_size, iters, rounds, max_warmup_s=max_warmup_s,
                                   amp=amp.value, channels_last=channels_last, breakdown=breakdown,
-                                  runtimes=runtimes)
+                                  runtimes=runtimes, precisions=precisions, calib=calib)
     if experiment == "fused-stages":
         variants = C.fused_stage_variants(base, fused_kernel, settings.batch, settings.imgsz)
     elif experiment == "batch-imgsz":
@@ -230,8 +240,8 @@ def compare_report(experiment: str, rows: list, settings_line: str, busy: str | 
     if any(r.mode == "infer" for r in rows):  # runtimes: inference, and the paper's train speeds do not apply
         columns = RUNTIME_COMPARE_COLUMNS + (PAPER_COLUMNS[:4] if has_table3 else [])
         caption = ("MACs = multiply-accumulates per image (the paper's 'FLOPs'). Infer imgs/s: median over rounds, "
-                   "fp32, the same input in every runtime. Speed vs first: against the first variant in the same "
-                   "runtime; vs torch: against the same variant in eager torch.")
+                   "the same input in every runtime. Speed vs first: against the first variant in the same "
+                   "runtime and precision; vs torch: against the same variant in eager torch.")
     losses = sorted({r.loss for r in rows if r.loss})
     if any(loss.startswith("surrogate") for loss in losses):
         caption += (f" Train loss: {'; '.join(losses)} (a stand-in: no label assignment or real detection loss is "
@@ -246,4 +256,5 @@ def compare_report(experiment: str, rows: list, settings_line: str, busy: str | 
     return Report([TextBlock(f"Settings: {settings_line}."),
                    TableBlock("rows", columns, records, f"netprobe compare {experiment}", caption),
                    *([TextBlock(busy, "yellow")] if busy else []),
-                   *explain_blocks([(r.label + (f" ({r.runtime})" if r.mode == "infer" else ""), r) for r in rows])])
+                   *explain_blocks([(r.label + (f" ({r.runtime} {r.precision})" if r.mode == "infer" else ""), r)
+                                     for r in rows])])

@@ -44,11 +44,13 @@ class OpenVino(Runtime):
         t0 = time.perf_counter()
         try:
             with quiet():
-                openvino.save_model(openvino.convert_model(str(onnx.files[0])), str(xml))
+                # fp32 weights: compressed to fp16 (save_model's default), the CPU ran most convs in f16 under the
+                # f32 hint, as its runtime model reported
+                openvino.save_model(openvino.convert_model(str(onnx.files[0])), str(xml), compress_to_fp16=False)
         finally:
             onnx.files[0].unlink()  # the IR is what OpenVINO loads (and a failed conversion leaves no half)
         return Exported([xml, weights], onnx.seconds + time.perf_counter() - t0,
-                        f"{EXPORTER}, then openvino.convert_model to IR")
+                        f"{EXPORTER}, then openvino.convert_model to IR (fp32 weights)")
 
     def precision_missing(self, precision: str, device: str) -> str | None:
         if precision not in CAPABILITY:
