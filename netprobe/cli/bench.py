@@ -272,7 +272,8 @@ def _report(output: Output, session, out: str | None, plot: str | None = None) -
         ok = write_roofline(output, [(_config_label(r), r) for r in results], plot, "netprobe bench --breakdown") and ok
     for r in results:
         if r.failed_in:  # a model the runtime cannot export, load or run: one line naming what it refused
-            say_error(f"{r.spec} b{r.batch} {r.imgsz}px, --runtime {r.runtime}: {r.error}")
+            precision = f" --precision {r.precision}" if r.precision != "fp32" else ""
+            say_error(f"{r.spec} b{r.batch} {r.imgsz}px, --runtime {r.runtime}{precision}: {r.error}")
             ok = False
     ok = record_run(output, data) and ok
     output.finish(ok)

@@ -138,8 +138,8 @@ def check_runtimes(names: list[str], device: str, modes: list[str]) -> None:
     for name in deployed:
         entry = REGISTRY[name]
         if device not in entry.devices:
-            raise InputError(f"--runtime {name} runs on {', '.join(entry.devices)} only, not {device}; use "
-                             f"--device {entry.devices[0]} for it")
+            raise InputError(f"--runtime {name} does not run on {device.upper()} devices (it runs on "
+                             f"{', '.join(d.upper() for d in entry.devices)}); use --device {entry.devices[0]} for it")
         runtime = get_runtime(name)
         missing = runtime.missing()
         if missing:
@@ -158,13 +158,13 @@ def check_precisions(precisions: list[str], runtimes: list[str], device: str, mo
     if precisions == ["fp32"]:
         return
     asked = ",".join(precisions)
-    if "train" in modes:
-        raise InputError(f"--precision {asked} deploys a model for inference; use --mode infer (or --amp to train "
-                         "eager torch in half precision)")
     deployed = [n for n in runtimes if n != REFERENCE]
     if not deployed:
         raise InputError(f"--precision {asked} needs a --runtime that converts the model (onnxruntime, openvino); "
                          "eager torch runs fp32 here (--amp for autocast)")
+    if "train" in modes:
+        raise InputError(f"--precision {asked} deploys a model for inference; use --mode infer (or --amp to train "
+                         "eager torch in half precision)")
     for name in deployed:
         entry = REGISTRY[name]
         for precision in precisions:

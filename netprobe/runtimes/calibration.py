@@ -47,10 +47,9 @@ def calibration(path: str | None, batch: int, in_chans: int, size: tuple[int, in
                            f"synthetic: {SYNTHETIC_IMAGES} images N(0, 1), {HELD_OUT_IMAGES} held out")
     images = _images(path, in_chans, size)
     held = max(1, len(images) // 4)
-    what = "images resized to " + "×".join(map(str, size)) + ", ImageNet mean/std" \
-        if Path(path).is_dir() else "array"
+    what = ("resized to " + "×".join(map(str, size)) + ", ImageNet mean/std") if Path(path).is_dir() else "(array)"
     return Calibration(_batches(images[:-held], batch), _batches(images[-held:], batch),
-                       f"{quote(path)}: {len(images) - held} {what}, {held} held out")
+                       f"{quote(path)}: {len(images) - held} images {what}, {held} held out")
 
 
 def _batches(images: np.ndarray, batch: int) -> list[np.ndarray]:
