@@ -164,3 +164,14 @@ def test_the_registry_makes_the_help():
         if entry.precisions["cpu"] != ("fp32",):
             assert f"{name} {','.join(entry.precisions['cpu'])}" in " ".join(result.stdout.split()).replace(
                 "│", "").replace("  ", " ") or name in result.stdout
+
+
+def test_compare_in_two_precisions():
+    result = run("compare", TINY, "--device", "cpu", "--batch", "2", "--imgsz", "32", "--rounds", "1", "--iters", "1",
+                 "--max-warmup-s", "1", "--runtime", "openvino", "--precision", "fp32,int8", "--format", "json",
+                 "--no-save")
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)["rows"]
+    assert [(r["runtime"], r["precision"], r["precision_ran"]) for r in rows] == [
+        ("torch", "fp32", "fp32"), ("openvino", "fp32", "fp32"), ("openvino", "int8", "int8")]
+    assert all(r["infer_imgs_per_s"] > 0 and r["speedup"] == 1.0 for r in rows)  # each first in its precision

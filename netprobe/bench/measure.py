@@ -68,6 +68,8 @@ def benchmark(config: BenchConfig | object, on_step: Callable[[], None] | None =
     result.loss = loss_name(classes) if train else ""
     result.runtime, result.threads = config.runtime, torch.get_num_threads()
     result.precision, result.weights = config.precision, config.weights or ""
+    if config.runtime == "torch":
+        result.precision_ran = result.dtype  # eager torch: fp32, or its autocast dtype
     step_count = _count_step(target, config, size, dtype, classes)
     result.fwd_macs = step_count.fwd_macs // config.batch if step_count and train else counted.macs
     result.bwd_macs = step_count.bwd_macs // config.batch if step_count and train else None

@@ -31,6 +31,11 @@ ONNX_KINDS = {
     **dict.fromkeys(("Mul", "Div"), "mul"), **dict.fromkeys(("Add", "Sub", "Sum"), "add"),
     **dict.fromkeys(("GlobalAveragePool", "AveragePool", "MaxPool", "GlobalMaxPool", "ReduceMean"), "pool"),
     **dict.fromkeys(("Resize", "Upsample"), "resize"), **dict.fromkeys(("Concat", "Pad"), "concat"),
+    # the quantized kernels of an int8 model
+    "ConvInteger": "conv", **dict.fromkeys(("QGemm", "QLinearMatMul", "MatMulInteger"), "linear"),
+    **dict.fromkeys(("QLinearSigmoid", "QLinearLeakyRelu", "QLinearSoftmax"), "act"), "QLinearMul": "mul",
+    "QLinearAdd": "add", **dict.fromkeys(("QLinearGlobalAveragePool", "QLinearAveragePool"), "pool"),
+    "QLinearConcat": "concat",
 }
 _WEIGHTED = (nn.modules.conv._ConvNd, nn.Linear)
 KERNEL = "_kernel_time"
