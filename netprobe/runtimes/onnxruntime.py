@@ -68,7 +68,7 @@ class OnnxRuntime(Runtime):
         return super().convert(exported, precision, calibration, folder)
 
     def layers_ran(self, session: object, exported: Exported, threads: int) -> LayersRan | None:
-        return LayersRan(optimized_layers(exported.files[0], threads, session.get_providers()[0]))
+        return LayersRan(optimized_layers(optimized_file(exported.files[0])))
 
     def session_options(self, threads: int, profile_prefix: str | None = None) -> object:
         import onnxruntime
@@ -86,8 +86,10 @@ class OnnxRuntime(Runtime):
     def load(self, exported: Exported, device: str, threads: int, profile_prefix: str | None = None) -> object:
         import onnxruntime
 
-        return onnxruntime.InferenceSession(str(exported.files[0]), self.session_options(threads, profile_prefix),
-                                            providers=[self.provider(device)])
+        options = self.session_options(threads, profile_prefix)
+        if not profile_prefix:  # the graph as optimised, written as the session is made: what ran (`layers_ran`)
+            options.optimized_model_filepath = str(optimized_file(exported.files[0]))
+        return onnxruntime.InferenceSession(str(exported.files[0]), options, providers=[self.provider(device)])
 
     def prepare_input(self, x: torch.Tensor) -> object:
         return x.detach().cpu().numpy()
@@ -142,18 +144,16 @@ def convert_fp16(exported: Exported) -> Exported:
                     quantize_s=time.perf_counter() - t0)
 
 
-def optimized_layers(onnx_file: Path, threads: int, provider: str) -> list[tuple[str, str, str]]:
-    """Each conv and linear node of the graph ONNX Runtime optimised (written with `optimized_model_filepath`,
-    the session's own optimisations at the same level) with the precision it computes in."""
-    import onnx
-    import onnxruntime
+def optimized_file(onnx_file: Path) -> Path:
+    return onnx_file.with_name(onnx_file.stem + ".optimized.onnx")
 
-    written = onnx_file.with_name(onnx_file.stem + ".optimized.onnx")
-    options = OnnxRuntime().session_options(threads)
-    options.optimized_model_filepath = str(written)
+
+def optimized_layers(written: Path) -> list[tuple[str, str, str]]:
+    """Each conv and linear node of the graph an InferenceSession optimised and wrote
+    (`optimized_model_filepath`, removed once read), with the precision it computes in."""
+    import onnx
+
     try:
-        with quiet():
-            onnxruntime.InferenceSession(str(onnx_file), options, providers=[provider])
         graph = onnx.load(str(written), load_external_data=False).graph
     finally:
         written.unlink(missing_ok=True)
