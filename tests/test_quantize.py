@@ -175,3 +175,13 @@ def test_compare_in_two_precisions():
     assert [(r["runtime"], r["precision"], r["precision_ran"]) for r in rows] == [
         ("torch", "fp32", "fp32"), ("openvino", "fp32", "fp32"), ("openvino", "int8", "int8")]
     assert all(r["infer_imgs_per_s"] > 0 and r["speedup"] == 1.0 for r in rows)  # each first in its precision
+
+
+def test_breakdown_of_an_int8_model_reads_its_quantized_kernels():
+    result = run(*BASE, "--runtime", "onnxruntime", "--precision", "int8", "--breakdown", "--format", "json")
+    assert result.exit_code == 0, result.output
+    int8 = json.loads(result.stdout)["results"][1]
+    assert (int8["runtime"], int8["precision_ran"]) == ("onnxruntime", "int8")
+    kinds = {rec["kind"] for rec in int8["breakdown"]}
+    # QLinearConv and QGemm kernels given back to the tiny CNN's convs and its classifier
+    assert {"dense_conv", "depthwise_conv", "pointwise_conv", "linear"} <= kinds, kinds
