@@ -154,8 +154,6 @@ def _check_drift(runtime: Runtime, session: object, calib: Calibration, held_out
 def _explain(result: BenchResult, target: Target, runtime: Runtime, session: object, model, x: torch.Tensor,
              config: BenchConfig, dtype: torch.dtype, step_count, folder: Path) -> None:
     """Time by op kind and the roofline from the runtime's own profiler, where it has one netprobe reads."""
-    from netprobe.runtimes.profile import profile_runtime
-
     if not REGISTRY[runtime.name].profiles:
         readable = ", ".join(n for n, e in REGISTRY.items() if e.profiles and n != "torch")
         result.breakdown_note = f"no breakdown for {runtime.name}: netprobe reads the profiler of {readable} only"
@@ -164,8 +162,8 @@ def _explain(result: BenchResult, target: Target, runtime: Runtime, session: obj
     from netprobe.summary import stage_function
 
     stage_of = stage_function(target, tuple(x.shape[2:]))
-    found = explain_profiled(model, profile_runtime(runtime, folder / f"{_stem(result)}.onnx", model, x,
-                                                    config.device, result.threads, folder),
+    found = explain_profiled(model, runtime.profile_ops(folder, _stem(result), result.precision, model, x,
+                                                        config.device, result.threads),
                              x, config.device, dtype, result.step_ms, result.peak_tflops, stage_of, count=step_count)
     result.breakdown = found.breakdown.to_records() or None
     result.roofline = found.roofline.to_dict() if found.roofline else None

@@ -37,7 +37,7 @@ REGISTRY: dict[str, RuntimeEntry] = {e.name: e for e in (
     RuntimeEntry("onnxruntime", "netprobe.runtimes.onnxruntime:OnnxRuntime", ("cpu", "cuda"),
                  {"cpu": ("auto", "fp32", "int8"), "cuda": ("auto", "fp32", "fp16", "int8")}, profiles=True),
     RuntimeEntry("openvino", "netprobe.runtimes.openvino:OpenVino", ("cpu",),
-                 {"cpu": ("auto", "fp32", "bf16", "fp16", "int8")}),
+                 {"cpu": ("auto", "fp32", "bf16", "fp16", "int8")}, profiles=True),
 )}
 REFERENCE = "torch"
 # Asked for by users, not here yet: why, in one line.

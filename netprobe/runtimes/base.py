@@ -85,6 +85,12 @@ class Runtime:
     def load(self, exported: Exported, device: str, threads: int) -> object:
         raise NotImplementedError
 
+    def profile_ops(self, folder: Path, stem: str, precision: str, model: nn.Module, x: torch.Tensor, device: str,
+                    threads: int) -> list:
+        """A few profiled runs of the export `stem` in `folder`: time per step by module and op kind (a list of
+        `breakdown.OpTime`). Runtimes whose registry entry says `profiles` implement it."""
+        raise NotImplementedError
+
     def layers_ran(self, session: object, exported: Exported, threads: int) -> LayersRan | None:
         """The precision each conv and linear layer ran in, as the runtime reports it; None if it does not."""
         return None

@@ -70,6 +70,12 @@ class OnnxRuntime(Runtime):
     def layers_ran(self, session: object, exported: Exported, threads: int) -> LayersRan | None:
         return LayersRan(optimized_layers(optimized_file(exported.files[0])))
 
+    def profile_ops(self, folder: Path, stem: str, precision: str, model: nn.Module, x: torch.Tensor, device: str,
+                    threads: int) -> list:
+        from netprobe.runtimes.profile import profile_runtime
+
+        return profile_runtime(self, folder / f"{stem}.onnx", model, x, device, threads, folder)
+
     def session_options(self, threads: int, profile_prefix: str | None = None) -> object:
         import onnxruntime
 

@@ -82,13 +82,20 @@ class OpenVino(Runtime):
         return Exported(exported.files, exported.seconds, f"{exported.how}; {INT8_SETTINGS}", precision="int8",
                         quantize_s=time.perf_counter() - t0)
 
-    def load(self, exported: Exported, device: str, threads: int) -> object:
+    def load(self, exported: Exported, device: str, threads: int, perf_count: bool = False) -> object:
         import openvino
 
-        config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"}
+        config = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "PERF_COUNT": perf_count}
         if exported.precision in HINTS:  # auto: OpenVINO's own choice
             config["INFERENCE_PRECISION_HINT"] = HINTS[exported.precision]
         return openvino.Core().compile_model(str(exported.files[0]), "CPU", config)
+
+    def profile_ops(self, folder: Path, stem: str, precision: str, model: nn.Module, x: torch.Tensor, device: str,
+                    threads: int) -> list:
+        from netprobe.runtimes.profile import openvino_times
+
+        exported = Exported([folder / f"{stem}.xml", folder / f"{stem}.bin"], 0.0, "", precision=precision)
+        return openvino_times(self.load(exported, device, threads, perf_count=True), self.prepare_input(x), model)
 
     def layers_ran(self, session: object, exported: Exported, threads: int) -> LayersRan | None:
         layers = []
