@@ -9,7 +9,7 @@ runtime's fp32 (median of the per-round ratios), the drift against eager fp32 on
 quantization seconds.
 
 With --tool, each precision's file is also timed by the runtime's own tool, interleaved with netprobe:
-OpenVINO's benchmark_app (latency hint, the same threads and inference precision), and for ONNX Runtime a
+OpenVINO's benchmark_app (one stream, sync API, the same threads and inference precision), and for ONNX Runtime a
 bare InferenceSession.run loop on the same session; the median ratio netprobe / tool is printed (goal:
 within 5%).
 
@@ -76,9 +76,12 @@ def tool_ms(runtime_name: str, row: dict, seconds: float) -> float:
     if runtime_name == "onnxruntime":
         session, inputs = row["session"], row["step"].inputs
         return bare_ms(lambda: session.run(None, {"input": inputs}), seconds)
-    out = subprocess.run(["benchmark_app", "-m", str(row["file"]), "-d", "CPU", "-hint", "latency", "-nthreads",
-                          str(torch.get_num_threads()), "-infer_precision", OV_HINT[row["precision"]],
-                          "-t", str(max(2, round(seconds)))], capture_output=True, text=True, check=True).stdout
+    # one stream, synchronous, netprobe's threads: what the latency hint gives netprobe's session (benchmark_app
+    # takes -nthreads only without a hint)
+    out = subprocess.run(["benchmark_app", "-m", str(row["file"]), "-d", "CPU", "-hint", "none", "-nstreams", "1",
+                          "-api", "sync", "-nthreads", str(torch.get_num_threads()), "-infer_precision",
+                          OV_HINT[row["precision"]], "-t", str(max(2, round(seconds)))],
+                         capture_output=True, text=True, check=True).stdout
     return float(re.search(r"Median:\s+([\d.]+) ms", out).group(1))
 
 
