@@ -284,7 +284,7 @@ def _update(row: CompareRow, results: list[BenchResult]) -> None:
     ok = [r for r in results if r.status in ("ok", "drift")]  # drift: timed, its outputs moved (said in status)
     last = results[-1]
     if last.status == "drift":
-        row.status = f"drift: {last.error}"
+        row.status = f"drift: lowest cosine {last.cosine_min:.3f} (top-1 agreement {last.top1_agreement or 0:.0%})"
     if last.breakdown or last.breakdown_note:
         row.breakdown, row.roofline, row.breakdown_note = last.breakdown, last.roofline, last.breakdown_note
     if last.status != "ok" and not ok:
