@@ -44,6 +44,8 @@ class Settings:
     max_warmup_s: float = defaults.MAX_WARMUP_S  # the ceiling of each measurement's warm-up
     runtimes: tuple[str, ...] = ()  # empty: train steps in eager torch; else inference in each runtime (torch first)
     tf32: str | None = None  # on | off (CUDA); None: PyTorch's settings
+    precisions: tuple[str, ...] = ("fp32",)  # with runtimes: each runtime other than torch in each of these
+    calib: str | None = None  # int8's calibration (see netprobe.runtimes.calibration); None: synthetic
 
     def __post_init__(self) -> None:
         self.imgsz = as_size(self.imgsz)  # N, "HxW" or (H, W) given in Python: parsed once, here
@@ -60,17 +62,19 @@ class Variant:
     def __post_init__(self) -> None:
         self.imgsz = as_size(self.imgsz)
 
-    def config(self, settings: Settings, runtime: str | None = None) -> BenchConfig:
+    def config(self, settings: Settings, runtime: str | None = None, precision: str = "fp32") -> BenchConfig:
         """The measurement of this variant under `settings`: its train step, or with runtimes its inference
-        in `runtime`."""
+        in `runtime` at `precision`."""
         mode = "infer" if settings.runtimes else "train"
         return BenchConfig(self.spec, settings.device, self.batch, self.imgsz, mode, settings.amp,
                            settings.channels_last, warmup=settings.warmup, iters=settings.iters,
-                           max_warmup_s=settings.max_warmup_s, runtime=runtime or "torch", tf32=settings.tf32)
+                           max_warmup_s=settings.max_warmup_s, runtime=runtime or "torch", tf32=settings.tf32,
+                           precision=precision, calib=settings.calib)
 
     def configs(self, settings: Settings) -> list[BenchConfig]:
-        """One measurement per runtime (the train step alone without runtimes)."""
-        return [self.config(settings, r) for r in settings.runtimes or (None,)]
+        """One measurement per runtime and precision (eager torch: fp32; the train step alone without runtimes)."""
+        return [self.config(settings, r, p) for r in settings.runtimes or (None,)
+                for p in (settings.precisions if r not in (None, "torch") else ("fp32",))]
 
 
 @dataclass
@@ -88,6 +92,8 @@ class CompareRow:
     status: str = "ok"
     train_imgs_per_s: float | None = None  # without runtimes: train steps per second x batch
     runtime: str = "torch"
+    precision: str = "fp32"  # with runtimes: asked of the runtime
+    precision_ran: str = ""  # ... and what it reports its layers ran in
     mode: str = "train"
     infer_imgs_per_s: float | None = None  # with runtimes: inference in `runtime`
     vs_torch: float | None = None  # with runtimes: this variant's speed here over its speed in eager torch
@@ -240,8 +246,9 @@ class Comparison:
                 + (f"tf32 {s.tf32}, " if s.tf32 else "") +
                 f"{plural(s.rounds, 'round')} × {plural(s.iters, 'iter')} (+{s.warmup} warm-up, until steady), "
                 "variants interleaved" + ("; the last round also profiled (--breakdown)" if s.breakdown else "")
-                + (f"; inference (fp32) in {', '.join(s.runtimes)}, each runtime's outputs checked against eager "
-                   "torch's" if s.runtimes else ""))
+                + (f"; inference in {', '.join(s.runtimes)} ({', '.join(s.precisions)}; eager torch fp32), each "
+                   "runtime's outputs checked against eager torch's" if s.runtimes else "")
+                + (f"; int8 calibration {s.calib or 'synthetic'}" if "int8" in s.precisions and s.runtimes else ""))
 
     @property
     def note(self) -> str:
@@ -265,13 +272,15 @@ class Comparison:
         """
         jobs = [(v, config) for v in self.variants for config in v.configs(self.settings)]
         counted = {id(v): count_variant(v) for v in self.variants}
-        self.rows = [replace(counted[id(v)], runtime=c.runtime, mode=c.mode) for v, c in jobs]
+        self.rows = [replace(counted[id(v)], runtime=c.runtime, precision=c.precision,
+                             mode=c.mode) for v, c in jobs]
         results: list[list[BenchResult]] = [[] for _ in jobs]
         rounds = self.settings.rounds
         for r in range(rounds):
             for i, (v, config) in enumerate(jobs):
                 if on_measure:
-                    on_measure(v.label + (f" ({config.runtime})" if self.settings.runtimes else ""), r)
+                    on_measure(v.label + (f" ({config.runtime} {config.precision})" if self.settings.runtimes else ""),
+                               r)
                 if self.rows[i].status == "oom":
                     continue  # it will not fit in a later round either
                 last = self.settings.breakdown and r == rounds - 1  # profiled steps add to the last round only
@@ -292,8 +301,10 @@ def run(variants: list[Variant], settings: Settings, on_measure: Callable[[str, 
 
 
 def update_row(row: CompareRow, results: list[BenchResult]) -> None:
-    ok = [r for r in results if r.status == "ok"]
+    ok = [r for r in results if r.status in ("ok", "drift")]  # drift: timed, its outputs moved (said in status)
     last = results[-1]
+    if last.status == "drift":
+        row.status = f"drift: lowest cosine {last.cosine_min:.3f} (top-1 agreement {last.top1_agreement or 0:.0%})"
     if last.breakdown or last.breakdown_note:
         row.breakdown, row.roofline, row.breakdown_note = last.breakdown, last.roofline, last.breakdown_note
     row.failed_in = next((r.failed_in for r in results if r.failed_in), "")
@@ -301,6 +312,7 @@ def update_row(row: CompareRow, results: list[BenchResult]) -> None:
         row.status = last.status if last.status == "oom" else f"{last.status}: {last.error}"
         row.peak_mem_mb = last.peak_mem_mb
         return
+    row.precision_ran = ok[-1].precision_ran if ok else ""
     row.measurements = [r.imgs_per_s for r in ok]
     row.rounds = len(ok)
     setattr(row, f"{row.mode}_imgs_per_s", statistics.median(row.measurements))
@@ -377,15 +389,15 @@ def relate_rows(rows: list[CompareRow]) -> None:
     """Speed relative to the first variant in the same runtime, and to the same variant in eager torch;
     deviation from the paper's figures where it has them."""
     speed = {id(row): row.train_imgs_per_s if row.mode == "train" else row.infer_imgs_per_s for row in rows}
-    first: dict[str, CompareRow] = {}
+    first: dict[tuple[str, str], CompareRow] = {}
     for row in rows:
-        first.setdefault(row.runtime, row)
+        first.setdefault((row.runtime, row.precision), row)
     eager = {row.label: row for row in rows if row.runtime == "torch"}
     paper_ref = (rows[0].paper or {}).get("v100_imgs_per_s")
     for row in rows:
-        ref, mine = speed[id(first[row.runtime])], speed[id(row)]
+        ref, mine = speed[id(first[(row.runtime, row.precision)])], speed[id(row)]
         row.speedup = mine / ref if ref and mine else None
-        row.speedup_ci90 = _ratio_bounds(first[row.runtime], row) if row.speedup else None
+        row.speedup_ci90 = _ratio_bounds(first[(row.runtime, row.precision)], row) if row.speedup else None
         if row.mode == "infer":
             torch_row = eager.get(row.label)
             row.vs_torch = mine / speed[id(torch_row)] if torch_row and speed[id(torch_row)] and mine else None

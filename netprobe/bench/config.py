@@ -49,6 +49,10 @@ class BenchConfig:
     keep_exports: str | None = None  # a folder to keep the exported files in (default: a temporary one)
     tf32: str | None = None  # on | off: TF32 for cuDNN and cuBLAS alike (CUDA); None: PyTorch's settings as they are
 
+    precision: str = "fp32"  # what the runtime runs: auto (its own default) | fp32 | fp16 | bf16 | int8
+    calib: str | None = None  # int8's calibration: a folder of images or a .npy array; None: synthetic
+    weights: str | None = None  # a state dict (or a checkpoint holding one) loaded into the model first
+
     def __post_init__(self) -> None:
         object.__setattr__(self, "imgsz", as_size(self.imgsz))  # the one parse of a size given in Python
 
@@ -119,6 +123,20 @@ class BenchResult:
     roof_suspect: bool = False  # the roof stayed below the rate this run achieved: measured during a stall
     peak_reserved_mb: float | None = None  # CUDA: the caching allocator's peak reserved memory, MB
     compile_note: str = ""  # --compile: how many graphs were compiled, or that it ran eager
+    precision: str = "fp32"  # asked of the runtime (auto: its own default)
+    precision_ran: str = ""  # what the runtime reports its conv and linear layers ran in, most first ("int8+fp32")
+    quantize_s: float | None = None  # converting the export to the precision (int8: with its calibration)
+    calibration: str = ""  # int8: where the calibration came from, in words
+    cosine_min: float | None = None  # lowest cosine of an output against eager fp32's, held-out inputs
+    cosines: list[float] = field(default_factory=list)  # ... per output
+    top1_agreement: float | None = None  # classifiers: share of held-out images with eager fp32's top-1
+    drift_images: int = 0  # held-out images the drift figures are over
+    quantized_layers: int | None = None  # conv and linear layers that ran below fp32
+    total_layers: int | None = None  # conv and linear layers the runtime reports
+    layers_ran: str = ""  # "65 of 81 convolutions ran in int8 (16 in fp32)"
+    layer_precisions: list[dict] = field(default_factory=list)  # per layer: name, kind, precision ran
+    vs_fp32: float | None = None  # the same runtime's fp32 p50 over this one's (same model, batch, size)
+    weights: str = ""  # the --weights file loaded
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -158,8 +176,12 @@ def validate(config: BenchConfig) -> Target:
                          "is not one (its stages need not run in sequence): use --breakdown for per-stage times")
     if not config.copy and target.user_module is None:
         raise InputError("copy=False times the module you passed in; give an nn.Module, not a spec")
-    if config.runtime != "torch":
+    if config.runtime != "torch" or config.precision != "fp32":
         _check_deployed(config, target)
+    if config.weights is not None:
+        from netprobe.weights import check_weights
+
+        check_weights(target, config.weights)
     if config.mode == "train" and not any(p.requires_grad for p in target.meta_model().parameters()):
         raise InputError(f"{target.label} has no trainable parameters, so a train step has nothing to update; "
                          "use --mode infer")
@@ -177,23 +199,30 @@ def planned_result(config: BenchConfig) -> BenchResult:
 
 def _check_deployed(config: BenchConfig, target: Target) -> None:
     """What a runtime other than eager torch cannot do, refused before any export."""
-    from netprobe.runtimes import check_runtimes, parse_runtimes
+    from netprobe.runtimes import check_precisions, check_runtimes, parse_precisions, parse_runtimes
 
     parse_runtimes(config.runtime)
-    check_runtimes([config.runtime], "cuda" if config.device == "cuda" else "cpu", [config.mode])
+    device = "cuda" if config.device == "cuda" else "cpu"
+    check_runtimes([config.runtime], device, [config.mode])
+    check_precisions(parse_precisions(config.precision), [config.runtime], device, [config.mode])
+    if config.calib is not None:
+        from netprobe.runtimes.calibration import check_calib
+
+        check_calib(config.calib, target.in_chans, target.input_size(config.imgsz))
     for flag, value in (("--compile", config.compile), ("--per-stage", config.per_stage),
                         ("--channels-last", config.channels_last), ("--amp", config.amp != "off"),
                         ("--tf32", config.tf32 is not None)):
         if value:
-            raise InputError(f"{flag} applies to eager torch; --runtime {config.runtime} runs the fp32 export of the "
-                             "model as it is: leave it out, or use --runtime torch")
+            raise InputError(f"{flag} applies to eager torch; --runtime {config.runtime} runs the export of the model "
+                             "in its --precision: leave it out, or use --runtime torch")
     if config.keep_exports is not None:
         from netprobe.bench.deployed import export_stem, result_files
         from netprobe.files import make_folder
         from netprobe.target import size_text
 
         folder = make_folder(config.keep_exports, "--keep-exports")  # created as mkdir -p would
-        stem = export_stem(target.label, config.batch, size_text(target.input_size(config.imgsz)), config.runtime)
+        stem = export_stem(target.label, config.batch, size_text(target.input_size(config.imgsz)), config.runtime,
+                           config.precision)
         taken = result_files(folder, stem) if config.runtime != "torch" else []
         if taken:  # refused rather than overwritten: it may be the only copy of an earlier run's export
             raise InputError(f"--keep-exports {quote(config.keep_exports)} already holds {quote(taken[0].name)}, "

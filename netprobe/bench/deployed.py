@@ -19,9 +19,13 @@ import torch
 
 from netprobe.bench.config import BenchConfig, BenchResult, Measurement, fill_times
 from netprobe.errors import one_line
-from netprobe.runtimes import Runtime, RuntimeStep, get_runtime, parity
+from netprobe.runtimes import REGISTRY, Runtime, RuntimeStep, get_runtime, parity
+from netprobe.runtimes.base import Exported
+from netprobe.runtimes.calibration import Calibration, calibration
+from netprobe.runtimes.drift import measure_drift
 from netprobe.runtimes.parity import parity_input, unit_scale_copy
 from netprobe.target import Target, module_to_time
+from netprobe.tensors import tensors
 from netprobe.timing import measure_steps, release_memory, reset_peak, synchronize, tf32_mode
 
 
@@ -44,11 +48,15 @@ def measure_deployed(m: Measurement) -> int | None:
         model.eval()
         result.params = sum(p.numel() for p in model.parameters())
         x = torch.randn(config.batch, target.in_chans, *size, device=config.device)
+        calib = calibration(config.calib, config.batch, target.in_chans, size)
         with torch.inference_mode(), tf32_mode(False):  # the reference in full fp32: TF32 convs miss 1e-3
             reference = model(x)
+            held_out = [list(tensors(model(torch.from_numpy(b).to(config.device)))) for b in calib.held_out]
         say(f"exporting to {runtime.file_kind}")
         try:
-            session, step, baseline = _deploy(runtime, model, x, folder, _stem(result), config, result, reference)
+            session, step, baseline = _deploy(runtime, model, x, folder, _stem(result), config, result, reference,
+                                              calib)
+            _check_drift(runtime, session, calib, held_out, result)
         except DeployFailed as exc:
             result.status, result.error, result.failed_in = "error", str(exc), exc.stage
             return None
@@ -66,12 +74,14 @@ def measure_deployed(m: Measurement) -> int | None:
 
 
 def _deploy(runtime: Runtime, model, x: torch.Tensor, folder: Path, stem: str, config: BenchConfig,
-            result: BenchResult, reference: list[torch.Tensor]) -> tuple[object, RuntimeStep, int | None]:
-    """Check the outputs on a unit-scale copy, then export, load (timed with the first run) and check the
-    model itself; raises DeployFailed naming the stage where it fails."""
-    check = _unit_scale_parity(runtime, model, x, stem, config, result.threads)
+            result: BenchResult, reference: object, calib: Calibration) -> tuple[object, RuntimeStep, int | None]:
+    """Check the fp32 export on a unit-scale copy, then export, convert to the precision asked, load (timed
+    with the first run) and check the model itself (fp32: against eager torch's within tolerance; another
+    precision: the drift figures judge it); raises DeployFailed naming the stage where it fails."""
+    check = _unit_scale_parity(runtime, model, x, stem, config, result.threads) if config.precision == "fp32" else None
     release_memory(config.device)
     exported = _stage("export", runtime.export, model, x, folder, stem)
+    exported = _convert(runtime, exported, config.precision, calib, folder, result)
     result.exporter, result.export_s, result.file_mb = exported.how, exported.seconds, exported.size_mb
     release_memory(config.device)
     baseline = reset_peak(config.device)
@@ -81,6 +91,9 @@ def _deploy(runtime: Runtime, model, x: torch.Tensor, folder: Path, stem: str, c
     outputs = _stage("run", runtime.run, session, step.inputs)  # the first run: lazy allocations, kernel choices
     synchronize(config.device)  # the first run's kernels finished: CUDA runs return before they do
     result.first_run_s = time.perf_counter() - t0  # loading (session creation, compilation) and the first run
+    _record_layers(runtime, session, exported, result)
+    if check is None or exported.precision != "fp32":  # another precision moves the outputs by design: drift judges
+        return session, step, baseline
     own = _stage("parity", parity, reference, outputs, OWN_TOLERANCE)
     result.max_abs_err, result.max_rel_err = check.max_abs, check.max_rel
     result.parity_ok = check.ok and own.ok
@@ -89,6 +102,50 @@ def _deploy(runtime: Runtime, model, x: torch.Tensor, folder: Path, stem: str, c
         result.error = (f"on the unit-scale copy, {check.note}" if not check.ok else
                         f"with the model's own weights, {own.note}")
     return session, step, baseline
+
+
+def _convert(runtime: Runtime, exported: Exported, precision: str, calib: Calibration, folder: Path,
+             result: BenchResult) -> Exported:
+    """The export in the precision asked (int8: quantized with the calibration); raises DeployFailed."""
+    if precision == "int8":
+        result.calibration = calib.source
+    try:
+        converted = runtime.convert(exported, precision, calib.batches, folder)
+    except Exception as exc:
+        raise DeployFailed("quantize" if precision == "int8" else f"convert to {precision}", exc) from None
+    result.quantize_s = converted.quantize_s if converted.quantize_s else None
+    return converted
+
+
+def _record_layers(runtime: Runtime, session: object, exported: Exported, result: BenchResult) -> None:
+    """The precision each conv and linear layer ran in, as the runtime reports it (proof of what ran)."""
+    try:
+        ran = runtime.layers_ran(session, exported, result.threads)
+    except Exception as exc:  # the proof is missing, the measurement stands
+        result.layers_ran = f"not read ({one_line(exc)})"
+        return
+    if ran is None:
+        result.precision_ran = "fp32"
+        return
+    result.precision_ran, result.layers_ran = ran.precision_ran, ran.summary()
+    result.quantized_layers, result.total_layers = ran.quantized, len(ran.layers)
+    result.layer_precisions = ran.to_records()
+
+
+def _check_drift(runtime: Runtime, session: object, calib: Calibration, held_out: list[list[torch.Tensor]],
+                 result: BenchResult) -> None:
+    """The outputs on the held-out inputs against eager fp32's; beyond the threshold the row says drift."""
+    try:
+        runs = [runtime.run(session, runtime.prepare_input(torch.from_numpy(b))) for b in calib.held_out]
+        drift = measure_drift(held_out, runs)
+    except Exception as exc:
+        raise DeployFailed("run", exc) from None
+    result.cosines, result.top1_agreement, result.drift_images = drift.cosines, drift.top1_agreement, drift.images
+    result.cosine_min = drift.cosine_min
+    if result.max_abs_err is None:  # no parity check (below fp32): the largest error on held-out inputs
+        result.max_abs_err = drift.max_abs_err
+    if drift.drifted and result.status == "ok":
+        result.status, result.error = "drift", drift.note()
 
 
 OWN_TOLERANCE = 1e-2  # the model's own outputs: its scale may be 1e-14 (rounding dominates), yet zeros must fail
@@ -120,10 +177,9 @@ def _stage(stage: str, job: Callable, *args):
 def _explain(result: BenchResult, target: Target, runtime: Runtime, session: object, model, x: torch.Tensor,
              config: BenchConfig, dtype: torch.dtype, step_count, folder: Path) -> None:
     """Time by op kind and the roofline from the runtime's own profiler, where it has one netprobe reads."""
-    from netprobe.runtimes.profile import profile_runtime
-
-    if not hasattr(runtime, "session_options"):
-        result.breakdown_note = f"no breakdown for {runtime.name}: netprobe reads the profiler of onnxruntime only"
+    if not REGISTRY[runtime.name].profiles:
+        readable = ", ".join(n for n, e in REGISTRY.items() if e.profiles and n != "torch")
+        result.breakdown_note = f"no breakdown for {runtime.name}: netprobe reads the profiler of {readable} only"
         return
     if config.device == "cuda":
         result.breakdown_note = (f"no breakdown for {runtime.name} on CUDA: its profiler times each node's launch on "
@@ -133,8 +189,8 @@ def _explain(result: BenchResult, target: Target, runtime: Runtime, session: obj
     from netprobe.summary import stage_function
 
     stage_of = stage_function(target, tuple(x.shape[2:]))
-    found = explain_profiled(model, profile_runtime(runtime, folder / f"{_stem(result)}.onnx", model, x,
-                                                    config.device, result.threads, folder),
+    found = explain_profiled(model, runtime.profile_ops(folder, _stem(result), result.precision, model, x,
+                                                        config.device, result.threads),
                              x, config.device, dtype, result.step_ms, result.peak_tflops, stage_of, count=step_count)
     result.breakdown = found.breakdown.to_records() or None
     result.roofline = found.roofline.to_dict() if found.roofline else None
@@ -142,12 +198,12 @@ def _explain(result: BenchResult, target: Target, runtime: Runtime, session: obj
 
 
 def _stem(result: BenchResult) -> str:
-    return export_stem(result.spec, result.batch, result.imgsz, result.runtime)
+    return export_stem(result.spec, result.batch, result.imgsz, result.runtime, result.precision)
 
 
-def export_stem(label: str, batch: int, imgsz: int | str, runtime: str) -> str:
-    """A file name for the export: the model, batch, size and runtime, in letters a file system takes."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", f"{label}-b{batch}-{imgsz}-{runtime}")[-120:]
+def export_stem(label: str, batch: int, imgsz: int | str, runtime: str, precision: str = "fp32") -> str:
+    """A file name for the export: the model, batch, size, runtime and precision, in letters a file system takes."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", f"{label}-b{batch}-{imgsz}-{runtime}-{precision}")[-120:]
 
 
 def result_files(folder: Path, stem: str) -> list[Path]:

@@ -54,6 +54,10 @@ def benchmark(config: BenchConfig | object, on_step: Callable[[], None] | None =
     elif options:
         config = replace(config, **options)
     target = validate(config)
+    if config.weights is not None:
+        from netprobe.weights import with_weights
+
+        target = with_weights(target, config.weights)
     device = resolve_device(config.device)
     config = replace(config, device=device)
     size = target.input_size(config.imgsz)
@@ -70,6 +74,10 @@ def benchmark(config: BenchConfig | object, on_step: Callable[[], None] | None =
     result.macs_per_img, result.channels_last, result.compiled = counted.macs, config.channels_last, config.compile
     result.optimizer, result.iters = (config.optimizer if train else ""), config.iters
     result.loss = loss_name(classes) if train else ""
+    result.runtime, result.threads = config.runtime, torch.get_num_threads()
+    result.precision, result.weights = config.precision, config.weights or ""
+    if config.runtime == "torch":
+        result.precision_ran = result.dtype  # eager torch: fp32, or its autocast dtype
     step_count = _count_step(countable, target, config, size, dtype, classes)
     result.fwd_macs = step_count.fwd_macs // config.batch if step_count and train else counted.macs
     result.bwd_macs = step_count.bwd_macs // config.batch if step_count and train else None

@@ -23,10 +23,12 @@ def busy_note(results: list[BenchResult]) -> str:
 
 
 def grid(specs: list, batches: list[int], sizes: list, modes: list[str], runtimes: list[str] = ("torch",),
-         **options) -> list[BenchConfig]:
-    """One configuration per (spec, imgsz, batch, mode, runtime), in that nesting order."""
-    return [BenchConfig(spec, batch=b, imgsz=s, mode=m, runtime=r, **options)
-            for spec in specs for s in sizes for b in batches for m in modes for r in runtimes]
+         precisions: list[str] = ("fp32",), **options) -> list[BenchConfig]:
+    """One configuration per (spec, imgsz, batch, mode, runtime, precision), in that nesting order; eager
+    torch, the reference, runs fp32 alone."""
+    return [BenchConfig(spec, batch=b, imgsz=s, mode=m, runtime=r, precision=p, **options)
+            for spec in specs for s in sizes for b in batches for m in modes for r in runtimes
+            for p in (("fp32",) if r == "torch" else precisions)]
 
 
 def cpu_friendly(configs: list[BenchConfig]) -> tuple[list[BenchConfig], list]:
@@ -170,3 +172,8 @@ def relate_runtimes(results: list[BenchResult]) -> None:
         if base and r.step_ms and r is not base and r.vs_torch_ci90 is None:  # eager torch itself: exactly 1
             ratio = speed_ratio(base.step_times_ms, r.step_times_ms)
             r.vs_torch_ci90 = ratio.bounds() if ratio else None
+    fp32 = {(r.spec, r.batch, r.imgsz, r.mode, r.runtime): r.step_ms for r in results
+            if r.precision == "fp32" and r.step_ms}
+    for r in results:
+        base = fp32.get((r.spec, r.batch, r.imgsz, r.mode, r.runtime))
+        r.vs_fp32 = base / r.step_ms if base and r.step_ms and r.runtime != "torch" else None

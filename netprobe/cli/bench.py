@@ -37,7 +37,7 @@ def _bench_record(result) -> dict:
     if result.step_p10_ms is not None:
         rec["spread"] = f"{result.step_p10_ms:.1f}–{result.step_p90_ms:.1f}"
         rec["steps"] = f"{result.warmup_steps}+{result.iters}" + ("!" if result.warmup_capped else "")
-    if result.status != "ok":
+    if result.status not in ("ok", "drift"):  # drift: said in full under the table
         rec["status"] = result.status.upper() if result.status == "oom" else f"{result.status}: {result.error}"
     rec["runtime_text"] = f"{result.runtime} {result.runtime_version}".strip()
     if result.imgs_per_s is not None:
@@ -47,6 +47,10 @@ def _bench_record(result) -> dict:
     from netprobe.render import of_peak_cell
 
     rec["peak_fraction"] = of_peak_cell(result.peak_fraction, result.roof_suspect)
+    rec["precision_text"] = result.precision + (f" → {result.precision_ran}" if result.precision_ran
+                                                 and result.precision_ran != result.precision else "")
+    if result.total_layers:
+        rec["layers_text"] = f"{result.quantized_layers}/{result.total_layers}"
     return rec
 
 
@@ -73,7 +77,8 @@ BENCH_RESULT_CSV = [Column(k, k) for k in (
     "roof_dtype", "roof_suspect", "peak_fraction", "compile_s", "compile_note", "macs_per_img", "params",
     "channels_last", "compiled", "optimizer", "iters", "warmup_steps",
     "steady", "loss", "error", "runtime", "runtime_version", "provider", "threads", "export_s", "first_run_s",
-    "file_mb", "max_abs_err", "max_rel_err", "parity_ok", "vs_torch")]
+    "file_mb", "max_abs_err", "max_rel_err", "parity_ok", "vs_torch", "precision", "precision_ran", "quantize_s",
+    "cosine_min", "top1_agreement", "quantized_layers", "total_layers", "vs_fp32", "calibration")]
 RUNTIME_COLUMNS = [
     Column("spec", "Spec", justify="left", ident=True), Column("batch", "Batch", ident=True),
     Column("imgsz", "Size", ident=True), Column("runtime_text", "Runtime", justify="left", ident=True),
@@ -85,6 +90,12 @@ RUNTIME_COLUMNS = [
     Column("first_run_s", "First run s", fmt_float(2)), Column("peak_mem_mb", "Peak MB", fmt_mb),
     Column("max_abs_err", "Max abs err", lambda v: f"{float(v):.1e}"),
     Column("max_rel_err", "Max rel err", lambda v: f"{float(v):.1e}"),
+]
+PRECISION_COLUMNS = [  # where a row runs another precision than fp32
+    Column("precision_text", "Precision", justify="left", ident=True),
+    Column("vs_fp32", "vs fp32", lambda v: f"{float(v):.2f}×"), Column("quantize_s", "Quant s", fmt_float(1)),
+    Column("cosine_min", "Cos min", lambda v: f"{float(v):.4f}"),
+    Column("top1_agreement", "Top-1 agree", fmt_pct), Column("layers_text", "Low-prec layers"),
 ]
 SECTIONS = ("results", "stages", "breakdown", "roofline")
 
@@ -216,16 +227,18 @@ def _configs(specs: list[str] | None, model: ModelOptions, measure: MeasureOptio
     modes = ["train", "infer"] if mode is ModeChoice.both else [mode.value if mode else
                                                                  "infer" if measure.deployed else "train"]
     from netprobe.bench import cpu_friendly, grid, validate
-    from netprobe.runtimes import check_runtimes
+    from netprobe.runtimes import check_precisions, check_runtimes
     from netprobe.target import resolve
 
     check_runtimes(measure.runtimes, dev, modes)
+    check_precisions(measure.precisions, measure.runtimes, dev, modes)
     if keep_exports is not None and not measure.deployed:
         raise InputError("--keep-exports keeps the files a --runtime other than torch exports; add --runtime")
     targets = [resolve(s, in_chans, model.scale, model.modules) for s in specs or [DEFAULT_MODEL]]
     note_aliases(specs or [])
     configs = grid(targets, measure.batches or [BATCH], measure.sizes or [None], modes, measure.runtimes,
-                   keep_exports=keep_exports, device=dev, amp=measure.amp.value, channels_last=measure.channels_last,
+                   measure.precisions, calib=measure.calib, weights=model.weights, keep_exports=keep_exports,
+                   device=dev, amp=measure.amp.value, channels_last=measure.channels_last,
                    iters=ITERS if measure.iters is None else measure.iters, in_chans=in_chans,
                    breakdown=measure.breakdown, max_warmup_s=measure.max_warmup_s, tf32=measure.tf32_mode, **options)
     configs, small = cpu_friendly(configs)
@@ -293,7 +306,8 @@ def _report(output: Output, database: ResultsDatabase | None, session, out: str 
         ok = write_roofline(output, [(_config_label(r), r) for r in results], plot, "netprobe bench --breakdown") and ok
     for r in results:
         if r.failed_in:  # a model the runtime cannot export, load or run: one line naming what it refused
-            say_error(f"{r.spec} b{r.batch} {r.imgsz}px, --runtime {r.runtime}: {r.error}")
+            precision = f" --precision {r.precision}" if r.precision != "fp32" else ""
+            say_error(f"{r.spec} b{r.batch} {r.imgsz}px, --runtime {r.runtime}{precision}: {r.error}")
             ok = False
     ok = record_run(database, data) and ok
     output.finish(ok)
@@ -342,7 +356,14 @@ def bench_report(results: list, info: dict, busy: str) -> Report:
         columns = [*columns, Column("peak_reserved_mb", "Reserved MB", fmt_mb)]
     if any(r.runtime != "torch" for r in results):
         columns, caption = RUNTIME_COLUMNS, runtime_caption(results, info)
+        if any(r.precision != "fp32" for r in results):
+            columns = columns[:4] + PRECISION_COLUMNS[:1] + columns[4:11] + PRECISION_COLUMNS[1:] + columns[11:]
     report = Report([TableBlock("results", columns, records, "netprobe bench", caption)])
+    ran = [f"{r.spec} b{r.batch} {r.runtime} {r.precision}: {r.layers_ran}"
+           + (f" ({r.calibration})" if r.calibration else "") + (f"; drift: {r.error}" if r.status == "drift" else "")
+           for r in results if r.layers_ran and r.runtime != "torch"]
+    if ran:
+        report.add(TextBlock("What ran, as each runtime reports it: " + "; ".join(ran) + "."))
     stage_recs = [{**s.__dict__, "config": f"{r.spec} b{r.batch} {r.imgsz}px {r.dtype} {r.mode}"}
                   for r in results for s in r.stages]
     if stage_recs:
@@ -380,15 +401,23 @@ def runtime_caption(results: list, info: dict) -> str:
     """What a table of runtimes needs said: the machine and threads, how each runtime got its model, how
     the outputs were checked and what the columns mean."""
     from netprobe.runtimes import PARITY_TOLERANCE
+    from netprobe.runtimes.drift import DRIFT_COSINE
 
-    exporters = {r.runtime: r.exporter for r in results if r.exporter and r.runtime != "torch"}
+    exporters = {f"{r.runtime} {r.precision}": r.exporter for r in results if r.exporter and r.runtime != "torch"}
     mem = next((r.mem_kind for r in results if r.mem_kind), "")
-    return (f"{info['name']} · {plural(info['threads'], 'intra-op thread')} for every runtime · inference, fp32, "
+    weights = next((r.weights for r in results if r.weights), "")
+    return (f"{info['name']} · {plural(info['threads'], 'intra-op thread')} for every runtime · inference, "
             "same input, same warm-up rule (until steady) · "
+            + (f"weights: {weights} · " if weights else "weights: as initialised (untrained) · ")
             + " · ".join(f"{name}: {how}" for name, how in exporters.items())
             + " · Max abs/rel err: each runtime's outputs against eager torch's, leaf by leaf, on a copy of the model "
             "re-initialised (fixed seed) to outputs of unit scale (rel: of each output's largest magnitude); beyond "
             f"{PARITY_TOLERANCE:g} the row says mismatch · vs torch: eager "
             f"torch's p50 over this one's · imgs/s, vs torch: {INTERVAL_NOTE} · First run s: loading (session "
             "creation, compilation) and the first run "
-            f"· Peak MB: {mem} while loading and running (not exporting)")
+            f"· Peak MB: {mem} while loading and running (not exporting) · Precision: asked → what the runtime "
+            "reports its conv/linear layers ran in (auto: the runtime's own default) · Cos min: the lowest cosine of "
+            "an output against eager fp32's on held-out inputs the calibration did not see (Max abs err too, "
+            f"below fp32); under {DRIFT_COSINE:g} the row says drift · Top-1 agree: classifiers, same top-1 class "
+            "· Low-prec layers: conv/linear layers below fp32 / all · vs fp32: the same runtime's fp32 p50 over "
+            "this one's · Quant s: quantization (int8) or conversion, apart from Export s")

@@ -44,6 +44,7 @@ PAPER_COLUMNS = [
 ]
 RUNTIME_COMPARE_COLUMNS = [
     Column("label", "Variant", justify="left", ident=True), Column("runtime", "Runtime", justify="left", ident=True),
+    Column("precision_text", "Precision", justify="left", ident=True),
     Column("params", "Params", fmt_si), Column("macs_base", "MACs @base size", fmt_si),
     Column("macs", "MACs @run size", fmt_si), Column("status", "Status", justify="left", ident=True),
     Column("infer_imgs_text", "Infer imgs/s"), Column("spread", "min–max"),
@@ -59,6 +60,8 @@ PAPER_TABLE2_COLUMNS = [
 
 def _compare_record(row) -> dict:
     rec = row.to_dict()
+    rec["precision_text"] = row.precision + (f" → {row.precision_ran}" if row.precision_ran
+                                             and row.precision_ran != row.precision else "")
     if row.imgs_per_s_min is not None:
         rec["spread"] = f"{row.imgs_per_s_min:.2f}–{row.imgs_per_s_max:.2f}"
     if row.status == "oom":
@@ -147,6 +150,9 @@ def _check_experiment_options(experiment: str, what: list[str], model: ModelOpti
     if (model.scale or model.modules) and experiment != "specs":
         raise InputError(f"--scale and --modules are for detector YAML files given as models; {experiment} uses "
                          "--base")
+    if model.weights is not None:
+        raise InputError("--weights loads one state dict into one model; compare's variants are different models: "
+                         "use bench --weights")
     if fused_kernel != "keep" and experiment != "fused-stages":
         raise InputError("--fused-kernel applies to fused-stages only")
 
@@ -167,7 +173,8 @@ def _variants(experiment: str, what: list[str], base: str | None, dev: str, meas
                                           max_warmup_s=measure.max_warmup_s, amp=measure.amp.value,
                                           channels_last=measure.channels_last, breakdown=measure.breakdown,
                                           runtimes=tuple(measure.runtimes) if measure.runtime is not None else (),
-                                          tf32=measure.tf32_mode)
+                                          tf32=measure.tf32_mode, precisions=tuple(measure.precisions),
+                                          calib=measure.calib)
     if experiment == "fused-stages":
         variants = comparing.fused_stage_variants(base, fused_kernel, settings.batch, settings.imgsz)
     elif grid:
@@ -178,6 +185,10 @@ def _variants(experiment: str, what: list[str], base: str | None, dev: str, meas
         variants = comparing.spec_variants(targets, settings.batch, one_size, dev)
         if small := [t for t in targets if one_size is None and cpu_friendly_size(t, dev)]:
             note(cpu_size_note(small))
+    from netprobe.runtimes import check_precisions
+
+    check_precisions(measure.precisions, measure.runtimes if measure.runtime is not None else ["torch"], dev,
+                     ["infer" if measure.runtime is not None else "train"])
     comparing.check_variants(variants, settings)
     return base, settings, variants
 
@@ -265,8 +276,8 @@ def compare_report(experiment: str, rows: list, settings_line: str, busy: str | 
     if any(r.mode == "infer" for r in rows):  # runtimes: inference, and the paper's train speeds do not apply
         columns = RUNTIME_COMPARE_COLUMNS + (PAPER_COLUMNS[:4] if has_table3 else [])
         caption = ("MACs = multiply-accumulates per image (the paper's 'FLOPs'). Infer imgs/s: median over rounds, "
-                   "fp32, the same input in every runtime. Speed vs first: against the first variant in the same "
-                   f"runtime; vs torch: against the same variant in eager torch. ±: {INTERVAL_TEXT}.")
+                   "the same input in every runtime. Speed vs first: against the first variant in the same "
+                   f"runtime and precision; vs torch: against the same variant in eager torch. ±: {INTERVAL_TEXT}.")
     losses = sorted({r.loss for r in rows if r.loss})
     if any(loss.startswith("surrogate") for loss in losses):
         caption += (f" Train loss: {'; '.join(losses)} (a stand-in: no label assignment or real detection loss is "
@@ -288,4 +299,5 @@ def compare_report(experiment: str, rows: list, settings_line: str, busy: str | 
                                  "in the paper. The paper's own sizes and batches: compare them with a run at those "
                                  "(--imgsz 380,512 --batch 12,24 on a GPU).")] if table2 else []),
                    *([TextBlock(busy, "yellow")] if busy else []),
-                   *explain_blocks([(r.label + (f" ({r.runtime})" if r.mode == "infer" else ""), r) for r in rows])])
+                   *explain_blocks([(r.label + (f" ({r.runtime} {r.precision})" if r.mode == "infer" else ""), r)
+                                     for r in rows])])

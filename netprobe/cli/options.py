@@ -26,6 +26,7 @@ import typer
 
 from netprobe import defaults
 from netprobe.errors import InputError, check_range, quote
+from netprobe.runtimes import parse_precisions, precision_help, runtime_help
 from netprobe.sizes import Size, parse_imgsz
 
 DEFAULT_MODEL_NOTE = f"no model given: {defaults.DEFAULT_MODEL}, the EfficientNetV2 paper's reference"
@@ -93,6 +94,8 @@ class ModelOptions:
                                                                          "module:..., --modules) may take to build "
                                                                          "a model (up to 86,400; 0: no limit).")] \
         = defaults.BUILD_TIMEOUT_S
+    weights: Annotated[str | None, typer.Option(help="Load this state dict (or a checkpoint holding one) into the "
+                                                     "model first, strictly (bench).")] = None
 
     def __post_init__(self) -> None:
         from netprobe.building import set_build_timeout
@@ -123,9 +126,10 @@ class MeasureOptions:
     plot: Annotated[str | None, typer.Option(help="Write a PNG: with --breakdown the roofline (a panel per "
                                                   "variant); compare without it: throughput and MACs per "
                                                   "variant.")] = None
-    runtime: Annotated[str | None, typer.Option(help="Infer in these runtimes instead (a comma list of torch, "
-                                                     "torchscript, export, onnxruntime, openvino): one row each, "
-                                                     "eager torch always as the reference.")] = None
+    runtime: Annotated[str | None, typer.Option(help=runtime_help())] = None
+    precision: Annotated[str | None, typer.Option(help=precision_help())] = None
+    calib: Annotated[str | None, typer.Option(help="int8 calibration: a folder of images (resized to the input, "
+                                                   "ImageNet mean/std) or a .npy (N,C,H,W); default synthetic.")] = None
     tf32: TF32Option = None
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would run: each configuration, its counted "
                                                             "MACs and a time estimate; measure nothing.")] = False
@@ -133,6 +137,7 @@ class MeasureOptions:
     sizes: list[Size] = field(init=False)  # parsed (H, W): [] when not given
     runtimes: list[str] = field(init=False)  # parsed: eager torch first; ["torch"] when not given
     torch_added: bool = field(init=False)  # runtimes were named without eager torch, which is measured too
+    precisions: list[str] = field(init=False)  # parsed: ["fp32"] when not given
 
     def __post_init__(self) -> None:
         self.batches = int_list("--batch", self.batch, *defaults.LIMITS["batch"])
@@ -140,6 +145,9 @@ class MeasureOptions:
         named = runtime_names(self.runtime)
         self.runtimes = named if named[0] == "torch" else ["torch", *[n for n in named if n != "torch"]]
         self.torch_added = "torch" not in named
+        self.precisions = parse_precisions(self.precision)
+        if self.calib is not None and "int8" not in self.precisions:
+            raise InputError("--calib gives int8 quantization its ranges; add --precision int8 (with a --runtime)")
         if self.iters is not None:
             check_range("--iters", self.iters, *defaults.LIMITS["iters"])
         if self.plot:

@@ -31,6 +31,11 @@ ONNX_KINDS = {
     **dict.fromkeys(("Mul", "Div"), "mul"), **dict.fromkeys(("Add", "Sub", "Sum"), "add"),
     **dict.fromkeys(("GlobalAveragePool", "AveragePool", "MaxPool", "GlobalMaxPool", "ReduceMean"), "pool"),
     **dict.fromkeys(("Resize", "Upsample"), "resize"), **dict.fromkeys(("Concat", "Pad"), "concat"),
+    # the quantized kernels of an int8 model
+    "ConvInteger": "conv", **dict.fromkeys(("QGemm", "QLinearMatMul", "MatMulInteger"), "linear"),
+    **dict.fromkeys(("QLinearSigmoid", "QLinearLeakyRelu", "QLinearSoftmax"), "act"), "QLinearMul": "mul",
+    "QLinearAdd": "add", **dict.fromkeys(("QLinearGlobalAveragePool", "QLinearAveragePool"), "pool"),
+    "QLinearConcat": "concat",
 }
 _WEIGHTED = (nn.modules.conv._ConvNd, nn.Linear)
 KERNEL = "_kernel_time"
@@ -83,3 +88,25 @@ def _owner(path: str, op: str, args: dict, modules: dict[str, nn.Module]) -> str
         if inside and isinstance(module, _WEIGHTED) and module.weight.numel() == weight:
             return name
     return path
+
+
+# OpenVINO CPU plugin layer types -> the counter's op kinds (Eltwise and Subgraph hold fused element-wise ops).
+OPENVINO_KINDS = {"Convolution": "conv", "GroupConvolution": "conv", "Deconvolution": "conv",
+                  "FullyConnected": "linear", "MatMul": "linear", "Pooling": "pool", "Reduce": "pool",
+                  "Interpolate": "resize", "Concatenation": "concat", "MVN": "norm"}
+
+
+def openvino_times(compiled: object, inputs: object, model: nn.Module, steps: int = 3) -> list[OpTime]:
+    """Run a model compiled with PERF_COUNT (one warm-up run, `steps` counted) and give each executed layer's
+    time per step (OpenVINO's per-layer counters) to a module of `model` and an op kind."""
+    request = compiled.create_infer_request()
+    request.infer(inputs)
+    totals: dict[tuple[str, str | None], float] = defaultdict(float)
+    names = set(dict(model.named_modules()))
+    for _ in range(steps):
+        request.infer(inputs)
+        for layer in request.get_profiling_info():
+            if str(layer.status).endswith("EXECUTED") and not str(layer.status).endswith("NOT_RUN"):
+                key = (module_path(layer.node_name, names), OPENVINO_KINDS.get(layer.node_type))
+                totals[key] += layer.real_time.total_seconds() * 1e3
+    return [OpTime(path, "fwd", kind, ms / steps) for (path, kind), ms in totals.items()]
