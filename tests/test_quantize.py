@@ -49,7 +49,8 @@ def test_openvino_int8_and_bf16_report_what_each_layer_ran_in():
 
     precisions = ["int8", "auto"] + (["bf16"] if "BF16" in openvino.Core().get_property(
         "CPU", "OPTIMIZATION_CAPABILITIES") else [])
-    results = netprobe.bench.run([netprobe.bench.BenchConfig(TINY, runtime="openvino", precision=p, **QUICK) for p in precisions]).results
+    configs = [netprobe.bench.BenchConfig(TINY, runtime="openvino", precision=p, **QUICK) for p in precisions]
+    results = netprobe.bench.run(configs).results
     by = {r.precision: r for r in results}
     assert (by["int8"].precision_ran, by["int8"].quantized_layers, by["int8"].total_layers) == ("int8", 5, 5)
     assert "nncf.quantize" in by["int8"].exporter and by["int8"].quantize_s > 0
