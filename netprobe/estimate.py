@@ -26,6 +26,7 @@ class PlannedConfig:
     step_macs: int | None = None  # the whole batch's step: forward (+ backward when training), counted
     step_bytes: int | None = None  # what that step's ops move, nothing fused
     bound_ms: float | None = None  # one step at the roofs (per layer max of FLOPs / peak, bytes / bandwidth)
+    memory_mb: float | None = None  # eager torch: the step's peak memory as the allocator holds it, counted on meta
     error: str | None = None  # why it could not be counted
 
     @property
@@ -75,9 +76,10 @@ def _planned(config, rounds: int, peak_tflops: float, bandwidth_gbs: float) -> P
     from netprobe.bench import validate
     from netprobe.bench.measure import output_classes
     from netprobe.counting import count, count_train
+    from netprobe.counting.memory import count_memory
     from netprobe.errors import one_line
     from netprobe.roofline import roofline
-    from netprobe.target import size_text
+    from netprobe.sizes import size_text
     from netprobe.timing import AMP_DTYPES, DTYPE_NAMES, OPTIMIZERS
 
     target = validate(config)
@@ -88,6 +90,9 @@ def _planned(config, rounds: int, peak_tflops: float, bandwidth_gbs: float) -> P
     try:
         counted = count(target.meta_model(), (1, target.in_chans, *size))
         row.macs_per_img = counted.macs
+        if config.runtime == "torch":  # a deployed runtime's memory is its own
+            row.memory_mb = count_memory(target, config.batch, size, config.mode, config.amp, config.channels_last,
+                                         config.optimizer).total_mb()
         step = count_train(target.meta_model(), (config.batch, target.in_chans, *size),
                            loss="cross_entropy" if output_classes(target, counted) else "sum", dtype=dtype,
                            optimizer=OPTIMIZERS[config.optimizer] if train else None)

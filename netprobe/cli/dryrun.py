@@ -9,7 +9,8 @@ PLAN_COLUMNS = [
     Column("label", "Model", justify="left", ident=True), Column("batch", "Batch", ident=True),
     Column("imgsz", "Size", ident=True), Column("mode", "Mode", ident=True),
     Column("runtime", "Runtime", justify="left"), Column("macs_per_img", "MACs/img", fmt_si),
-    Column("step_flops", "Step FLOPs", fmt_si), Column("bound_ms", "Bound ms/step", fmt_float(1)),
+    Column("step_flops", "Step FLOPs", fmt_si), Column("memory_mb", "Mem MB", fmt_float(0)),
+    Column("bound_ms", "Bound ms/step", fmt_float(1)),
     Column("steps", "Steps ≥"), Column("estimate_s", "Est. s ≥", fmt_float(1)),
     Column("error", "Not counted", justify="left"),
 ]
@@ -24,10 +25,12 @@ def show_plan(output: Output, configs: list, command: str, rounds: int = 1) -> N
                 "estimate_s": c.estimate_s} for c in estimate.configs]
     shown = {"error": any(r["error"] for r in records), "runtime": any(r["runtime"] != "torch" for r in records)}
     columns = [c for c in PLAN_COLUMNS if shown.get(c.key, True)]
-    caption = (f"MACs/img: forward, counted. Step FLOPs: 2 per counted MAC of one step of the whole batch "
-               f"(forward, and backward when training). Bound ms/step and Est. s: {ESTIMATE_KIND}. Roofs measured "
-               f"now on {estimate.device}: matmul {estimate.peak_tflops:.3f} TFLOP/s, copy "
-               f"{estimate.bandwidth_gbs:.1f} GB/s.")
+    caption = ("MACs/img: forward, counted. Step FLOPs: 2 per counted MAC of one step of the whole batch "
+               "(forward, and backward when training). Mem MB: eager torch's peak memory for the step, counted on "
+               "meta (parameters, gradients, optimizer state, saved activations, the largest backward transient; "
+               "MB = 2^20 bytes; on CUDA add about 0.9 GB of context and workspaces). Bound ms/step and Est. s: "
+               f"{ESTIMATE_KIND}. Roofs measured now on {estimate.device}: matmul {estimate.peak_tflops:.3f} "
+               f"TFLOP/s, copy {estimate.bandwidth_gbs:.1f} GB/s.")
     total = f"Total: at least {estimate.estimate_s:,.0f} s (a prediction). Nothing was measured (--dry-run)."
     output = Output(output.fmt.value, ("plan",))
     output.show(Report([TableBlock("plan", columns, records, f"{command} --dry-run", caption), TextBlock(total)]),
