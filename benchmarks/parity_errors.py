@@ -19,8 +19,8 @@ import torch
 from torch import nn
 
 from netprobe.compare import known_archs
-from netprobe.runtimes import get_runtime, parity
-from netprobe.runtimes.parity import parity_input, unit_scale_copy
+from netprobe.runtimes import get_runtime
+from netprobe.runtimes.parity import parity, parity_input, unit_scale_copy
 from netprobe.target import resolve
 
 

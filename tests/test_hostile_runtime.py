@@ -19,7 +19,7 @@ import pytest
 import torch
 from cli_checks import one_error_line
 
-from netprobe.runtimes import parity
+from netprobe.runtimes.parity import parity
 from netprobe.spec import parse_spec
 
 pytest.importorskip("onnxruntime")

@@ -12,8 +12,9 @@ import torch
 from cli_checks import one_error_line
 
 from netprobe.bench import BenchConfig, run
-from netprobe.runtimes import RUNTIMES, parity
+from netprobe.runtimes import RUNTIMES
 from netprobe.runtimes.onnx_export import module_path
+from netprobe.runtimes.parity import parity
 from netprobe.runtimes.profile import kernel_times
 
 pytest.importorskip("onnxruntime")

@@ -218,7 +218,6 @@ def _check_deployed(config: BenchConfig, target: Target) -> None:
     if config.keep_exports is not None:
         from netprobe.bench.deployed import export_stem, result_files
         from netprobe.files import make_folder
-        from netprobe.target import size_text
 
         folder = make_folder(config.keep_exports, "--keep-exports")  # created as mkdir -p would
         stem = export_stem(target.label, config.batch, size_text(target.input_size(config.imgsz)), config.runtime,

@@ -19,13 +19,12 @@ import torch
 
 from netprobe.bench.config import BenchConfig, BenchResult, Measurement, fill_times
 from netprobe.errors import one_line
-from netprobe.runtimes import REGISTRY, Runtime, RuntimeStep, get_runtime, parity
+from netprobe.runtimes import REGISTRY, Runtime, RuntimeStep, get_runtime
 from netprobe.runtimes.base import Exported
 from netprobe.runtimes.calibration import Calibration, calibration
 from netprobe.runtimes.drift import measure_drift
-from netprobe.runtimes.parity import parity_input, unit_scale_copy
+from netprobe.runtimes.parity import output_leaves, parity, parity_input, unit_scale_copy
 from netprobe.target import Target, module_to_time
-from netprobe.tensors import tensors
 from netprobe.timing import measure_steps, release_memory, reset_peak, synchronize, tf32_mode
 
 
@@ -51,7 +50,7 @@ def measure_deployed(m: Measurement) -> int | None:
         calib = calibration(config.calib, config.batch, target.in_chans, size)
         with torch.inference_mode(), tf32_mode(False):  # the reference in full fp32: TF32 convs miss 1e-3
             reference = model(x)
-            held_out = [list(tensors(model(torch.from_numpy(b).to(config.device)))) for b in calib.held_out]
+            held_out = [output_leaves(model(torch.from_numpy(b).to(config.device))) for b in calib.held_out]
         say(f"exporting to {runtime.file_kind}")
         try:
             session, step, baseline = _deploy(runtime, model, x, folder, _stem(result), config, result, reference,
@@ -136,7 +135,7 @@ def _check_drift(runtime: Runtime, session: object, calib: Calibration, held_out
                  result: BenchResult) -> None:
     """The outputs on the held-out inputs against eager fp32's; beyond the threshold the row says drift."""
     try:
-        runs = [runtime.run(session, runtime.prepare_input(torch.from_numpy(b))) for b in calib.held_out]
+        runs = [output_leaves(runtime.run(session, runtime.prepare_input(torch.from_numpy(b)))) for b in calib.held_out]
         drift = measure_drift(held_out, runs)
     except Exception as exc:
         raise DeployFailed("run", exc) from None

@@ -42,11 +42,12 @@ REGISTRY: dict[str, RuntimeEntry] = {e.name: e for e in (
 REFERENCE = "torch"
 # Asked for by users, not here yet: why, in one line.
 NOT_YET = {"tensorrt": "TensorRT needs a CUDA machine to build and test it on, which this project has not had yet"}
-_LAZY = {"Exported": "base", "Runtime": "base", "RuntimeStep": "base", "PARITY_TOLERANCE": "parity", "Parity": "parity",
-         "parity": "parity"}  # imported on first use (they need torch)
+# imported on first use (they need torch); the parity check itself: netprobe.runtimes.parity.parity (the submodule's
+# own name would shadow a function of that name here)
+_LAZY = {"Exported": "base", "Runtime": "base", "RuntimeStep": "base", "PARITY_TOLERANCE": "parity", "Parity": "parity"}
 
 __all__ = ["PARITY_TOLERANCE", "PRECISIONS", "REFERENCE", "REGISTRY", "RUNTIMES", "Exported", "Parity", "Runtime",
-           "RuntimeEntry", "RuntimeStep", "check_precisions", "check_runtimes", "get_runtime", "parity",
+           "RuntimeEntry", "RuntimeStep", "check_precisions", "check_runtimes", "get_runtime",
            "parse_precisions", "parse_runtimes", "runtime_help"]
 
 
