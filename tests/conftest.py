@@ -1,6 +1,7 @@
 """Test-wide settings: netprobe's count cache and results database go to a temporary folder, never the
 user's own; the `cli` fixture runs a command in this process; the `slow` marker names the tests that
-start other processes, ranks or a browser (`pytest -m "not slow"` is the quick inner loop)."""
+start other processes, ranks or a browser, or export, quantize or compile (`pytest -m "not slow"` is the quick
+inner loop)."""
 
 import os
 import tempfile
@@ -12,7 +13,8 @@ def pytest_configure(config):
     os.environ.setdefault("NETPROBE_CACHE_DIR", tempfile.mkdtemp(prefix="netprobe-test-cache-"))
     # set, not defaulted: a NETPROBE_DB of the developer's own must not receive test runs
     os.environ["NETPROBE_DB"] = os.path.join(tempfile.mkdtemp(prefix="netprobe-test-db-"), "results.sqlite")
-    config.addinivalue_line("markers", "slow: starts processes, ranks or a browser (deselect with -m 'not slow')")
+    config.addinivalue_line("markers", "slow: starts processes, ranks or a browser, or exports, quantizes or compiles "
+                                        "(deselect with -m 'not slow')")
 
 
 @pytest.fixture

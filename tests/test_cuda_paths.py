@@ -411,6 +411,7 @@ def test_fp16_training_on_cuda_says_where_the_scaler_syncs():
 
 # ---- --compile for real ----------------------------------------------------------------------------
 
+@pytest.mark.slow  # inductor compiles C++: minutes on this machine
 @pytest.mark.skipif(shutil.which("g++") is None and shutil.which("cc") is None,
                     reason="torch.compile's inductor needs a C++ compiler on the CPU; none found")
 def test_compile_over_a_grid_compiles_each_configuration():

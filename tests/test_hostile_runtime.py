@@ -25,6 +25,7 @@ from netprobe.spec import parse_spec
 pytest.importorskip("onnxruntime")
 pytest.importorskip("openvino")
 
+pytestmark = pytest.mark.slow  # every test exports to another runtime (sessions, quantization)
 CLI_COLUMNS = 200  # the `cli` fixture runs every command of this file at 200 columns
 HANG_S = 120
 QUICK = ["--device", "cpu", "--batch", "2", "--imgsz", "16", "--iters", "2", "--max-warmup-s", "1", "--no-save"]

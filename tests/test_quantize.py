@@ -22,6 +22,7 @@ from netprobe.weights import with_weights
 pytest.importorskip("onnxruntime")
 pytest.importorskip("openvino")
 
+pytestmark = pytest.mark.slow  # every test exports to another runtime (sessions, quantization)
 CLI_COLUMNS = 120  # the `cli` fixture runs every command of this file at 120 columns
 TINY = "module:fixtures_nets:build_tiny"  # 4 convs and 1 linear: 5 layers that can run in int8
 QUICK = dict(device="cpu", batch=2, imgsz=32, mode="infer", warmup=0, iters=1, max_warmup_s=1)

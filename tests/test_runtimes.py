@@ -20,6 +20,7 @@ from netprobe.runtimes.profile import kernel_times
 pytest.importorskip("onnxruntime")
 pytest.importorskip("openvino")
 
+pytestmark = pytest.mark.slow  # every test exports to another runtime (sessions, quantization)
 CLI_COLUMNS = 120  # the `cli` fixture runs every command of this file at 120 columns
 QUICK = dict(device="cpu", batch=2, imgsz=32, mode="infer", warmup=0, iters=2, max_warmup_s=1)
 FFT_MODEL = '''import torch
