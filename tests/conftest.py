@@ -5,6 +5,7 @@ inner loop)."""
 
 import os
 import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -30,3 +31,9 @@ def cli(request):
         return run_cli(*args, columns=columns, **env)
 
     return invoke
+
+
+@pytest.fixture
+def db(tmp_path) -> Path:
+    """Where a test's own results database goes (created by the first run recorded)."""
+    return tmp_path / "results.sqlite"

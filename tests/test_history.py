@@ -13,11 +13,11 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from cli_checks import one_error_line
+from cli_checks import counts, one_error_line
 
+import netprobe.bench.runs  # where bench's runs call benchmark: patched there
 import netprobe.history
 from netprobe.bench import BenchConfig, BenchResult
-from netprobe.bench import runs as BR  # where bench's runs call benchmark: patched there
 from netprobe.history import store, tables
 from netprobe.history.record import machine_id, record, run_document
 
@@ -46,20 +46,9 @@ def keep(path: Path, *specs: str, facts: dict = FACTS, **kw) -> int:
     return record(path, run_document(bench_envelope(*specs, **kw), ["netprobe", "bench", *specs], facts=facts))
 
 
-def counts(path: Path) -> tuple[int, int]:
-    with sqlite3.connect(path) as conn:
-        return (conn.execute("SELECT count(*) FROM runs").fetchone()[0],
-                conn.execute("SELECT count(*) FROM results").fetchone()[0])
-
-
-@pytest.fixture
-def db(tmp_path) -> Path:
-    return tmp_path / "results.sqlite"
-
-
 @pytest.fixture
 def fake_bench(monkeypatch):
-    monkeypatch.setattr(BR, "benchmark", fake_benchmark)
+    monkeypatch.setattr(netprobe.bench.runs, "benchmark", fake_benchmark)
 
 
 # ---- recording ------------------------------------------------------------------------------------
@@ -138,7 +127,7 @@ def test_an_interrupted_bench_records_the_rows_that_finished(cli, db, monkeypatc
         seen.append(config)
         return fake_benchmark(config)
 
-    monkeypatch.setattr(BR, "benchmark", stop_on_second)
+    monkeypatch.setattr(netprobe.bench.runs, "benchmark", stop_on_second)
     result = cli(*TINY_BENCH, "--batch", "2,3,4", "--db", str(db))
     assert result.exit_code == 130
     assert counts(db) == (1, 1)
@@ -165,21 +154,21 @@ def never_measured(*a, **k):
 
 
 def test_a_file_that_is_not_sqlite_is_refused_before_any_work(cli, db, monkeypatch):
-    monkeypatch.setattr(BR, "benchmark", never_measured)
+    monkeypatch.setattr(netprobe.bench.runs, "benchmark", never_measured)
     db.write_text("these are my notes, not a database\n" * 20)
     one_error_line(cli(*TINY_BENCH, "--db", str(db)), "is not a netprobe results database")
     assert db.read_text().startswith("these are my notes")  # untouched
 
 
 def test_another_programs_sqlite_file_is_refused(cli, db, monkeypatch):
-    monkeypatch.setattr(BR, "benchmark", never_measured)
+    monkeypatch.setattr(netprobe.bench.runs, "benchmark", never_measured)
     with sqlite3.connect(db) as conn:
         conn.execute("CREATE TABLE contacts (name TEXT)")
     one_error_line(cli(*TINY_BENCH, "--db", str(db)), "an SQLite file of another program (tables: contacts)")
 
 
 def test_a_newer_schema_is_refused(cli, db, monkeypatch):
-    monkeypatch.setattr(BR, "benchmark", never_measured)
+    monkeypatch.setattr(netprobe.bench.runs, "benchmark", never_measured)
     keep(db, "a")
     with sqlite3.connect(db) as conn:
         conn.execute(f"PRAGMA user_version = {store.SCHEMA_VERSION + 1}")
@@ -199,7 +188,7 @@ def make_read_only(path: Path) -> None:
 
 @pytest.mark.slow
 def test_a_read_only_database_is_refused_before_any_work_and_still_listed(cli, db, monkeypatch):
-    monkeypatch.setattr(BR, "benchmark", never_measured)
+    monkeypatch.setattr(netprobe.bench.runs, "benchmark", never_measured)
     keep(db, "a")
     make_read_only(db)
     try:
@@ -226,7 +215,7 @@ def test_a_damaged_database_is_one_line_too(cli, db):
 
 @pytest.mark.parametrize(("where", "needle"), [("missing/r.sqlite", "does not exist"), (".", "is a folder")])
 def test_a_db_path_that_cannot_be_a_file_is_refused(cli, tmp_path, monkeypatch, where, needle):
-    monkeypatch.setattr(BR, "benchmark", never_measured)
+    monkeypatch.setattr(netprobe.bench.runs, "benchmark", never_measured)
     one_error_line(cli(*TINY_BENCH, "--db", str(tmp_path / where)), needle)
 
 

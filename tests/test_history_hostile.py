@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from cli_checks import one_error_line, run_cli
+from cli_checks import counts, one_error_line, run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -56,17 +56,6 @@ def keep_fused(db: Path) -> int:
                 "settings": {"device": "cpu", "batch": 2, "imgsz": 64, "amp": "off", "rounds": 1, "iters": 1},
                 "rows": [fused_row("none", 1.0), fused_row("1-3", 1.5)]}
     return record(db, run_document(envelope, ["netprobe", "compare", "fused-stages"], facts=FACTS))
-
-
-def counts(path: Path) -> tuple[int, int]:
-    with sqlite3.connect(path) as conn:
-        return (conn.execute("SELECT count(*) FROM runs").fetchone()[0],
-                conn.execute("SELECT count(*) FROM results").fetchone()[0])
-
-
-@pytest.fixture
-def db(tmp_path) -> Path:
-    return tmp_path / "results.sqlite"
 
 
 @pytest.fixture

@@ -116,11 +116,6 @@ def diff(db: Path, *args: str, columns: str = "200"):
     return run_cli("history", "diff", *args, "--db", str(db), columns=int(columns))
 
 
-@pytest.fixture
-def db(tmp_path) -> Path:
-    return tmp_path / "results.sqlite"
-
-
 def test_history_diff_gives_the_ratio_its_interval_and_a_verdict_per_row(db):
     a = keep(db, bench_row("resnet18", 100, 1), bench_row("efficientnet_b0", 100, 2))
     b = keep(db, bench_row("resnet18", 125, 3), bench_row("efficientnet_b0", 80, 4))
