@@ -320,8 +320,8 @@ def kinds_figure(rows: list[dict], names: dict[str, str], colours: Colours | Non
         bars.append((_config(r, names), {k["kind"]: k for k in whole}))
     lines = []
     for label, by_kind in bars:
-        lines.append((label, [(by_kind.get(k) or {}).get("time_share", 0) for k in kinds]))
-        lines.append(("MACs", [(by_kind.get(k) or {}).get("macs_share", 0) for k in kinds]))
+        lines.append((label, [(by_kind.get(k) or {}).get("time_share") or 0 for k in kinds]))  # null: not measured
+        lines.append(("MACs", [(by_kind.get(k) or {}).get("macs_share") or 0 for k in kinds]))
     parts = [k.replace("_", " ") for k in kinds]
     colours = colours or Colours()
     return Figure("Time by op kind", stacked_bars(lines, parts, "Share of the step's time (upper bar) and of its "
