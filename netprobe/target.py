@@ -66,6 +66,10 @@ class Target:
                 return copy.deepcopy(self.user_module).cpu()
         return self.make("meta" if self.meta_ok else "cpu")
 
+    def real_model(self) -> nn.Module:
+        """A real CPU module, for a forward the meta device cannot run (`.item()`, data-dependent shapes)."""
+        return self.make("cpu") if self.user_module is None else copy.deepcopy(self.user_module).cpu()
+
     def input_size(self, imgsz: Size | None) -> Size:
         """The size asked for (already parsed: netprobe.sizes), or the target's own; a target that does not
         say needs one."""

@@ -364,6 +364,23 @@ def test_a_model_the_meta_counter_cannot_run_is_counted_on_a_real_forward_and_ti
     assert r.status == "ok" and r.imgs_per_s > 0 and r.macs_per_img == 3 * 4 * 9 * 14 * 14
 
 
+def test_summary_counts_a_model_the_meta_device_cannot_run_on_a_real_forward_and_says_so(cli, tmp_path):
+    path = tmp_path / "dyn.py"
+    path.write_text("from torch import nn\n\n\nclass Dyn(nn.Module):\n    def __init__(self):\n"
+                    "        super().__init__()\n        self.c = nn.Conv2d(3, 4, 3)\n\n    def forward(self, x):\n"
+                    "        y = self.c(x)\n        return y * (1.0 + 0.0 * float(y.mean().item()))\n")
+    result = cli("summary", f"{path}:Dyn", "--imgsz", "16", "--train", "--format", "json")
+    assert result.exit_code == 0, result.output
+    found = json.loads(result.stdout)
+    assert found["macs"] == 3 * 4 * 9 * 14 * 14 and found["params"] == 4 * 27 + 4
+    assert "Tensor.item() cannot be called on meta tensors" in found["real_forward"]
+    assert found["train"]["flop_counter"]["fwd_macs"] == found["macs"]  # torch's counter ran on the real copy too
+    shown = cli("summary", f"{path}:Dyn", "--imgsz", "16").stdout
+    assert "note: counted on a real CPU forward at 1×3×16×16: the meta device cannot run this model" in shown
+    wrong = cli("summary", f"{path}:Dyn", "--imgsz", "16", "--in-chans", "1")  # fails for real too: that cause
+    one_error_line(wrong, "add --in-chans 3")
+
+
 def test_compare_keeps_rounds_whose_step_could_not_be_counted():
     from netprobe.compare import CompareRow, update_row
 

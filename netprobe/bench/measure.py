@@ -3,7 +3,6 @@ step, warmed up until steady, each phase timed). Out of memory is a result."""
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -140,12 +139,9 @@ def count_forward(target: Target, size: tuple[int, int]) -> tuple[Count, Callabl
         pass
     from netprobe.summary.core import count_failure
 
-    def real() -> nn.Module:
-        return target.make("cpu") if target.user_module is None else copy.deepcopy(target.user_module).cpu()
-
-    model = real()
+    model = target.real_model()
     try:
-        return count(model, shape), real
+        return count(model, shape), target.real_model
     except Exception as exc:
         raise InputError(count_failure(target.label, model, exc, shape)) from None
 

@@ -122,6 +122,8 @@ def summary_report(result, features: bool) -> Report:
                          f"FLOPs {fmt_si(result.flops)}   Act. {result.act_mb:.1f} MB", "bold"))
     if getattr(result, "changed", None):
         report.add(TextBlock("note: " + result.changed, "yellow"))
+    if getattr(result, "real_forward", None):
+        report.add(TextBlock("note: " + result.real_forward, "yellow"))
     if result.frozen:
         report.add(TextBlock("note: " + frozen_note(result.frozen), "dim"))
     other = ", ".join(f"{k} {fmt_si(v)}" for k, v in result.other_by_kind.items() if v)

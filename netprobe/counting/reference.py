@@ -10,22 +10,26 @@ from netprobe.counting.train import surrogate_loss
 
 def flop_counter_reference(model: nn.Module, input_shape: tuple[int, ...], loss: str = "auto") -> dict:
     """What torch.utils.flop_counter.FlopCounterMode reports for the same train step (forward, the
-    same surrogate loss, backward), on the meta device. Its convolution backward counts a grouped
-    conv's weight gradient `groups` times over, so a depthwise net's step looks far more costly.
+    same surrogate loss, backward), on the meta device (a real module: on its own device, for real). Its
+    convolution backward counts a grouped conv's weight gradient `groups` times over, so a depthwise net's
+    step looks far more costly.
 
     Returns FLOPs (its unit: 2 per MAC) and the MACs they stand for, forward and whole step.
     """
     from torch.func import functional_call
     from torch.utils.flop_counter import FlopCounterMode
 
-    def run(backward: bool) -> int:
-        stand_ins = {name: torch.empty(t.shape, dtype=t.dtype, device="meta").requires_grad_(t.requires_grad)
-                     for name, t in [*model.named_parameters(), *model.named_buffers()]}
+    tensors = [*model.named_parameters(), *model.named_buffers()]
+    device = "meta" if any(t.is_meta for _, t in tensors) or not tensors else tensors[0][1].device
+
+    def run(backward: bool) -> int:  # a real model (one the meta device cannot run) runs for real
+        stand_ins = {name: (torch.empty(t.shape, dtype=t.dtype, device="meta") if device == "meta" else
+                            t.detach().clone()).requires_grad_(t.requires_grad) for name, t in tensors}
         was_training = model.training
         model.train()
         try:
             with torch.enable_grad(), FlopCounterMode(display=False) as mode:
-                out = functional_call(model, stand_ins, (torch.empty(input_shape, device="meta"),))
+                out = functional_call(model, stand_ins, (torch.zeros(input_shape, device=device),))
                 if backward:
                     surrogate_loss(out, loss)[1].backward()
         finally:

@@ -60,6 +60,7 @@ class Summary:
     train: dict | None = None  # with train=True: the train step counted (see train_counts)
     counter_details: dict[str, dict] | None = None  # each counter's split by op kind, its convention, its error
     changed: str | None = None  # the model added or dropped parameters during its forward: what it had before and after
+    real_forward: str | None = None  # why this was counted on a real CPU forward (the meta device cannot run it)
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -74,7 +75,8 @@ def train_counts(target: Target, model: nn.Module, input_shape: tuple[int, ...])
     from netprobe.counting import count_train, flop_counter_reference
 
     counted = count_train(model, input_shape)
-    reference = flop_counter_reference(target.meta_model(), input_shape, counted.loss_kind)
+    fresh = target.meta_model() if any(p.is_meta for p in model.parameters()) else target.real_model()
+    reference = flop_counter_reference(fresh, input_shape, counted.loss_kind)
     return {"loss": counted.loss_kind, "fwd_macs": counted.fwd_macs, "bwd_macs": counted.bwd_macs,
             "bwd_input_macs": counted.bwd_input_macs, "bwd_weight_macs": counted.bwd_weight_macs,
             "step_macs": counted.step_macs, "fwd_bytes": counted.fwd_bytes, "bwd_bytes": counted.bwd_bytes,
@@ -152,10 +154,14 @@ def summarize(model: object, imgsz: str | int | tuple[int, int] | None = None, b
 
 def _summarize_module(target: Target, size: tuple[int, int], batch: int, depth: str, stages: str,
                       train: bool) -> Summary:
-    net = target.meta_model()
+    net, make = target.meta_model(), target.meta_model
     trainable = sum(p.numel() for p in net.parameters() if p.requires_grad)  # as built, as result.params is
     before = sum(p.numel() for p in net.parameters())
-    result = count_checked(target, net, (batch, target.in_chans, *size))
+    shape = (batch, target.in_chans, *size)
+    try:
+        result, real = count_checked(target, net, shape), None
+    except InputError as exc:  # data-dependent code (`.item()`) the meta device cannot run: a real CPU forward
+        net, result, make, real = _real_count(target, net, shape, exc)
     after = sum(p.numel() for p in net.parameters())
     changed = (f"the model changed itself during its forward: {before:,} parameters before it, {after:,} after "
                "(a module made in forward); Params counts the model as built" if after != before else None)
@@ -169,14 +175,14 @@ def _summarize_module(target: Target, size: tuple[int, int], batch: int, depth: 
         stage_rows = [group_row(g, net, result, "stage") for g in groups]
         rows = stage_rows if depth == "stage" else deep_rows(net, result, depth, groups)
     root = result.modules[""]
-    trained = train_counts(target, target.meta_model(), result.input_shape) if train else None
+    trained = train_counts(target, make(), result.input_shape) if train else None
     if trained:
         own = trained.pop("by_module_bwd")
         for row in {id(r): r for r in [*stage_rows, *rows]}.values():
             row.bwd_macs = sum(own.get(p, 0) for p in row._counted)
     return Summary(
         spec=target.label, kind=target.kind, canonical=target.canonical, input=list(result.input_shape),
-        params=result.params, trainable=trainable, changed=changed,
+        params=result.params, trainable=trainable, changed=changed, real_forward=real,
         frozen=frozen_parameters(net),
         macs=result.macs, flops=2 * result.macs, other_ops=result.other_ops,
         other_by_kind={k: result.by_kind[k] for k in OTHER_KINDS}, act_mb=round(act_mb(result.under("")), 3),
@@ -184,6 +190,27 @@ def _summarize_module(target: Target, size: tuple[int, int], batch: int, depth: 
         features=_features(net, result, stage_rows), outputs=[list(s) for s in root.out_shapes],
         reference=_reference(target), train=trained,
     )
+
+
+def _real_count(target: Target, meta: nn.Module, shape: tuple[int, ...], failed: InputError):
+    """Where the meta copy failed: a real CPU copy, its count, its maker and a note saying so; the meta
+    failure itself where the model was not on meta, or fails on a real forward too."""
+    cause = failed.__context__  # the forward's own error (`from None` hides it from tracebacks, not from us)
+    if not (any(p.is_meta for p in meta.parameters()) and _meta_cannot(cause)):
+        raise failed  # a wrong input fails the same way for real: refused before a real forward's long work
+    net = target.real_model()
+    try:
+        result = count_checked(target, net, shape)
+    except InputError:
+        raise failed from None
+    why = str(failed).split(": ", 1)[-1]
+    return net, result, target.real_model, (f"counted on a real CPU forward at {'×'.join(map(str, shape))}: the "
+                                            f"meta device cannot run this model ({why})")
+
+
+def _meta_cannot(exc: BaseException | None) -> bool:
+    """Whether a forward failed for want of real values (`.item()`, `nonzero`, an op with no meta kernel)."""
+    return isinstance(exc, NotImplementedError) or "meta" in str(exc).lower()
 
 
 def count_checked(target: Target, net: nn.Module, input_shape: tuple[int, ...]) -> Count:
