@@ -60,27 +60,28 @@ ESTIMATE_KIND = ("prediction, a lower bound: the counted step at this machine's 
                  "are slower")
 
 
-def plan(configs: list, rounds: int = 1) -> Plan:
+def plan(configs: list, rounds: int = 1, memory: bool = True) -> Plan:
     """Count each `BenchConfig` (on meta) and predict its time from the roofs measured now; runs nothing
-    of the model. `rounds`: how many times each configuration is measured (compare's rounds)."""
+    of the model. `rounds`: how many times each configuration is measured (compare's rounds); `memory`:
+    count each step's peak memory too (what --dry-run shows; the long-run warning needs only the time)."""
     from netprobe.timing import AMP_DTYPES, device_roof, memory_bandwidth_gbs, resolve_device
 
     device = resolve_device(configs[0].device) if configs else "cpu"
     dtype = AMP_DTYPES[configs[0].amp] if configs else AMP_DTYPES["off"]
     peak, _ = device_roof(device, dtype)
     bandwidth = memory_bandwidth_gbs(device, dtype)
-    return Plan(device, peak, bandwidth, [_planned(c, rounds, peak, bandwidth) for c in configs])
+    return Plan(device, peak, bandwidth, [_planned(c, rounds, peak, bandwidth, memory) for c in configs])
 
 
-def _planned(config, rounds: int, peak_tflops: float, bandwidth_gbs: float) -> PlannedConfig:
+def _planned(config, rounds: int, peak_tflops: float, bandwidth_gbs: float, memory: bool) -> PlannedConfig:
     from netprobe.bench import validate
-    from netprobe.bench.measure import output_classes
-    from netprobe.counting import count, count_train
+    from netprobe.bench.measure import counted_step, output_classes
+    from netprobe.counting import count
     from netprobe.counting.memory import count_memory
     from netprobe.errors import one_line
     from netprobe.roofline import roofline
     from netprobe.sizes import size_text
-    from netprobe.timing import AMP_DTYPES, DTYPE_NAMES, OPTIMIZERS
+    from netprobe.timing import AMP_DTYPES, DTYPE_NAMES
 
     target = validate(config)
     size = target.input_size(config.imgsz)
@@ -90,12 +91,10 @@ def _planned(config, rounds: int, peak_tflops: float, bandwidth_gbs: float) -> P
     try:
         counted = count(target.meta_model(), (1, target.in_chans, *size))
         row.macs_per_img = counted.macs
-        if config.runtime == "torch":  # a deployed runtime's memory is its own
+        if memory and config.runtime == "torch":  # a deployed runtime's memory is its own
             row.memory_mb = count_memory(target, config.batch, size, config.mode, config.amp, config.channels_last,
                                          config.optimizer).total_mb()
-        step = count_train(target.meta_model(), (config.batch, target.in_chans, *size),
-                           loss="cross_entropy" if output_classes(target, counted) else "sum", dtype=dtype,
-                           optimizer=OPTIMIZERS[config.optimizer] if train else None)
+        step = counted_step(target, target.meta_model, config, size, dtype, output_classes(target, counted))
     except Exception as exc:  # data-dependent code the meta device cannot run: said in the row
         row.error = f"cannot count it on the meta device ({one_line(exc)})"
         return row
@@ -104,6 +103,39 @@ def _planned(config, rounds: int, peak_tflops: float, bandwidth_gbs: float) -> P
     row.step_bytes = sum(s.bytes for s in roof.stages)
     row.bound_ms = sum(s.predicted_ms for s in roof.stages)
     return row
+
+
+CEILING_MARGIN = 3.0  # how far above the counted bound the quick ceiling is kept (tests check it is above)
+
+
+def ceiling_s(configs: list, rounds: int = 1) -> float:
+    """A quick over-estimate of `plan(configs).estimate_s`, from the forward counted at batch 1 alone (no
+    train step counted): per step, a train step's work as four forwards' FLOPs at the matmul peak plus
+    its bytes at the copy bandwidth (every element op reading two operands and writing one, every leaf
+    output written and read, the weights, and for training the optimizer's eight passes over them),
+    all times CEILING_MARGIN. Where even this is under LONG_RUN_S, the long-run warning needs no plan."""
+    from netprobe.bench import validate
+    from netprobe.counting import count
+    from netprobe.timing import AMP_DTYPES, device_roof, memory_bandwidth_gbs, resolve_device
+
+    if not configs:
+        return 0.0
+    device = resolve_device(configs[0].device)
+    dtype = AMP_DTYPES[configs[0].amp]
+    peak, _ = device_roof(device, dtype)
+    bandwidth = memory_bandwidth_gbs(device, dtype)
+    total = 0.0
+    for config in configs:
+        target = validate(config)
+        size = target.input_size(config.imgsz)
+        counted = count(target.meta_model(), (1, target.in_chans, *size))
+        elems = 3 * counted.other_ops + 2 * sum(m.leaf_out_elems for m in counted.modules.values())
+        train = config.mode == "train"
+        per_img = (4 if train else 1) * (2 * counted.macs / (peak * 1e12) + 4 * elems / (bandwidth * 1e9))
+        weights = 4 * counted.params * (1 + (8 if train else 0)) / (bandwidth * 1e9)
+        steps = (config.warmup + config.iters) * (2 if config.per_stage else 1) * rounds
+        total += steps * (config.batch * per_img + weights)
+    return CEILING_MARGIN * total
 
 
 def long_run_line(estimate: Plan) -> str | None:

@@ -390,3 +390,17 @@ def test_a_run_expected_to_take_long_says_so_first(cli, monkeypatch):
     result = cli("bench", *TINY, "--warmup", "0", "--iters", "1", "--no-save")
     assert result.exit_code == 0, result.output
     assert "this run is expected to take over" in result.stderr and "a lower bound" in result.stderr
+
+
+@pytest.mark.parametrize(("spec", "imgsz", "mode"), [
+    ("mobilenetv3_small:classes=10", 64, "train"), ("efficientnet_b0", 96, "train"), ("resnet18", 64, "infer"),
+    ("yolov8n", 128, "train"), (f"{Path(__file__).parent / 'fixtures_foreign.py'}:vit_b_16", 224, "train")])
+def test_the_quick_ceiling_is_above_the_counted_estimate(spec, imgsz, mode):
+    """The long-run warning skips counting the train step where a quick ceiling from the forward alone is
+    short: that ceiling must stay above the estimate the counted step gives, or a long run goes unwarned."""
+    from netprobe.bench import BenchConfig
+    from netprobe.estimate import ceiling_s, plan
+
+    configs = [BenchConfig(spec, device="cpu", batch=2, imgsz=imgsz, mode=mode, warmup=1, iters=2)]
+    counted = plan(configs, rounds=2, memory=False).estimate_s
+    assert counted > 0 and ceiling_s(configs, rounds=2) >= 1.5 * counted

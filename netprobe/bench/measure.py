@@ -155,11 +155,33 @@ def _count_step(countable: Callable[[], nn.Module], target: Target, config: Benc
     if not (train or config.breakdown):
         return None
     try:
-        return count_train(countable(), (config.batch, target.in_chans, *size),
-                           loss="cross_entropy" if classes else "sum", dtype=dtype,
-                           optimizer=OPTIMIZERS[config.optimizer] if train else None)
+        return counted_step(target, countable, config, size, dtype, classes)
     except Exception:
         return None
+
+
+_STEPS: dict[tuple, object] = {}  # steps counted for a spec (zoo, detector): a run's plan and its run count once
+_STEPS_KEPT = 16
+
+
+def counted_step(target: Target, countable: Callable[[], nn.Module], config: BenchConfig, size: tuple[int, int],
+                 dtype: torch.dtype, classes: int):
+    """The step of `config` counted op by op on `countable()` (a train step with its optimizer, or a
+    forward): counted once per process for a target a spec fully describes (the long-run estimate counts
+    the step a moment before the run does); a user's module is counted every time (it may change)."""
+    train = config.mode == "train"
+    shape = (config.batch, target.in_chans, *size)
+    key = ((target.canonical, shape, train, dtype, config.optimizer, classes > 0)
+           if target.canonical and target.user_module is None else None)
+    if key in _STEPS:
+        return _STEPS[key]
+    step = count_train(countable(), shape, loss="cross_entropy" if classes else "sum", dtype=dtype,
+                       optimizer=OPTIMIZERS[config.optimizer] if train else None)
+    if key is not None:
+        while len(_STEPS) >= _STEPS_KEPT:
+            del _STEPS[next(iter(_STEPS))]
+        _STEPS[key] = step
+    return step
 
 
 def measure_eager(m: Measurement) -> None:

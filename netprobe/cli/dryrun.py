@@ -40,10 +40,12 @@ def show_plan(output: Output, configs: list, command: str, rounds: int = 1) -> N
 
 def warn_if_long(configs: list, rounds: int = 1) -> None:
     """Say when a run is expected (lower bound) to take over ten minutes, before it starts."""
-    from netprobe.estimate import long_run_line, plan
+    from netprobe.estimate import LONG_RUN_S, ceiling_s, long_run_line, plan
 
     try:
-        line = long_run_line(plan(configs, rounds))
+        if ceiling_s(configs, rounds) <= LONG_RUN_S:  # not even the quick over-estimate is long: no plan
+            return
+        line = long_run_line(plan(configs, rounds, memory=False))
     except Exception:  # an estimate that cannot be made must not stop the run itself
         return
     if line:
