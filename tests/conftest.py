@@ -14,7 +14,8 @@ def pytest_configure(config):
     os.environ.setdefault("NETPROBE_CACHE_DIR", tempfile.mkdtemp(prefix="netprobe-test-cache-"))
     # set, not defaulted: a NETPROBE_DB of the developer's own must not receive test runs
     os.environ["NETPROBE_DB"] = os.path.join(tempfile.mkdtemp(prefix="netprobe-test-db-"), "results.sqlite")
-    config.addinivalue_line("markers", "slow: starts processes, ranks or a browser, or exports, quantizes or compiles "
+    config.addinivalue_line("markers", "slow: starts processes, ranks or a browser; exports, quantizes or compiles; "
+                                        "times whole bench/compare runs; or runs the largest zoo models for real "
                                         "(deselect with -m 'not slow')")
 
 

@@ -12,6 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from zoo_cases import ZOO
 
 import netprobe
 from netprobe.archs import ARCHS
@@ -157,7 +158,7 @@ def test_feature_info_channels_and_strides(arch: str) -> None:
     assert [f.level for f in model.feature_info] == [int(math.log2(s)) for s in strides]
 
 
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("arch", ZOO)
 def test_stage_output_shapes_at_default_size(arch: str) -> None:
     model = meta(arch)
     size = model.table.imgsz
@@ -252,7 +253,7 @@ def test_compound_scaling_of_b4_repeats() -> None:
 
 # ---- real passes --------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("arch", ZOO)
 def test_forward_backward_on_cpu(arch: str) -> None:
     torch.manual_seed(0)
     # drop_path=0: a dropped residual branch would rightly get no gradient in this one step. A quarter of the
@@ -271,7 +272,7 @@ def test_forward_backward_on_cpu(arch: str) -> None:
         assert p.grad.abs().max() > 0, name
 
 
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("arch", ZOO)
 def test_classes_0_returns_pooled_features(arch: str) -> None:
     model = meta(f"{arch}:classes=0")
     head_channels = model.table.head or model.feature_info[-1].channels  # no head conv: the last stage, pooled

@@ -11,6 +11,7 @@ from netprobe.errors import InputError
 TINY = dict(device="cpu", batch=2, imgsz=64, warmup=1, iters=3, max_warmup_s=2)  # no test needs steady times
 
 
+@pytest.mark.slow
 def test_a_train_step_is_split_into_its_phases():
     r = benchmark(BenchConfig("mobilenetv3_small:classes=10", **TINY))
     assert r.status == "ok", r.error
@@ -26,6 +27,7 @@ def test_a_train_step_is_split_into_its_phases():
     assert r.mem_kind == "cpu peak RSS growth" and r.peak_mem_mb is not None
 
 
+@pytest.mark.slow
 def test_breakdown_and_roofline_come_with_the_timing():
     r = benchmark(BenchConfig("efficientnet_b0:classes=10,depth=0.5", breakdown=True, **TINY))
     assert r.status == "ok", r.error
@@ -49,6 +51,7 @@ def test_inference_has_no_backward_or_optimizer():
     assert r.fwd_macs == r.macs_per_img and r.bwd_macs is None
 
 
+@pytest.mark.slow
 def test_amp_channels_last_and_adamw_run():
     r = benchmark(BenchConfig("mobilenetv3_small:classes=10", amp="bf16", channels_last=True,
                                   optimizer="adamw", **TINY))
@@ -56,6 +59,7 @@ def test_amp_channels_last_and_adamw_run():
     assert r.dtype == "bf16" and r.channels_last
 
 
+@pytest.mark.slow
 def test_per_stage_times_cover_every_stage_at_its_real_input():
     r = benchmark(BenchConfig("efficientnet_b0:classes=10", per_stage=True, **TINY))
     names = [s.name for s in r.stages]
@@ -65,6 +69,7 @@ def test_per_stage_times_cover_every_stage_at_its_real_input():
     assert all(s.fwd_ms > 0 and s.bwd_ms > 0 for s in r.stages)
 
 
+@pytest.mark.slow
 def test_out_of_memory_is_a_result_and_the_grid_goes_on(monkeypatch):
     real = netprobe.bench.measure.measure_eager
     calls = []

@@ -130,6 +130,7 @@ def test_a_real_cpu_profile_adds_up():
     assert found.timing == "cpu op time" and found.steps == 1
 
 
+@pytest.mark.slow
 def test_profiler_failure_is_a_note_and_timing_stands(monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("profiler is busy\nsecond line")
@@ -177,6 +178,7 @@ def test_stages_come_from_the_function_given_and_counts_follow_the_mode():
 # ---- the command line -----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_cli_bench_breakdown_json_and_roofline_plot(cli, tmp_path):
     pytest.importorskip("matplotlib")
     png = tmp_path / "roof.png"
@@ -197,6 +199,7 @@ def test_cli_bench_breakdown_json_and_roofline_plot(cli, tmp_path):
     assert "| Bwd ms |" in table.stdout and "forward + backward in the profiled steps" in table.stdout
 
 
+@pytest.mark.slow
 def test_an_inference_breakdown_shows_no_backward_columns(cli):
     table = cli("bench", "mobilenetv3_small:classes=10", "--device", "cpu", "--batch", "2", "--imgsz", "64",
                  "--mode", "infer", "--warmup", "0", "--iters", "1", "--breakdown", "--format", "markdown", "--no-save")
@@ -206,6 +209,7 @@ def test_an_inference_breakdown_shows_no_backward_columns(cli):
     assert "| loss |" not in explained and "the forward in the profiled steps" in explained
 
 
+@pytest.mark.slow
 def test_cli_breakdown_of_a_foreign_module_uses_its_stage_rows(cli):
     result = cli("bench", "module:fixtures_nets:build_blocks", "--device", "cpu", "--batch", "2", "--warmup", "0",
                   "--iters", "1", "--breakdown", "--format", "json")
@@ -214,6 +218,7 @@ def test_cli_breakdown_of_a_foreign_module_uses_its_stage_rows(cli):
     assert stages <= {"conv_stem", "blocks.0", "blocks.1", "blocks.2", "head"} and "blocks.1" in stages
 
 
+@pytest.mark.slow
 def test_cli_profiler_failure_is_one_note_and_the_timing_stays(cli, monkeypatch):
     import netprobe.breakdown
 

@@ -96,6 +96,7 @@ def test_unknown_choices_are_typer_usage_errors(cli, args):
     assert result.exit_code == 2 and "Invalid value" in result.output
 
 
+@pytest.mark.slow
 def test_bench_json_and_out_file(cli, tmp_path):
     out = tmp_path / "r.json"
     result = cli("bench", "mobilenetv3_small:classes=10", "--device", "cpu", "--batch", "1,2", "--imgsz", "64",
@@ -119,6 +120,7 @@ def test_bench_csv_out(cli, tmp_path):
     assert rows[0]["status"] == "ok" and float(rows[0]["step_ms"]) > 0
 
 
+@pytest.mark.slow
 def test_ctrl_c_keeps_what_finished(cli, monkeypatch, tmp_path):
     real = netprobe.bench.runs.benchmark
     done = []
@@ -138,6 +140,7 @@ def test_ctrl_c_keeps_what_finished(cli, monkeypatch, tmp_path):
     assert "1 of 3 configurations finished" in result.stderr
 
 
+@pytest.mark.slow
 def test_compare_specs_json_and_plot(cli, tmp_path):
     pytest.importorskip("matplotlib")
     png = tmp_path / "c.png"
@@ -152,6 +155,7 @@ def test_compare_specs_json_and_plot(cli, tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_compare_fused_stages_table_has_the_papers_columns(cli):
     result = cli("compare", "fused-stages", "--base", "efficientnet_b0", "--device", "cpu", "--batch", "2",
                  "--imgsz", "32", "--rounds", "1", "--iters", "1", "--format", "markdown")

@@ -34,6 +34,7 @@ def test_batch_imgsz_grid_carries_the_v100_figures_and_its_oom():
     assert papers[((512, 512), 24)]["v100_oom"] is True
 
 
+@pytest.mark.slow
 def test_variants_run_interleaved_in_rounds_and_keep_their_rows():
     order = []
     variants = netprobe.compare.spec_variants(["mobilenetv3_small:classes=10", "efficientnet_b0:classes=10"], 2, 64)

@@ -129,6 +129,7 @@ def test_head_inputs_at_640_are_80_40_20(name: str) -> None:
     assert [h.level for h in summary.head_inputs] == [3, 4, 5]
 
 
+@pytest.mark.slow
 def test_every_builtin_builds_on_meta_and_counts_every_op() -> None:
     for name in BUILTINS:
         spec, result = counted(name)
@@ -197,6 +198,7 @@ BACKBONES = ["efficientnet_b0", "efficientnet_b4:fused=1-3", "mobilenetv3_large"
              "mobilenetv3_small:act=relu", "efficientnet_b1:fused=2,4,se=0"]
 
 
+@pytest.mark.slow
 @settings(max_examples=12, deadline=None)
 @given(name=st.sampled_from(["yolov8n", "yolov8n-pose", "yolov5nu", "yolov3-fpn"]),
        backbone=st.none() | st.sampled_from(BACKBONES), nc=st.none() | st.integers(1, 300),
@@ -490,6 +492,7 @@ def test_cli_summary_of_a_detector_has_rows_sections_head_inputs_and_warnings(cl
     assert bad.exit_code == 2 and "apply to detectors" in bad.stderr
 
 
+@pytest.mark.slow
 def test_detectors_bench_and_compare_with_a_surrogate_loss():
     import netprobe
     import netprobe.compare

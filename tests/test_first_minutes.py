@@ -58,6 +58,7 @@ def test_warm_up_stops_at_its_ceiling_and_says_so(monkeypatch):
     assert waits and waits[-1].endswith("of at most 0.05 s, waiting for step times to settle")
 
 
+@pytest.mark.slow
 def test_the_table_counts_warm_up_and_timed_steps(cli):
     result = cli("bench", "mobilenetv3_small:classes=10", *TINY, "--format", "json")
     assert result.exit_code == 0, result.output
@@ -89,6 +90,7 @@ def test_summary_without_a_model_names_the_one_it_uses(cli):
     assert result.exit_code == 0 and result.stderr.startswith("no model given: efficientnetv2_s")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("what", "base"), [("fused-stages", "efficientnet_b4"), ("batch-imgsz", "efficientnet_b6")])
 def test_compare_without_a_base_names_the_one_it_uses(cli, monkeypatch, what, base):
     from netprobe.cli import compare as cli_compare

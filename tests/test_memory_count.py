@@ -10,9 +10,9 @@ import fixtures_foreign as ff
 import pytest
 import torch
 from torch import nn
+from zoo_cases import ZOO
 
 import netprobe
-from netprobe.archs import ARCHS
 from netprobe.counting.memory import CUDA_ALLOWANCE_BYTES, count_memory, predicted_max_batch, step_memory
 from netprobe.errors import InputError
 from netprobe.target import resolve
@@ -42,7 +42,7 @@ def assert_same_step(meta: object, real: nn.Module, example: torch.Tensor, real_
     return counted, measured
 
 
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("arch", ZOO)
 def test_zoo_saved_tensors_on_meta_equal_a_real_cpu_step(arch: str) -> None:
     # A quarter of the width: the same blocks and stages, a fraction of the time (as test_archs does).
     spec = f"{arch}:classes=10,drop_path=0,width=0.25"

@@ -205,6 +205,7 @@ def test_timm_models_where_timm_imports():
     assert round(s.macs / 1e9, 3) == 0.386  # the same network as efficientnet_b0
 
 
+@pytest.mark.slow
 def test_bench_and_compare_take_any_model():
     r = netprobe.benchmark("module:fixtures_nets:build_odd", device="cpu", batch=2, imgsz=32, warmup=0, iters=1)
     assert r.status == "ok" and r.loss.startswith("surrogate")  # a dict output: no classifier loss

@@ -59,6 +59,7 @@ def fake_timing(monkeypatch):
 
 # ---- 1, 12: compare says each spec's size; detectors on the CPU run at a CPU-friendly size -------------
 
+@pytest.mark.slow
 def test_compare_of_detectors_says_their_size_and_runs_them_cpu_sized(cli, fake_timing):
     result = cli("compare", "yolov8n", "yolov8n:backbone=mobilenetv3_small", "--device", "cpu", "--rounds", "1",
                  "--iters", "1", "--no-save")
@@ -148,6 +149,7 @@ def test_a_stage_above_the_roof_is_shown_and_explained():
     assert "Over 100% of roof: the stage ran faster than the dense matmul measured here" in text
 
 
+@pytest.mark.slow
 def test_per_stage_backward_rates_come_from_the_counted_backward(cli):
     result = cli("bench", *TINY, "--warmup", "0", "--iters", "1", "--per-stage", "--no-save", "--format", "json")
     assert result.exit_code == 0, result.output
@@ -310,6 +312,7 @@ def test_point_labels_do_not_cover_each_other():
 
 # ---- 10: the paper beside its tables --------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_fused_stages_hints_the_kernel_that_matches_the_paper(cli, fake_timing):
     result = cli("compare", "fused-stages", "--device", "cpu", "--batch", "2", "--imgsz", "40", "--rounds", "1",
                  "--iters", "1", "--no-save", COLUMNS="200")
@@ -320,6 +323,7 @@ def test_fused_stages_hints_the_kernel_that_matches_the_paper(cli, fake_timing):
     assert abs(float(hint.group(3))) < float(hint.group(1))
 
 
+@pytest.mark.slow
 def test_batch_imgsz_shows_the_papers_table_2_labelled(cli, fake_timing):
     result = cli("compare", "batch-imgsz", "--device", "cpu", "--batch", "2", "--imgsz", "40", "--rounds", "1",
                  "--iters", "1", "--no-save", "--format", "json")
@@ -351,6 +355,7 @@ def _result(spread: float):
 
 # ---- 13: --dry-run counts and estimates, measures nothing ---------------------------------------------
 
+@pytest.mark.slow
 def test_bench_dry_run_counts_and_estimates_without_measuring(cli, no_timing):
     result = cli("bench", "mobilenetv3_small:classes=10", "efficientnet_b0:classes=10", "--device", "cpu",
                  "--batch", "2,4", "--imgsz", "32", "--mode", "both", "--dry-run", "--format", "json")

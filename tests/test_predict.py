@@ -68,6 +68,7 @@ def test_every_gpu_gets_a_row_and_stage_shares_add_up():
         assert [s.name for s in p.stages][:2] == ["stem", "stage1"]
 
 
+@pytest.mark.slow
 def test_json_rows_carry_the_fields_and_say_prediction(cli):
     result = cli("predict", SMALL, "--gpu", "v100,a100", "--batch", "8", "--imgsz", "224",
                                  "--find-max-batch", "--format", "json")

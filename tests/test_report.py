@@ -171,6 +171,7 @@ def test_a_real_browser_renders_the_report_with_nothing_else_to_load(cli, two_ma
     assert (tmp_path / "missing.png").as_uri() in render(broken, tmp_path / "p3")[1]
 
 
+@pytest.mark.slow
 def test_a_real_run_goes_from_bench_to_the_report(cli, tmp_path):
     db, html_file = tmp_path / "r.sqlite", tmp_path / "r.html"
     bench = cli("bench", "mobilenetv3_small:classes=10", "--device", "cpu", "--batch", "2", "--imgsz", "32",

@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 import torch
 from cli_checks import one_error_line
+from zoo_cases import ZOO
 
 import netprobe
 import netprobe.bench.measure
 import netprobe.bench.runs
 from netprobe import timing
-from netprobe.archs import ARCHS
 from netprobe.bench import BenchConfig, BenchResult, benchmark, busy_note
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,7 +29,7 @@ TINY_BENCH = ["bench", "mobilenetv3_small:classes=10", "--device", "cpu", "--bat
 
 # ---- wrong numbers: P-levels ----------------------------------------------------------------------
 
-@pytest.mark.parametrize("arch", list(ARCHS))
+@pytest.mark.parametrize("arch", ZOO)
 def test_p_level_is_log2_of_the_cumulative_stride_at_any_size(arch):
     table = netprobe.parse_spec(arch).table
     strides = table.stage_strides()  # stem, stage1..N, from the table
@@ -110,6 +110,7 @@ def test_the_roof_is_the_best_rate_measured_so_far(monkeypatch):
     assert [timing.device_roof("cpu", torch.float32) for _ in range(3)] == [(0.2, 0.2), (0.2, 0.1), (0.25, 0.25)]
 
 
+@pytest.mark.slow
 def test_bench_result_says_how_warm_up_went():
     r = benchmark(BenchConfig("mobilenetv3_small:classes=10", device="cpu", batch=2, imgsz=32, warmup=1,
                                   iters=2))
@@ -151,6 +152,7 @@ def test_a_write_that_fails_at_the_end_prints_the_results_first(cli, monkeypatch
         "printed above"]
 
 
+@pytest.mark.slow
 def test_output_files_get_the_mode_a_plain_write_would(cli, tmp_path):
     old = os.umask(0o022)
     try:
@@ -326,6 +328,7 @@ def test_csv_prints_one_table_chosen_by_section(cli, section, first):
 
 # ---- weak messages and small gaps -----------------------------------------------------------------
 
+@pytest.mark.slow
 def test_bench_takes_hxw_and_per_stage_inference(cli):
     r = benchmark(BenchConfig("efficientnet_b0:classes=10", device="cpu", batch=2, imgsz="64x48", mode="infer",
                                   warmup=0, iters=1, per_stage=True))
@@ -337,6 +340,7 @@ def test_bench_takes_hxw_and_per_stage_inference(cli):
     assert json.loads(result.stdout)["results"][0]["imgsz"] == "64x48"
 
 
+@pytest.mark.slow
 def test_compare_settings_line_counts_in_words(cli):
     result = cli("compare", "mobilenetv3_small:classes=10", "--device", "cpu", "--batch", "2", "--imgsz", "32",
                  "--rounds", "1", "--iters", "1", "--format", "markdown")
@@ -391,6 +395,7 @@ def test_compare_keeps_rounds_whose_step_could_not_be_counted():
     assert row.train_imgs_per_s == 11.0 and row.tflops is None and row.peak_fraction is None
 
 
+@pytest.mark.slow
 def test_roofs_do_not_count_in_the_models_peak_memory(monkeypatch):
     seen = []
     real = timing.reset_peak
