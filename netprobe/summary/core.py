@@ -66,6 +66,9 @@ class Summary:
         data = asdict(self)
         if self.counter_details is None:
             del data["counter_details"]
+        for note in ("changed", "real_forward"):  # said only where it happened (the model changed, or meta failed)
+            if data[note] is None:
+                del data[note]
         return data
 
 
