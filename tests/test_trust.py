@@ -404,3 +404,21 @@ def test_roofs_do_not_count_in_the_models_peak_memory(monkeypatch):
     monkeypatch.setattr(timing.device, "_BEST_PEAK", {})
     benchmark(BenchConfig("mobilenetv3_small:classes=10", device="cpu", batch=2, imgsz=32, warmup=0, iters=1))
     assert seen == [1]  # the matmul roof was measured (and its buffers freed) before the peak was reset
+
+
+@pytest.mark.slow
+def test_a_row_that_fails_in_eager_torch_is_printed_and_exits_2(cli, tmp_path):
+    path = tmp_path / "nograd.py"
+    path.write_text("from torch import nn\n\n\nclass NoGrad(nn.Module):\n    def __init__(self):\n"
+                    "        super().__init__()\n        self.c = nn.Conv2d(3, 4, 3)\n\n    def forward(self, x):\n"
+                    "        return self.c(x).detach().mean((2, 3))\n")
+    bench = cli("bench", f"{path}:NoGrad", "--device", "cpu", "--batch", "2", "--imgsz", "16", "--iters", "1",
+                "--warmup", "0", "--mode", "both", "--no-save", "--format", "json")
+    assert bench.exit_code == 2  # after printing every row: the train row failed, the inference row ran
+    assert [r["status"] for r in json.loads(bench.stdout)["results"]] == ["error", "ok"]
+    assert bench.stderr.strip() == (f"error: {path}:NoGrad b2 16px train: RuntimeError: element 0 of tensors does not "
+                                    "require grad and does not have a grad_fn")
+    compare = cli("compare", f"{path}:NoGrad", "resnet18:classes=4,width=0.25", "--device", "cpu", "--batch", "2",
+                  "--imgsz", "32", "--rounds", "1", "--iters", "1", "--no-save", "--format", "json")
+    assert compare.exit_code == 2 and json.loads(compare.stdout)["rows"][1]["status"] == "ok"
+    assert compare.stderr.strip().splitlines()[-1].startswith(f"error: {path}:NoGrad: RuntimeError: element 0")

@@ -305,9 +305,10 @@ def _report(output: Output, database: ResultsDatabase | None, session, out: str 
     if plot:
         ok = write_roofline(output, [(_config_label(r), r) for r in results], plot, "netprobe bench --breakdown") and ok
     for r in results:
-        if r.failed_in:  # a model the runtime cannot export, load or run: one line naming what it refused
+        if r.failed_in or r.status == "error":  # one line naming what failed; the exit says it too (2)
             precision = f" --precision {r.precision}" if r.precision != "fp32" else ""
-            say_error(f"{r.spec} b{r.batch} {r.imgsz}px, --runtime {r.runtime}{precision}: {r.error}")
+            where = f", --runtime {r.runtime}{precision}" if r.runtime != "torch" else f" {r.mode}"
+            say_error(f"{r.spec} b{r.batch} {r.imgsz}px{where}: {r.error}")
             ok = False
     ok = record_run(database, data) and ok
     output.finish(ok)

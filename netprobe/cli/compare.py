@@ -253,9 +253,10 @@ def run_compare(output: Output, database: ResultsDatabase | None, experiment: st
         ok = write_roofline(output, [(r.label, r) for r in rows], plot, f"netprobe compare {experiment} --breakdown")
     elif plot:
         ok = write_compare_plot(output, rows, plot, comparison.settings_line)
-    for r in rows:
-        if r.failed_in:  # a runtime that could not export, load or run a variant, or computed something else
-            say_error(f"{r.label}, --runtime {r.runtime}: {r.status}")
+    for r in rows:  # a variant that failed in every round, or a runtime that could not export, load or run it
+        if r.failed_in or r.status.startswith("error"):
+            where = f", --runtime {r.runtime}" if r.runtime != "torch" else ""
+            say_error(f"{r.label}{where}: {r.status.removeprefix('error: ')}")
             ok = False
     ok = record_run(database, data) and ok
     if stopped is not None:
