@@ -379,7 +379,7 @@ def test_summary_counts_a_model_the_meta_device_cannot_run_on_a_real_forward_and
     assert found["macs"] == 3 * 4 * 9 * 14 * 14 and found["params"] == 4 * 27 + 4
     assert "Tensor.item() cannot be called on meta tensors" in found["real_forward"]
     assert found["train"]["flop_counter"]["fwd_macs"] == found["macs"]  # torch's counter ran on the real copy too
-    shown = cli("summary", f"{path}:Dyn", "--imgsz", "16").stdout
+    shown = " ".join(cli("summary", f"{path}:Dyn", "--imgsz", "16").stdout.split())  # the note wraps at 80 columns
     assert "note: counted on a real CPU forward at 1×3×16×16: the meta device cannot run this model" in shown
     wrong = cli("summary", f"{path}:Dyn", "--imgsz", "16", "--in-chans", "1")  # fails for real too: that cause
     one_error_line(wrong, "add --in-chans 3")
