@@ -42,8 +42,11 @@ def measured(spec, runtimes=tuple(RUNTIMES), **options) -> list:
     return run([BenchConfig(spec, runtime=r, **{**QUICK, **options}) for r in runtimes]).results
 
 
-def test_every_runtime_runs_a_zoo_net_with_the_same_outputs():
-    results = measured("mobilenetv3_small:classes=10")
+def test_every_runtime_runs_a_zoo_net_with_the_same_outputs_and_keeps_its_exports_where_asked(tmp_path):
+    results = measured("mobilenetv3_small:classes=10", keep_exports=str(tmp_path))  # one run serves both checks
+    kept = {Path(f).suffix for r in results for f in r.export_files}
+    assert kept == {".onnx", ".xml", ".bin", ".pt", ".pt2"}
+    assert all(Path(f).exists() for r in results for f in r.export_files)
     assert [r.runtime for r in results] == list(RUNTIMES)
     for r in results:
         assert r.status == "ok", (r.runtime, r.error)
@@ -80,14 +83,6 @@ def test_parity_names_what_differs():
     assert not off.ok and off.max_abs == pytest.approx(0.01) and "differ from eager torch" in off.note
     assert parity(ref, [torch.ones(2, 3)]).note == "1 output where eager torch gives 2"
     assert "shape [3, 2]" in parity(ref, [torch.ones(3, 2), torch.zeros(4)]).note
-
-
-def test_exports_are_kept_where_asked(tmp_path):
-    results = measured("mobilenetv3_small:classes=10", ("torch", "onnxruntime", "openvino", "torchscript", "export"),
-                       keep_exports=str(tmp_path))
-    kept = {Path(f).suffix for r in results for f in r.export_files}
-    assert kept == {".onnx", ".xml", ".bin", ".pt", ".pt2"}
-    assert all(Path(f).exists() for r in results for f in r.export_files)
 
 
 def test_onnxruntime_breakdown_uses_its_own_profiler():
