@@ -78,7 +78,7 @@ def main() -> None:
 
 
 def _peak(arch: str, batch: int, size: int) -> int:
-    return count_memory(f"{arch}:drop_path=0", batch, size, mode="train", amp="fp16", optimizer="sgd").total_bytes
+    return count_memory(f"{arch}:drop_path=0", batch, size, mode="train", amp="fp16", optimizer="sgd").needed_bytes()
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_map
 
+from netprobe.counting.allocator import StepTrace, needed_capacity
 from netprobe.errors import InputError, quote
 from netprobe.tensors import tensors
 
@@ -83,14 +84,21 @@ class MemoryCount:
     amp: str = "off"
     channels_last: bool = False
     optimizer: str = "sgd"
+    # the device memory PyTorch's CUDA caching allocator needs for three such steps: total_bytes plus the
+    # free parts of segments it cannot use (fragmentation), replayed by netprobe.counting.allocator
+    reserved_bytes: int = 0
 
     def total_mb(self) -> float:
         """The peak in MB (2^20 bytes), before the allowance."""
         return self.total_bytes / 2**20
 
+    def needed_bytes(self) -> int:
+        """What the allocator must reserve (the tensors' peak with its fragmentation), before the allowance."""
+        return max(self.total_bytes, self.reserved_bytes)
+
     def fits(self, memory_bytes: int, allowance_bytes: int = CUDA_ALLOWANCE_BYTES) -> bool:
-        """Whether the peak plus the allowance fits in a device of `memory_bytes`."""
-        return self.total_bytes + allowance_bytes <= memory_bytes
+        """Whether what the allocator must reserve plus the allowance fits in a device of `memory_bytes`."""
+        return self.needed_bytes() + allowance_bytes <= memory_bytes
 
 
 def storage_key(t: torch.Tensor) -> int:
@@ -178,12 +186,24 @@ class _LiveStorages(TorchDispatchMode):
         self.holders: dict[int, int] = {}
         self.live = 0
         self.peak = 0
+        self.events: list[tuple] = []  # ("alloc", key, bytes) and ("free", key), in order: the allocator's replay
+        self.serial: dict[int, int] = {}  # a live storage's allocation event
+        self.grads: set[int] = set()  # allocations of the gradients accumulated into known `.grad`s
+        self.grad_storages: set[int] = set()  # the parameters' `.grad`s
+        self.accumulated: set[int] = set()
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = _run_op(func, args, kwargs or {})
+        if func is torch.ops.aten.add_.Tensor and self._first_into_grad(storage_key(args[0])):
+            self.grads.add(self.serial[storage_key(args[1])])  # AccumulateGrad's `grad += new_grad`
         for t in tensors(out):
             self._track(t)
         return out
+
+    def _first_into_grad(self, key: int) -> bool:
+        first = key in self.grad_storages and key not in self.accumulated
+        self.accumulated.add(key)
+        return first
 
     def _track(self, t: torch.Tensor) -> None:
         key = storage_key(t)
@@ -194,6 +214,8 @@ class _LiveStorages(TorchDispatchMode):
             self.holders[key] = 0
             self.live += self.size[key]
             self.peak = max(self.peak, self.live)
+            self.serial[key] = len(self.events)  # storage addresses are reused: an allocation's own name
+            self.events.append(("alloc", self.serial[key], t.untyped_storage().nbytes()))
         self.holders[key] += 1
         weakref.finalize(t, self._release, key)
 
@@ -202,6 +224,7 @@ class _LiveStorages(TorchDispatchMode):
         if self.holders[key] == 0:
             self.live -= self.size.pop(key)
             del self.holders[key]
+            self.events.append(("free", self.serial.pop(key)))
 
 
 class SavedTensors:
@@ -330,6 +353,7 @@ def step_memory(model: nn.Module, example: torch.Tensor, mode: str = "train", am
     autocast = _Autocast(AMP_DTYPES[amp]) if AMP_DTYPES[amp] is not None else None
     saved = SavedTensors(known, autocast.copies if autocast else set())
     live = _LiveStorages(known)
+    live.grad_storages = {storage_key(p.grad) for p in trainable}
     was_training = model.training
     model.train(train)
     try:
@@ -344,7 +368,13 @@ def step_memory(model: nn.Module, example: torch.Tensor, mode: str = "train", am
             del out, scalar
     finally:
         model.train(was_training)
-    return _assemble(mode, trainable, params, buffers, x, saved, live, autocast, optimizer)
+    resident = [*params.values(), *buffers.values(), x]  # as the model is moved to the GPU, then the batch
+    trace = StepTrace([t.untyped_storage().nbytes() for t in resident], list(live.events),
+                      set(live.grads), [p.untyped_storage().nbytes() for p in trainable], OPTIMIZER_STATES[optimizer],
+                      train)
+    count = _assemble(mode, trainable, params, buffers, x, saved, live, autocast, optimizer)
+    count.reserved_bytes = needed_capacity(trace)
+    return count
 
 
 def _assemble(mode: str, trainable: list[torch.Tensor], params: dict, buffers: dict, x: torch.Tensor,
