@@ -13,8 +13,11 @@ The step runs on meta tensors (no memory, no arithmetic) the way PyTorch eager r
   Python and autograd have let go of it. The peak of those live bytes is the step's peak.
 
 Each allocation is rounded as PyTorch's CUDA caching allocator rounds it (512 bytes; 2 MiB segments
-for requests of 10 MiB or more). What the allocator's fragmentation, the CUDA context and cuDNN's
-workspace add is not counted: `CUDA_ALLOWANCE_BYTES` is one stated figure for them.
+for requests of 10 MiB or more). Then every allocation and free of the step, in order, goes through
+a replay of the allocator (netprobe.counting.allocator: best fit, splits, 2 / 20 MiB segments, segments
+given back only when wholly free and a cudaMalloc failed), three steps as a training loop makes them:
+`reserved_bytes` is the least device memory it needs, the peak plus what fragmentation strands. The
+CUDA context and cuDNN's workspace are not counted: `CUDA_ALLOWANCE_BYTES` is one stated figure for them.
 
 Attention: on meta, torch's scaled-dot-product attention takes its math path, which saves the L x L
 weights; CUDA's and CPU's fused kernels save a log-sum-exp per row. For attention models the count
@@ -50,16 +53,20 @@ OPTIMIZER_STATES = {"sgd": 1, "adamw": 2, "adam": 2}  # fp32 buffers per paramet
 # kMinLargeAlloc, kRoundLarge
 ALLOCATOR_BLOCK, SMALL_SIZE, MIN_LARGE_ALLOC, ROUND_LARGE = 512, 2**20, 10 * 2**20, 2 * 2**20
 
-CONTEXT_BYTES = 666_632_192
-"""The CUDA context with every kernel loaded eagerly (CUDA < 12.2 without CUDA_MODULE_LOADING=LAZY,
-torch < 1.13): measured by PyTorch's developers in pytorch/pytorch#86509 (287,047,680 bytes lazy)."""
+CONTEXT_BYTES = 1000 * 2**20
+"""The CUDA context of PyTorch with every kernel of its own, cuDNN's and cuBLAS's loaded when the library is
+(CUDA < 11.7, torch < 1.13, e.g. timm's torch 1.12 / CUDA 11.3 runs): "all kernels were loaded into the
+context once the library was loaded, which took >1000MB" (ptrblck, pytorch/pytorch#107667). A floor: PyTorch's
+own kernels alone take 666,632,192 bytes (pytorch/pytorch#86509, measured after making one tensor, before any
+convolution or matmul loads cuDNN or cuBLAS), and cuDNN's about 750 MB more (discuss.pytorch.org/t/74776)."""
 WORKSPACE_BYTES = 256 * 2**20
-"""cuDNN's convolution workspace, cuBLAS's workspace and the allocator's partly used 2 MiB blocks:
-256 MiB, a stated round figure (cuDNN's benchmark mode asks for what is free, so this is a floor)."""
+"""cuDNN's convolution workspace and cuBLAS's workspace: 256 MiB, a stated round figure (cuDNN's benchmark
+mode asks for what is free, and falls back to an algorithm needing less when it cannot have it)."""
 CUDA_ALLOWANCE_BYTES = CONTEXT_BYTES + WORKSPACE_BYTES
-"""What a GPU's memory holds beyond PyTorch's tensors: the CUDA context (666,632,192 bytes with eager
-module loading, pytorch/pytorch#86509) plus 256 MiB for cuDNN/cuBLAS workspaces and the allocator's
-partly used blocks. One figure for every model, never tuned per model."""
+"""What a GPU's memory holds beyond the segments of PyTorch's caching allocator: the CUDA context (at least
+1000 MiB with eager module loading, pytorch/pytorch#107667) plus 256 MiB for cuDNN/cuBLAS workspaces.
+One figure for every model, never tuned per model. The allocator's fragmentation is not in it: it is
+replayed (`MemoryCount.reserved_bytes`)."""
 
 
 @dataclass
@@ -149,15 +156,33 @@ def _run_op(func, args: tuple, kwargs: dict) -> object:
 _LAYOUTS: dict[tuple, list] = {}
 
 
+def layout_key(func: object, args: tuple, kwargs: dict) -> tuple:
+    """A hashable description of an op's call: each tensor by its sizes, strides and dtype, lists,
+    tuples and dicts by their items (nested or not), other values as themselves, or by their repr
+    where they cannot be hashed. Two calls with equal keys make outputs of the same layouts."""
+    def describe(v: object) -> object:
+        if isinstance(v, torch.Tensor):
+            return "tensor", tuple(v.shape), tuple(v.stride()), v.dtype
+        if isinstance(v, (list, tuple)):
+            return type(v).__name__, *map(describe, v)
+        if isinstance(v, dict):
+            return "dict", *sorted(((repr(k), describe(x)) for k, x in v.items()), key=lambda kv: kv[0])
+        try:
+            hash(v)
+        except TypeError:
+            return "repr", type(v).__name__, repr(v)
+        return v
+
+    return func, describe(args), describe(kwargs)
+
+
 def _remembered(func, args: tuple, kwargs: dict) -> object:
     """A norm's outputs on meta: its own meta kernel's, run once per layout of its arguments (a
     network repeats a handful), then made again as empty tensors of the same sizes, strides and dtypes."""
     def describe(v: object) -> object:
         return (tuple(v.shape), v.stride(), v.dtype) if isinstance(v, torch.Tensor) else v
 
-    from torch.utils._pytree import tree_leaves
-
-    key = (func, *map(describe, tree_leaves((args, kwargs))))
+    key = layout_key(func, args, kwargs)
     if key not in _LAYOUTS:
         out = func(*args, **kwargs)
         _LAYOUTS[key] = [describe(t) if isinstance(t, torch.Tensor) else t for t in (out if isinstance(out, tuple)
@@ -425,9 +450,10 @@ def _meta_model(resolved) -> nn.Module:
 def predicted_max_batch(target: object, imgsz: tuple[int, int] | int, memory_bytes: int, mode: str = "train",
                         amp: str = "off", channels_last: bool = False, optimizer: str = "sgd",
                         limit: int = 65536) -> int:
-    """The largest batch (at most `limit`) whose counted peak plus `CUDA_ALLOWANCE_BYTES` fits in
-    `memory_bytes`; 0 when not even one image fits. Memory grows by the same bytes per image (the
-    activations), so two counts give a first guess; counts around it then find the exact edge.
+    """The largest batch (at most `limit`) whose counted need (the peak with the allocator's
+    fragmentation) plus `CUDA_ALLOWANCE_BYTES` fits in `memory_bytes`; 0 when not even one image
+    fits. Memory grows by about the same bytes per image (the activations), so two counts give a
+    first guess; counts around it then find the edge.
     """
     from netprobe.sizes import parse_imgsz
     from netprobe.target import resolve
@@ -442,7 +468,7 @@ def predicted_max_batch(target: object, imgsz: tuple[int, int] | int, memory_byt
     def fits(batch: int) -> bool:
         if batch not in totals:
             example = torch.empty((batch, resolved.in_chans, *size), device="meta")
-            totals[batch] = step_memory(model, example, mode, amp, channels_last, optimizer).total_bytes
+            totals[batch] = step_memory(model, example, mode, amp, channels_last, optimizer).needed_bytes()
         return totals[batch] + CUDA_ALLOWANCE_BYTES <= memory_bytes
 
     if not fits(1):
