@@ -117,6 +117,12 @@ class CachingAllocator:
                 block.size += side.size
         self._insert(block)
 
+    def layout(self) -> tuple:
+        """Every block in address order as (size, in use, starts a segment): two equal layouts serve the
+        same requests alike (segments never overlap, so only the order of addresses matters)."""
+        blocks = sorted([*self._at.values(), *self._blocks.values()], key=lambda b: b.address)
+        return tuple((b.size, b.allocated, b.prev is None) for b in blocks)
+
     def _take_free(self, size: int, small: bool) -> _Block | None:
         pool = self._free[small]
         i = bisect.bisect_left(pool, (size, -1))
@@ -166,38 +172,53 @@ class StepTrace:
     train: bool
 
 
-STEPS = 3  # the first step (gradients and optimizer state made as it goes) and two in the steady state
+MAX_STEPS = 50  # timm's benchmark: 10 warm-up steps and 40 timed ones
 
 
-def replay(trace: StepTrace, capacity: int | None) -> CachingAllocator:
-    """Run `STEPS` steps of `trace` through an allocator of `capacity` bytes (OutOfMemory if they do not fit).
-
-    As a training loop does: the first backward keeps each accumulated gradient as the parameter's
-    `.grad` (AccumulateGrad steals it), then the optimizer's first step makes its state; later steps
-    add into `.grad` in place and free the gradient. Each parameter's update makes one temporary of
-    its size (SGD with Nesterov momentum, timm's; AdamW's denominator).
-    """
+def _start(trace: StepTrace, capacity: int | None) -> CachingAllocator:
     alloc = CachingAllocator(capacity)
     for i, nbytes in enumerate(trace.resident):
         alloc.malloc(("resident", i), nbytes)
-    for step in range(STEPS if trace.train else 2):
-        for event in trace.events:
-            if event[0] == "alloc":
-                alloc.malloc((step, event[1]), event[2])
-            elif step > 0 or event[1] not in trace.grads:
-                alloc.free((step, event[1]))
-        for i, nbytes in enumerate(trace.params if trace.train else ()):
-            for state in range(trace.states if step == 0 else 0):
-                alloc.malloc(("state", i, state), nbytes)
-            alloc.malloc("update", nbytes)
-            alloc.free("update")
     return alloc
+
+
+def _step(alloc: CachingAllocator, trace: StepTrace, step: int) -> None:
+    """One step's requests. As a training loop makes them: the first backward keeps each accumulated
+    gradient as the parameter's `.grad` (AccumulateGrad steals it), then the optimizer's first step
+    makes its state; later steps add into `.grad` in place and free the gradient. Each parameter's
+    update makes one temporary of its size (SGD with Nesterov momentum, timm's; AdamW's denominator)."""
+    for event in trace.events:
+        if event[0] == "alloc":
+            alloc.malloc((step, event[1]), event[2])
+        elif step > 0 or event[1] not in trace.grads:
+            alloc.free((step, event[1]))
+    for i, nbytes in enumerate(trace.params if trace.train else ()):
+        for state in range(trace.states if step == 0 else 0):
+            alloc.malloc(("state", i, state), nbytes)
+        alloc.malloc("update", nbytes)
+        alloc.free("update")
+
+
+def replay(trace: StepTrace, capacity: int | None) -> tuple[int, CachingAllocator]:
+    """Run steps of `trace` through an allocator of `capacity` bytes (OutOfMemory if one does not fit)
+    until a step ends with the allocator as an earlier one ended (from then on the steps repeat: the
+    replay is deterministic), at most MAX_STEPS; how many steps that took, and the allocator."""
+    alloc = _start(trace, capacity)
+    seen = set()
+    for step in range(MAX_STEPS):
+        _step(alloc, trace, step)
+        layout = alloc.layout()
+        if step > 0 and layout in seen:
+            return step + 1, alloc
+        seen.add(layout)
+    return MAX_STEPS, alloc
 
 
 def needed_capacity(trace: StepTrace) -> int:
     """The least device memory (in 2 MiB steps) in which the allocator serves every request of the
-    steps: the tensors' peak plus the free pieces of segments it holds and cannot use."""
-    unlimited = replay(trace, None)
+    steps up to its steady state: the tensors' peak plus the free pieces of segments it holds and
+    cannot use. With less memory it gives segments back on the way, so each capacity is replayed."""
+    unlimited = replay(trace, None)[1]
     lo, hi = -(-unlimited.peak_allocated // ROUND_LARGE) - 1, -(-unlimited.peak_reserved // ROUND_LARGE)
     while hi - lo > 1:  # lo does not fit (below the tensors' peak), hi does (nothing ever given back)
         mid = (lo + hi) // 2

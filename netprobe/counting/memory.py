@@ -15,8 +15,9 @@ The step runs on meta tensors (no memory, no arithmetic) the way PyTorch eager r
 Each allocation is rounded as PyTorch's CUDA caching allocator rounds it (512 bytes; 2 MiB segments
 for requests of 10 MiB or more). Then every allocation and free of the step, in order, goes through
 a replay of the allocator (netprobe.counting.allocator: best fit, splits, 2 / 20 MiB segments, segments
-given back only when wholly free and a cudaMalloc failed), three steps as a training loop makes them:
-`reserved_bytes` is the least device memory it needs, the peak plus what fragmentation strands. The
+given back only when wholly free and a cudaMalloc failed), step after step as a training loop makes
+them until the allocator's state repeats: `reserved_bytes` is the least device memory it needs, the
+peak plus what fragmentation strands. The
 CUDA context and cuDNN's workspace are not counted: `CUDA_ALLOWANCE_BYTES` is one stated figure for them.
 
 Attention: on meta, torch's scaled-dot-product attention takes its math path, which saves the L x L
@@ -91,8 +92,8 @@ class MemoryCount:
     amp: str = "off"
     channels_last: bool = False
     optimizer: str = "sgd"
-    # the device memory PyTorch's CUDA caching allocator needs for three such steps: total_bytes plus the
-    # free parts of segments it cannot use (fragmentation), replayed by netprobe.counting.allocator
+    # the device memory PyTorch's CUDA caching allocator needs for such steps until they repeat: total_bytes
+    # plus the free parts of segments it cannot use (fragmentation), replayed by netprobe.counting.allocator
     reserved_bytes: int = 0
 
     def total_mb(self) -> float:
