@@ -13,7 +13,7 @@ from torch import nn
 from zoo_cases import ZOO
 
 import netprobe
-from netprobe.counting.memory import CUDA_ALLOWANCE_BYTES, count_memory, predicted_max_batch, step_memory
+from netprobe.counting.memory import CUDA_ALLOWANCE_BYTES, count_memory, layout_key, predicted_max_batch, step_memory
 from netprobe.errors import InputError
 from netprobe.target import resolve
 
@@ -118,7 +118,7 @@ def test_optimizer_state_inference_and_growth_with_batch() -> None:
 def test_predicted_max_batch_is_the_edge_of_what_fits() -> None:
     spec = "efficientnet_b0:classes=10,drop_path=0"
     per_image = count_memory(spec, 2, 64).total_bytes - count_memory(spec, 1, 64).total_bytes
-    memory = CUDA_ALLOWANCE_BYTES + count_memory(spec, 1, 64).total_bytes + 40 * per_image + per_image // 2
+    memory = CUDA_ALLOWANCE_BYTES + count_memory(spec, 1, 64).needed_bytes() + 40 * per_image + per_image // 2
     best = predicted_max_batch(spec, 64, memory)
     assert count_memory(spec, best, 64).fits(memory) and not count_memory(spec, best + 1, 64).fits(memory)
     assert 35 <= best <= 45
@@ -132,3 +132,22 @@ def test_predicted_max_batch_is_the_edge_of_what_fits() -> None:
 def test_unknown_choices_are_one_line(options: dict, words: str) -> None:
     with pytest.raises(InputError, match=words):
         count_memory("resnet18", 1, 64, **options)
+
+
+def test_what_the_allocator_must_reserve_is_at_least_the_peak_in_2_mib_steps() -> None:
+    count = count_memory("efficientnet_b0:classes=10,drop_path=0", 8, 64, amp="fp16")
+    assert count.reserved_bytes % 2**20 == 0 and count.total_bytes <= count.reserved_bytes == count.needed_bytes()
+    assert count.fits(count.reserved_bytes + CUDA_ALLOWANCE_BYTES)
+    assert not count.fits(count.reserved_bytes - 2 * 2**20 + CUDA_ALLOWANCE_BYTES)
+
+
+@pytest.mark.parametrize("args", [([1, [2, [3]]], [None, None, True]), (torch.float16, torch.device("meta"), None),
+                                  ({"dims": [0, 1], "out": None}, {1, 2}, bytearray(b"x"))])
+def test_an_ops_layout_key_is_hashable_for_any_argument(args: tuple) -> None:
+    x = torch.empty(2, 3, 4, device="meta")
+    key = layout_key(torch.ops.aten.native_layer_norm.default, (x, *args), {"eps": 1e-5, "shape": [4]})
+    assert hash(key) == hash(layout_key(torch.ops.aten.native_layer_norm.default, (x, *args),
+                                        {"eps": 1e-5, "shape": [4]}))
+    other = layout_key(torch.ops.aten.native_layer_norm.default, (x.transpose(0, 1), *args),
+                       {"eps": 1e-5, "shape": [4]})
+    assert key != other  # another layout of the same sizes' tensor is another key

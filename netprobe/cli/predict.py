@@ -91,8 +91,9 @@ def prediction_report(results: list) -> Report:
     title = f"PREDICTED {first.mode} step ({first.amp if first.amp != 'off' else 'fp32'}, "
     title += f"{'channels-last' if first.channels_last else 'channels-first'}) — a prediction, not a measurement"
     caption = (f"{first.precision_note}. Time: per op max(FLOPs ÷ (peak × efficiency), bytes ÷ (bandwidth × "
-               f"efficiency)) + launches; {first.efficiency_note}. Mem MB: peak counted on meta plus the CUDA "
-               "allowance (context, workspaces), MB = 2^20 bytes; OOM: it does not fit. "
+               f"efficiency)) + launches; {first.efficiency_note}. Mem MB: peak counted on meta with the caching "
+               "allocator's fragmentation, plus the CUDA allowance (context, workspaces), MB = 2^20 bytes; "
+               "OOM: it does not fit. "
                f"Error: {first.error_note}.")
     blocks: list = [TableBlock("predictions", PREDICTION_COLUMNS, rows, title, caption),
                     TableBlock("stages", STAGE_COLUMNS, stages, "Predicted time per stage",

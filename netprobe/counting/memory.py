@@ -13,8 +13,12 @@ The step runs on meta tensors (no memory, no arithmetic) the way PyTorch eager r
   Python and autograd have let go of it. The peak of those live bytes is the step's peak.
 
 Each allocation is rounded as PyTorch's CUDA caching allocator rounds it (512 bytes; 2 MiB segments
-for requests of 10 MiB or more). What the allocator's fragmentation, the CUDA context and cuDNN's
-workspace add is not counted: `CUDA_ALLOWANCE_BYTES` is one stated figure for them.
+for requests of 10 MiB or more). Then every allocation and free of the step, in order, goes through
+a replay of the allocator (netprobe.counting.allocator: best fit, splits, 2 / 20 MiB segments, segments
+given back only when wholly free and a cudaMalloc failed), step after step as a training loop makes
+them until the allocator's state repeats: `reserved_bytes` is the least device memory it needs, the
+peak plus what fragmentation strands. The
+CUDA context and cuDNN's workspace are not counted: `CUDA_ALLOWANCE_BYTES` is one stated figure for them.
 
 Attention: on meta, torch's scaled-dot-product attention takes its math path, which saves the L x L
 weights; CUDA's and CPU's fused kernels save a log-sum-exp per row. For attention models the count
@@ -39,6 +43,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_map
 
+from netprobe.counting.allocator import StepTrace, needed_capacity
 from netprobe.errors import InputError, quote
 from netprobe.tensors import tensors
 
@@ -49,16 +54,20 @@ OPTIMIZER_STATES = {"sgd": 1, "adamw": 2, "adam": 2}  # fp32 buffers per paramet
 # kMinLargeAlloc, kRoundLarge
 ALLOCATOR_BLOCK, SMALL_SIZE, MIN_LARGE_ALLOC, ROUND_LARGE = 512, 2**20, 10 * 2**20, 2 * 2**20
 
-CONTEXT_BYTES = 666_632_192
-"""The CUDA context with every kernel loaded eagerly (CUDA < 12.2 without CUDA_MODULE_LOADING=LAZY,
-torch < 1.13): measured by PyTorch's developers in pytorch/pytorch#86509 (287,047,680 bytes lazy)."""
+CONTEXT_BYTES = 1000 * 2**20
+"""The CUDA context of PyTorch with every kernel of its own, cuDNN's and cuBLAS's loaded when the library is
+(CUDA < 11.7, torch < 1.13, e.g. timm's torch 1.12 / CUDA 11.3 runs): "all kernels were loaded into the
+context once the library was loaded, which took >1000MB" (ptrblck, pytorch/pytorch#107667). A floor: PyTorch's
+own kernels alone take 666,632,192 bytes (pytorch/pytorch#86509, measured after making one tensor, before any
+convolution or matmul loads cuDNN or cuBLAS), and cuDNN's about 750 MB more (discuss.pytorch.org/t/74776)."""
 WORKSPACE_BYTES = 256 * 2**20
-"""cuDNN's convolution workspace, cuBLAS's workspace and the allocator's partly used 2 MiB blocks:
-256 MiB, a stated round figure (cuDNN's benchmark mode asks for what is free, so this is a floor)."""
+"""cuDNN's convolution workspace and cuBLAS's workspace: 256 MiB, a stated round figure (cuDNN's benchmark
+mode asks for what is free, and falls back to an algorithm needing less when it cannot have it)."""
 CUDA_ALLOWANCE_BYTES = CONTEXT_BYTES + WORKSPACE_BYTES
-"""What a GPU's memory holds beyond PyTorch's tensors: the CUDA context (666,632,192 bytes with eager
-module loading, pytorch/pytorch#86509) plus 256 MiB for cuDNN/cuBLAS workspaces and the allocator's
-partly used blocks. One figure for every model, never tuned per model."""
+"""What a GPU's memory holds beyond the segments of PyTorch's caching allocator: the CUDA context (at least
+1000 MiB with eager module loading, pytorch/pytorch#107667) plus 256 MiB for cuDNN/cuBLAS workspaces.
+One figure for every model, never tuned per model. The allocator's fragmentation is not in it: it is
+replayed (`MemoryCount.reserved_bytes`)."""
 
 
 @dataclass
@@ -83,14 +92,21 @@ class MemoryCount:
     amp: str = "off"
     channels_last: bool = False
     optimizer: str = "sgd"
+    # the device memory PyTorch's CUDA caching allocator needs for such steps until they repeat: total_bytes
+    # plus the free parts of segments it cannot use (fragmentation), replayed by netprobe.counting.allocator
+    reserved_bytes: int = 0
 
     def total_mb(self) -> float:
         """The peak in MB (2^20 bytes), before the allowance."""
         return self.total_bytes / 2**20
 
+    def needed_bytes(self) -> int:
+        """What the allocator must reserve (the tensors' peak with its fragmentation), before the allowance."""
+        return max(self.total_bytes, self.reserved_bytes)
+
     def fits(self, memory_bytes: int, allowance_bytes: int = CUDA_ALLOWANCE_BYTES) -> bool:
-        """Whether the peak plus the allowance fits in a device of `memory_bytes`."""
-        return self.total_bytes + allowance_bytes <= memory_bytes
+        """Whether what the allocator must reserve plus the allowance fits in a device of `memory_bytes`."""
+        return self.needed_bytes() + allowance_bytes <= memory_bytes
 
 
 def storage_key(t: torch.Tensor) -> int:
@@ -141,15 +157,33 @@ def _run_op(func, args: tuple, kwargs: dict) -> object:
 _LAYOUTS: dict[tuple, list] = {}
 
 
+def layout_key(func: object, args: tuple, kwargs: dict) -> tuple:
+    """A hashable description of an op's call: each tensor by its sizes, strides and dtype, lists,
+    tuples and dicts by their items (nested or not), other values as themselves, or by their repr
+    where they cannot be hashed. Two calls with equal keys make outputs of the same layouts."""
+    def describe(v: object) -> object:
+        if isinstance(v, torch.Tensor):
+            return "tensor", tuple(v.shape), tuple(v.stride()), v.dtype
+        if isinstance(v, (list, tuple)):
+            return type(v).__name__, *map(describe, v)
+        if isinstance(v, dict):
+            return "dict", *sorted(((repr(k), describe(x)) for k, x in v.items()), key=lambda kv: kv[0])
+        try:
+            hash(v)
+        except TypeError:
+            return "repr", type(v).__name__, repr(v)
+        return v
+
+    return func, describe(args), describe(kwargs)
+
+
 def _remembered(func, args: tuple, kwargs: dict) -> object:
     """A norm's outputs on meta: its own meta kernel's, run once per layout of its arguments (a
     network repeats a handful), then made again as empty tensors of the same sizes, strides and dtypes."""
     def describe(v: object) -> object:
         return (tuple(v.shape), v.stride(), v.dtype) if isinstance(v, torch.Tensor) else v
 
-    from torch.utils._pytree import tree_leaves
-
-    key = (func, *map(describe, tree_leaves((args, kwargs))))
+    key = layout_key(func, args, kwargs)
     if key not in _LAYOUTS:
         out = func(*args, **kwargs)
         _LAYOUTS[key] = [describe(t) if isinstance(t, torch.Tensor) else t for t in (out if isinstance(out, tuple)
@@ -178,12 +212,24 @@ class _LiveStorages(TorchDispatchMode):
         self.holders: dict[int, int] = {}
         self.live = 0
         self.peak = 0
+        self.events: list[tuple] = []  # ("alloc", key, bytes) and ("free", key), in order: the allocator's replay
+        self.serial: dict[int, int] = {}  # a live storage's allocation event
+        self.grads: set[int] = set()  # allocations of the gradients accumulated into known `.grad`s
+        self.grad_storages: set[int] = set()  # the parameters' `.grad`s
+        self.accumulated: set[int] = set()
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = _run_op(func, args, kwargs or {})
+        if func is torch.ops.aten.add_.Tensor and self._first_into_grad(storage_key(args[0])):
+            self.grads.add(self.serial[storage_key(args[1])])  # AccumulateGrad's `grad += new_grad`
         for t in tensors(out):
             self._track(t)
         return out
+
+    def _first_into_grad(self, key: int) -> bool:
+        first = key in self.grad_storages and key not in self.accumulated
+        self.accumulated.add(key)
+        return first
 
     def _track(self, t: torch.Tensor) -> None:
         key = storage_key(t)
@@ -194,6 +240,8 @@ class _LiveStorages(TorchDispatchMode):
             self.holders[key] = 0
             self.live += self.size[key]
             self.peak = max(self.peak, self.live)
+            self.serial[key] = len(self.events)  # storage addresses are reused: an allocation's own name
+            self.events.append(("alloc", self.serial[key], t.untyped_storage().nbytes()))
         self.holders[key] += 1
         weakref.finalize(t, self._release, key)
 
@@ -202,6 +250,7 @@ class _LiveStorages(TorchDispatchMode):
         if self.holders[key] == 0:
             self.live -= self.size.pop(key)
             del self.holders[key]
+            self.events.append(("free", self.serial.pop(key)))
 
 
 class SavedTensors:
@@ -330,6 +379,7 @@ def step_memory(model: nn.Module, example: torch.Tensor, mode: str = "train", am
     autocast = _Autocast(AMP_DTYPES[amp]) if AMP_DTYPES[amp] is not None else None
     saved = SavedTensors(known, autocast.copies if autocast else set())
     live = _LiveStorages(known)
+    live.grad_storages = {storage_key(p.grad) for p in trainable}
     was_training = model.training
     model.train(train)
     try:
@@ -344,7 +394,13 @@ def step_memory(model: nn.Module, example: torch.Tensor, mode: str = "train", am
             del out, scalar
     finally:
         model.train(was_training)
-    return _assemble(mode, trainable, params, buffers, x, saved, live, autocast, optimizer)
+    resident = [*params.values(), *buffers.values(), x]  # as the model is moved to the GPU, then the batch
+    trace = StepTrace([t.untyped_storage().nbytes() for t in resident], list(live.events),
+                      set(live.grads), [p.untyped_storage().nbytes() for p in trainable], OPTIMIZER_STATES[optimizer],
+                      train)
+    count = _assemble(mode, trainable, params, buffers, x, saved, live, autocast, optimizer)
+    count.reserved_bytes = needed_capacity(trace)
+    return count
 
 
 def _assemble(mode: str, trainable: list[torch.Tensor], params: dict, buffers: dict, x: torch.Tensor,
@@ -395,9 +451,10 @@ def _meta_model(resolved) -> nn.Module:
 def predicted_max_batch(target: object, imgsz: tuple[int, int] | int, memory_bytes: int, mode: str = "train",
                         amp: str = "off", channels_last: bool = False, optimizer: str = "sgd",
                         limit: int = 65536) -> int:
-    """The largest batch (at most `limit`) whose counted peak plus `CUDA_ALLOWANCE_BYTES` fits in
-    `memory_bytes`; 0 when not even one image fits. Memory grows by the same bytes per image (the
-    activations), so two counts give a first guess; counts around it then find the exact edge.
+    """The largest batch (at most `limit`) whose counted need (the peak with the allocator's
+    fragmentation) plus `CUDA_ALLOWANCE_BYTES` fits in `memory_bytes`; 0 when not even one image
+    fits. Memory grows by about the same bytes per image (the activations), so two counts give a
+    first guess; counts around it then find the edge.
     """
     from netprobe.sizes import parse_imgsz
     from netprobe.target import resolve
@@ -412,7 +469,7 @@ def predicted_max_batch(target: object, imgsz: tuple[int, int] | int, memory_byt
     def fits(batch: int) -> bool:
         if batch not in totals:
             example = torch.empty((batch, resolved.in_chans, *size), device="meta")
-            totals[batch] = step_memory(model, example, mode, amp, channels_last, optimizer).total_bytes
+            totals[batch] = step_memory(model, example, mode, amp, channels_last, optimizer).needed_bytes()
         return totals[batch] + CUDA_ALLOWANCE_BYTES <= memory_bytes
 
     if not fits(1):

@@ -162,10 +162,10 @@ def _predict_on(gpu: GPU, work, resolved, batch: int, size: tuple[int, int], mod
 
 
 def _needed_mb(memory) -> float | None:
-    """The counted peak plus the stated CUDA allowance: what the GPU must hold."""
+    """The counted peak with the allocator's fragmentation, plus the stated CUDA allowance: what the GPU must hold."""
     from netprobe.counting.memory import CUDA_ALLOWANCE_BYTES
 
-    return (memory.total_bytes + CUDA_ALLOWANCE_BYTES) / 2**20 if memory is not None else None
+    return (memory.needed_bytes() + CUDA_ALLOWANCE_BYTES) / 2**20 if memory is not None else None
 
 
 def _stages(timed, step_s: float) -> list[StagePrediction]:
