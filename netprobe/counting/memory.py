@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -92,9 +92,18 @@ class MemoryCount:
     amp: str = "off"
     channels_last: bool = False
     optimizer: str = "sgd"
-    # the device memory PyTorch's CUDA caching allocator needs for such steps until they repeat: total_bytes
-    # plus the free parts of segments it cannot use (fragmentation), replayed by netprobe.counting.allocator
-    reserved_bytes: int = 0
+    # the step's allocations and frees in order, replayed by netprobe.counting.allocator on first use
+    trace: StepTrace | None = field(default=None, repr=False, compare=False)
+    _reserved: int | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def reserved_bytes(self) -> int:
+        """The device memory PyTorch's CUDA caching allocator needs for such steps until they repeat:
+        total_bytes plus the free parts of segments it cannot use (fragmentation). Replayed when first
+        asked (it costs more than the count itself; CPU runs and --dry-run never ask)."""
+        if self._reserved is None:
+            self._reserved = needed_capacity(self.trace) if self.trace is not None else 0
+        return self._reserved
 
     def total_mb(self) -> float:
         """The peak in MB (2^20 bytes), before the allowance."""
@@ -399,7 +408,7 @@ def step_memory(model: nn.Module, example: torch.Tensor, mode: str = "train", am
                       set(live.grads), [p.untyped_storage().nbytes() for p in trainable], OPTIMIZER_STATES[optimizer],
                       train)
     count = _assemble(mode, trainable, params, buffers, x, saved, live, autocast, optimizer)
-    count.reserved_bytes = needed_capacity(trace)
+    count.trace = trace
     return count
 
 
