@@ -89,7 +89,7 @@ BENCH_RESULT_CSV = [Column(k, k) for k in (
     "channels_last", "compiled", "optimizer", "iters", "warmup_steps",
     "steady", "loss", "error", "runtime", "runtime_version", "provider", "threads", "export_s", "first_run_s",
     "file_mb", "max_abs_err", "max_rel_err", "parity_ok", "vs_torch", "precision", "precision_ran", "quantize_s",
-    "cosine_min", "top1_agreement", "head_agreement", "quantized_layers", "total_layers", "vs_fp32", "calibration")]
+    "cosine_min", "top1_agreement", "quantized_layers", "total_layers", "vs_fp32", "calibration")]
 RUNTIME_COLUMNS = [
     Column("spec", "Spec", justify="left", ident=True), Column("batch", "Batch", ident=True),
     Column("imgsz", "Size", ident=True), Column("runtime_text", "Runtime", justify="left", ident=True),
