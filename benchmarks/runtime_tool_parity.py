@@ -9,9 +9,10 @@ rounds (order of the two sides and of the rows alternating):
 - netprobe: the kept file loaded by netprobe's runtime (`Runtime.load`: its session options, threads and
   precision hint) and timed by netprobe's steady-state loop (`measure_steps` over `RuntimeStep`, what bench
   runs after deploying): warm-up until steady, then `--iters` timed steps, p50;
-- the tool: OpenVINO's `benchmark_app -m FILE.xml -d CPU -hint latency -nthreads T -infer_precision
-  f32|bf16 -niter N` (N: netprobe's warm-up steps of that round + `--iters`; its own one warm-up run apart),
-  its reported median; ONNX Runtime (no tool ships with the pip package): a bare
+- the tool: OpenVINO's `benchmark_app -m FILE.xml -d CPU -hint latency -load_config C -infer_precision
+  f32|bf16 -niter N` (C: a file setting INFERENCE_NUM_THREADS to T, since benchmark_app refuses -nthreads
+  beside a hint; N: netprobe's warm-up steps of that round + `--iters`; its own one warm-up run apart), its
+  reported median over the N; ONNX Runtime (no tool ships with the pip package): a bare
   `onnxruntime.InferenceSession(FILE)` loop whose options are written out here (T intra-op threads, 1
   inter-op, every graph optimisation, the CPU provider), as many warm-up runs as netprobe took, then
   `--iters` timed `session.run` calls, median.
@@ -26,6 +27,7 @@ input: values do not change a CNN's latency). What differs is said in the output
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -106,8 +108,11 @@ def onnxruntime_loop_ms(row: dict, warmup: int, iters: int) -> float:
 
 def benchmark_app_ms(row: dict, warmup: int, iters: int) -> float:
     """benchmark_app's median latency on the file, with the latency hint and netprobe's threads."""
+    # benchmark_app refuses -nthreads beside a hint (its UI rule); a config file sets the threads as netprobe does
+    config = row["files"][0].with_name("benchmark_app-config.json")
+    config.write_text(json.dumps({"CPU": {"INFERENCE_NUM_THREADS": str(row["threads"])}}))
     command = [shutil.which("benchmark_app") or "benchmark_app", "-m", str(row["files"][0]), "-d", "CPU", "-hint",
-               "latency", "-nthreads", str(row["threads"]), "-infer_precision", OV_PRECISION[row["precision"]],
+               "latency", "-load_config", str(config), "-infer_precision", OV_PRECISION[row["precision"]],
                "-niter", str(warmup + iters)]
     out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     threads = re.search(r"INFERENCE_NUM_THREADS:\s*(\d+)", out)

@@ -423,9 +423,9 @@ def cuda_notes(results: list) -> list[str]:
 def _head_caption(minimum: float, threshold: float) -> str:
     return (f"· Head agree: detectors, the lowest head's (all in the notes and json head_agreement): of the anchors "
             f"either model keeps before NMS (confidence, best class score x objectness where the head has one, >= "
-            f"{threshold:g}), the share both keep with the same class; under {minimum:g} the row says drift; "
-            "meaningful only with --weights (trained) and --calib DIR (real images): untrained scores sit at the "
-            "prior and no anchor passes (-) ")
+            f"{threshold:g}), the share both keep with the same class; meaningful only with --weights (trained) and "
+            f"--calib DIR (real images), and only then under {minimum:g} the row says drift: untrained scores sit "
+            "at the head's prior, where no anchor passes (-), or near-uniform, where the class is a coin toss ")
 
 
 def runtime_caption(results: list, info: dict) -> str:

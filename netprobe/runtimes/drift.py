@@ -7,8 +7,9 @@ A row whose lowest cosine falls below `DRIFT_COSINE`, or a head's agreement belo
 A detector head's agreement, per level (P3, P4, P5): of the candidate detections either model keeps before
 NMS (anchors whose confidence, the best class score, times objectness where the head has one, reaches
 `SCORE_THRESHOLD`, ultralytics' default `conf`), the share both keep with the same class. None where no anchor
-of the level reaches it in either model: untrained weights sit at the heads' prior (about 1e-5), so the figure
-means something only with trained weights (`--weights`) and real held-out images (`--calib DIR`)."""
+of the level reaches it in either model. Untrained heads score at their prior (YOLOv8, YOLOv5: about 1e-4, no
+candidate) or near-uniformly (YOLOv3: 0.25-0.28, the class a coin toss), so the figure means something only
+with trained weights (`--weights`) and real held-out images (`--calib DIR`): bench judges it only then."""
 
 from __future__ import annotations
 
