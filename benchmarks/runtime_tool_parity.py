@@ -114,7 +114,10 @@ def benchmark_app_ms(row: dict, warmup: int, iters: int) -> float:
     command = [shutil.which("benchmark_app") or "benchmark_app", "-m", str(row["files"][0]), "-d", "CPU", "-hint",
                "latency", "-load_config", str(config), "-infer_precision", OV_PRECISION[row["precision"]],
                "-niter", str(warmup + iters)]
-    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"benchmark_app failed ({' '.join(command)}):\n{(done.stdout + done.stderr)[-3000:]}")
+    out = done.stdout
     threads = re.search(r"INFERENCE_NUM_THREADS:\s*(\d+)", out)
     row["tool_threads"].add(int(threads.group(1)) if threads else "?")
     return float(re.search(r"Median:\s+([\d.]+) ms", out).group(1))
