@@ -300,11 +300,19 @@ def run(variants: list[Variant], settings: Settings, on_measure: Callable[[str, 
     return comparison
 
 
+def _agreement_text(result: BenchResult) -> str:
+    if result.head_agreement:
+        from netprobe.runtimes.drift import heads_text
+
+        return f"head agreement {heads_text(result.head_agreement)}"
+    return f"top-1 agreement {result.top1_agreement or 0:.0%}"
+
+
 def update_row(row: CompareRow, results: list[BenchResult]) -> None:
     ok = [r for r in results if r.status in ("ok", "drift")]  # drift: timed, its outputs moved (said in status)
     last = results[-1]
     if last.status == "drift":
-        row.status = f"drift: lowest cosine {last.cosine_min:.3f} (top-1 agreement {last.top1_agreement or 0:.0%})"
+        row.status = f"drift: lowest cosine {last.cosine_min:.3f} ({_agreement_text(last)})"
     if last.breakdown or last.breakdown_note:
         row.breakdown, row.roofline, row.breakdown_note = last.breakdown, last.roofline, last.breakdown_note
     row.failed_in = next((r.failed_in for r in results if r.failed_in), "")

@@ -130,6 +130,8 @@ class BenchResult:
     cosine_min: float | None = None  # lowest cosine of an output against eager fp32's, held-out inputs
     cosines: list[float] = field(default_factory=list)  # ... per output
     top1_agreement: float | None = None  # classifiers: share of held-out images with eager fp32's top-1
+    head_agreement: dict[str, float | None] | None = None  # detectors, per head: candidates both keep, same class
+    head_candidates: dict[str, int] | None = None  # ... of how many candidates (either model's; runtimes.drift)
     drift_images: int = 0  # held-out images the drift figures are over
     quantized_layers: int | None = None  # conv and linear layers that ran below fp32
     total_layers: int | None = None  # conv and linear layers the runtime reports

@@ -18,11 +18,12 @@ from pathlib import Path
 import torch
 
 from netprobe.bench.config import BenchConfig, BenchResult, Measurement, fill_times
+from netprobe.detect.scores import ScoreLayout, watch_heads
 from netprobe.errors import one_line
 from netprobe.runtimes import REGISTRY, Runtime, RuntimeStep, get_runtime
 from netprobe.runtimes.base import Exported
 from netprobe.runtimes.calibration import Calibration, calibration
-from netprobe.runtimes.drift import measure_drift
+from netprobe.runtimes.drift import DRIFT_COSINE, measure_drift
 from netprobe.runtimes.parity import output_leaves, parity, parity_input, unit_scale_copy
 from netprobe.target import Target, module_to_time
 from netprobe.timing import measure_steps, release_memory, reset_peak, synchronize, tf32_mode
@@ -48,14 +49,14 @@ def measure_deployed(m: Measurement) -> int | None:
         result.params = sum(p.numel() for p in model.parameters())
         x = torch.randn(config.batch, target.in_chans, *size, device=config.device)
         calib = calibration(config.calib, config.batch, target.in_chans, size)
-        with torch.inference_mode(), tf32_mode(False):  # the reference in full fp32: TF32 convs miss 1e-3
+        with torch.inference_mode(), tf32_mode(False), watch_heads(model) as heads:  # full fp32: TF32 misses 1e-3
             reference = model(x)
             held_out = [output_leaves(model(torch.from_numpy(b).to(config.device))) for b in calib.held_out]
         say(f"exporting to {runtime.file_kind}")
         try:
             session, step, baseline = _deploy(runtime, model, x, folder, _stem(result), config, result, reference,
                                               calib)
-            _check_drift(runtime, session, calib, held_out, result)
+            _check_drift(runtime, session, calib, held_out, result, heads)
         except DeployFailed as exc:
             result.status, result.error, result.failed_in = "error", str(exc), exc.stage
             return None
@@ -132,18 +133,22 @@ def _record_layers(runtime: Runtime, session: object, exported: Exported, result
 
 
 def _check_drift(runtime: Runtime, session: object, calib: Calibration, held_out: list[list[torch.Tensor]],
-                 result: BenchResult) -> None:
-    """The outputs on the held-out inputs against eager fp32's; beyond the threshold the row says drift."""
+                 result: BenchResult, heads: ScoreLayout | None) -> None:
+    """The outputs on the held-out inputs against eager fp32's (a detector's: per head too); beyond the
+    thresholds the row says drift."""
     try:
         runs = [output_leaves(runtime.run(session, runtime.prepare_input(torch.from_numpy(b)))) for b in calib.held_out]
-        drift = measure_drift(held_out, runs)
+        drift = measure_drift(held_out, runs, heads)
     except Exception as exc:
         raise DeployFailed("run", exc) from None
     result.cosines, result.top1_agreement, result.drift_images = drift.cosines, drift.top1_agreement, drift.images
     result.cosine_min = drift.cosine_min
+    result.head_agreement, result.head_candidates = drift.head_agreement or None, drift.head_candidates or None
     if result.max_abs_err is None:  # no parity check (below fp32): the largest error on held-out inputs
         result.max_abs_err = drift.max_abs_err
-    if drift.drifted and result.status == "ok":
+    # a detector's head agreement judges trained weights only: untrained scores sit at the prior or near-uniform
+    drifted = drift.drifted if result.weights else drift.cosine_min < DRIFT_COSINE
+    if drifted and result.status == "ok":
         result.status, result.error = "drift", drift.note()
 
 

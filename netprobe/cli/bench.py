@@ -51,7 +51,18 @@ def _bench_record(result) -> dict:
                                                  and result.precision_ran != result.precision else "")
     if result.total_layers:
         rec["layers_text"] = f"{result.quantized_layers}/{result.total_layers}"
+    if result.head_agreement:
+        rec["head_text"] = lowest_head(result.head_agreement)
     return rec
+
+
+def lowest_head(agreement: dict[str, float | None]) -> str:
+    """The head whose candidates agree least, as 'P4 93%' ('-': no head had a candidate)."""
+    known = {name: v for name, v in agreement.items() if v is not None}
+    if not known:
+        return "-"
+    name = min(known, key=known.__getitem__)
+    return f"{name} {known[name]:.0%}"
 
 
 BENCH_COLUMNS = [
@@ -95,7 +106,8 @@ PRECISION_COLUMNS = [  # where a row runs another precision than fp32
     Column("precision_text", "Precision", justify="left", ident=True),
     Column("vs_fp32", "vs fp32", lambda v: f"{float(v):.2f}×"), Column("quantize_s", "Quant s", fmt_float(1)),
     Column("cosine_min", "Cos min", lambda v: f"{float(v):.4f}"),
-    Column("top1_agreement", "Top-1 agree", fmt_pct), Column("layers_text", "Low-prec layers"),
+    Column("top1_agreement", "Top-1 agree", fmt_pct), Column("head_text", "Head agree"),
+    Column("layers_text", "Low-prec layers"),
 ]
 SECTIONS = ("results", "stages", "breakdown", "roofline")
 
@@ -358,10 +370,12 @@ def bench_report(results: list, info: dict, busy: str) -> Report:
     if any(r.runtime != "torch" for r in results):
         columns, caption = RUNTIME_COLUMNS, runtime_caption(results, info)
         if any(r.precision != "fp32" for r in results):
-            columns = columns[:4] + PRECISION_COLUMNS[:1] + columns[4:11] + PRECISION_COLUMNS[1:] + columns[11:]
+            extra = [c for c in PRECISION_COLUMNS[1:] if c.key != "head_text" or any(r.head_agreement for r in results)]
+            columns = columns[:4] + PRECISION_COLUMNS[:1] + columns[4:11] + extra + columns[11:]
     report = Report([TableBlock("results", columns, records, "netprobe bench", caption)])
     ran = [f"{r.spec} b{r.batch} {r.runtime} {r.precision}: {r.layers_ran}"
-           + (f" ({r.calibration})" if r.calibration else "") + (f"; drift: {r.error}" if r.status == "drift" else "")
+           + (f" ({r.calibration})" if r.calibration else "") + _heads_note(r)
+           + (f"; drift: {r.error}" if r.status == "drift" else "")
            for r in results if r.layers_ran and r.runtime != "torch"]
     if ran:
         report.add(TextBlock("What ran, as each runtime reports it: " + "; ".join(ran) + "."))
@@ -383,6 +397,15 @@ def bench_report(results: list, info: dict, busy: str) -> Report:
     return report
 
 
+def _heads_note(result) -> str:
+    if not result.head_agreement:
+        return ""
+    from netprobe.runtimes.drift import heads_text
+
+    counts = ", ".join(f"{n} {c}" for n, c in (result.head_candidates or {}).items())
+    return f"; head agreement {heads_text(result.head_agreement)} (candidates {counts})"
+
+
 def cuda_notes(results: list) -> list[str]:
     """What the CUDA paths need said under the table: fp16's synchronising optimizer phase, peak memory from
     the second step on, a --compile that ran eager."""
@@ -398,11 +421,19 @@ def cuda_notes(results: list) -> list[str]:
     return lines
 
 
+def _head_caption(minimum: float, threshold: float) -> str:
+    return (f"· Head agree: detectors, the lowest head's (all in the notes and json head_agreement): of the anchors "
+            f"either model keeps before NMS (confidence, best class score x objectness where the head has one, >= "
+            f"{threshold:g}), the share both keep with the same class; meaningful only with --weights (trained) and "
+            f"--calib DIR (real images), and only then under {minimum:g} the row says drift: untrained scores sit "
+            "at the head's prior, where no anchor passes (-), or near-uniform, where the class is a coin toss ")
+
+
 def runtime_caption(results: list, info: dict) -> str:
     """What a table of runtimes needs said: the machine and threads, how each runtime got its model, how
     the outputs were checked and what the columns mean."""
     from netprobe.runtimes import PARITY_TOLERANCE
-    from netprobe.runtimes.drift import DRIFT_COSINE
+    from netprobe.runtimes.drift import DRIFT_COSINE, HEAD_AGREEMENT_MIN, SCORE_THRESHOLD
 
     exporters = {f"{r.runtime} {r.precision}": r.exporter for r in results if r.exporter and r.runtime != "torch"}
     mem = next((r.mem_kind for r in results if r.mem_kind), "")
@@ -420,5 +451,6 @@ def runtime_caption(results: list, info: dict) -> str:
             "reports its conv/linear layers ran in (auto: the runtime's own default) · Cos min: the lowest cosine of "
             "an output against eager fp32's on held-out inputs the calibration did not see (Max abs err too, "
             f"below fp32); under {DRIFT_COSINE:g} the row says drift · Top-1 agree: classifiers, same top-1 class "
-            "· Low-prec layers: conv/linear layers below fp32 / all · vs fp32: the same runtime's fp32 p50 over "
+            + (_head_caption(HEAD_AGREEMENT_MIN, SCORE_THRESHOLD) if any(r.head_agreement for r in results) else "")
+            + "· Low-prec layers: conv/linear layers below fp32 / all · vs fp32: the same runtime's fp32 p50 over "
             "this one's · Quant s: quantization (int8) or conversion, apart from Export s")
