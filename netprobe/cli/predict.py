@@ -23,14 +23,14 @@ Mode = choices("PredictMode", ("train", "infer"))
 def _mem_text(row: dict) -> str:
     if row["peak_mem_mb"] is None:
         return "-"
-    return f"{row['peak_mem_mb']:,.0f}" + ("" if row["fits"] else " OOM")
+    return f"{row['peak_mem_mb']:,.0f}" + (" OOM" if row["fits"] is False else "")
 
 
 PREDICTION_COLUMNS = [
     Column("target", "Model", justify="left", ident=True), Column("gpu", "GPU", justify="left", ident=True),
     Column("batch", "Batch", ident=True), Column("size", "Size", ident=True),
     Column("step_ms", "Step ms", fmt_float(1)), Column("imgs_per_s", "imgs/s", fmt_float(0)),
-    Column("peak_tflops", "Peak TFLOPS", fmt_float(1)), Column("mem", "Mem MB"),
+    Column("peak_tflops", "Peak TFLOPS", lambda v: f"{float(v):.3g}"), Column("mem", "Mem MB"),
     Column("max_batch", "Max batch"),
 ]
 STAGE_COLUMNS = [
@@ -142,9 +142,9 @@ def prediction_report(results: list) -> Report:
     title = f"PREDICTED {first.mode} step ({first.amp if first.amp != 'off' else 'fp32'}, "
     title += f"{'channels-last' if first.channels_last else 'channels-first'}) — a prediction, not a measurement"
     caption = (f"{first.precision_note}. Time: per op max(FLOPs ÷ (peak × efficiency), bytes ÷ (bandwidth × "
-               f"efficiency)) + launches; {first.efficiency_note}. Mem MB: peak counted on meta plus the CUDA "
-               "allowance (context, workspaces), MB = 2^20 bytes; OOM: it does not fit. "
-               f"Error: {first.error_note}.")
+               f"efficiency)) + launches; {first.efficiency_note}. Mem MB: peak counted on meta"
+               + (" (on a CPU, no allowance nor limit)" if first.gpu == "cpu" else " plus the CUDA allowance "
+                  "(context, workspaces)") + f", MB = 2^20 bytes; OOM: it does not fit. Error: {first.error_note}.")
     blocks: list = [TableBlock("predictions", PREDICTION_COLUMNS, rows, title, caption),
                     TableBlock("stages", STAGE_COLUMNS, stages, "Predicted time per stage",
                                "Bound: what limits most of the stage's predicted time (compute, memory, launch).")]

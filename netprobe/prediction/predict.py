@@ -13,6 +13,7 @@ from netprobe.prediction.model import efficiency_for, time_work
 from netprobe.sizes import as_size
 
 ACCURACY_FILE = Path(__file__).with_name("accuracy.json")
+CPU_ACCURACY_FILE = Path(__file__).with_name("accuracy-cpu.json")  # benchmarks/predict_cpu_accuracy.py --write
 MODES = ("train", "infer")
 PRECISION_NOTES = {
     "off": "fp32 as PyTorch runs it by default: cuDNN convolutions in TF32 where the GPU has it "
@@ -67,11 +68,10 @@ class Prediction:
         return out
 
 
-def local_error_note(path: Path = ACCURACY_FILE) -> str:
+def local_error_note(path: Path = CPU_ACCURACY_FILE) -> str:
     """The model's measured error on models held out of a CPU calibration, as
-    benchmarks/predict_cpu_accuracy.py last wrote it."""
-    data = json.loads(path.read_text()) if path.is_file() else {}
-    cpu = data.get("cpu_held_out")
+    benchmarks/predict_cpu_accuracy.py --write last wrote it."""
+    cpu = json.loads(path.read_text()) if path.is_file() else {}
     if not cpu:
         return "error on a calibrated device not measured: run benchmarks/predict_cpu_accuracy.py"
     return (f"±{cpu['median_abs_pct']:.0f}% median, worst {cpu['worst_abs_pct']:.0f}%, on {cpu['rows']} held-out "
