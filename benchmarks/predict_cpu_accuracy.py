@@ -107,6 +107,7 @@ def main() -> None:
     parser.add_argument("--calibrate-on", default=",".join(CALIBRATION))
     parser.add_argument("--held-out", default=",".join(HELD_OUT))
     parser.add_argument("--write", action="store_true", help=f"keep the figures in {OUT.name}")
+    parser.add_argument("--json", help="also write the calibration (with its residuals) and every row to this file")
     args = parser.parse_args()
     import torch
 
@@ -129,6 +130,8 @@ def main() -> None:
           f"({worst['model']} {worst['imgsz']}); uncalibrated: median {u_median:.1%}, worst "
           f"{u_worst['uncalibrated_error']:+.1%}; {len(rows)} rows")
     print(f"after: {after}; {time.time() - started:.0f} s in all")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"calibration": cal.to_dict(), "rows": rows, "after": after}, indent=1))
     if args.write:
         OUT.write_text(json.dumps({"median_abs_pct": median * 100, "worst_abs_pct": abs(worst["error"]) * 100,
                                    "rows": len(rows), "machine": f"{cpu_name()}, {os.cpu_count()} CPUs",
