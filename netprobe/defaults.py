@@ -13,6 +13,12 @@ DEFAULT_MODEL = "efficientnetv2_s"  # bench and summary without a model: the Eff
 FUSED_STAGES_BASE = "efficientnet_b4"  # compare fused-stages without --base: the paper's Table 3
 BATCH_IMGSZ_BASE = "efficientnet_b6"  # compare batch-imgsz without --base: the paper's Table 2
 
+# predict --calibrate without models: three families (dense, depthwise with SE, fused and depthwise), small
+CALIBRATION_MODELS = ("resnet18", "mobilenetv3_large", "efficientnetv2_s")
+CALIBRATION_BATCH = 4
+CALIBRATION_IMGSZ = 160
+CALIBRATION_ITERS = 5
+
 # ---- one measurement ------------------------------------------------------------------------------
 
 DEVICE = "auto"  # CUDA when present, else the CPU

@@ -344,7 +344,7 @@ def test_a_file_of_the_previous_schema_is_upgraded_with_its_rows_intact(cli, db)
         conn.executemany("INSERT INTO results (run_id, position, spec, imgs_per_s, data) VALUES (?, ?, ?, ?, ?)", rows)
     conn = store.connect(db)
     try:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == store.SCHEMA_VERSION == 2
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == store.SCHEMA_VERSION == 3
         assert conn.execute("SELECT id, n_results FROM runs").fetchall() == [(7, 2)]
         got = conn.execute("SELECT spec, imgs_per_s, canonical, explained, data FROM results ORDER BY position")
         assert [r[:4] for r in got.fetchall()] == [("efficientnet_b0", 12.5, "efficientnet_b0", 0),

@@ -6,10 +6,13 @@ from typing import Annotated
 
 import typer
 
+from netprobe import defaults
 from netprobe.cli.app import command
 from netprobe.cli.options import AmpChoice, ChannelsLastOption, OptimizerChoice, choices, int_list, size_list
-from netprobe.cli.output import Output
-from netprobe.defaults import LIMITS
+from netprobe.cli.output import Output, progress_bar
+from netprobe.cli.saving import DbOption
+from netprobe.defaults import CALIBRATION_BATCH, CALIBRATION_IMGSZ, CALIBRATION_ITERS, CALIBRATION_MODELS, LIMITS
+from netprobe.errors import quote
 from netprobe.render import Column, Format, Report, TableBlock, TextBlock, fmt_float, fmt_pct
 
 FORMAT_HELP = "Output format: table, json, csv (one table: see --section) or markdown."
@@ -20,14 +23,14 @@ Mode = choices("PredictMode", ("train", "infer"))
 def _mem_text(row: dict) -> str:
     if row["peak_mem_mb"] is None:
         return "-"
-    return f"{row['peak_mem_mb']:,.0f}" + ("" if row["fits"] else " OOM")
+    return f"{row['peak_mem_mb']:,.0f}" + (" OOM" if row["fits"] is False else "")
 
 
 PREDICTION_COLUMNS = [
     Column("target", "Model", justify="left", ident=True), Column("gpu", "GPU", justify="left", ident=True),
     Column("batch", "Batch", ident=True), Column("size", "Size", ident=True),
     Column("step_ms", "Step ms", fmt_float(1)), Column("imgs_per_s", "imgs/s", fmt_float(0)),
-    Column("peak_tflops", "Peak TFLOPS", fmt_float(1)), Column("mem", "Mem MB"),
+    Column("peak_tflops", "Peak TFLOPS", lambda v: f"{float(v):.3g}"), Column("mem", "Mem MB"),
     Column("max_batch", "Max batch"),
 ]
 STAGE_COLUMNS = [
@@ -40,14 +43,19 @@ STAGE_COLUMNS = [
 
 @command("predict", "Predicted step time and memory on a GPU.")
 def predict_command(
-    spec: Annotated[str, typer.Argument(help="What to predict: a spec as summary takes (efficientnet_b4:fused=1-3, "
-                                             "module:pkg.mod:factory, path/to/file.py:factory, timm:NAME).")],
-    gpu: Annotated[str, typer.Option(help="GPU(s) from the table, comma list, or all.")] = "v100",
+    spec: Annotated[str | None, typer.Argument(help="What to predict: a spec as summary takes "
+                                                    "(efficientnet_b4:fused=1-3, module:pkg.mod:factory, "
+                                                    "path/to/file.py:factory, timm:NAME). With "
+                                                    "--calibrate: the models to calibrate on, comma list (default: "
+                                                    f"{','.join(CALIBRATION_MODELS)}).")] = None,
+    gpu: Annotated[str | None, typer.Option(help="GPU(s) from the table, comma list, or all (default v100).")] = None,
     gpu_spec: Annotated[str | None, typer.Option("--gpu-spec", help="A YAML file describing another GPU.")] = None,
-    device: Annotated[str | None, typer.Option(help="Not for predict: a prediction names --gpu.")] = None,
-    batch: Annotated[str, typer.Option(help="Batch size(s), comma list (1-65,536).")] = "24",
-    imgsz: Annotated[str | None, typer.Option(help="Image size(s) N or HxW, comma list; default: the model's.")]
-    = None,
+    device: Annotated[str | None, typer.Option(help="Predict the device at hand (cpu, cuda, auto) from its measured "
+                                                    "roofs and its newest calibration, instead of a --gpu.")] = None,
+    batch: Annotated[str | None, typer.Option(help="Batch size(s), comma list (1-65,536); default 24 (--calibrate: "
+                                                   f"{CALIBRATION_BATCH}).")] = None,
+    imgsz: Annotated[str | None, typer.Option(help="Image size(s) N or HxW, comma list; default: the model's "
+                                                   f"(--calibrate: {CALIBRATION_IMGSZ}).")] = None,
     mode: Annotated[Mode, typer.Option(help="train: forward, backward, optimizer; infer: forward.")] = Mode.train,
     amp: Annotated[AmpChoice, typer.Option(help="off: PyTorch's fp32 defaults (cuDNN convs in TF32 where the GPU has "
                                           "it); fp16/bf16: AMP on tensor cores.")] = AmpChoice.off,
@@ -56,26 +64,69 @@ def predict_command(
     = OptimizerChoice.sgd,
     find_max_batch: Annotated[bool, typer.Option("--find-max-batch", help="Also the largest batch that fits.")]
     = False,
+    calibrate: Annotated[bool, typer.Option("--calibrate", help="Fit the time model on --device (default auto): "
+                                                                "bench the models with a breakdown, keep the fit in "
+                                                                "the results database.")] = False,
+    warmup: Annotated[int, typer.Option(help="--calibrate: untimed steps at least.")] = defaults.WARMUP_STEPS,
+    iters: Annotated[int, typer.Option(help="--calibrate: timed steps per model.")] = CALIBRATION_ITERS,
+    db: DbOption = None,
     fmt: Annotated[Format, typer.Option("--format", "-f", help=FORMAT_HELP)] = Format.table,
     section: Annotated[str | None, typer.Option(help=f"The table --format csv prints: {', '.join(SECTIONS)}.")]
     = None,
 ) -> None:
     """Predict a train or inference step on a GPU you do not have: time from a model fitted on
-    third-party measurements (its measured error is printed beside it), memory counted on meta."""
+    third-party measurements (its measured error is printed beside it), memory counted on meta.
+    With --device, the device at hand; --calibrate fits the model on it first."""
     from netprobe.errors import InputError
     from netprobe.prediction.predict import check_request, predict_all
 
-    if device is not None:
-        raise InputError("--device measures the machine at hand; predict names a GPU with --gpu (or --gpu-spec), "
-                         "not both")
+    if calibrate:
+        _calibrate(spec, gpu, gpu_spec, device, batch, imgsz, amp.value, channels_last, warmup, iters, db, fmt)
+        return
+    if spec is None:
+        raise InputError("give a model to predict (e.g. netprobe predict efficientnetv2_s --gpu v100), or "
+                         "--calibrate to fit the time model on this device")
     output = Output(fmt.value, SECTIONS, section)
-    batches = int_list("--batch", batch, *LIMITS["batch"])
+    batches = int_list("--batch", batch or "24", *LIMITS["batch"])
     sizes = size_list("--imgsz", imgsz) or [None]
-    check_request(gpu, mode.value, amp.value, optimizer.value, gpu_spec)
+    check_request(gpu, mode.value, amp.value, optimizer.value, gpu_spec, device)
     results = [p for size in sizes for b in batches
                for p in predict_all(spec, gpu, b, size, mode.value, amp.value, channels_last, optimizer.value,
-                                    find_max_batch, gpu_spec)]
+                                    find_max_batch, gpu_spec, device, db)]
     output.show(prediction_report(results), [p.to_dict() for p in results])
+
+
+def _calibrate(spec: str | None, gpu: str | None, gpu_spec: str | None, device: str | None, batch: str | None,
+               imgsz: str | None, amp: str, channels_last: bool, warmup: int, iters: int, db: str | None,
+               fmt: Format) -> None:
+    """`predict --calibrate`: every input checked before the first bench; an interrupt keeps nothing."""
+    from netprobe.cli.app import interrupt_code, say_error
+    from netprobe.errors import InputError, check_range
+    from netprobe.prediction.calibration import calibrate, check_calibration, store_calibration
+
+    if gpu is not None or gpu_spec is not None:
+        raise InputError("--calibrate measures the device at hand (--device cpu or cuda); a GPU from the table "
+                         f"({quote(gpu or gpu_spec or '')}) cannot be calibrated here: drop --gpu/--gpu-spec")
+    check_range("--warmup", warmup, *LIMITS["warmup"])
+    check_range("--iters", iters, *LIMITS["iters"])
+    specs = [s.strip() for s in (spec or ",".join(CALIBRATION_MODELS)).split(",") if s.strip()]
+    batches = int_list("--batch", batch or str(CALIBRATION_BATCH), *LIMITS["batch"])
+    sizes = size_list("--imgsz", imgsz or str(CALIBRATION_IMGSZ))
+    targets, dev, path = check_calibration(specs, device or "auto", db)
+    output = Output(fmt.value)
+    with progress_bar() as progress:
+        task = progress.add_task("calibrating", total=len(targets) * len(batches) * len(sizes))
+
+        def step(label: str, done: int, total: int) -> None:
+            progress.update(task, description=f"calibrating on {dev}: {label} ({done + 1}/{total})", completed=done)
+
+        try:
+            cal = calibrate(targets, dev, batches, sizes, amp, channels_last, warmup, iters, step)
+        except KeyboardInterrupt as exc:
+            say_error("interrupted: no calibration was kept")
+            raise typer.Exit(interrupt_code(exc)) from None
+    store_calibration(path, cal)
+    output.show(calibration_report(cal, str(path)), cal.to_dict())
 
 
 def prediction_report(results: list) -> Report:
@@ -91,10 +142,10 @@ def prediction_report(results: list) -> Report:
     title = f"PREDICTED {first.mode} step ({first.amp if first.amp != 'off' else 'fp32'}, "
     title += f"{'channels-last' if first.channels_last else 'channels-first'}) — a prediction, not a measurement"
     caption = (f"{first.precision_note}. Time: per op max(FLOPs ÷ (peak × efficiency), bytes ÷ (bandwidth × "
-               f"efficiency)) + launches; {first.efficiency_note}. Mem MB: peak counted on meta with the caching "
-               "allocator's fragmentation, plus the CUDA allowance (context, workspaces), MB = 2^20 bytes; "
-               "OOM: it does not fit. "
-               f"Error: {first.error_note}.")
+               f"efficiency)) + launches; {first.efficiency_note}. Mem MB: peak counted on meta"
+               + (" (on a CPU, no allowance nor limit)" if first.gpu == "cpu" else " with the caching allocator's "
+                  "fragmentation, plus the CUDA allowance (context, workspaces)")
+               + f", MB = 2^20 bytes; OOM: it does not fit. Error: {first.error_note}.")
     blocks: list = [TableBlock("predictions", PREDICTION_COLUMNS, rows, title, caption),
                     TableBlock("stages", STAGE_COLUMNS, stages, "Predicted time per stage",
                                "Bound: what limits most of the stage's predicted time (compute, memory, launch).")]
@@ -117,3 +168,30 @@ def show_compare_predictions(output: Output, experiment: str, rows: list[dict]) 
                f"figures. Error: {rows[0].get('error_note', '')}.")
     output.show(Report([TableBlock("rows", columns, records, f"netprobe compare {experiment} — PREDICTED",
                                    caption)]), records)
+
+
+CALIBRATION_COLUMNS = [
+    Column("model", "Model", justify="left", ident=True), Column("batch", "Batch", ident=True),
+    Column("imgsz", "Size", ident=True), Column("measured_ms", "Measured ms", fmt_float(1)),
+    Column("fitted_ms", "Fitted ms", fmt_float(1)), Column("error", "Error", fmt_pct),
+]
+EFFICIENCY_COLUMNS = [
+    Column("key", "Op key", justify="left", ident=True), Column("compute", "Compute eff.", fmt_pct),
+    Column("memory", "Memory eff.", fmt_pct),
+]
+
+
+def calibration_report(cal, db: str) -> Report:
+    """A calibration: the fit against each bench it was fitted on, and the fitted efficiencies."""
+    eff = cal.efficiency
+    rows = [{"key": k, "compute": eff.compute[k], "memory": eff.memory[k]} for k in eff.compute]
+    title = f"Calibration of this {cal.device} ({cal.device_name}) — fitted on measurements made now"
+    caption = (f"Measured: bench --breakdown step ms (train, {cal.amp if cal.amp != 'off' else 'fp32'}, {cal.layout}); "
+               "fitted: the time model's step with the efficiencies below. Roofs: "
+               f"{cal.peak_tflops * 1e3:.1f} GFLOP/s matmul, {cal.bandwidth_gbs:.1f} GB/s copy; launch "
+               f"{eff.launch_us:.1f} µs a kernel.")
+    return Report([TableBlock("calibration", CALIBRATION_COLUMNS, cal.residuals, title, caption),
+                   TableBlock("efficiencies", EFFICIENCY_COLUMNS, rows, "Fitted efficiencies",
+                              "Fractions of the measured matmul peak (compute) and copy bandwidth (memory)."),
+                   TextBlock(f"Kept in {db} (calibration {cal.id}): predictions with --device {cal.device} now "
+                             f"say {cal.note}.", "green")])

@@ -96,8 +96,27 @@ def _fill_v2(conn: sqlite3.Connection) -> None:
     conn.executemany("UPDATE results SET canonical = ?, explained = ? WHERE id = ?", updates)
 
 
+# v3: `netprobe predict --calibrate`'s fits of the time model on a device at hand; not runs (nothing in them is a
+# measurement a report should pool), so a table of their own.
+V3 = """
+CREATE TABLE calibrations (
+    id INTEGER PRIMARY KEY,
+    created TEXT NOT NULL,         -- UTC, ISO 8601
+    machine_id TEXT NOT NULL,      -- record.machine_id of the machine it ran on
+    device TEXT NOT NULL,          -- cpu | cuda
+    device_name TEXT, torch TEXT NOT NULL, amp TEXT NOT NULL, layout TEXT NOT NULL,
+    models TEXT NOT NULL,          -- the calibration models' specs, a JSON list
+    peak_tflops REAL NOT NULL,     -- the roofs the efficiencies are fractions of, measured in the calibration
+    bandwidth_gbs REAL NOT NULL,
+    efficiency TEXT NOT NULL,      -- the fitted efficiencies and launch cost (prediction.model.Efficiency)
+    residuals TEXT NOT NULL,       -- per calibration model: measured and fitted step ms
+    fingerprint TEXT NOT NULL      -- the machine and device facts, JSON
+);
+CREATE INDEX calibrations_device ON calibrations(machine_id, device, amp, layout, created);
+"""
+
 # Each step takes the file from version i to i + 1: SQL, then (optionally) Python over the rows.
-MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None] | None]] = [(V1, None), (V2, _fill_v2)]
+MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None] | None]] = [(V1, None), (V2, _fill_v2), (V3, None)]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

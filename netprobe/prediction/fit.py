@@ -87,25 +87,38 @@ def keep_counts(path: str | None) -> None:
     atexit.register(lambda: file.write_bytes(pickle.dumps(_counted)))
 
 
+@dataclass
+class Sample:
+    """One measured time the fit matches: pieces of work on a device at a precision, the seconds they
+    took, and how much the sample counts (`weight`) beside the others."""
+
+    work: tuple[Work, ...]
+    device: GPU
+    seconds: float
+    amp: str = "fp16"
+    weight: float = 1.0
+
+
+DEFAULT_START = Efficiency(dict.fromkeys(KEYS, 0.5), dict.fromkeys(KEYS, 0.7), 5.0, "defaults (not fitted)")
+
+
 def fit(rows: list[Row], start: Efficiency | None = None, steps: int = 800, label: str = "") -> Efficiency:
     """Efficiencies (one layout) minimising the squared log error of the rows' step times."""
+    gpus = gpu_table()
+    samples = [Sample(row_work(r.model, r.mode, r.batch, r.imgsz), gpus[r.gpu], r.step_s) for r in rows]
+    return fit_samples(samples, start, steps, label)
+
+
+def fit_samples(samples: list[Sample], start: Efficiency | None = None, steps: int = 800,
+                label: str = "") -> Efficiency:
+    """Efficiencies and launch cost minimising the weighted squared log error of the samples' times
+    (the third-party step times above, or the time per op kind a device's breakdown measured)."""
     import torch
 
-    gpus = gpu_table()
-    keys = {k: i for i, k in enumerate(KEYS)}
-    cols: dict[str, list] = {"key": [], "flops": [], "bytes": [], "kernels": [], "peak": [], "bw": [], "row": [],
-                             "times": []}
-    for i, row in enumerate(rows):
-        gpu = gpus[row.gpu]
-        peaks = _peaks(gpu)
-        for (key, flops, moved, kernels, peak), times in _distinct(row_work(row.model, row.mode, row.batch,
-                                                                            row.imgsz)).items():
-            for name, value in (("key", keys[key]), ("flops", flops), ("bytes", moved), ("kernels", kernels),
-                                ("peak", peaks[peak]), ("bw", gpu.mem_bw_gbs * 1e9), ("row", i), ("times", times)):
-                cols[name].append(value)
-    t = {k: torch.tensor(v, dtype=torch.int64 if k in ("key", "row") else torch.float64) for k, v in cols.items()}
-    measured = torch.tensor([r.step_s for r in rows], dtype=torch.float64)
-    start = start or Efficiency(dict.fromkeys(KEYS, 0.5), dict.fromkeys(KEYS, 0.7), 5.0, "")
+    t = _columns(samples)
+    measured = torch.tensor([s.seconds for s in samples], dtype=torch.float64)
+    weights = torch.tensor([s.weight for s in samples], dtype=torch.float64)
+    start = start or DEFAULT_START
     theta_c = torch.tensor([_logit(_unit(start.compute[k], 1.0)) for k in KEYS], dtype=torch.float64,
                            requires_grad=True)
     theta_m = torch.tensor([_logit(_unit(start.memory[k], MAX_MEMORY_EFFICIENCY)) for k in KEYS],
@@ -114,14 +127,39 @@ def fit(rows: list[Row], start: Efficiency | None = None, steps: int = 800, labe
     opt = torch.optim.Adam([theta_c, theta_m, log_launch], lr=0.08)
     for _ in range(steps):
         opt.zero_grad()
-        predicted = _predict(t, theta_c, theta_m, log_launch, len(rows))
-        loss = ((predicted.log() - measured.log()) ** 2).mean()
+        predicted = _predict(t, theta_c, theta_m, log_launch, len(samples))
+        loss = (weights * (predicted.log() - measured.log()) ** 2).sum() / weights.sum()
         loss.backward()
         opt.step()
     compute = _bounded(theta_c.detach(), 1.0).tolist()
     memory = _bounded(theta_m.detach(), MAX_MEMORY_EFFICIENCY).tolist()
     return Efficiency(dict(zip(KEYS, compute, strict=True)), dict(zip(KEYS, memory, strict=True)),
                       float(log_launch.detach().exp()), label)
+
+
+def _columns(samples: list[Sample]) -> dict:
+    """The samples' distinct pieces of work as tensors: key, FLOPs, bytes, kernels, peak, bandwidth,
+    which sample, how many times."""
+    import torch
+
+    keys = {k: i for i, k in enumerate(KEYS)}
+    cols: dict[str, list] = {"key": [], "flops": [], "bytes": [], "kernels": [], "peak": [], "bw": [], "row": [],
+                             "times": []}
+    for i, sample in enumerate(samples):
+        peaks = _peaks(sample.device, sample.amp)
+        for (key, flops, moved, kernels, peak), times in _distinct(sample.work).items():
+            for name, value in (("key", keys[key]), ("flops", flops), ("bytes", moved), ("kernels", kernels),
+                                ("peak", peaks[peak]), ("bw", sample.device.mem_bw_gbs * 1e9), ("row", i),
+                                ("times", times)):
+                cols[name].append(value)
+    return {k: torch.tensor(v, dtype=torch.int64 if k in ("key", "row") else torch.float64) for k, v in cols.items()}
+
+
+def predict_samples(samples: list[Sample], eff: Efficiency) -> list[float]:
+    """The time model's seconds for each sample with efficiencies `eff`."""
+    from netprobe.prediction.model import time_work
+
+    return [sum(t.seconds for t in time_work(list(s.work), s.device, eff, s.amp)) for s in samples]
 
 
 def _distinct(work: tuple[Work, ...]) -> dict[tuple, int]:
@@ -153,8 +191,9 @@ def _unit(value: float, top: float) -> float:
     return (value - MIN_EFFICIENCY) / (top - MIN_EFFICIENCY)
 
 
-def _peaks(gpu: GPU) -> dict[str, float]:
-    return {"conv": gpu.conv_peak_tflops("fp16") * 1e12, "matmul": gpu.matmul_peak_tflops("fp16") * 1e12,
+def _peaks(gpu: GPU, amp: str) -> dict[str, float]:
+    """The peaks `model.time_work` runs each piece of work at."""
+    return {"conv": gpu.conv_peak_tflops(amp) * 1e12, "matmul": gpu.matmul_peak_tflops(amp) * 1e12,
             "vector": gpu.fp32_tflops * 1e12}
 
 

@@ -7,11 +7,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from netprobe.errors import InputError, quote
+from netprobe.prediction.calibration import LOCAL
 from netprobe.prediction.gpus import GPU, PRECISIONS, find_gpus
 from netprobe.prediction.model import efficiency_for, time_work
 from netprobe.sizes import as_size
 
 ACCURACY_FILE = Path(__file__).with_name("accuracy.json")
+CPU_ACCURACY_FILE = Path(__file__).with_name("accuracy-cpu.json")  # benchmarks/predict_cpu_accuracy.py --write
 MODES = ("train", "infer")
 PRECISION_NOTES = {
     "off": "fp32 as PyTorch runs it by default: cuDNN convolutions in TF32 where the GPU has it "
@@ -19,6 +21,7 @@ PRECISION_NOTES = {
     "fp16": "AMP fp16: convolutions and matmuls on tensor cores with fp32 accumulate",
     "bf16": "AMP bf16: convolutions and matmuls on tensor cores with fp32 accumulate",
 }
+LOCAL_PRECISION_NOTE = "this CPU as it measured: its fp32 matmul peak and copy bandwidth"
 
 
 @dataclass
@@ -65,6 +68,16 @@ class Prediction:
         return out
 
 
+def local_error_note(path: Path = CPU_ACCURACY_FILE) -> str:
+    """The model's measured error on models held out of a CPU calibration, as
+    benchmarks/predict_cpu_accuracy.py --write last wrote it."""
+    cpu = json.loads(path.read_text()) if path.is_file() else {}
+    if not cpu:
+        return "error on a calibrated device not measured: run benchmarks/predict_cpu_accuracy.py"
+    return (f"±{cpu['median_abs_pct']:.0f}% median, worst {cpu['worst_abs_pct']:.0f}%, on {cpu['rows']} held-out "
+            f"rows of a calibrated CPU ({cpu['machine']}, {cpu['date']}), from benchmarks/predict_cpu_accuracy.py")
+
+
 def error_note(path: Path = ACCURACY_FILE) -> str:
     """The model's measured error on held-out data, as benchmarks/predict_accuracy.py last wrote it."""
     if not path.is_file():
@@ -74,16 +87,27 @@ def error_note(path: Path = ACCURACY_FILE) -> str:
             f"from benchmarks/predict_accuracy.py")
 
 
-def check_request(gpu: str, mode: str, amp: str, optimizer: str, gpu_spec: str | None = None) -> list[GPU]:
+def check_request(gpu: str | None, mode: str, amp: str, optimizer: str, gpu_spec: str | None = None,
+                  device: str | None = None) -> list[GPU]:
     """Refuse, before any counting, what cannot be predicted; the GPUs asked for (from the table, or
-    the one `gpu_spec` describes). With "all", GPUs lacking the precision are left out; a named one
-    lacking it is an error."""
+    the one `gpu_spec` describes; `gpu` None: v100). With "all", GPUs lacking the precision are left out;
+    a named one lacking it is an error. With `device` ("cpu", "cuda", "auto"): that device, resolved, as
+    a placeholder whose roofs are measured (or read from its calibration) when predicting."""
     from netprobe.prediction.counted import OPTIMIZERS
 
     for name, value, allowed in (("--mode", mode, MODES), ("--amp", amp, PRECISIONS),
                                  ("--optimizer", optimizer, OPTIMIZERS)):
         if value not in allowed:
             raise InputError(f"{name} {quote(value)} is not one of {', '.join(allowed)}")
+    if device is not None:
+        if gpu is not None or gpu_spec is not None:
+            raise InputError(f"--device {quote(device)} predicts the device at hand and --gpu/--gpu-spec a GPU "
+                             "from the table; give one of them")
+        from netprobe.prediction.calibration import local_device
+        from netprobe.timing import resolve_device
+
+        return [local_device(resolve_device(device), amp, 1.0, 1.0)]
+    gpu = "v100" if gpu is None else gpu
     if gpu_spec is not None:
         from netprobe.prediction.gpus import load_gpu_spec
 
@@ -97,28 +121,39 @@ def check_request(gpu: str, mode: str, amp: str, optimizer: str, gpu_spec: str |
     return gpus
 
 
-def predict(target: object, gpu: str = "v100", batch: int = 24, imgsz: int | str | tuple[int, int] | None = None,
-            mode: str = "train", amp: str = "off", channels_last: bool = False, optimizer: str = "sgd",
-            find_max_batch: bool = False, gpu_spec: str | None = None) -> Prediction:
+def predict(target: object, gpu: str | None = None, batch: int = 24,
+            imgsz: int | str | tuple[int, int] | None = None, mode: str = "train", amp: str = "off",
+            channels_last: bool = False, optimizer: str = "sgd", find_max_batch: bool = False,
+            gpu_spec: str | None = None, device: str | None = None, db: str | None = None) -> Prediction:
     """Predict one step of `target` (a spec string, a `Target` or an nn.Module) on a GPU from the
-    table (`gpu="v100"`) or described in a YAML file (`gpu_spec`): time from the fitted time model,
-    peak memory counted on meta (`counting.memory`). A prediction, labelled as one everywhere."""
-    return predict_all(target, gpu, batch, imgsz, mode, amp, channels_last, optimizer, find_max_batch, gpu_spec)[0]
+    table (`gpu="v100"`, the default) or described in a YAML file (`gpu_spec`), or on the device at hand
+    (`device="cpu"`: its measured roofs, with its newest calibration in the results database `db` where
+    there is one): time from the time model, peak memory counted on meta (`counting.memory`). A
+    prediction, labelled as one everywhere."""
+    return predict_all(target, gpu, batch, imgsz, mode, amp, channels_last, optimizer, find_max_batch, gpu_spec,
+                       device, db)[0]
 
 
-def predict_all(target: object, gpu: str = "v100", batch: int = 24, imgsz: int | str | tuple[int, int] | None = None,
-                mode: str = "train", amp: str = "off", channels_last: bool = False, optimizer: str = "sgd",
-                find_max_batch: bool = False, gpu_spec: str | None = None) -> list[Prediction]:
+def predict_all(target: object, gpu: str | None = None, batch: int = 24,
+                imgsz: int | str | tuple[int, int] | None = None, mode: str = "train", amp: str = "off",
+                channels_last: bool = False, optimizer: str = "sgd", find_max_batch: bool = False,
+                gpu_spec: str | None = None, device: str | None = None, db: str | None = None) -> list[Prediction]:
     """`predict` for each GPU `gpu` names ("v100,a100" or "all"): one count, one prediction per GPU."""
     from netprobe.target import resolve
 
-    gpus = check_request(gpu, mode, amp, optimizer, gpu_spec)
+    gpus = check_request(gpu, mode, amp, optimizer, gpu_spec, device)
     resolved = resolve(target)
     size = resolved.input_size(as_size(imgsz))
     resolved.check_input(size, batch)
     model = resolved.meta_model()
     work = _work(model, resolved, batch, size, mode, amp, optimizer)
     memory = _memory(resolved, batch, size, mode, amp, channels_last, optimizer)
+    if device is not None:
+        from netprobe.prediction.calibration import efficiency_here
+
+        here, eff, eff_note = efficiency_here(gpus[0].name, amp, channels_last, db)
+        return [_predict_on(here, work, resolved, batch, size, mode, amp, channels_last, optimizer, memory,
+                            local_error_note(), (eff, eff_note))]
     note = error_note()
     out = []
     for g in gpus:
@@ -149,23 +184,27 @@ def _max_batch(resolved, size, gpu: GPU, mode: str, amp: str, channels_last: boo
 
 
 def _predict_on(gpu: GPU, work, resolved, batch: int, size: tuple[int, int], mode: str, amp: str,
-                channels_last: bool, optimizer: str, memory, note: str) -> Prediction:
-    eff, eff_note = efficiency_for(gpu, channels_last)
+                channels_last: bool, optimizer: str, memory, note: str, efficiency=None) -> Prediction:
+    eff, eff_note = efficiency or efficiency_for(gpu, channels_last)
     timed = time_work(work, gpu, eff, amp)
     step_s = sum(t.seconds for t in timed)
-    fits = memory.fits(gpu.mem_bytes) if memory is not None else None
+    local_cpu = gpu.generation == LOCAL and gpu.name == "cpu"
+    fits = memory.fits(gpu.mem_bytes) if memory is not None and not local_cpu else None
     return Prediction(
         resolved.label, gpu.name, gpu.label, batch, size, mode, amp, channels_last, optimizer, step_s * 1e3,
         batch / step_s, gpu.conv_peak_tflops(amp), gpu.mem_bw_gbs,
-        _needed_mb(memory), gpu.mem_bytes / 2**20, fits, None, _stages(timed, step_s),
-        PRECISION_NOTES[amp], eff_note, note)
+        _needed_mb(memory, allowance=not local_cpu), gpu.mem_bytes / 2**20, fits, None, _stages(timed, step_s),
+        LOCAL_PRECISION_NOTE if local_cpu else PRECISION_NOTES[amp], eff_note, note)
 
 
-def _needed_mb(memory) -> float | None:
-    """The counted peak with the allocator's fragmentation, plus the stated CUDA allowance: what the GPU must hold."""
+def _needed_mb(memory, allowance: bool = True) -> float | None:
+    """What the device must hold: on a GPU the counted peak with the caching allocator's fragmentation plus
+    the stated CUDA allowance; on a CPU the counted peak alone."""
     from netprobe.counting.memory import CUDA_ALLOWANCE_BYTES
 
-    return (memory.needed_bytes() + CUDA_ALLOWANCE_BYTES) / 2**20 if memory is not None else None
+    if memory is None:
+        return None
+    return (memory.needed_bytes() + CUDA_ALLOWANCE_BYTES if allowance else memory.total_bytes) / 2**20
 
 
 def _stages(timed, step_s: float) -> list[StagePrediction]:
