@@ -13,7 +13,13 @@ from torch import nn
 
 import netprobe
 from netprobe.archs import ARCHS
-from netprobe.counting.memory import CUDA_ALLOWANCE_BYTES, count_memory, predicted_max_batch, step_memory
+from netprobe.counting.memory import (
+    CUDA_ALLOWANCE_BYTES,
+    count_memory,
+    norm_outputs,
+    predicted_max_batch,
+    step_memory,
+)
 from netprobe.errors import InputError
 from netprobe.target import resolve
 
@@ -132,3 +138,31 @@ def test_predicted_max_batch_is_the_edge_of_what_fits() -> None:
 def test_unknown_choices_are_one_line(options: dict, words: str) -> None:
     with pytest.raises(InputError, match=words):
         count_memory("resnet18", 1, 64, **options)
+
+
+def _layout(out: object) -> list:
+    return [(tuple(t.shape), t.stride(), t.dtype) if isinstance(t, torch.Tensor) else t
+            for t in (out if isinstance(out, tuple) else (out,))]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_norm_outputs_made_without_their_kernels_equal_their_meta_kernels(dtype: torch.dtype,
+                                                                          channels_last: bool) -> None:
+    aten = torch.ops.aten
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.empty(2, 16, 3, 5, device="meta", dtype=dtype).contiguous(memory_format=fmt)
+    w = torch.empty(16, device="meta")
+    pooled = torch.empty(2, 16, 1, 1, device="meta", dtype=dtype).expand(2, 16, 3, 5)
+    cases = [(aten.native_batch_norm.default, (x, w, w, w, w, training, 0.1, 1e-5)) for training in (True, False)]
+    cases += [(aten.native_batch_norm_backward.default, (grad, x, w, w, w, w, w, True, 1e-5, mask))
+              for grad in (torch.empty_like(x), pooled) for mask in ([True, True, True], [True, False, False])]
+    scores, target = torch.empty(4, 10, device="meta", dtype=dtype), torch.zeros(4, dtype=torch.long, device="meta")
+    cases += [(aten.nll_loss_forward.default, (scores, target, None, reduction, -100)) for reduction in (0, 1, 2)]
+    made = 0
+    for func, args in cases:
+        out = norm_outputs(func, args, {})
+        if out is not None:
+            made += 1
+            assert _layout(out) == _layout(func(*args)), (func, args)
+    assert made >= 6  # the default layout's cases are made, not handed back to the kernels

@@ -127,3 +127,20 @@ def test_compare_predict_puts_predicted_columns_beside_the_grid(cli):
         assert row["kind"] == "prediction" and row["v100_fits"] is True
         assert row["a100_imgs_per_s"] > row["v100_imgs_per_s"] > 0
     assert rows[0]["v100_mem_mb"] < rows[1]["v100_mem_mb"]
+
+
+@pytest.mark.parametrize("name", ["sgd", "adamw"])
+def test_the_counted_update_is_the_same_ops_as_torch_optimizers(name: str):
+    import torch
+
+    from netprobe.counting import count_train
+    from netprobe.prediction.counted import optimizer_factory
+    from netprobe.target import resolve
+
+    torch_optimizer = {"sgd": lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, foreach=False),
+                       "adamw": lambda p: torch.optim.AdamW(p, lr=1e-3, foreach=False)}[name]
+    model = resolve(SMALL).meta_model()
+    for dtype in (torch.float32, torch.float16):
+        ours = count_train(model, (2, 3, 64, 64), optimizer=optimizer_factory(name), dtype=dtype)
+        theirs = count_train(model, (2, 3, 64, 64), optimizer=torch_optimizer, dtype=dtype)
+        assert ours.optimizer == theirs.optimizer and ours.optimizer_ops > 0

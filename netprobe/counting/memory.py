@@ -142,8 +142,9 @@ _LAYOUTS: dict[tuple, list] = {}
 
 
 def _remembered(func, args: tuple, kwargs: dict) -> object:
-    """A norm's outputs on meta: its own meta kernel's, run once per layout of its arguments (a
-    network repeats a handful), then made again as empty tensors of the same sizes, strides and dtypes."""
+    """A norm's outputs on meta: made as `norm_outputs` knows them, else its own meta kernel's, run once
+    per layout of its arguments (a network repeats a handful), then made again as empty tensors of the
+    same sizes, strides and dtypes."""
     def describe(v: object) -> object:
         return (tuple(v.shape), v.stride(), v.dtype) if isinstance(v, torch.Tensor) else v
 
@@ -151,13 +152,57 @@ def _remembered(func, args: tuple, kwargs: dict) -> object:
 
     key = (func, *map(describe, tree_leaves((args, kwargs))))
     if key not in _LAYOUTS:
-        out = func(*args, **kwargs)
+        out = norm_outputs(func, args, kwargs)
+        if out is None:
+            out = func(*args, **kwargs)
         _LAYOUTS[key] = [describe(t) if isinstance(t, torch.Tensor) else t for t in (out if isinstance(out, tuple)
                                                                                      else (out,))]
         return out
     made = tuple(torch.empty_strided(v[0], v[1], dtype=v[2], device="meta") if isinstance(v, tuple) else v
                  for v in _LAYOUTS[key])
     return made if len(made) > 1 else made[0]
+
+
+def _computation_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
+def _plain_layout(t: torch.Tensor) -> bool:
+    """Dense in one memory format only: the layout element-wise ops give their outputs, unambiguously."""
+    if t.ndim == 4:
+        return t.is_contiguous() != t.is_contiguous(memory_format=torch.channels_last)
+    return t.is_contiguous()
+
+
+def norm_outputs(func, args: tuple, kwargs: dict) -> tuple | None:
+    """The outputs of batch norm, its backward and the loss's nll_loss_forward as their meta kernels
+    make them (sizes, strides, dtypes), made empty on meta without running those kernels: they are
+    Python references whose first call imports torch._dynamo (seconds). None: a case not covered
+    here (its own kernel then runs)."""
+    a = torch.ops.aten
+    if kwargs or not all(isinstance(v, torch.Tensor) and v.is_meta for v in args[:2]):
+        return None
+    if func is a.native_batch_norm.default:
+        x, training, running_mean = args[0], args[5], args[3]
+        if not _plain_layout(x) or not (training or running_mean is not None) or x.ndim < 2:
+            return None
+        stats = [torch.empty(x.shape[1], dtype=_computation_dtype(x.dtype), device="meta") for _ in range(2)]
+        return (torch.empty_like(x), *stats)
+    if func is a.native_batch_norm_backward.default:
+        grad, x, weight, mask = args[0], args[1], args[2], args[9]
+        expanded = 0 in grad.stride() and x.is_contiguous()  # a global pool's gradient, broadcast
+        if not _plain_layout(x) or grad.shape != x.shape or not (grad.stride() == x.stride() or expanded):
+            return None
+        weight_dtype = weight.dtype if weight is not None else x.dtype
+        grads = [torch.empty(x.shape[1], dtype=weight_dtype, device="meta") if wanted else None for wanted in mask[1:]]
+        return (torch.empty_like(x), *grads)
+    if func is a.nll_loss_forward.default:
+        scores, target, weight, reduction = args[:4]
+        if weight is not None or scores.ndim != 2:
+            return None
+        output = torch.empty(target.shape if reduction == 0 else (), dtype=scores.dtype, device="meta")
+        return output, torch.empty((), dtype=scores.dtype, device="meta")
+    return None
 
 
 class _LiveStorages(TorchDispatchMode):
