@@ -410,11 +410,13 @@ def _assemble(mode: str, trainable: list[torch.Tensor], params: dict, buffers: d
 
 
 def count_memory(target: object, batch: int, imgsz: tuple[int, int] | int, mode: str = "train", amp: str = "off",
-                 channels_last: bool = False, optimizer: str = "sgd") -> MemoryCount:
+                 channels_last: bool = False, optimizer: str = "sgd",
+                 meta_model: nn.Module | None = None) -> MemoryCount:
     """Count the peak memory of one step of `target` (a spec, a `Target` or an nn.Module) on the meta
     device: a train step (forward, loss, backward, with the optimizer's state resident) or an
     inference forward. Nothing is allocated; the model given is not changed. See the module's doc
     for what is counted; the CUDA context and workspaces are `CUDA_ALLOWANCE_BYTES`, not counted here.
+    `meta_model`: the target's `meta_model()` when the caller has built it already (not built again).
     """
     from netprobe.sizes import check_batch, parse_imgsz
     from netprobe.target import resolve
@@ -424,13 +426,13 @@ def count_memory(target: object, batch: int, imgsz: tuple[int, int] | int, mode:
     size = parse_imgsz(imgsz)
     resolved = resolve(target)
     resolved.check_input(size, batch)
-    model = _meta_model(resolved)
+    model = _meta_model(resolved, meta_model)
     example = torch.empty((batch, resolved.in_chans, *size), device="meta")
     return step_memory(model, example, mode, amp, channels_last, optimizer)
 
 
-def _meta_model(resolved) -> nn.Module:
-    model = resolved.meta_model()
+def _meta_model(resolved, model: nn.Module | None = None) -> nn.Module:
+    model = resolved.meta_model() if model is None else model
     if any(t.device.type != "meta" for t in [*model.parameters(), *model.buffers()]):
         raise InputError(f"{resolved.label} cannot run on the meta device (its forward needs real data), so its "
                          "memory cannot be counted without allocating it")
