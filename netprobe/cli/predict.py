@@ -7,8 +7,9 @@ from typing import Annotated
 import typer
 
 from netprobe.cli.app import command
-from netprobe.cli.options import AmpChoice, ChannelsLastOption, OptimizerChoice, choices, int_list, size_list
+from netprobe.cli.options import AmpChoice, ChannelsLastOption, OptimizerChoice, choices, int_list, size_list, takes
 from netprobe.cli.output import Output
+from netprobe.cli.saving import SaveOptions, record_run
 from netprobe.defaults import LIMITS
 from netprobe.render import Column, Format, Report, TableBlock, TextBlock, fmt_float, fmt_pct
 
@@ -39,6 +40,7 @@ STAGE_COLUMNS = [
 
 
 @command("predict", "Predicted step time and memory on a GPU.")
+@takes(save=SaveOptions)
 def predict_command(
     spec: Annotated[str, typer.Argument(help="What to predict: a spec as summary takes (efficientnet_b4:fused=1-3, "
                                              "module:pkg.mod:factory, path/to/file.py:factory, timm:NAME).")],
@@ -59,9 +61,11 @@ def predict_command(
     fmt: Annotated[Format, typer.Option("--format", "-f", help=FORMAT_HELP)] = Format.table,
     section: Annotated[str | None, typer.Option(help=f"The table --format csv prints: {', '.join(SECTIONS)}.")]
     = None,
+    *, save: SaveOptions,
 ) -> None:
     """Predict a train or inference step on a GPU you do not have: time from a model fitted on
-    third-party measurements (its measured error is printed beside it), memory counted on meta."""
+    third-party measurements (its measured error is printed beside it), memory counted on meta.
+    The run is kept in the results database as predictions, apart from measurements."""
     from netprobe.errors import InputError
     from netprobe.prediction.predict import check_request, predict_all
 
@@ -69,6 +73,7 @@ def predict_command(
         raise InputError("--device measures the machine at hand; predict names a GPU with --gpu (or --gpu-spec), "
                          "not both")
     output = Output(fmt.value, SECTIONS, section)
+    database = save.database("predict")
     batches = int_list("--batch", batch, *LIMITS["batch"])
     sizes = size_list("--imgsz", imgsz) or [None]
     check_request(gpu, mode.value, amp.value, optimizer.value, gpu_spec)
@@ -76,6 +81,14 @@ def predict_command(
                for p in predict_all(spec, gpu, b, size, mode.value, amp.value, channels_last, optimizer.value,
                                     find_max_batch, gpu_spec)]
     output.show(prediction_report(results), [p.to_dict() for p in results])
+    output.finish(record_run(database, prediction_envelope(spec, results)))
+
+
+def prediction_envelope(spec: str, results: list) -> dict:
+    """What the results database keeps of a predict run: every prediction (its `kind` says so) with the
+    spec as typed, and the held-out error that goes with them."""
+    return {"kind": "prediction", "error_note": results[0].error_note,
+            "predictions": [{**p.to_dict(), "spec": spec} for p in results]}
 
 
 def prediction_report(results: list) -> Report:
