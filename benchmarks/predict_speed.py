@@ -11,17 +11,19 @@ goal at most 1.2x. Run from a checkout's root: it times that checkout's netprobe
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 NETPROBE = [sys.executable, "-m", "netprobe"]
 
 
-def wall_s(cmd: list[str]) -> float:
+def wall_s(cmd: list[str], env: dict[str, str]) -> float:
     t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=env)
     return time.perf_counter() - t0
 
 
@@ -41,9 +43,11 @@ def compare(spec: str, rounds: int) -> float:
     """Summary and predict of `spec`, interleaved `rounds` times; prints and returns the ratio of medians."""
     commands = {"summary": [*NETPROBE, "summary", spec], "predict": [*NETPROBE, "predict", spec, "--gpu", "v100"]}
     times: dict[str, list[float]] = {k: [] for k in commands}
-    for _ in range(rounds):
-        for name, cmd in commands.items():
-            times[name].append(wall_s(cmd))
+    with tempfile.TemporaryDirectory() as folder:  # predict records its run (as by default), not in your database
+        env = {**os.environ, "NETPROBE_DB": os.path.join(folder, "results.sqlite")}
+        for _ in range(rounds):
+            for name, cmd in commands.items():
+                times[name].append(wall_s(cmd, env))
     medians = {k: statistics.median(v) for k, v in times.items()}
     for name, cmd in commands.items():
         print(f"{' '.join(cmd[2:]):50s} median {medians[name]:.2f} s over {rounds} "

@@ -39,6 +39,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_map
 
+from netprobe.counting.rules import FREE_META
 from netprobe.errors import InputError, quote
 from netprobe.tensors import tensors
 
@@ -128,6 +129,8 @@ def _run_op(func, args: tuple, kwargs: dict) -> object:
 
     rule = train_rule(func.overloadpacket)
     first = args[0] if args and isinstance(args[0], torch.Tensor) else None
+    if func.overloadpacket in _FAST_FREE and first is not None and first.is_meta and _plain_layout(first):
+        return _FAST_FREE[func.overloadpacket](func, args, kwargs)  # their meta kernels are Python (sympy: seconds)
     if rule is None or rule.meta is None or first is None or not first.is_meta or kwargs.get("out") is not None:
         return func(*args, **kwargs)
     if func.overloadpacket in _EXACT_META:
@@ -139,6 +142,8 @@ def _run_op(func, args: tuple, kwargs: dict) -> object:
 
 
 _LAYOUTS: dict[tuple, list] = {}
+_FAST_FREE = {op: FREE_META[op] for op in (torch.ops.aten.native_dropout, torch.ops.aten.empty_like,
+                                           torch.ops.aten.zeros_like, torch.ops.aten.ones_like)}
 
 
 def _remembered(func, args: tuple, kwargs: dict) -> object:
@@ -174,6 +179,10 @@ def _plain_layout(t: torch.Tensor) -> bool:
     return t.is_contiguous()
 
 
+def _dense_like(x: torch.Tensor) -> torch.Tensor:
+    return torch.empty_strided(x.shape, x.stride(), dtype=x.dtype, device=x.device)  # empty_like's kernel: Python
+
+
 def norm_outputs(func, args: tuple, kwargs: dict) -> tuple | None:
     """The outputs of batch norm, its backward and the loss's nll_loss_forward as their meta kernels
     make them (sizes, strides, dtypes), made empty on meta without running those kernels: they are
@@ -187,7 +196,7 @@ def norm_outputs(func, args: tuple, kwargs: dict) -> tuple | None:
         if not _plain_layout(x) or not (training or running_mean is not None) or x.ndim < 2:
             return None
         stats = [torch.empty(x.shape[1], dtype=_computation_dtype(x.dtype), device="meta") for _ in range(2)]
-        return (torch.empty_like(x), *stats)
+        return (_dense_like(x), *stats)
     if func is a.native_batch_norm_backward.default:
         grad, x, weight, mask = args[0], args[1], args[2], args[9]
         expanded = 0 in grad.stride() and x.is_contiguous()  # a global pool's gradient, broadcast
@@ -195,7 +204,7 @@ def norm_outputs(func, args: tuple, kwargs: dict) -> tuple | None:
             return None
         weight_dtype = weight.dtype if weight is not None else x.dtype
         grads = [torch.empty(x.shape[1], dtype=weight_dtype, device="meta") if wanted else None for wanted in mask[1:]]
-        return (torch.empty_like(x), *grads)
+        return (_dense_like(x), *grads)
     if func is a.nll_loss_forward.default:
         scores, target, weight, reduction = args[:4]
         if weight is not None or scores.ndim != 2:
@@ -337,9 +346,17 @@ def _check_choices(mode: str, amp: str, optimizer: str) -> None:
             raise InputError(f"{name} {quote(value)} is not known; use one of {', '.join(choices)}")
 
 
+def _empty_as(t: torch.Tensor) -> torch.Tensor:
+    """torch.empty_like(t); for a contiguous tensor made directly (on meta, empty_like's kernel is Python
+    and its first call imports sympy: most of a second)."""
+    if t.is_contiguous():
+        return torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device=t.device)
+    return torch.empty_like(t)
+
+
 def _stand_in(t: torch.Tensor, channels_last: bool) -> torch.Tensor:
     """A fresh copy of one of the model's tensors (empty on meta): the user's module is never touched."""
-    made = torch.empty_like(t) if t.device.type == "meta" else t.detach().clone()
+    made = _empty_as(t) if t.device.type == "meta" else t.detach().clone()
     if channels_last and made.ndim == 4:
         made = made.contiguous(memory_format=torch.channels_last)
     return made.requires_grad_(t.requires_grad)
@@ -368,7 +385,7 @@ def step_memory(model: nn.Module, example: torch.Tensor, mode: str = "train", am
     buffers = {n: _stand_in(b, channels_last) for n, b in model.named_buffers()}
     trainable = [p for p in params.values() if p.requires_grad] if train else []
     for p in trainable:
-        p.grad = torch.empty_like(p)  # kept between steps by zero_grad() without set_to_none
+        p.grad = _empty_as(p)  # kept between steps by zero_grad() without set_to_none
     x = example.contiguous(memory_format=torch.channels_last) if channels_last and example.ndim == 4 else example
     held = [*params.values(), *buffers.values(), *(p.grad for p in trainable), x]
     known = {storage_key(t) for t in held}
