@@ -166,3 +166,22 @@ def test_norm_outputs_made_without_their_kernels_equal_their_meta_kernels(dtype:
             made += 1
             assert _layout(out) == _layout(func(*args)), (func, args)
     assert made >= 6  # the default layout's cases are made, not handed back to the kernels
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_outputs_made_for_python_meta_kernels_equal_those_kernels(dtype: torch.dtype, channels_last: bool) -> None:
+    from netprobe.counting.rules import FREE_META, RULES
+
+    aten = torch.ops.aten
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.empty(2, 16, 3, 5, device="meta", dtype=dtype).contiguous(memory_format=fmt)
+    cases = [(FREE_META[aten.native_dropout], aten.native_dropout.default, (x, 0.2, True), {})]
+    cases += [(FREE_META[op.overloadpacket], op, (x,), kwargs) for op in (aten.empty_like.default,
+                                                                           aten.zeros_like.default,
+                                                                           aten.ones_like.default)
+              for kwargs in ({}, {"dtype": torch.float32}, {"memory_format": torch.contiguous_format})]
+    cases += [(RULES[aten.sum].meta, aten.sum.dim_IntList, (x, dims, keepdim), {})
+              for dims in ([1], [2, 3], [-1], None) for keepdim in (False, True)]
+    for made, func, args, kwargs in cases:
+        assert _layout(made(func, args, kwargs)) == _layout(func(*args, **kwargs)), (func, args, kwargs)
