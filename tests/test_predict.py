@@ -227,3 +227,30 @@ def test_import_refuses_a_prediction_that_is_not_kept_as_one(cli, db, tmp_path, 
     change(data["runs"][0])
     exported.write_text(json.dumps(data))
     one_error_line(cli("history", "import", str(exported), "--db", str(tmp_path / "other.sqlite")), field)
+
+
+@pytest.mark.slow
+def test_any_field_of_a_prediction_set_to_null_or_text_imports_and_reads_or_is_one_line(cli, db, tmp_path):
+    """As tests/test_history_hostile.py's sweep, over a predict run's own fields: the readers that know
+    predictions (history show, the report's predicted column) read whatever the schema lets in."""
+    predicted(cli, db, "v100")
+    exported = tmp_path / "runs.json"
+    assert cli("history", "export", str(exported), "--db", str(db)).exit_code == 0
+    good = json.loads(exported.read_text())
+    failed = []
+    for key in sorted(good["runs"][0]["results"][0]["data"]):
+        for value in (None, "x", -1):
+            changed = json.loads(json.dumps(good))
+            changed["runs"][0]["results"][0]["data"][key] = value
+            exported.write_text(json.dumps(changed))
+            target = tmp_path / "t.sqlite"
+            target.unlink(missing_ok=True)
+            result = cli("history", "import", str(exported), "--db", str(target))
+            if result.exit_code != 0:
+                one_error_line(result, "nothing was imported")
+                continue
+            for args in (["history", "show", "1"], ["report", "--format", "markdown"], ["history", "--format", "json"]):
+                done = cli(*args, "--db", str(target))
+                if done.exit_code != 0:
+                    failed.append((key, value, args, done.output[-200:]))
+    assert not failed, failed

@@ -171,6 +171,8 @@ def check_kind(data: dict, at: str, command: str) -> None:
     size = listed(data.get("imgsz"), f"{at}.imgsz", 2, optional=False)
     if len(size) != 2:
         raise Problem(f"{at}.imgsz", f"has {len(size)} sizes, not 2 (height, width)")
+    for i, side in enumerate(size):
+        number(side, f"{at}.imgsz[{i}]", 1, 10**9, integer=True, optional=False)
     for name in ("imgs_per_s", "step_ms"):
         number(data.get(name), f"{at}.{name}", 0, RATE, optional=False)
 
