@@ -13,7 +13,14 @@ from torch import nn
 from zoo_cases import ZOO
 
 import netprobe
-from netprobe.counting.memory import CUDA_ALLOWANCE_BYTES, count_memory, layout_key, predicted_max_batch, step_memory
+from netprobe.counting.memory import (
+    CUDA_ALLOWANCE_BYTES,
+    count_memory,
+    layout_key,
+    norm_outputs,
+    predicted_max_batch,
+    step_memory,
+)
 from netprobe.errors import InputError
 from netprobe.target import resolve
 
@@ -151,3 +158,50 @@ def test_an_ops_layout_key_is_hashable_for_any_argument(args: tuple) -> None:
     other = layout_key(torch.ops.aten.native_layer_norm.default, (x.transpose(0, 1), *args),
                        {"eps": 1e-5, "shape": [4]})
     assert key != other  # another layout of the same sizes' tensor is another key
+
+
+def _layout(out: object) -> list:
+    return [(tuple(t.shape), t.stride(), t.dtype) if isinstance(t, torch.Tensor) else t
+            for t in (out if isinstance(out, tuple) else (out,))]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_norm_outputs_made_without_their_kernels_equal_their_meta_kernels(dtype: torch.dtype,
+                                                                          channels_last: bool) -> None:
+    aten = torch.ops.aten
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.empty(2, 16, 3, 5, device="meta", dtype=dtype).contiguous(memory_format=fmt)
+    w = torch.empty(16, device="meta")
+    pooled = torch.empty(2, 16, 1, 1, device="meta", dtype=dtype).expand(2, 16, 3, 5)
+    cases = [(aten.native_batch_norm.default, (x, w, w, w, w, training, 0.1, 1e-5)) for training in (True, False)]
+    cases += [(aten.native_batch_norm_backward.default, (grad, x, w, w, w, w, w, True, 1e-5, mask))
+              for grad in (torch.empty_like(x), pooled) for mask in ([True, True, True], [True, False, False])]
+    scores, target = torch.empty(4, 10, device="meta", dtype=dtype), torch.zeros(4, dtype=torch.long, device="meta")
+    cases += [(aten.nll_loss_forward.default, (scores, target, None, reduction, -100)) for reduction in (0, 1, 2)]
+    made = 0
+    for func, args in cases:
+        out = norm_outputs(func, args, {})
+        if out is not None:
+            made += 1
+            assert _layout(out) == _layout(func(*args)), (func, args)
+    assert made >= 6  # the default layout's cases are made, not handed back to the kernels
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_outputs_made_for_python_meta_kernels_equal_those_kernels(dtype: torch.dtype, channels_last: bool) -> None:
+    from netprobe.counting.rules import FREE_META, RULES
+
+    aten = torch.ops.aten
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.empty(2, 16, 3, 5, device="meta", dtype=dtype).contiguous(memory_format=fmt)
+    cases = [(FREE_META[aten.native_dropout], aten.native_dropout.default, (x, 0.2, True), {})]
+    cases += [(FREE_META[op.overloadpacket], op, (x,), kwargs) for op in (aten.empty_like.default,
+                                                                           aten.zeros_like.default,
+                                                                           aten.ones_like.default)
+              for kwargs in ({}, {"dtype": torch.float32}, {"memory_format": torch.contiguous_format})]
+    cases += [(RULES[aten.sum].meta, aten.sum.dim_IntList, (x, dims, keepdim), {})
+              for dims in ([1], [2, 3], [-1], None) for keepdim in (False, True)]
+    for made, func, args, kwargs in cases:
+        assert _layout(made(func, args, kwargs)) == _layout(func(*args, **kwargs)), (func, args, kwargs)

@@ -128,3 +128,130 @@ def test_compare_predict_puts_predicted_columns_beside_the_grid(cli):
         assert row["kind"] == "prediction" and row["v100_fits"] is True
         assert row["a100_imgs_per_s"] > row["v100_imgs_per_s"] > 0
     assert rows[0]["v100_mem_mb"] < rows[1]["v100_mem_mb"]
+
+
+@pytest.mark.parametrize("name", ["sgd", "adamw"])
+def test_the_counted_update_is_the_same_ops_as_torch_optimizers(name: str):
+    import torch
+
+    from netprobe.counting import count_train
+    from netprobe.prediction.counted import optimizer_factory
+    from netprobe.target import resolve
+
+    torch_optimizer = {"sgd": lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, foreach=False),
+                       "adamw": lambda p: torch.optim.AdamW(p, lr=1e-3, foreach=False)}[name]
+    model = resolve(SMALL).meta_model()
+    for dtype in (torch.float32, torch.float16):
+        ours = count_train(model, (2, 3, 64, 64), optimizer=optimizer_factory(name), dtype=dtype)
+        theirs = count_train(model, (2, 3, 64, 64), optimizer=torch_optimizer, dtype=dtype)
+        assert ours.optimizer == theirs.optimizer and ours.optimizer_ops > 0
+
+
+# ---- predictions in the results database: kept as predictions, shown beside measurements -------------------
+
+TINY = ("--batch", "2", "--imgsz", "32")
+
+
+def predicted(cli, db, *gpus: str) -> list[dict]:
+    result = cli("predict", SMALL, "--gpu", ",".join(gpus), *TINY, "--db", str(db), "--format", "json")
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_a_prediction_is_stored_as_a_predict_run_and_listed_as_predictions(cli, db):
+    from cli_checks import counts
+
+    assert cli("predict", SMALL, "--gpu", "v100", *TINY, "--no-save").exit_code == 0
+    assert not db.exists()
+    (row,) = predicted(cli, db, "v100")
+    assert counts(db) == (1, 1)
+    listing = cli("history", "--db", str(db), "--command", "predict", columns=200)
+    assert listing.exit_code == 0 and "predict (predictions, not measured)" in listing.stdout
+    shown = cli("history", "show", "1", "--db", str(db), "--format", "json")
+    (stored,) = json.loads(shown.stdout)["results"]
+    assert stored["data"]["kind"] == "prediction" and stored["data"]["imgs_per_s"] == row["imgs_per_s"]
+    assert "(predicted)" in stored["label"]
+    # nothing a reader of measurements reads: no speed, no chart
+    report = json.loads(cli("report", "--db", str(db), "--format", "json").stdout)
+    assert report["runs"] == 1 and report["speeds"] == [] and "fused_stages" not in report
+
+
+def test_the_report_shows_the_prediction_beside_a_measurement_on_that_gpu(cli, db, tmp_path):
+    from netprobe.history.record import record, run_document
+
+    bench = cli("bench", SMALL, "--device", "cpu", *TINY, "--warmup", "0", "--iters", "1", "--db", str(db),
+                "--format", "json")
+    assert bench.exit_code == 0, bench.output
+    cpu_run = json.loads(bench.stdout)
+    # the same run as a V100 machine would have recorded it (no GPU here): its machine and device the only change
+    v100 = {**cpu_run, "device": {**cpu_run["device"], "device": "cuda", "name": "Tesla V100-SXM2-16GB"},
+            "results": [{**r, "device": "cuda"} for r in cpu_run["results"]]}
+    server = {"cpu": "Server CPU Xeon", "cpus": 64, "usable_cores": 64, "memory_mb": 512_000, "arch": "x86_64",
+              "board": "", "gpus": ["Tesla V100-SXM2-16GB"], "driver": "535", "os": "Linux", "python": "3.11.7"}
+    record(db, run_document(v100, ["netprobe", "bench", SMALL, "--device", "cuda"], facts=server))
+    by_gpu = {p["gpu"]: p for p in predicted(cli, db, "v100", "a100")}
+    data = json.loads(cli("report", "--db", str(db), "--format", "json").stdout)
+    speeds = {s["machine"].split(" [")[0]: s for s in data["speeds"]}
+    assert len(data["speeds"]) == 2  # the two measurements; the predictions are no rows of their own
+    cuda, cpu = speeds["Tesla V100-SXM2-16GB"], speeds[cpu_run["device"]["name"]]
+    assert cuda["imgs_per_s"] == cpu["imgs_per_s"] == cpu_run["results"][0]["imgs_per_s"]  # measured, as measured
+    assert cuda["predicted_imgs_per_s"] == by_gpu["v100"]["imgs_per_s"]  # the V100's, not the A100's
+    assert cuda["predicted_error"].startswith("V100 SXM2 16GB: ±") and "predicted_imgs_per_s" not in cpu
+    md = cli("report", "--db", str(db), "--format", "markdown").stdout
+    assert "imgs/s PREDICTED" in md and "a prediction, not a measurement" in md and "held-out" in md
+    page = tmp_path / "r.html"
+    assert cli("report", "--db", str(db), "--html", str(page)).exit_code == 0
+    assert "imgs/s PREDICTED" in page.read_text()
+
+
+def test_a_prediction_run_survives_export_and_import(cli, db, tmp_path):
+    predicted(cli, db, "t4")
+    exported, other = tmp_path / "runs.json", tmp_path / "other.sqlite"
+    assert cli("history", "export", str(exported), "--db", str(db)).exit_code == 0
+    assert cli("history", "import", str(exported), "--db", str(other)).exit_code == 0
+    original, imported = (json.loads(cli("history", "show", "1", "--db", str(path), "--format", "json").stdout)
+                          for path in (db, other))
+    assert imported["command"] == "predict" and imported["results"] == original["results"]
+    assert imported["results"][0]["data"]["kind"] == "prediction"
+
+
+@pytest.mark.parametrize("change,field", [
+    (lambda run: run["results"][0]["data"].pop("kind"), "data.kind"),  # a predict row that does not say so
+    (lambda run: run.update(command="bench"), "data.kind"),  # a prediction passed off as a measurement
+    (lambda run: run["results"][0]["data"].update(imgs_per_s="fast"), "data.imgs_per_s"),
+])
+def test_import_refuses_a_prediction_that_is_not_kept_as_one(cli, db, tmp_path, change, field):
+    predicted(cli, db, "t4")
+    exported = tmp_path / "runs.json"
+    assert cli("history", "export", str(exported), "--db", str(db)).exit_code == 0
+    data = json.loads(exported.read_text())
+    change(data["runs"][0])
+    exported.write_text(json.dumps(data))
+    one_error_line(cli("history", "import", str(exported), "--db", str(tmp_path / "other.sqlite")), field)
+
+
+@pytest.mark.slow
+def test_any_field_of_a_prediction_set_to_null_or_text_imports_and_reads_or_is_one_line(cli, db, tmp_path):
+    """As tests/test_history_hostile.py's sweep, over a predict run's own fields: the readers that know
+    predictions (history show, the report's predicted column) read whatever the schema lets in."""
+    predicted(cli, db, "v100")
+    exported = tmp_path / "runs.json"
+    assert cli("history", "export", str(exported), "--db", str(db)).exit_code == 0
+    good = json.loads(exported.read_text())
+    failed = []
+    for key in sorted(good["runs"][0]["results"][0]["data"]):
+        for value in (None, "x", -1):
+            changed = json.loads(json.dumps(good))
+            changed["runs"][0]["results"][0]["data"][key] = value
+            exported.write_text(json.dumps(changed))
+            target = tmp_path / "t.sqlite"
+            target.unlink(missing_ok=True)
+            result = cli("history", "import", str(exported), "--db", str(target))
+            if result.exit_code != 0:
+                one_error_line(result, "nothing was imported")
+                continue
+            for args in (["history", "show", "1"], ["report", "--format", "markdown"], ["history", "--format", "json"]):
+                done = cli(*args, "--db", str(target))
+                if done.exit_code != 0:
+                    failed.append((key, value, args, done.output[-200:]))
+    assert not failed, failed

@@ -50,8 +50,8 @@ class RunFilters:
 
     spec: Annotated[str | None, typer.Option("--spec", help="Runs with a row whose spec, label or canonical spec "
                                                             "contains this (any case).")] = None
-    command_: Annotated[str | None, typer.Option("--command", help="Runs of this command: bench, compare or "
-                                                                   "summary.")] = None
+    command_: Annotated[str | None, typer.Option("--command", help="Runs of this command: bench, compare, "
+                                                                   "summary or predict.")] = None
     device: Annotated[str | None, typer.Option("--device", help="cpu, cuda, meta, or part of the device's "
                                                                 "name.")] = None
     machine: Annotated[str | None, typer.Option("--machine", help="The start of a machine id, or part of its CPU "
@@ -148,6 +148,8 @@ def _list(ctx, chosen: RunFilters, all_runs: bool, db: str | None, fmt: Format) 
 def run_record(run: dict) -> dict:
     """A listed run as its table row shows it."""
     what = run["command"] + (f" {run['experiment']}" if run["experiment"] else "")
+    if run["command"] == "predict":
+        what += " (predictions, not measured)"
     device = run["device_name"] or ""
     return {**run, "when": run["created"].replace("T", " ").rstrip("Z"), "what": what,
             "device_text": f"{device} ({run['device']})" if run["device"] else device, "machine": run["machine_id"][:8],
@@ -184,8 +186,10 @@ def run_report(run_id: int, doc: dict, reruns: list[str]) -> Report:
     for i, r in enumerate(doc["results"]):
         cols = result_columns(doc["command"], doc.get("experiment"), r["data"], doc["envelope"])
         rate = cols.get("imgs_per_s")
-        records.append({**cols, "position": i + 1, "name": r.get("label") or r["spec"],
-                        "imgs_text": None if rate is None else figure_text(rate, r["data"].get("imgs_per_s_ci90"), 2)})
+        text = None if rate is None else figure_text(rate, r["data"].get("imgs_per_s_ci90"), 2)
+        if doc["command"] == "predict":  # its figures are the prediction's, and the row says so
+            text = f"{r['data']['imgs_per_s']:,.2f} predicted"
+        records.append({**cols, "position": i + 1, "name": r.get("label") or r["spec"], "imgs_text": text})
     lines = [
         f"Run {run_id} ({doc['uid']}): {doc['command']}" + (f" {doc['experiment']}" if doc.get("experiment") else "")
         + f", {doc['created']}" + (f", {doc['duration_s']:.1f} s" if doc.get("duration_s") else ""),

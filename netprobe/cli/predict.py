@@ -8,9 +8,9 @@ import typer
 
 from netprobe import defaults
 from netprobe.cli.app import command
-from netprobe.cli.options import AmpChoice, ChannelsLastOption, OptimizerChoice, choices, int_list, size_list
+from netprobe.cli.options import AmpChoice, ChannelsLastOption, OptimizerChoice, choices, int_list, size_list, takes
 from netprobe.cli.output import Output, progress_bar
-from netprobe.cli.saving import DbOption
+from netprobe.cli.saving import SaveOptions, record_run
 from netprobe.defaults import CALIBRATION_BATCH, CALIBRATION_IMGSZ, CALIBRATION_ITERS, CALIBRATION_MODELS, LIMITS
 from netprobe.errors import quote
 from netprobe.render import Column, Format, Report, TableBlock, TextBlock, fmt_float, fmt_pct
@@ -42,6 +42,7 @@ STAGE_COLUMNS = [
 
 
 @command("predict", "Predicted step time and memory on a GPU.")
+@takes(save=SaveOptions)
 def predict_command(
     spec: Annotated[str | None, typer.Argument(help="What to predict: a spec as summary takes "
                                                     "(efficientnet_b4:fused=1-3, module:pkg.mod:factory, "
@@ -69,31 +70,43 @@ def predict_command(
                                                                 "the results database.")] = False,
     warmup: Annotated[int, typer.Option(help="--calibrate: untimed steps at least.")] = defaults.WARMUP_STEPS,
     iters: Annotated[int, typer.Option(help="--calibrate: timed steps per model.")] = CALIBRATION_ITERS,
-    db: DbOption = None,
     fmt: Annotated[Format, typer.Option("--format", "-f", help=FORMAT_HELP)] = Format.table,
     section: Annotated[str | None, typer.Option(help=f"The table --format csv prints: {', '.join(SECTIONS)}.")]
     = None,
+    *, save: SaveOptions,
 ) -> None:
     """Predict a train or inference step on a GPU you do not have: time from a model fitted on
     third-party measurements (its measured error is printed beside it), memory counted on meta.
-    With --device, the device at hand; --calibrate fits the model on it first."""
+    With --device, the device at hand; --calibrate fits the model on it first. The run is kept in the
+    results database as predictions, apart from measurements."""
     from netprobe.errors import InputError
     from netprobe.prediction.predict import check_request, predict_all
 
     if calibrate:
-        _calibrate(spec, gpu, gpu_spec, device, batch, imgsz, amp.value, channels_last, warmup, iters, db, fmt)
+        if save.no_save:
+            raise InputError("--calibrate keeps its fit in the results database: drop --no-save")
+        _calibrate(spec, gpu, gpu_spec, device, batch, imgsz, amp.value, channels_last, warmup, iters, save.db, fmt)
         return
     if spec is None:
         raise InputError("give a model to predict (e.g. netprobe predict efficientnetv2_s --gpu v100), or "
                          "--calibrate to fit the time model on this device")
     output = Output(fmt.value, SECTIONS, section)
+    database = save.database("predict")
     batches = int_list("--batch", batch or "24", *LIMITS["batch"])
     sizes = size_list("--imgsz", imgsz) or [None]
     check_request(gpu, mode.value, amp.value, optimizer.value, gpu_spec, device)
     results = [p for size in sizes for b in batches
                for p in predict_all(spec, gpu, b, size, mode.value, amp.value, channels_last, optimizer.value,
-                                    find_max_batch, gpu_spec, device, db)]
+                                    find_max_batch, gpu_spec, device, save.db)]
     output.show(prediction_report(results), [p.to_dict() for p in results])
+    output.finish(record_run(database, prediction_envelope(spec, results)))
+
+
+def prediction_envelope(spec: str, results: list) -> dict:
+    """What the results database keeps of a predict run: every prediction (its `kind` says so) with the
+    spec as typed, and the held-out error that goes with them."""
+    return {"kind": "prediction", "error_note": results[0].error_note,
+            "predictions": [{**p.to_dict(), "spec": spec} for p in results]}
 
 
 def _calibrate(spec: str | None, gpu: str | None, gpu_spec: str | None, device: str | None, batch: str | None,

@@ -44,6 +44,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_map
 
 from netprobe.counting.allocator import StepTrace, needed_capacity
+from netprobe.counting.rules import FREE_META
 from netprobe.errors import InputError, quote
 from netprobe.tensors import tensors
 
@@ -153,6 +154,8 @@ def _run_op(func, args: tuple, kwargs: dict) -> object:
 
     rule = train_rule(func.overloadpacket)
     first = args[0] if args and isinstance(args[0], torch.Tensor) else None
+    if func.overloadpacket in _FAST_FREE and first is not None and first.is_meta and _plain_layout(first):
+        return _FAST_FREE[func.overloadpacket](func, args, kwargs)  # their meta kernels are Python (sympy: seconds)
     if rule is None or rule.meta is None or first is None or not first.is_meta or kwargs.get("out") is not None:
         return func(*args, **kwargs)
     if func.overloadpacket in _EXACT_META:
@@ -164,6 +167,8 @@ def _run_op(func, args: tuple, kwargs: dict) -> object:
 
 
 _LAYOUTS: dict[tuple, list] = {}
+_FAST_FREE = {op: FREE_META[op] for op in (torch.ops.aten.native_dropout, torch.ops.aten.empty_like,
+                                           torch.ops.aten.zeros_like, torch.ops.aten.ones_like)}
 
 
 def layout_key(func: object, args: tuple, kwargs: dict) -> tuple:
@@ -187,20 +192,69 @@ def layout_key(func: object, args: tuple, kwargs: dict) -> tuple:
 
 
 def _remembered(func, args: tuple, kwargs: dict) -> object:
-    """A norm's outputs on meta: its own meta kernel's, run once per layout of its arguments (a
-    network repeats a handful), then made again as empty tensors of the same sizes, strides and dtypes."""
+    """A norm's outputs on meta: made as `norm_outputs` knows them, else its own meta kernel's, run once
+    per layout of its arguments (a network repeats a handful), then made again as empty tensors of the
+    same sizes, strides and dtypes."""
     def describe(v: object) -> object:
         return (tuple(v.shape), v.stride(), v.dtype) if isinstance(v, torch.Tensor) else v
 
     key = layout_key(func, args, kwargs)
     if key not in _LAYOUTS:
-        out = func(*args, **kwargs)
+        out = norm_outputs(func, args, kwargs)
+        if out is None:
+            out = func(*args, **kwargs)
         _LAYOUTS[key] = [describe(t) if isinstance(t, torch.Tensor) else t for t in (out if isinstance(out, tuple)
                                                                                      else (out,))]
         return out
     made = tuple(torch.empty_strided(v[0], v[1], dtype=v[2], device="meta") if isinstance(v, tuple) else v
                  for v in _LAYOUTS[key])
     return made if len(made) > 1 else made[0]
+
+
+def _computation_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
+def _plain_layout(t: torch.Tensor) -> bool:
+    """Dense in one memory format only: the layout element-wise ops give their outputs, unambiguously."""
+    if t.ndim == 4:
+        return t.is_contiguous() != t.is_contiguous(memory_format=torch.channels_last)
+    return t.is_contiguous()
+
+
+def _dense_like(x: torch.Tensor) -> torch.Tensor:
+    return torch.empty_strided(x.shape, x.stride(), dtype=x.dtype, device=x.device)  # empty_like's kernel: Python
+
+
+def norm_outputs(func, args: tuple, kwargs: dict) -> tuple | None:
+    """The outputs of batch norm, its backward and the loss's nll_loss_forward as their meta kernels
+    make them (sizes, strides, dtypes), made empty on meta without running those kernels: they are
+    Python references whose first call imports torch._dynamo (seconds). None: a case not covered
+    here (its own kernel then runs)."""
+    a = torch.ops.aten
+    if kwargs or not all(isinstance(v, torch.Tensor) and v.is_meta for v in args[:2]):
+        return None
+    if func is a.native_batch_norm.default:
+        x, training, running_mean = args[0], args[5], args[3]
+        if not _plain_layout(x) or not (training or running_mean is not None) or x.ndim < 2:
+            return None
+        stats = [torch.empty(x.shape[1], dtype=_computation_dtype(x.dtype), device="meta") for _ in range(2)]
+        return (_dense_like(x), *stats)
+    if func is a.native_batch_norm_backward.default:
+        grad, x, weight, mask = args[0], args[1], args[2], args[9]
+        expanded = 0 in grad.stride() and x.is_contiguous()  # a global pool's gradient, broadcast
+        if not _plain_layout(x) or grad.shape != x.shape or not (grad.stride() == x.stride() or expanded):
+            return None
+        weight_dtype = weight.dtype if weight is not None else x.dtype
+        grads = [torch.empty(x.shape[1], dtype=weight_dtype, device="meta") if wanted else None for wanted in mask[1:]]
+        return (_dense_like(x), *grads)
+    if func is a.nll_loss_forward.default:
+        scores, target, weight, reduction = args[:4]
+        if weight is not None or scores.ndim != 2:
+            return None
+        output = torch.empty(target.shape if reduction == 0 else (), dtype=scores.dtype, device="meta")
+        return output, torch.empty((), dtype=scores.dtype, device="meta")
+    return None
 
 
 class _LiveStorages(TorchDispatchMode):
@@ -350,9 +404,17 @@ def _check_choices(mode: str, amp: str, optimizer: str) -> None:
             raise InputError(f"{name} {quote(value)} is not known; use one of {', '.join(choices)}")
 
 
+def _empty_as(t: torch.Tensor) -> torch.Tensor:
+    """torch.empty_like(t); for a contiguous tensor made directly (on meta, empty_like's kernel is Python
+    and its first call imports sympy: most of a second)."""
+    if t.is_contiguous():
+        return torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device=t.device)
+    return torch.empty_like(t)
+
+
 def _stand_in(t: torch.Tensor, channels_last: bool) -> torch.Tensor:
     """A fresh copy of one of the model's tensors (empty on meta): the user's module is never touched."""
-    made = torch.empty_like(t) if t.device.type == "meta" else t.detach().clone()
+    made = _empty_as(t) if t.device.type == "meta" else t.detach().clone()
     if channels_last and made.ndim == 4:
         made = made.contiguous(memory_format=torch.channels_last)
     return made.requires_grad_(t.requires_grad)
@@ -381,7 +443,7 @@ def step_memory(model: nn.Module, example: torch.Tensor, mode: str = "train", am
     buffers = {n: _stand_in(b, channels_last) for n, b in model.named_buffers()}
     trainable = [p for p in params.values() if p.requires_grad] if train else []
     for p in trainable:
-        p.grad = torch.empty_like(p)  # kept between steps by zero_grad() without set_to_none
+        p.grad = _empty_as(p)  # kept between steps by zero_grad() without set_to_none
     x = example.contiguous(memory_format=torch.channels_last) if channels_last and example.ndim == 4 else example
     held = [*params.values(), *buffers.values(), *(p.grad for p in trainable), x]
     known = {storage_key(t) for t in held}
@@ -430,11 +492,13 @@ def _assemble(mode: str, trainable: list[torch.Tensor], params: dict, buffers: d
 
 
 def count_memory(target: object, batch: int, imgsz: tuple[int, int] | int, mode: str = "train", amp: str = "off",
-                 channels_last: bool = False, optimizer: str = "sgd") -> MemoryCount:
+                 channels_last: bool = False, optimizer: str = "sgd",
+                 meta_model: nn.Module | None = None) -> MemoryCount:
     """Count the peak memory of one step of `target` (a spec, a `Target` or an nn.Module) on the meta
     device: a train step (forward, loss, backward, with the optimizer's state resident) or an
     inference forward. Nothing is allocated; the model given is not changed. See the module's doc
     for what is counted; the CUDA context and workspaces are `CUDA_ALLOWANCE_BYTES`, not counted here.
+    `meta_model`: the target's `meta_model()` when the caller has built it already (not built again).
     """
     from netprobe.sizes import check_batch, parse_imgsz
     from netprobe.target import resolve
@@ -444,13 +508,13 @@ def count_memory(target: object, batch: int, imgsz: tuple[int, int] | int, mode:
     size = parse_imgsz(imgsz)
     resolved = resolve(target)
     resolved.check_input(size, batch)
-    model = _meta_model(resolved)
+    model = _meta_model(resolved, meta_model)
     example = torch.empty((batch, resolved.in_chans, *size), device="meta")
     return step_memory(model, example, mode, amp, channels_last, optimizer)
 
 
-def _meta_model(resolved) -> nn.Module:
-    model = resolved.meta_model()
+def _meta_model(resolved, model: nn.Module | None = None) -> nn.Module:
+    model = resolved.meta_model() if model is None else model
     if any(t.device.type != "meta" for t in [*model.parameters(), *model.buffers()]):
         raise InputError(f"{resolved.label} cannot run on the meta device (its forward needs real data), so its "
                          "memory cannot be counted without allocating it")

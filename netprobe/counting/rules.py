@@ -139,6 +139,13 @@ def _mean(func, args: tuple, kwargs: dict) -> torch.Tensor:
     return empty(shape, x)
 
 
+def _sum(func, args: tuple, kwargs: dict) -> torch.Tensor:
+    """A floating sum's output as `_mean`'s (its Python meta kernel imports sympy); any other, its own."""
+    if set(kwargs) - {"dim", "keepdim"} or not args[0].is_floating_point() or (len(args) > 3 and args[3] is not None):
+        return func(*args, **kwargs)
+    return _mean(func, args, kwargs)
+
+
 def _adaptive_pool(func, args: tuple, kwargs: dict) -> torch.Tensor:
     x = args[0]
     return empty((*x.shape[:-2], *args[1]), x)
@@ -247,7 +254,7 @@ for _op in packets("mul", "mul_", "div", "div_"):
     RULES[_op] = Rule("mul", out_elems, _broadcast)
 for _op in packets("add", "add_", "sub", "sub_", "rsub"):
     RULES[_op] = Rule("add", out_elems, _broadcast)
-RULES[aten.sum] = Rule("add", _in_elems)
+RULES[aten.sum] = Rule("add", _in_elems, _sum)
 RULES[aten.mean] = Rule("pool", _in_elems, _mean)
 for _op in packets("_adaptive_avg_pool2d", "adaptive_avg_pool2d"):
     RULES[_op] = Rule("pool", _in_elems, _adaptive_pool)
@@ -263,7 +270,28 @@ RULES[aten.stack] = Rule("concat", out_elems, _stack)
 for _op in packets("constant_pad_nd", "reflection_pad2d", "replication_pad2d"):
     RULES[_op] = Rule("concat", out_elems)
 # Output shapes of free ops whose meta kernels are Python (see empty): op -> (op, args, kwargs) -> output.
-FREE_META = {aten.arange: _arange}
+def _dropout(func, args: tuple, kwargs: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """native_dropout's output and mask, laid out as its input (a dense one) is, as its meta kernel does."""
+    x = args[0]
+    strides = x.stride() if x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last) else None
+    made = [torch.empty_strided(x.shape, strides, dtype=dtype, device=x.device) if strides is not None else
+            torch.empty(x.shape, dtype=dtype, device=x.device) for dtype in (x.dtype, torch.bool)]
+    return made[0], made[1]
+
+
+def _empty_like(func, args: tuple, kwargs: dict) -> torch.Tensor:
+    """empty_like (zeros_like, ones_like: no values on meta) of a dense tensor, its layout kept
+    (preserve_format), as their meta kernels make it."""
+    x, fmt = args[0], kwargs.get("memory_format")
+    rest = set(kwargs) - {"dtype", "memory_format", "device", "layout", "pin_memory"}
+    dense = x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)
+    if rest or not dense or fmt not in (None, torch.preserve_format) or kwargs.get("device") not in (None, x.device):
+        return func(*args, **kwargs)
+    return torch.empty_strided(x.shape, x.stride(), dtype=kwargs.get("dtype") or x.dtype, device=x.device)
+
+
+FREE_META = {aten.arange: _arange, aten.native_dropout: _dropout,
+             **{op: _empty_like for op in (aten.empty_like, aten.zeros_like, aten.ones_like)}}
 # Ops that move, create or describe data without arithmetic.
 FREE = set(packets(
     "view", "_unsafe_view", "reshape", "t", "transpose", "permute", "expand", "flatten", "squeeze", "unsqueeze",

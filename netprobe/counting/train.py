@@ -10,7 +10,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from netprobe.counting.forward import model_device
-from netprobe.counting.rules import MAC_KINDS, Rule, aten
+from netprobe.counting.rules import FREE_META, MAC_KINDS, Rule, aten
 from netprobe.counting.train_rules import (
     LOSS_PATH,
     bytes_moved,
@@ -122,8 +122,9 @@ class _TrainOpCounter(TorchDispatchMode):
         packet = func.overloadpacket
         rule = train_rule(packet)
         on_meta = any(isinstance(a, torch.Tensor) and a.is_meta for a in args[:2])
-        if rule is not None and rule.meta is not None and on_meta and not kwargs.get("out"):
-            out = rule.meta(func, args, kwargs)
+        meta = rule.meta if rule is not None else FREE_META.get(packet)  # dropout: a Python meta kernel (sympy)
+        if meta is not None and on_meta and not kwargs.get("out"):
+            out = meta(func, args, kwargs)
         else:
             out = func(*args, **kwargs)
         if self.where is None:
@@ -202,7 +203,7 @@ def _count_train_on(device: torch.device, model: nn.Module, input_shape: tuple[i
 
     stand_ins = {name: _stand_in(t, device) for name, t in [*model.named_parameters(), *model.named_buffers()]}
     params = [t for name, t in stand_ins.items() if t.requires_grad]
-    inputs = _to_device(example, device) if example is not None else torch.randn(input_shape, device=device)
+    inputs = _to_device(example, device) if example is not None else _random(input_shape, device)
     first = next(tensors(inputs), None)
     modules = {path: TrainModuleCount(path, type(m).__name__, sum(p.numel() for p in m.parameters(False)))
                for path, m in model.named_modules()}
@@ -242,6 +243,12 @@ def _stand_in(t: torch.Tensor, device: torch.device) -> torch.Tensor:
     """What the counted step uses for one of the model's tensors: an empty meta tensor, or a copy."""
     made = torch.empty(t.shape, dtype=t.dtype, device=device) if device.type == "meta" else t.detach().clone()
     return made.requires_grad_(t.requires_grad)
+
+
+def _random(shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """An input batch: random where values exist; on meta, where none do, an empty one (torch.randn on
+    meta runs a Python reference that imports sympy: seconds, more than the count)."""
+    return torch.empty(shape, device=device) if device.type == "meta" else torch.randn(shape, device=device)
 
 
 def _to_device(value: object, device: torch.device) -> object:

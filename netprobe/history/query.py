@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from netprobe.errors import InputError, quote
 from netprobe.history.record import utc_from_iso, utc_text
 
-COMMANDS = ("bench", "compare", "summary")
+COMMANDS = ("bench", "compare", "summary", "predict")
 _RELATIVE = re.compile(r"^(\d+)\s*([mhdw])$")
 _UNIT_S = {"m": 60, "h": 3600, "d": 86_400, "w": 7 * 86_400}
 
@@ -23,7 +23,7 @@ class Filters:
 
     ids: list[str] = field(default_factory=list)  # run ids, or the start of run uids (6+ hex digits)
     spec: str | None = None  # part of a row's spec, label or canonical spec
-    command: str | None = None  # bench | compare | summary
+    command: str | None = None  # bench | compare | summary | predict
     device: str | None = None  # cpu | cuda | meta, or part of the device's name
     machine: str | None = None  # the start of a machine id, or part of its CPU or GPU name
     since: str | None = None  # a date, a date and time (UTC), or an age: 30m, 12h, 7d, 2w
@@ -123,8 +123,9 @@ RESULT_LIST = ("SELECT results.id AS result_id, runs.id AS run_id, runs.run_uid,
 
 
 # what the report reads of every row (a third of the columns: it reads 10,000 rows in a fraction of a second)
-LEAN_LIST = ("SELECT results.id AS result_id, results.run_id, runs.created, runs.experiment, runs.machine_id, "
-             "runs.device_name, results.position, results.label, results.spec, results.status, results.mode, "
+LEAN_LIST = ("SELECT results.id AS result_id, results.run_id, runs.created, runs.command, runs.experiment, "
+             "runs.machine_id, runs.device, runs.device_name, results.position, results.label, results.spec, "
+             "results.canonical, results.status, results.mode, "
              "results.dtype, results.batch, results.imgsz, results.imgs_per_s, results.macs, "
              "json_extract(results.data, '$.runtime') AS runtime, json_extract(results.data, '$.world_size') AS "
              "world_size, json_extract(results.data, '$.ddp') AS ddp FROM results JOIN runs "
@@ -135,10 +136,13 @@ def list_results(conn: sqlite3.Connection, filters: Filters, with_data: bool = F
                  newest: int | None = None, lean: bool = False) -> list[dict]:
     """The rows of the matching runs (oldest run first; with `newest`, only that many, newest first),
     without their JSON unless `with_data` (`lean`: only the columns of `LEAN_LIST`). `only`:
-    "explained" (rows with a breakdown) or "fused-stages" (that experiment's rows)."""
+    "explained" (rows with a breakdown), "fused-stages" (that experiment's rows) or "predictions"
+    (the rows of predict runs)."""
     where, params = filters.where()
-    extra = {None: "", "explained": "results.explained = 1",
-             "fused-stages": "runs.experiment = 'fused-stages'"}[only]
+    measured = "runs.command != 'predict'"  # a prediction is never read as a measurement
+    extra = {None: "", "explained": f"results.explained = 1 AND {measured}",
+             "fused-stages": f"runs.experiment = 'fused-stages' AND {measured}",
+             "predictions": "runs.command = 'predict'"}[only]
     if extra:
         where = f"{where} AND {extra}" if where else f" WHERE {extra}"
     sql = LEAN_LIST if lean else RESULT_LIST

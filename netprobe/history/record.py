@@ -1,6 +1,6 @@
 """Recording a run: a command's JSON envelope (`BenchRun.to_dict()`, `Comparison.to_dict()`, the
-data-parallel rows, `Summary.to_dict()`), its command line and the machine it ran on become one run
-document, inserted in one transaction (all its rows, or none)."""
+data-parallel rows, `Summary.to_dict()`, predict's predictions), its command line and the machine it
+ran on become one run document, inserted in one transaction (all its rows, or none)."""
 
 from __future__ import annotations
 
@@ -38,6 +38,8 @@ def fingerprint(facts: dict | None = None) -> dict:
 
 def envelope_kind(data: dict) -> tuple[str, str | None]:
     """(command, experiment) of an envelope, from its shape."""
+    if data.get("kind") == "prediction" and isinstance(data.get("predictions"), list):
+        return "predict", None  # predicted, never measured: a command of its own
     if "results" in data:
         return "bench", None
     if "experiment" in data:
@@ -60,11 +62,11 @@ def run_document(data: dict, argv: list[str], command: str | None = None, device
     kind, experiment = envelope_kind(data)
     command = kind or command or "bench"
     device = device if device is not None else data.get("device") or {}
-    rows = [data] if kind == "summary" else data.get("results") or data.get("rows") or []
+    rows = [data] if kind == "summary" else data.get("results") or data.get("rows") or data.get("predictions") or []
     results = []
     for row in rows:
         spec = str(row.get("spec", ""))
-        results.append({"label": _label(row, experiment), "spec": spec,
+        results.append({"label": _label(row, experiment, command), "spec": spec,
                         "canonical": row.get("canonical") or (canonical(spec) if canonical else spec), "data": row})
     now = time.time()
     from netprobe import __version__
@@ -74,7 +76,8 @@ def run_document(data: dict, argv: list[str], command: str | None = None, device
             "machine": fingerprint(facts), "device": device, "peak_tflops": _peaks(data, rows),
             "bandwidth_gbs": next((r["roofline"]["bandwidth_gbs"] for r in rows if r.get("roofline")), None),
             "note": data.get("note"),
-            "envelope": {k: v for k, v in data.items() if k not in ("results", "rows")} if kind != "summary" else {},
+            "envelope": {k: v for k, v in data.items() if k not in ("results", "rows", "predictions")}
+            if kind != "summary" else {},
             "results": results}
 
 
@@ -93,7 +96,9 @@ def utc_from_iso(text: str) -> str:
         raise ValueError(f"{text.strip()[:40]} is out of the years 1 to 9999 in UTC") from None
 
 
-def _label(row: dict, experiment: str | None) -> str | None:
+def _label(row: dict, experiment: str | None, command: str = "") -> str | None:
+    if command == "predict":
+        return f"{row.get('spec')} on {row.get('gpu_label')} (predicted)"
     if experiment == "data-parallel":
         return f"{row.get('label')} ×{row.get('world_size')} " + ("DDP" if row.get("ddp") else "no DDP")
     runtime = row.get("runtime")  # a deployed runtime's row is its own line, never pooled with eager torch's

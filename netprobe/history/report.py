@@ -68,14 +68,19 @@ def build(conn: sqlite3.Connection, filters: Filters) -> CrossReport:
     report = Report([TextBlock(f"{plural(len(runs), 'run')}, {plural(len(rows), 'row')}, "
                                f"{plural(len(names), 'machine')}.")])
     data: dict = {"runs": len(runs), "rows": len(rows)}
-    fused = fused_table(conn, [r for r in rows if r["experiment"] == "fused-stages"], names)
+    measured = [r for r in rows if r["command"] != "predict"]  # a prediction is never read as a measurement
+    fused = fused_table(conn, [r for r in measured if r["experiment"] == "fused-stages"], names)
     if fused is not None:
         report.add(fused)
         data["fused_stages"] = fused.records
-    speeds = speed_records(rows, names)
-    report.add(TableBlock("speeds", SPEED_COLUMNS, speeds, "Speed of every spec measured",
+    speeds = speed_records(measured, names)
+    predictions = [{**r, "data": checked_data(r, json.loads(r["data"]))}
+                   for r in list_results(conn, filters, with_data=True, only="predictions")]
+    notes = add_predictions(speeds, measured, predictions)
+    report.add(TableBlock("speeds", SPEED_COLUMNS + (PREDICTED_COLUMNS if notes else []), speeds,
+                          "Speed of every spec measured",
                           "Median over runs of the same spec, machine, mode, dtype, batch and size; MACs per image "
-                          "as counted (compare: at the run size)."))
+                          "as counted (compare: at the run size)." + _predicted_caption(notes)))
     machines = machine_records(conn, runs)
     report.add(TableBlock("machines", MACHINE_COLUMNS, machines, "Machines"))
     listed = [_run_row(r) for r in runs[:MAX_RUNS_LISTED]]
@@ -196,6 +201,59 @@ def speed_records(rows: list[dict], names: dict[str, str]) -> list[dict]:
             for (spec, machine, mode, dtype, batch, imgsz), group in groups.items()]
 
 
+PREDICTED_COLUMNS = [Column("predicted_imgs_per_s", "imgs/s PREDICTED", fmt_float(2)),
+                     Column("predicted_error", "Prediction's error", justify="left")]
+
+
+def add_predictions(speeds: list[dict], rows: list[dict], predictions: list[dict]) -> list[str]:
+    """Beside each measured speed, the latest prediction of the same spec, batch, size, mode and precision
+    for the GPU it was measured on (a CUDA device whose name is the predicted GPU's), labelled with its
+    held-out error; the error notes used. predict knows no CPU, so a CPU's speeds get none."""
+    if not predictions:
+        return []
+    from netprobe.prediction.gpus import gpu_table
+
+    table = gpu_table()
+    by_key: dict[tuple, dict] = {}
+    for p in predictions:  # oldest first: a later prediction replaces an earlier one
+        gpu = table.get(p["data"]["gpu"])
+        for spec in (p["canonical"], p["spec"]) if gpu is not None else ():  # the same model, or the same text
+            by_key[(spec, p["mode"], p["dtype"], p["batch"], size_key(p["imgsz"]), gpu.name)] = p
+    devices = {(r["spec"], r["machine_id"], r["mode"], r["dtype"], r["batch"], r["imgsz"]): r for r in rows
+               if r["device"] == "cuda" and r.get("runtime") in (None, "torch") and not r.get("world_size")}
+    notes: list[str] = []
+    for s in speeds:
+        row = devices.get((s["spec"], s["machine_id"], s["mode"], s["dtype"], s["batch"], s["imgsz"]))
+        gpu = next((g for g in table.values() if row and g.matches_device(row["device_name"] or "")), None)
+        same = (s["mode"], s["dtype"], s["batch"], size_key(s["imgsz"]), gpu.name) if gpu else ()
+        found = gpu and (by_key.get((row["canonical"], *same)) or by_key.get((row["spec"], *same)))
+        if found:
+            note = found["data"].get("error_note") or "error not stated"
+            s["predicted_imgs_per_s"] = found["data"]["imgs_per_s"]
+            s["predicted_error"] = f"{gpu.label}: {note.split(' (')[0]}"
+            notes += [note] if note not in notes else []
+    return notes
+
+
+def _predicted_caption(notes: list[str]) -> str:
+    if not notes:
+        return ""
+    return (" imgs/s PREDICTED: netprobe predict's figure for the same spec, batch, size, mode and precision on "
+            f"the GPU measured — a prediction, not a measurement; its error: {'; '.join(notes)}.")
+
+
+def size_key(value: object) -> object:
+    """An image size as the columns hold it (384, "384x320", "[384, 384]") as (height, width)."""
+    if isinstance(value, int):
+        return (value, value)
+    if isinstance(value, str):
+        text = value.strip("[] ")
+        parts = [p.strip() for p in text.replace(",", "x").split("x")]
+        if all(p.isdigit() for p in parts) and 1 <= len(parts) <= 2:
+            return (int(parts[0]), int(parts[-1]))
+    return value
+
+
 def _what_ran(r: dict) -> str:
     """The spec (not a compare label such as 'No fused', which names no model), with its runtime when not
     eager torch, and its ranks when data-parallel."""
@@ -253,7 +311,8 @@ def machine_records(conn: sqlite3.Connection, runs: list[dict]) -> list[dict]:
 
 
 def _run_row(run: dict) -> dict:
-    return {**run, "what": run["command"] + (f" {run['experiment']}" if run["experiment"] else ""),
+    what = run["command"] + (f" {run['experiment']}" if run["experiment"] else "")
+    return {**run, "what": what + (" (predictions, not measured)" if run["command"] == "predict" else ""),
             "machine": run["machine_id"][:8], "busy": "busy machine" if run["note"] else ""}
 
 

@@ -10,6 +10,11 @@ def rerun_command(doc: dict, result: dict) -> str:
     data, command, experiment = result["data"], doc["command"], doc.get("experiment")
     spec = result["spec"] or result.get("canonical")  # as typed: short enough to paste; the canonical is kept apart
     device = (doc.get("device") or {}).get("device") or data.get("device") or "cpu"
+    if command == "predict":
+        h, w = data["imgsz"][:2]
+        return _line("predict", spec, gpu=data.get("gpu"), batch=data.get("batch"), imgsz=f"{h}x{w}" if h != w else h,
+                     mode=data.get("mode"), amp=data.get("amp"), channels_last=data.get("channels_last"),
+                     optimizer=data.get("optimizer"))
     if command == "summary":
         n, _, h, w = data["input"][:4]
         return _line("summary", spec, imgsz=f"{h}x{w}" if h != w else h, batch=n)

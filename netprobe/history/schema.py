@@ -20,7 +20,7 @@ MAX_ITEMS = 1_000_000  # items of any one list or object
 MAX_ROWS = 100_000  # rows of one run
 MAX_STEP_TIMES = 100_000  # step_times_ms of one row
 RATE = 1e12  # imgs/s, GFLOP/s, ms, MB: far above any machine, far below what breaks a chart or a table
-COMMANDS = ("bench", "compare", "summary")
+COMMANDS = ("bench", "compare", "summary", "predict")
 
 
 class Problem(Exception):
@@ -119,6 +119,7 @@ def check_result(value: object, where: str, command: str, experiment: str | None
     for name in ("label", "canonical"):
         text(row.get(name), f"{where}.{name}", MAX_TEXT)
     data, at = obj(row.get("data"), f"{where}.data"), f"{where}.data"
+    check_kind(data, at, command)
     if command == "summary":
         shape = listed(data.get("input"), f"{at}.input", 4, optional=False)
         if len(shape) != 4:
@@ -152,6 +153,28 @@ def check_result(value: object, where: str, command: str, experiment: str | None
         text(part.get("kind"), f"{at}.breakdown[{i}].kind", 1_000, optional=False)
         for name in ("time_share", "macs_share"):
             number(part.get(name), f"{at}.breakdown[{i}].{name}", 0, 10)
+
+
+def check_kind(data: dict, at: str, command: str) -> None:
+    """A predict run's rows are predictions, and say so; no other run holds one (never a measurement)."""
+    if command != "predict":
+        if data.get("kind") == "prediction":
+            raise Problem(f"{at}.kind", f"is 'prediction' in a {command} run: predictions are kept as predict "
+                                        "runs, apart from measurements")
+        return
+    if data.get("kind") != "prediction":
+        raise Problem(f"{at}.kind", f"is {_kind(data.get('kind'))}, not 'prediction' (a predict run's rows are "
+                                    "predictions)")
+    for name in ("gpu", "gpu_label", "mode", "amp"):
+        text(data.get(name), f"{at}.{name}", 1_000, optional=False)
+    text(data.get("error_note"), f"{at}.error_note", MAX_TEXT)
+    size = listed(data.get("imgsz"), f"{at}.imgsz", 2, optional=False)
+    if len(size) != 2:
+        raise Problem(f"{at}.imgsz", f"has {len(size)} sizes, not 2 (height, width)")
+    for i, side in enumerate(size):
+        number(side, f"{at}.imgsz[{i}]", 1, 10**9, integer=True, optional=False)
+    for name in ("imgs_per_s", "step_ms"):
+        number(data.get(name), f"{at}.{name}", 0, RATE, optional=False)
 
 
 def check_size(value: object, where: str) -> None:

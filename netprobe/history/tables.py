@@ -80,7 +80,7 @@ def result_values(doc: dict, result: dict) -> tuple:
     """The columns of one result row (label ... explained, data), from its JSON and its run's settings."""
     data = result["data"]
     c = result_columns(doc["command"], doc.get("experiment"), data, doc.get("envelope") or {})
-    explained = int(bool(data.get("breakdown") or data.get("roofline")))
+    explained = int(doc["command"] != "predict" and bool(data.get("breakdown") or data.get("roofline")))
     return (result.get("label"), result["spec"], result.get("canonical") or result["spec"], c.get("status"),
             c.get("mode"), c.get("dtype"), c.get("batch"), _cell(c.get("imgsz")), c.get("imgs_per_s"),
             c.get("step_ms"), c.get("macs"), c.get("params"), c.get("tflops"), c.get("peak_mem_mb"), explained,
@@ -94,6 +94,11 @@ def result_columns(command: str, experiment: str | None, data: dict, envelope: d
         n, _, h, w = (data.get("input") or [None, None, None, None])[:4]
         return {"status": "ok", "mode": "count", "batch": n, "imgsz": h if h == w else f"{h}x{w}",
                 "macs": data["macs"] // n if n else data.get("macs"), "params": data.get("params")}
+    if command == "predict":  # predicted, not measured: no figure in the columns the measured tables read
+        h, w = (data.get("imgsz") or [None, None])[:2]
+        amp = data.get("amp") or "off"
+        return {"status": "predicted", "mode": data.get("mode"), "dtype": "fp32" if amp == "off" else amp,
+                "batch": data.get("batch"), "imgsz": h if h == w else f"{h}x{w}"}
     if experiment == "data-parallel":
         return {**_common(data), "mode": "train", "batch": data.get("global_batch")}
     if command == "compare":

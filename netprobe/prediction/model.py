@@ -19,9 +19,12 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from netprobe.counting import MAC_KINDS, TrainCount
 from netprobe.prediction.gpus import GPU
+
+if TYPE_CHECKING:  # the counting code imports torch; the GPU table and `netprobe report` do not need it
+    from netprobe.counting import TrainCount
 
 EFFICIENCY_FILE = Path(__file__).with_name("efficiency.json")
 MAC_OP_KINDS = ("depthwise_conv", "dense_conv", "pointwise_conv", "linear")
@@ -47,6 +50,8 @@ class Work:
 def step_work(count: TrainCount, classify: Callable[[str, str], str], stage_of: Callable[[str], str | None],
               train: bool) -> list[Work]:
     """Every op of a counted step as work: forward always; backward and optimizer when `train`."""
+    from netprobe.counting import MAC_KINDS
+
     out: list[Work] = []
     for record in count.records():
         stage = stage_of(record.path)
@@ -73,6 +78,8 @@ def step_work(count: TrainCount, classify: Callable[[str, str], str], stage_of: 
 
 def _work(op_kind: str, counted_kind: str, direction: str, stage: str | None, ops: int, moved: int,
           calls: int) -> Work:
+    from netprobe.counting import MAC_KINDS
+
     if counted_kind in MAC_KINDS and op_kind in MAC_OP_KINDS:
         return Work(f"{op_kind}.fwd" if direction == "fwd" else f"{op_kind}.bwd_data", stage, direction,
                     2.0 * ops, float(moved), calls, _peak(op_kind))

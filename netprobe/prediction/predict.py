@@ -147,7 +147,7 @@ def predict_all(target: object, gpu: str | None = None, batch: int = 24,
     resolved.check_input(size, batch)
     model = resolved.meta_model()
     work = _work(model, resolved, batch, size, mode, amp, optimizer)
-    memory = _memory(resolved, batch, size, mode, amp, channels_last, optimizer)
+    memory = _memory(resolved, model, batch, size, mode, amp, channels_last, optimizer)
     if device is not None:
         from netprobe.prediction.calibration import efficiency_here
 
@@ -171,10 +171,11 @@ def _work(model, resolved, batch: int, size: tuple[int, int], mode: str, amp: st
     return counted_work(model, batch, size, mode, amp, optimizer, resolved.in_chans, stage_function(resolved, size))
 
 
-def _memory(resolved, batch: int, size: tuple[int, int], mode: str, amp: str, channels_last: bool, optimizer: str):
+def _memory(resolved, model, batch: int, size: tuple[int, int], mode: str, amp: str, channels_last: bool,
+            optimizer: str):
     from netprobe.counting.memory import count_memory
 
-    return count_memory(resolved, batch, size, mode, amp, channels_last, optimizer)
+    return count_memory(resolved, batch, size, mode, amp, channels_last, optimizer, meta_model=model)
 
 
 def _max_batch(resolved, size, gpu: GPU, mode: str, amp: str, channels_last: bool, optimizer: str) -> int:
