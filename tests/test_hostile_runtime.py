@@ -179,7 +179,7 @@ def test_compare_with_a_failed_runtime_exits_2_after_printing(cli, models):
     assert rows[(f"{models}:Dyn", "export")]["failed_in"] == "export"
     assert rows[(f"{models}:DictOut", "export")]["status"] == "ok"
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1 and "Dyn, --runtime export: error: export failed" in errors[0], result.stderr
+    assert len(errors) == 1 and "Dyn, --runtime export: export failed" in errors[0], result.stderr
 
 
 # ---- outputs of any nesting, compared leaf by leaf ----------------------------------------------------

@@ -204,6 +204,18 @@ def test_the_report_shows_the_prediction_beside_a_measurement_on_that_gpu(cli, d
     assert "imgs/s PREDICTED" in page.read_text()
 
 
+def test_the_report_shows_a_prediction_for_this_cpu_beside_its_measurement(cli, db):
+    bench = cli("bench", SMALL, "--device", "cpu", *TINY, "--warmup", "0", "--iters", "1", "--db", str(db),
+                "--format", "json")
+    assert bench.exit_code == 0, bench.output
+    here = cli("predict", SMALL, "--device", "cpu", *TINY, "--db", str(db), "--format", "json")
+    assert here.exit_code == 0, here.output
+    (speed,) = json.loads(cli("report", "--db", str(db), "--format", "json").stdout)["speeds"]
+    assert speed["imgs_per_s"] == json.loads(bench.stdout)["results"][0]["imgs_per_s"]  # measured, as measured
+    assert speed["predicted_imgs_per_s"] == json.loads(here.stdout)[0]["imgs_per_s"]
+    assert speed["predicted_error"].startswith("this CPU: ")
+
+
 def test_a_prediction_run_survives_export_and_import(cli, db, tmp_path):
     predicted(cli, db, "t4")
     exported, other = tmp_path / "runs.json", tmp_path / "other.sqlite"

@@ -207,8 +207,9 @@ PREDICTED_COLUMNS = [Column("predicted_imgs_per_s", "imgs/s PREDICTED", fmt_floa
 
 def add_predictions(speeds: list[dict], rows: list[dict], predictions: list[dict]) -> list[str]:
     """Beside each measured speed, the latest prediction of the same spec, batch, size, mode and precision
-    for the GPU it was measured on (a CUDA device whose name is the predicted GPU's), labelled with its
-    held-out error; the error notes used. predict knows no CPU, so a CPU's speeds get none."""
+    for the device it was measured on: a CUDA device whose name is the predicted GPU's, or the device at
+    hand of the same machine (predict --device cpu or cuda); labelled with its held-out error. Returns the
+    error notes used."""
     if not predictions:
         return []
     from netprobe.prediction.gpus import gpu_table
@@ -217,20 +218,27 @@ def add_predictions(speeds: list[dict], rows: list[dict], predictions: list[dict
     by_key: dict[tuple, dict] = {}
     for p in predictions:  # oldest first: a later prediction replaces an earlier one
         gpu = table.get(p["data"]["gpu"])
-        for spec in (p["canonical"], p["spec"]) if gpu is not None else ():  # the same model, or the same text
-            by_key[(spec, p["mode"], p["dtype"], p["batch"], size_key(p["imgsz"]), gpu.name)] = p
-    devices = {(r["spec"], r["machine_id"], r["mode"], r["dtype"], r["batch"], r["imgsz"]): r for r in rows
-               if r["device"] == "cuda" and r.get("runtime") in (None, "torch") and not r.get("world_size")}
+        where = gpu.name if gpu is not None else (p["data"]["gpu"], p["machine_id"])  # a GPU, or this machine's
+        for spec in (p["canonical"], p["spec"]):  # the same model, or the same text
+            by_key[(spec, p["mode"], p["dtype"], p["batch"], size_key(p["imgsz"]), where)] = p
+    measured = {(r["spec"], r["machine_id"], r["mode"], r["dtype"], r["batch"], r["imgsz"]): r for r in rows
+                if r["device"] in ("cuda", "cpu") and r.get("runtime") in (None, "torch") and not r.get("world_size")}
     notes: list[str] = []
     for s in speeds:
-        row = devices.get((s["spec"], s["machine_id"], s["mode"], s["dtype"], s["batch"], s["imgsz"]))
-        gpu = next((g for g in table.values() if row and g.matches_device(row["device_name"] or "")), None)
-        same = (s["mode"], s["dtype"], s["batch"], size_key(s["imgsz"]), gpu.name) if gpu else ()
-        found = gpu and (by_key.get((row["canonical"], *same)) or by_key.get((row["spec"], *same)))
+        row = measured.get((s["spec"], s["machine_id"], s["mode"], s["dtype"], s["batch"], s["imgsz"]))
+        if row is None:
+            continue
+        gpu = next((g for g in table.values() if g.matches_device(row["device_name"] or "")), None)
+        here = (row["device"], row["machine_id"])
+        same = (s["mode"], s["dtype"], s["batch"], size_key(s["imgsz"]))
+        found = next((by_key[key] for where in ((gpu.name,) if gpu else ()) + (here,)
+                      for key in ((row["canonical"], *same, where), (row["spec"], *same, where)) if key in by_key),
+                     None)
         if found:
             note = found["data"].get("error_note") or "error not stated"
             s["predicted_imgs_per_s"] = found["data"]["imgs_per_s"]
-            s["predicted_error"] = f"{gpu.label}: {note.split(' (')[0]}"
+            label = gpu.label if gpu and found["data"]["gpu"] == gpu.name else f"this {row['device'].upper()}"
+            s["predicted_error"] = f"{label}: {note.split(' (')[0]}"
             notes += [note] if note not in notes else []
     return notes
 
