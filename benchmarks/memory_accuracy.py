@@ -23,7 +23,8 @@ import csv
 import re
 from pathlib import Path
 
-from netprobe.counting.memory import CUDA_ALLOWANCE_BYTES, count_memory
+from netprobe.counting.memory import CUDA_ALLOWANCE_BYTES
+from netprobe.prediction.memory import count_memory
 
 REFERENCE = Path("shared") / "reference" / "gpu-public" / "timm-gpu.csv"  # ../shared beside the checkout
 CSV = next((p / REFERENCE for p in Path(__file__).resolve().parents if (p / REFERENCE).exists()), REFERENCE)

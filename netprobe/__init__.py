@@ -9,8 +9,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from netprobe.lazy import exports
+from netprobe.version import VERSION
 
-__version__ = "0.2.0"
+__version__ = VERSION
 
 __all__ = [
     "BenchConfig", "BenchResult", "BenchRun", "BlockSpec", "Comparison", "FeatureInfo", "InputError", "Net", "NetSpec",

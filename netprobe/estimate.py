@@ -77,8 +77,8 @@ def _planned(config, rounds: int, peak_tflops: float, bandwidth_gbs: float, memo
     from netprobe.bench import validate
     from netprobe.bench.measure import counted_step, output_classes
     from netprobe.counting import count
-    from netprobe.counting.memory import count_memory
     from netprobe.errors import one_line
+    from netprobe.prediction.memory import count_memory
     from netprobe.roofline import roofline
     from netprobe.sizes import size_text
     from netprobe.timing import AMP_DTYPES, DTYPE_NAMES

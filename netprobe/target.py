@@ -210,7 +210,7 @@ def _object_target(module: nn.Module, in_chans: int | None) -> Target:
 def module_to_time(target: Target, device: str, copy: bool = True) -> Iterator[nn.Module]:
     """The module to time: a fresh one (or a copy of the user's), or with `copy=False` the user's own,
     which gets its parameters, buffers, gradients and training flag back afterwards."""
-    from netprobe.counting import model_device
+    from netprobe.tensors import model_device
 
     if copy or target.user_module is None:
         yield target.make(device)

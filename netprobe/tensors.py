@@ -18,3 +18,11 @@ def tensors(value: object) -> Iterator[torch.Tensor]:
         for v in value.values():
             yield from tensors(v)
 
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    """Where a module's tensors live: its first parameter's or buffer's device; meta for a module with none."""
+    for t in model.parameters():
+        return t.device
+    for t in model.buffers():
+        return t.device
+    return torch.device("meta")

@@ -13,15 +13,9 @@ from torch import nn
 from zoo_cases import ZOO
 
 import netprobe
-from netprobe.counting.memory import (
-    CUDA_ALLOWANCE_BYTES,
-    count_memory,
-    layout_key,
-    norm_outputs,
-    predicted_max_batch,
-    step_memory,
-)
+from netprobe.counting.memory import CUDA_ALLOWANCE_BYTES, layout_key, norm_outputs, step_memory
 from netprobe.errors import InputError
+from netprobe.prediction.memory import count_memory, predicted_max_batch
 from netprobe.target import resolve
 
 

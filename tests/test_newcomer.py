@@ -371,7 +371,7 @@ def test_bench_dry_run_counts_and_estimates_without_measuring(cli, no_timing):
     assert all(c["estimate_s"] > 0 for c in plan["configs"])
     assert plan["estimate_s"] == pytest.approx(sum(c["estimate_s"] for c in plan["configs"]))
     assert "prediction" in plan["estimate_kind"] and "lower bound" in plan["estimate_kind"]
-    from netprobe.counting.memory import count_memory  # the memory each needs: the counted step's peak
+    from netprobe.prediction.memory import count_memory  # the memory each needs: the counted step's peak
 
     assert first["memory_mb"] == count_memory("mobilenetv3_small:classes=10", 2, (32, 32), "train").total_mb()
     assert plan["configs"][2]["memory_mb"] > first["memory_mb"]  # batch 4 holds more than batch 2

@@ -3,8 +3,10 @@ that refuse a configuration before any work (`validate`)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from netprobe import defaults
@@ -218,7 +220,6 @@ def _check_deployed(config: BenchConfig, target: Target) -> None:
             raise InputError(f"{flag} applies to eager torch; --runtime {config.runtime} runs the export of the model "
                              "in its --precision: leave it out, or use --runtime torch")
     if config.keep_exports is not None:
-        from netprobe.bench.deployed import export_stem, result_files
         from netprobe.files import make_folder
 
         folder = make_folder(config.keep_exports, "--keep-exports")  # created as mkdir -p would
@@ -269,3 +270,12 @@ class Measurement:
     step_count: TrainCount | None  # the step as timed, counted op by op (None: not needed or not countable)
     on_step: Callable[[], None]  # ticks a progress bar
     on_status: Callable[[str], None] | None = None  # what is being done (warm-up, timing)
+
+
+def export_stem(label: str, batch: int, imgsz: int | str, runtime: str, precision: str = "fp32") -> str:
+    """A file name for the export: the model, batch, size, runtime and precision, in letters a file system takes."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", f"{label}-b{batch}-{imgsz}-{runtime}-{precision}")[-120:]
+
+
+def result_files(folder: Path, stem: str) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.name.startswith(stem + "."))

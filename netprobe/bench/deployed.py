@@ -9,7 +9,6 @@ rows go on.
 from __future__ import annotations
 
 import contextlib
-import re
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from netprobe.bench.config import BenchConfig, BenchResult, Measurement, fill_times
+from netprobe.bench.config import BenchConfig, BenchResult, Measurement, export_stem, fill_times, result_files
 from netprobe.detect.scores import ScoreLayout, watch_heads
 from netprobe.errors import one_line
 from netprobe.runtimes import REGISTRY, Runtime, RuntimeStep, get_runtime
@@ -203,15 +202,6 @@ def _explain(result: BenchResult, target: Target, runtime: Runtime, session: obj
 
 def _stem(result: BenchResult) -> str:
     return export_stem(result.spec, result.batch, result.imgsz, result.runtime, result.precision)
-
-
-def export_stem(label: str, batch: int, imgsz: int | str, runtime: str, precision: str = "fp32") -> str:
-    """A file name for the export: the model, batch, size, runtime and precision, in letters a file system takes."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", f"{label}-b{batch}-{imgsz}-{runtime}-{precision}")[-120:]
-
-
-def result_files(folder: Path, stem: str) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.name.startswith(stem + "."))
 
 
 @contextlib.contextmanager

@@ -145,9 +145,9 @@ def _load_torch() -> None:
 
 def _version(value: bool) -> None:
     if value:
-        from netprobe import __version__
+        from netprobe.version import VERSION
 
-        print(f"netprobe {__version__}")
+        print(f"netprobe {VERSION}")
         raise typer.Exit()
 
 

@@ -34,12 +34,12 @@ def report(
 ) -> None:
     """The fused-stages table across machines (paper figures beside), speed against MACs for every spec,
     rooflines and time by op kind, and each machine's fingerprint, from the recorded runs."""
-    from netprobe import __version__
     from netprobe.errors import InputError
     from netprobe.history.page import html_page
     from netprobe.history.query import find_run
     from netprobe.history.record import utc_text
     from netprobe.history.report import build_whole
+    from netprobe.version import VERSION
 
     output = Output((fmt or Format.table).value, SECTIONS, section, {"html": (html, (".html", ".htm"))})
     chosen = chosen_by.query(runs)
@@ -58,7 +58,7 @@ def report(
         output.show(cross.report, cross.data)
     ok = True
     if html is not None:
-        meta = [f"{path} · generated {utc_text(time.time())} by netprobe {__version__}",
+        meta = [f"{path} · generated {utc_text(time.time())} by netprobe {VERSION}",
                 "Every figure was measured by netprobe on the machine named, except the columns marked paper."]
         ok = output.write(html, html_page(cross, meta), "report", printed)
         if ok:

@@ -12,7 +12,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from netprobe.counting.rules import FREE, FREE_META, MAC_KINDS, OTHER_KINDS, RULES
 from netprobe.counting.strides import Stride, StrideTracker
-from netprobe.tensors import tensors
+from netprobe.tensors import model_device, tensors
 
 
 @dataclass
@@ -123,15 +123,6 @@ def _add(record: ModuleCount, kind: str, n: int) -> None:
         record.macs += n
     else:
         record.other[kind] = record.other.get(kind, 0) + n
-
-
-def model_device(model: nn.Module) -> torch.device:
-    """Where a module's tensors live: its first parameter's or buffer's device; meta for a module with none."""
-    for t in model.parameters():
-        return t.device
-    for t in model.buffers():
-        return t.device
-    return torch.device("meta")
 
 
 def count(model: nn.Module, input_shape: tuple[int, ...], example: object = None) -> Count:

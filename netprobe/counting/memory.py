@@ -397,7 +397,7 @@ class _Autocast(TorchFunctionMode):
         return v.float() if isinstance(v, torch.Tensor) and v.dtype in (torch.float16, torch.bfloat16) else v
 
 
-def _check_choices(mode: str, amp: str, optimizer: str) -> None:
+def check_choices(mode: str, amp: str, optimizer: str) -> None:
     for name, value, choices in (("mode", mode, MODES), ("amp", amp, tuple(AMP_DTYPES)),
                                  ("optimizer", optimizer, tuple(OPTIMIZER_STATES))):
         if value not in choices:
@@ -428,7 +428,7 @@ def step_memory(model: nn.Module, example: torch.Tensor, mode: str = "train", am
                 channels_last: bool = False, optimizer: str = "sgd") -> MemoryCount:
     """Count the memory of one step of `model` on `example`, on the device they are on.
 
-    On meta (what `count_memory` uses) nothing is allocated or computed; on a real device the step
+    On meta (`prediction.memory.count_memory`) nothing is allocated or computed; on a real device the step
     really runs, with the same hooks, so the two can be compared. The model is run on copies of its
     tensors (`torch.func.functional_call`) and left as it was. A train step is forward, loss
     (cross-entropy for a classifier's logits, else the sum of the outputs) and backward.
@@ -437,7 +437,7 @@ def step_memory(model: nn.Module, example: torch.Tensor, mode: str = "train", am
 
     from netprobe.counting.train import surrogate_loss
 
-    _check_choices(mode, amp, optimizer)
+    check_choices(mode, amp, optimizer)
     train = mode == "train"
     params = {n: _stand_in(p, channels_last) for n, p in model.named_parameters()}
     buffers = {n: _stand_in(b, channels_last) for n, b in model.named_buffers()}
@@ -489,86 +489,3 @@ def _assemble(mode: str, trainable: list[torch.Tensor], params: dict, buffers: d
                        amp="off" if autocast is None else {v: k for k, v in AMP_DTYPES.items()}[autocast.dtype],
                        channels_last=x.ndim == 4 and x.is_contiguous(memory_format=torch.channels_last)
                        and not x.is_contiguous(), optimizer=optimizer, **fixed)
-
-
-def count_memory(target: object, batch: int, imgsz: tuple[int, int] | int, mode: str = "train", amp: str = "off",
-                 channels_last: bool = False, optimizer: str = "sgd",
-                 meta_model: nn.Module | None = None) -> MemoryCount:
-    """Count the peak memory of one step of `target` (a spec, a `Target` or an nn.Module) on the meta
-    device: a train step (forward, loss, backward, with the optimizer's state resident) or an
-    inference forward. Nothing is allocated; the model given is not changed. See the module's doc
-    for what is counted; the CUDA context and workspaces are `CUDA_ALLOWANCE_BYTES`, not counted here.
-    `meta_model`: the target's `meta_model()` when the caller has built it already (not built again).
-    """
-    from netprobe.sizes import check_batch, parse_imgsz
-    from netprobe.target import resolve
-
-    _check_choices(mode, amp, optimizer)
-    check_batch(batch)
-    size = parse_imgsz(imgsz)
-    resolved = resolve(target)
-    resolved.check_input(size, batch)
-    model = _meta_model(resolved, meta_model)
-    example = torch.empty((batch, resolved.in_chans, *size), device="meta")
-    return step_memory(model, example, mode, amp, channels_last, optimizer)
-
-
-def _meta_model(resolved, model: nn.Module | None = None) -> nn.Module:
-    model = resolved.meta_model() if model is None else model
-    if any(t.device.type != "meta" for t in [*model.parameters(), *model.buffers()]):
-        raise InputError(f"{resolved.label} cannot run on the meta device (its forward needs real data), so its "
-                         "memory cannot be counted without allocating it")
-    return model
-
-
-def predicted_max_batch(target: object, imgsz: tuple[int, int] | int, memory_bytes: int, mode: str = "train",
-                        amp: str = "off", channels_last: bool = False, optimizer: str = "sgd",
-                        limit: int = 65536) -> int:
-    """The largest batch (at most `limit`) whose counted need (the peak with the allocator's
-    fragmentation) plus `CUDA_ALLOWANCE_BYTES` fits in `memory_bytes`; 0 when not even one image
-    fits. Memory grows by about the same bytes per image (the activations), so two counts give a
-    first guess; counts around it then find the edge.
-    """
-    from netprobe.sizes import parse_imgsz
-    from netprobe.target import resolve
-
-    _check_choices(mode, amp, optimizer)
-    size = parse_imgsz(imgsz)
-    resolved = resolve(target)
-    resolved.check_input(size, 1)
-    model = _meta_model(resolved)
-    totals: dict[int, int] = {}
-
-    def fits(batch: int) -> bool:
-        if batch not in totals:
-            example = torch.empty((batch, resolved.in_chans, *size), device="meta")
-            totals[batch] = step_memory(model, example, mode, amp, channels_last, optimizer).needed_bytes()
-        return totals[batch] + CUDA_ALLOWANCE_BYTES <= memory_bytes
-
-    if not fits(1):
-        return 0
-    if limit == 1 or not fits(2):
-        return 1
-    per_image = max(1, totals[2] - totals[1])
-    guess = min(limit, max(2, 1 + (memory_bytes - CUDA_ALLOWANCE_BYTES - totals[1]) // per_image))
-    return _edge(fits, guess, limit)
-
-
-def _edge(fits, guess: int, limit: int) -> int:
-    """The largest batch that fits, searching out from `guess` (2 fits, limit + 1 is out of reach)."""
-    lo, hi = 2, limit + 1
-    step = 1
-    if fits(guess):
-        lo = guess
-        while lo + step <= limit and fits(lo + step):
-            lo, step = lo + step, step * 2
-        hi = min(lo + step, limit + 1)
-    else:
-        hi = guess
-        while hi - step > lo and not fits(hi - step):
-            hi, step = hi - step, step * 2
-        lo = max(lo, hi - step)
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
-    return lo

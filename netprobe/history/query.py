@@ -10,7 +10,8 @@ import time
 from dataclasses import dataclass, field
 
 from netprobe.errors import InputError, quote
-from netprobe.history.record import utc_from_iso, utc_text
+from netprobe.history.record import utc_text
+from netprobe.history.schema import utc_from_iso
 
 COMMANDS = ("bench", "compare", "summary", "predict")
 _RELATIVE = re.compile(r"^(\d+)\s*([mhdw])$")

@@ -69,10 +69,10 @@ def run_document(data: dict, argv: list[str], command: str | None = None, device
         results.append({"label": _label(row, experiment, command), "spec": spec,
                         "canonical": row.get("canonical") or (canonical(spec) if canonical else spec), "data": row})
     now = time.time()
-    from netprobe import __version__
+    from netprobe.version import VERSION
 
     return {"uid": uuid.uuid4().hex, "created": utc_text(now), "duration_s": now - started if started else None,
-            "command": command, "experiment": experiment, "argv": list(argv), "netprobe": __version__,
+            "command": command, "experiment": experiment, "argv": list(argv), "netprobe": VERSION,
             "machine": fingerprint(facts), "device": device, "peak_tflops": _peaks(data, rows),
             "bandwidth_gbs": next((r["roofline"]["bandwidth_gbs"] for r in rows if r.get("roofline")), None),
             "note": data.get("note"),
@@ -84,16 +84,6 @@ def run_document(data: dict, argv: list[str], command: str | None = None, device
 def utc_text(seconds: float) -> str:
     """A moment as the database keeps it: UTC, ISO 8601, to the second (sorts as text)."""
     return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def utc_from_iso(text: str) -> str:
-    """An ISO 8601 time (one without a zone is UTC) as the database keeps times; ValueError if it is none."""
-    moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    moment = moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-    try:
-        return moment.astimezone(timezone.utc).replace(tzinfo=None, microsecond=0).isoformat() + "Z"
-    except OverflowError:  # year 1 less a time zone, year 9999 plus one
-        raise ValueError(f"{text.strip()[:40]} is out of the years 1 to 9999 in UTC") from None
 
 
 def _label(row: dict, experiment: str | None, command: str = "") -> str | None:

@@ -207,20 +207,20 @@ PREDICTED_COLUMNS = [Column("predicted_imgs_per_s", "imgs/s PREDICTED", fmt_floa
 
 def add_predictions(speeds: list[dict], rows: list[dict], predictions: list[dict]) -> list[str]:
     """Beside each measured speed, the latest prediction of the same spec, batch, size, mode and precision
-    for the device it was measured on: a CUDA device whose name is the predicted GPU's, or the device at
-    hand of the same machine (predict --device cpu or cuda); labelled with its held-out error. Returns the
-    error notes used."""
+    for the device it was measured on: a CUDA device whose name is the predicted GPU's (by the label the
+    prediction keeps), or the device at hand of the same machine (predict --device cpu or cuda); labelled
+    with its held-out error. Returns the error notes used."""
     if not predictions:
         return []
-    from netprobe.prediction.gpus import gpu_table
+    from netprobe.gpu_names import same_gpu
 
-    table = gpu_table()
     by_key: dict[tuple, dict] = {}
     for p in predictions:  # oldest first: a later prediction replaces an earlier one
-        gpu = table.get(p["data"]["gpu"])
-        where = gpu.name if gpu is not None else (p["data"]["gpu"], p["machine_id"])  # a GPU, or this machine's
+        local = p["data"]["gpu"] in ("cpu", "cuda")  # predict --device: this machine's own device
+        where = (p["data"]["gpu"], p["machine_id"]) if local else ("gpu", p["data"]["gpu_label"])
         for spec in (p["canonical"], p["spec"]):  # the same model, or the same text
             by_key[(spec, p["mode"], p["dtype"], p["batch"], size_key(p["imgsz"]), where)] = p
+    labels = {key[-1][1] for key in by_key if key[-1][0] == "gpu"}
     measured = {(r["spec"], r["machine_id"], r["mode"], r["dtype"], r["batch"], r["imgsz"]): r for r in rows
                 if r["device"] in ("cuda", "cpu") and r.get("runtime") in (None, "torch") and not r.get("world_size")}
     notes: list[str] = []
@@ -228,17 +228,17 @@ def add_predictions(speeds: list[dict], rows: list[dict], predictions: list[dict
         row = measured.get((s["spec"], s["machine_id"], s["mode"], s["dtype"], s["batch"], s["imgsz"]))
         if row is None:
             continue
-        gpu = next((g for g in table.values() if g.matches_device(row["device_name"] or "")), None)
-        here = (row["device"], row["machine_id"])
+        gpu = next((label for label in labels if row["device"] == "cuda"
+                    and same_gpu(label, row["device_name"] or "")), None)
         same = (s["mode"], s["dtype"], s["batch"], size_key(s["imgsz"]))
-        found = next((by_key[key] for where in ((gpu.name,) if gpu else ()) + (here,)
+        places = ((("gpu", gpu),) if gpu else ()) + ((row["device"], row["machine_id"]),)
+        found = next((by_key[key] for where in places
                       for key in ((row["canonical"], *same, where), (row["spec"], *same, where)) if key in by_key),
                      None)
         if found:
             note = found["data"].get("error_note") or "error not stated"
             s["predicted_imgs_per_s"] = found["data"]["imgs_per_s"]
-            label = gpu.label if gpu and found["data"]["gpu"] == gpu.name else f"this {row['device'].upper()}"
-            s["predicted_error"] = f"{label}: {note.split(' (')[0]}"
+            s["predicted_error"] = f"{found['data']['gpu_label']}: {note.split(' (')[0]}"
             notes += [note] if note not in notes else []
     return notes
 

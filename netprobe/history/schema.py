@@ -10,6 +10,7 @@ wrong with a run, naming the field ('results[2].data.imgs_per_s'), or returns No
 from __future__ import annotations
 
 import math
+from datetime import datetime, timezone
 
 from netprobe.errors import quote
 
@@ -50,8 +51,6 @@ def check_run(doc: object, imported: bool = False, stored: bool = False) -> None
     if not uid.isalnum() or not uid.isascii():
         raise Problem("uid", f"is {quote(uid)}, not letters and digits")
     created = text(run.get("created"), "created", 64, optional=False)
-    from netprobe.history.record import utc_from_iso
-
     try:
         utc_from_iso(created)
     except (ValueError, OverflowError, OSError):
@@ -295,3 +294,12 @@ def plain(value: object, where: str) -> None:
             stack.extend((v, (f"{at}.{k}" if at else str(k)) if isinstance(item, dict) else f"{at}[{k}]", depth + 1)
                          for k, v in pairs)
 
+
+def utc_from_iso(text: str) -> str:
+    """An ISO 8601 time (one without a zone is UTC) as the database keeps times; ValueError if it is none."""
+    moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    try:
+        return moment.astimezone(timezone.utc).replace(tzinfo=None, microsecond=0).isoformat() + "Z"
+    except OverflowError:  # year 1 less a time zone, year 9999 plus one
+        raise ValueError(f"{text.strip()[:40]} is out of the years 1 to 9999 in UTC") from None

@@ -13,8 +13,8 @@ from pathlib import Path
 from netprobe.errors import one_line, quote
 from netprobe.history import schema
 from netprobe.history.query import Filters, list_results, list_runs
-from netprobe.history.record import machine_id, utc_from_iso, utc_text
-from netprobe.history.schema import MAX_DEPTH
+from netprobe.history.record import machine_id, utc_text
+from netprobe.history.schema import MAX_DEPTH, utc_from_iso
 from netprobe.history.store import HistoryError, shown
 from netprobe.history.tables import insert_run, result_values, run_document, transaction
 from netprobe.render import Column, to_csv
@@ -28,10 +28,10 @@ CSV_KEYS = ("run_id", "run_uid", "created", "command", "experiment", "machine_id
 
 def export_json(conn: sqlite3.Connection, filters: Filters) -> dict:
     """The matching runs as one JSON document: what `history import` takes on another machine."""
-    from netprobe import __version__
+    from netprobe.version import VERSION
 
     runs, _ = list_runs(conn, filters, specs=False)
-    return {"format": FORMAT, "version": VERSION, "netprobe": __version__, "exported": utc_text(time.time()),
+    return {"format": FORMAT, "version": VERSION, "netprobe": VERSION, "exported": utc_text(time.time()),
             "runs": [run_document(conn, r["id"]) for r in reversed(runs)]}
 
 

@@ -63,28 +63,10 @@ class GPU:
         return amp == "off" or (self.fp16_tflops if amp == "fp16" else self.bf16_tflops) is not None
 
     def matches_device(self, device_name: str) -> bool:
-        """Whether a CUDA device's name (torch.cuda.get_device_name: "Tesla V100-SXM2-16GB", "NVIDIA
-        GeForce RTX 3090") is this GPU: the same model, the same memory where the name states it, and
-        PCIe on both or neither (CUDA names a PCIe card so; an SXM one may not say SXM)."""
-        ours, theirs = _words(self.label), _words(device_name)
-        if _model(ours) != _model(theirs):
-            return False
-        if ("pcie" in ours) != ("pcie" in theirs):
-            return False
-        stated = {w for w in theirs if w.endswith("gb") and w[:-2].isdigit()}
-        return not stated or bool(stated & set(ours))
+        """Whether a CUDA device's name is this GPU (netprobe.gpu_names.same_gpu)."""
+        from netprobe.gpu_names import same_gpu
 
-
-def _model(words: list[str]) -> list[str]:
-    """The words that name the model: not its memory (40gb, hbm3) or its form (sxm4, pcie)."""
-    return [w for w in words if not (w.endswith("gb") or w.startswith(("sxm", "hbm")) or w == "pcie")]
-
-
-def _words(name: str) -> list[str]:
-    """A GPU name as lower-case words, the maker's names left out: "NVIDIA A100-SXM4-40GB" -> a100 sxm4 40gb."""
-    import re
-
-    return [w for w in re.split(r"[^a-z0-9]+", name.lower()) if w and w not in ("nvidia", "tesla", "geforce")]
+        return same_gpu(self.label, device_name)
 
 
 def _number(row: dict, key: str, where: str) -> float | None:

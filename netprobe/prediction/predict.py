@@ -173,13 +173,13 @@ def _work(model, resolved, batch: int, size: tuple[int, int], mode: str, amp: st
 
 def _memory(resolved, model, batch: int, size: tuple[int, int], mode: str, amp: str, channels_last: bool,
             optimizer: str):
-    from netprobe.counting.memory import count_memory
+    from netprobe.prediction.memory import count_memory
 
     return count_memory(resolved, batch, size, mode, amp, channels_last, optimizer, meta_model=model)
 
 
 def _max_batch(resolved, size, gpu: GPU, mode: str, amp: str, channels_last: bool, optimizer: str) -> int:
-    from netprobe.counting.memory import predicted_max_batch
+    from netprobe.prediction.memory import predicted_max_batch
 
     return predicted_max_batch(resolved, size, gpu.mem_bytes, mode, amp, channels_last, optimizer)
 
