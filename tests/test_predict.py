@@ -267,3 +267,10 @@ def test_any_field_of_a_prediction_set_to_null_or_text_imports_and_reads_or_is_o
                 if done.exit_code != 0:
                     failed.append((key, value, args, done.output[-200:]))
     assert not failed, failed
+
+
+def test_a_batch_norm_with_one_value_per_channel_is_one_line(cli):
+    from cli_checks import one_error_line
+
+    one_error_line(cli("predict", "resnet18", "--batch", "1", "--imgsz", "32", "--gpu", "v100", "--no-save"),
+                   "resnet18 at batch 1 and 32 px: a batch norm sees one value per channel")

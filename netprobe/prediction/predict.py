@@ -10,7 +10,7 @@ from netprobe.errors import InputError, quote
 from netprobe.prediction.calibration import LOCAL
 from netprobe.prediction.gpus import GPU, PRECISIONS, find_gpus
 from netprobe.prediction.model import efficiency_for, time_work
-from netprobe.sizes import as_size
+from netprobe.sizes import as_size, size_text
 
 ACCURACY_FILE = Path(__file__).with_name("accuracy.json")
 CPU_ACCURACY_FILE = Path(__file__).with_name("accuracy-cpu.json")  # benchmarks/predict_cpu_accuracy.py --write
@@ -146,7 +146,14 @@ def predict_all(target: object, gpu: str | None = None, batch: int = 24,
     size = resolved.input_size(as_size(imgsz))
     resolved.check_input(size, batch)
     model = resolved.meta_model()
-    work = _work(model, resolved, batch, size, mode, amp, optimizer)
+    try:
+        work = _work(model, resolved, batch, size, mode, amp, optimizer)
+    except ValueError as exc:  # a batch norm that sees one value per channel, which training mode refuses
+        if "Expected more than 1 value per channel" not in str(exc):
+            raise
+        raise InputError(f"{resolved.label} at batch {batch} and {size_text(size)} px: a batch norm sees one value "
+                         f"per channel ({str(exc).rsplit('size ', 1)[-1]}), which PyTorch refuses in training mode, "
+                         "where netprobe counts a step's work; use a batch of 2 or more, or a larger --imgsz") from None
     memory = _memory(resolved, model, batch, size, mode, amp, channels_last, optimizer)
     if device is not None:
         from netprobe.prediction.calibration import efficiency_here
