@@ -9,9 +9,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from netprobe.lazy import exports
-from netprobe.version import VERSION
+from netprobe.version import NETPROBE_VERSION
 
-__version__ = VERSION
+__version__ = NETPROBE_VERSION
 
 __all__ = [
     "BenchConfig", "BenchResult", "BenchRun", "BlockSpec", "Comparison", "FeatureInfo", "InputError", "Net", "NetSpec",

@@ -30,9 +30,9 @@ def cache_dir() -> Path:
 @cache
 def code_fingerprint() -> str:
     """netprobe's version and every source file's path, size and modification time, hashed."""
-    from netprobe.version import VERSION
+    from netprobe.version import NETPROBE_VERSION
 
-    digest = hashlib.sha256(VERSION.encode())
+    digest = hashlib.sha256(NETPROBE_VERSION.encode())
     for pattern in _SOURCES:
         for path in sorted(_PACKAGE.rglob(pattern)):
             stat = path.stat()

@@ -145,9 +145,9 @@ def _load_torch() -> None:
 
 def _version(value: bool) -> None:
     if value:
-        from netprobe.version import VERSION
+        from netprobe.version import NETPROBE_VERSION
 
-        print(f"netprobe {VERSION}")
+        print(f"netprobe {NETPROBE_VERSION}")
         raise typer.Exit()
 
 

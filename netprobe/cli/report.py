@@ -39,7 +39,7 @@ def report(
     from netprobe.history.query import find_run
     from netprobe.history.record import utc_text
     from netprobe.history.report import build_whole
-    from netprobe.version import VERSION
+    from netprobe.version import NETPROBE_VERSION
 
     output = Output((fmt or Format.table).value, SECTIONS, section, {"html": (html, (".html", ".htm"))})
     chosen = chosen_by.query(runs)
@@ -58,7 +58,7 @@ def report(
         output.show(cross.report, cross.data)
     ok = True
     if html is not None:
-        meta = [f"{path} · generated {utc_text(time.time())} by netprobe {VERSION}",
+        meta = [f"{path} · generated {utc_text(time.time())} by netprobe {NETPROBE_VERSION}",
                 "Every figure was measured by netprobe on the machine named, except the columns marked paper."]
         ok = output.write(html, html_page(cross, meta), "report", printed)
         if ok:

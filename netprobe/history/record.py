@@ -69,10 +69,10 @@ def run_document(data: dict, argv: list[str], command: str | None = None, device
         results.append({"label": _label(row, experiment, command), "spec": spec,
                         "canonical": row.get("canonical") or (canonical(spec) if canonical else spec), "data": row})
     now = time.time()
-    from netprobe.version import VERSION
+    from netprobe.version import NETPROBE_VERSION
 
     return {"uid": uuid.uuid4().hex, "created": utc_text(now), "duration_s": now - started if started else None,
-            "command": command, "experiment": experiment, "argv": list(argv), "netprobe": VERSION,
+            "command": command, "experiment": experiment, "argv": list(argv), "netprobe": NETPROBE_VERSION,
             "machine": fingerprint(facts), "device": device, "peak_tflops": _peaks(data, rows),
             "bandwidth_gbs": next((r["roofline"]["bandwidth_gbs"] for r in rows if r.get("roofline")), None),
             "note": data.get("note"),

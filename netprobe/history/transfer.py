@@ -28,10 +28,10 @@ CSV_KEYS = ("run_id", "run_uid", "created", "command", "experiment", "machine_id
 
 def export_json(conn: sqlite3.Connection, filters: Filters) -> dict:
     """The matching runs as one JSON document: what `history import` takes on another machine."""
-    from netprobe.version import VERSION
+    from netprobe.version import NETPROBE_VERSION
 
     runs, _ = list_runs(conn, filters, specs=False)
-    return {"format": FORMAT, "version": VERSION, "netprobe": VERSION, "exported": utc_text(time.time()),
+    return {"format": FORMAT, "version": VERSION, "netprobe": NETPROBE_VERSION, "exported": utc_text(time.time()),
             "runs": [run_document(conn, r["id"]) for r in reversed(runs)]}
 
 
