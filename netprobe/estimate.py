@@ -64,12 +64,7 @@ def plan(configs: list, rounds: int = 1, memory: bool = True) -> Plan:
     """Count each `BenchConfig` (on meta) and predict its time from the roofs measured now; runs nothing
     of the model. `rounds`: how many times each configuration is measured (compare's rounds); `memory`:
     count each step's peak memory too (what --dry-run shows; the long-run warning needs only the time)."""
-    from netprobe.timing import AMP_DTYPES, device_roof, memory_bandwidth_gbs, resolve_device
-
-    device = resolve_device(configs[0].device) if configs else "cpu"
-    dtype = AMP_DTYPES[configs[0].amp] if configs else AMP_DTYPES["off"]
-    peak, _ = device_roof(device, dtype)
-    bandwidth = memory_bandwidth_gbs(device, dtype)
+    device, peak, bandwidth = _roofs(configs)
     return Plan(device, peak, bandwidth, [_planned(c, rounds, peak, bandwidth, memory) for c in configs])
 
 
@@ -85,7 +80,7 @@ def _planned(config, rounds: int, peak_tflops: float, bandwidth_gbs: float, memo
 
     target = validate(config)
     size = target.input_size(config.imgsz)
-    steps = (config.warmup + config.iters) * (2 if config.per_stage else 1) * rounds
+    steps = _steps(config, rounds)
     row = PlannedConfig(target.label, config.batch, size_text(size), config.mode, config.runtime, steps)
     train, dtype = config.mode == "train", AMP_DTYPES[config.amp]
     try:
@@ -105,6 +100,21 @@ def _planned(config, rounds: int, peak_tflops: float, bandwidth_gbs: float, memo
     return row
 
 
+def _roofs(configs: list) -> tuple[str, float, float]:
+    """The device the configurations run on, and its matmul peak and copy bandwidth measured now."""
+    from netprobe.timing import AMP_DTYPES, device_roof, memory_bandwidth_gbs, resolve_device
+
+    device = resolve_device(configs[0].device) if configs else "cpu"
+    dtype = AMP_DTYPES[configs[0].amp] if configs else AMP_DTYPES["off"]
+    peak, _ = device_roof(device, dtype)
+    return device, peak, memory_bandwidth_gbs(device, dtype)
+
+
+def _steps(config, rounds: int) -> int:
+    """The steps a configuration takes at least: warm-up (its minimum) and timed, per round, all rounds."""
+    return (config.warmup + config.iters) * (2 if config.per_stage else 1) * rounds
+
+
 CEILING_MARGIN = 3.0  # how far above the counted bound the quick ceiling is kept (tests check it is above)
 
 
@@ -116,14 +126,10 @@ def ceiling_s(configs: list, rounds: int = 1) -> float:
     all times CEILING_MARGIN. Where even this is under LONG_RUN_S, the long-run warning needs no plan."""
     from netprobe.bench import validate
     from netprobe.counting import count
-    from netprobe.timing import AMP_DTYPES, device_roof, memory_bandwidth_gbs, resolve_device
 
     if not configs:
         return 0.0
-    device = resolve_device(configs[0].device)
-    dtype = AMP_DTYPES[configs[0].amp]
-    peak, _ = device_roof(device, dtype)
-    bandwidth = memory_bandwidth_gbs(device, dtype)
+    _, peak, bandwidth = _roofs(configs)
     total = 0.0
     for config in configs:
         target = validate(config)
@@ -133,8 +139,7 @@ def ceiling_s(configs: list, rounds: int = 1) -> float:
         train = config.mode == "train"
         per_img = (4 if train else 1) * (2 * counted.macs / (peak * 1e12) + 4 * elems / (bandwidth * 1e9))
         weights = 4 * counted.params * (1 + (8 if train else 0)) / (bandwidth * 1e9)
-        steps = (config.warmup + config.iters) * (2 if config.per_stage else 1) * rounds
-        total += steps * (config.batch * per_img + weights)
+        total += _steps(config, rounds) * (config.batch * per_img + weights)
     return CEILING_MARGIN * total
 
 
