@@ -98,6 +98,8 @@ def test_an_uncalibrated_prediction_says_so_and_uses_the_default_efficiencies(tm
     (["resnet18", "--device", "tpu"], "device 'tpu' is not supported"),
     (["resnet18", "--device", "cpu", "--iters", "0"], "--iters"),
     (["resnet18", "--device", "cpu", "--batch", "0"], "--batch"),
+    (["resnet18", "--device", "cpu", "--mode", "infer"], "drop --mode infer"),
+    (["resnet18", "--device", "cpu", "--find-max-batch"], "--find-max-batch is a prediction's"),
 ])
 def test_bad_calibration_input_is_one_line_before_any_measurement(cli, db, args, needle, monkeypatch):
     monkeypatch.setattr(netprobe.bench, "benchmark", lambda *a, **k: pytest.fail("a bench started"))
@@ -116,6 +118,18 @@ def test_a_database_that_cannot_be_used_is_refused_before_any_measurement(cli, t
 def test_predict_without_a_model_or_with_gpu_and_device_is_one_line(cli):
     one_error_line(cli("predict"), "give a model to predict")
     one_error_line(cli("predict", "resnet18", "--device", "cpu", "--gpu", "a100"), "give one of them")
+
+
+def test_a_calibration_benches_with_the_optimizer_asked_for(cli, db, monkeypatch):
+    seen = []
+
+    def stop(config):
+        seen.append(config.optimizer)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(netprobe.bench, "benchmark", stop)
+    cli("predict", "--calibrate", "resnet18", "--device", "cpu", *TINY, "--optimizer", "adamw", "--db", db)
+    assert seen == ["adamw"]
 
 
 def test_an_interrupted_calibration_keeps_nothing(cli, db, monkeypatch):

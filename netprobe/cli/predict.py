@@ -85,7 +85,14 @@ def predict_command(
     if calibrate:
         if save.no_save:
             raise InputError("--calibrate keeps its fit in the results database: drop --no-save")
-        _calibrate(spec, gpu, gpu_spec, device, batch, imgsz, amp.value, channels_last, warmup, iters, save.db, fmt)
+        if mode.value != "train":
+            raise InputError("--calibrate fits on training steps, whose forward also times inference: drop "
+                             "--mode infer")
+        if find_max_batch:
+            raise InputError("--find-max-batch is a prediction's: calibrate first, then run predict MODEL --device "
+                             "... --find-max-batch")
+        _calibrate(spec, gpu, gpu_spec, device, batch, imgsz, amp.value, channels_last, optimizer.value, warmup,
+                   iters, save.db, fmt)
         return
     if spec is None:
         raise InputError("give a model to predict (e.g. netprobe predict efficientnetv2_s --gpu v100), or "
@@ -110,8 +117,8 @@ def prediction_envelope(spec: str, results: list) -> dict:
 
 
 def _calibrate(spec: str | None, gpu: str | None, gpu_spec: str | None, device: str | None, batch: str | None,
-               imgsz: str | None, amp: str, channels_last: bool, warmup: int, iters: int, db: str | None,
-               fmt: Format) -> None:
+               imgsz: str | None, amp: str, channels_last: bool, optimizer: str, warmup: int, iters: int,
+               db: str | None, fmt: Format) -> None:
     """`predict --calibrate`: every input checked before the first bench; an interrupt keeps nothing."""
     from netprobe.cli.app import interrupt_code, say_error
     from netprobe.errors import InputError, check_range
@@ -134,7 +141,7 @@ def _calibrate(spec: str | None, gpu: str | None, gpu_spec: str | None, device: 
             progress.update(task, description=f"calibrating on {dev}: {label} ({done + 1}/{total})", completed=done)
 
         try:
-            cal = calibrate(targets, dev, batches, sizes, amp, channels_last, warmup, iters, step)
+            cal = calibrate(targets, dev, batches, sizes, amp, channels_last, warmup, iters, step, optimizer)
         except KeyboardInterrupt as exc:
             say_error("interrupted: no calibration was kept")
             raise typer.Exit(interrupt_code(exc)) from None

@@ -87,15 +87,15 @@ def check_calibration(specs: list[str], device: str, db: str | None, create: boo
 def calibrate(targets: list, device: str, batches: list[int], sizes: list, amp: str = "off",
               channels_last: bool = False, warmup: int = defaults.WARMUP_STEPS,
               iters: int = defaults.CALIBRATION_ITERS,
-              on_config: Callable[[str, int, int], None] | None = None) -> Calibration:
-    """Bench each target at each batch and size with a breakdown on `device`, and fit the time model's
-    efficiencies on the time per op kind. `on_config(label, done, total)` is called before each bench;
+              on_config: Callable[[str, int, int], None] | None = None, optimizer: str = "sgd") -> Calibration:
+    """Bench each target at each batch and size with a breakdown on `device` (train steps with `optimizer`),
+    and fit the time model's efficiencies on the time per op kind. `on_config(label, done, total)` is called before each bench;
     nothing is stored here (`store_calibration` does, once the fit is done)."""
     from netprobe.bench import BenchConfig, benchmark
     from netprobe.prediction.fit import fit_samples, predict_samples
 
     configs = [BenchConfig(t, device=device, batch=b, imgsz=s, mode="train", amp=amp, channels_last=channels_last,
-                           warmup=warmup, iters=iters, breakdown=True)
+                           optimizer=optimizer, warmup=warmup, iters=iters, breakdown=True)
                for t in targets for b in batches for s in sizes or [None]]
     measured = []
     for i, config in enumerate(configs):
