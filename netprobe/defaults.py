@@ -16,8 +16,9 @@ BATCH_IMGSZ_BASE = "efficientnet_b6"  # compare batch-imgsz without --base: the 
 # predict --calibrate without models: three families (dense, depthwise with SE, fused and depthwise), small
 CALIBRATION_MODELS = ("resnet18", "mobilenetv3_large", "efficientnetv2_s")
 CALIBRATION_BATCH = 4
-CALIBRATION_IMGSZ = 160
+CALIBRATION_IMGSZ = "128,192"  # two sizes: a kind's fixed cost per op and its cost per pixel come apart
 CALIBRATION_ITERS = 5
+CALIBRATION_ROUNDS = 2  # interleaved: a shared machine's speed drifts from minute to minute
 
 # ---- one measurement ------------------------------------------------------------------------------
 

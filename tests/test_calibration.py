@@ -12,7 +12,7 @@ from netprobe.history.record import fingerprint
 from netprobe.prediction.calibration import Calibration, latest_calibration, local_device, store_calibration
 from netprobe.prediction.counted import counted_work
 from netprobe.prediction.fit import DEFAULT_START, Sample, fit_samples
-from netprobe.prediction.model import Efficiency, Work, time_work
+from netprobe.prediction.model import KEYS, Efficiency, Work, time_work
 from netprobe.target import resolve
 from tests.cli_checks import one_error_line
 
@@ -52,6 +52,26 @@ def test_the_fit_recovers_known_efficiencies_and_launch_cost_from_synthetic_timi
     assert fitted.memory["depthwise_conv.fwd"] == pytest.approx(0.2, rel=0.02)
     assert fitted.memory["batch_norm"] == pytest.approx(1.2, rel=0.02)
     assert fitted.launch_us == pytest.approx(40.0, rel=0.02)
+
+
+def test_the_fit_recovers_a_launch_cost_per_kind_and_it_survives_a_json_round_trip():
+    device = local_device("cpu", "off", 0.1, 10.0)
+    launches = {**dict.fromkeys(KEYS, 5.0), "dense_conv.fwd": 80.0, "squeeze_excite": 20.0, "batch_norm": 3.0}
+    truth = Efficiency(dict(DEFAULT_START.compute), dict(DEFAULT_START.memory), 5.0, "truth", launches)
+    samples = []
+    for key, flops, moved, peak in (("dense_conv.fwd", 1e9, 1e6, "conv"), ("squeeze_excite", 1e6, 1e7, "vector"),
+                                    ("batch_norm", 1e5, 1e8, "vector")):
+        for scale in (0.001, 0.1, 1.0):
+            work = (Work(key, None, "fwd", flops * scale, moved * scale, 20, peak),)
+            samples.append(Sample(work, device, sum(t.seconds for t in time_work(list(work), device, truth, "off")),
+                                  "off"))
+    fitted = fit_samples(samples, steps=400, launch_per_key=True)
+    for key in ("dense_conv.fwd", "squeeze_excite", "batch_norm"):
+        assert fitted.launch(key) == pytest.approx(launches[key], rel=0.05), key
+    assert fitted.launch("linear.fwd") == pytest.approx(DEFAULT_START.launch_us)  # no sample: the start's
+    again = Efficiency.from_dict(json.loads(json.dumps(fitted.to_dict())))
+    assert again.launch("dense_conv.fwd") == pytest.approx(fitted.launch("dense_conv.fwd"), rel=1e-3)
+    assert Efficiency.from_dict(DEFAULT_START.to_dict()).launch_by_key is None  # the GPU tables: one figure
 
 
 def test_a_calibration_is_kept_and_the_newest_one_of_this_machine_is_read_back(db):
@@ -98,6 +118,7 @@ def test_an_uncalibrated_prediction_says_so_and_uses_the_default_efficiencies(tm
     (["resnet18", "--device", "tpu"], "device 'tpu' is not supported"),
     (["resnet18", "--device", "cpu", "--iters", "0"], "--iters"),
     (["resnet18", "--device", "cpu", "--batch", "0"], "--batch"),
+    (["resnet18", "--device", "cpu", "--rounds", "0"], "--rounds"),
     (["resnet18", "--device", "cpu", "--mode", "infer"], "drop --mode infer"),
     (["resnet18", "--device", "cpu", "--find-max-batch"], "--find-max-batch is a prediction's"),
 ])
@@ -145,11 +166,13 @@ def test_an_interrupted_calibration_keeps_nothing(cli, db, monkeypatch):
 @pytest.mark.slow
 def test_a_calibration_benches_fits_keeps_and_is_used(cli, db):
     result = cli("predict", "--calibrate", "resnet18,mobilenetv3_small", "--device", "cpu", *TINY, "--iters", "1",
-                 "--warmup", "0", "--db", db, "--format", "json")
+                 "--warmup", "0", "--rounds", "2", "--db", db, "--format", "json")
     assert result.exit_code == 0, result.output
     cal = json.loads(result.stdout)
     assert cal["kind"] == "calibration" and cal["models"] == ["resnet18", "mobilenetv3_small"]
-    assert [r["model"] for r in cal["residuals"]] == ["resnet18", "mobilenetv3_small"]
+    assert [r["model"] for r in cal["residuals"]] == ["resnet18", "mobilenetv3_small"] * 2  # a row a bench, per round
+    launch = cal["efficiency"]["launch_by_key"]  # a fixed cost per op kind, the median beside it
+    assert set(launch) == set(cal["efficiency"]["kinds"]) and all(v > 0 for v in launch.values())
     assert all(r["measured_ms"] > 0 and r["fitted_ms"] > 0 for r in cal["residuals"])
     assert cal["device"] == "cpu" and cal["torch"] and cal["peak_tflops"] > 0 and cal["bandwidth_gbs"] > 0
     assert _calibrations(db) == 1

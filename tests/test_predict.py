@@ -130,6 +130,12 @@ def test_compare_predict_puts_predicted_columns_beside_the_grid(cli):
     assert rows[0]["v100_mem_mb"] < rows[1]["v100_mem_mb"]
 
 
+def test_compare_predict_of_a_paper_cell_says_the_paper_code_ran_mixed_precision(cli):
+    result = cli("compare", "batch-imgsz", "--predict", "v100", "--batch", "12", "--imgsz", "512", columns=200)
+    assert result.exit_code == 0, result.output
+    assert "runtime.mixed_precision=True" in " ".join(result.stdout.split())
+
+
 @pytest.mark.parametrize("name", ["sgd", "adamw"])
 def test_the_counted_update_is_the_same_ops_as_torch_optimizers(name: str):
     import torch

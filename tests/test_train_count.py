@@ -118,6 +118,23 @@ def test_the_model_is_left_as_it_was():
     assert all(p.grad is None for p in model.parameters())
 
 
+class _TrainOnly(nn.Module):
+    """Doubles its input in training mode only, as dropout and batch norm's batch statistics differ."""
+
+    def forward(self, x):
+        return x * 2 if self.training else x
+
+
+def test_a_forward_only_count_is_an_inference_step_in_eval_mode():
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), _TrainOnly())
+    train = count_train(model, (2, 3, 8, 8))
+    infer = count_train(model, (2, 3, 8, 8), forward_only=True)
+    assert model.training  # left as it was
+    assert "mul" in train.modules["2"].fwd and not infer.modules["2"].fwd  # eval mode: the branch inference takes
+    assert infer.modules["0"].fwd_macs == train.modules["0"].fwd_macs == 2 * 8 * 6 * 6 * 27
+    assert all(not m.bwd for m in infer.modules.values()) and not infer.optimizer and not infer.loss.fwd
+
+
 def test_sgd_momentum_step_counted_per_parameter():
     model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Flatten(), nn.Linear(8 * 6 * 6, 4))
     params = sum(p.numel() for p in model.parameters())

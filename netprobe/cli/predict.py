@@ -70,6 +70,8 @@ def predict_command(
                                                                 "the results database.")] = False,
     warmup: Annotated[int, typer.Option(help="--calibrate: untimed steps at least.")] = defaults.WARMUP_STEPS,
     iters: Annotated[int, typer.Option(help="--calibrate: timed steps per model.")] = CALIBRATION_ITERS,
+    rounds: Annotated[int, typer.Option(help="--calibrate: interleaved rounds of every bench (1-1,000).")]
+    = defaults.CALIBRATION_ROUNDS,
     fmt: Annotated[Format, typer.Option("--format", "-f", help=FORMAT_HELP)] = Format.table,
     section: Annotated[str | None, typer.Option(help=f"The table --format csv prints: {', '.join(SECTIONS)}.")]
     = None,
@@ -92,7 +94,7 @@ def predict_command(
             raise InputError("--find-max-batch is a prediction's: calibrate first, then run predict MODEL --device "
                              "... --find-max-batch")
         _calibrate(spec, gpu, gpu_spec, device, batch, imgsz, amp.value, channels_last, optimizer.value, warmup,
-                   iters, save.db, fmt)
+                   iters, rounds, save.db, fmt)
         return
     if spec is None:
         raise InputError("give a model to predict (e.g. netprobe predict efficientnetv2_s --gpu v100), or "
@@ -118,7 +120,7 @@ def prediction_envelope(spec: str, results: list) -> dict:
 
 def _calibrate(spec: str | None, gpu: str | None, gpu_spec: str | None, device: str | None, batch: str | None,
                imgsz: str | None, amp: str, channels_last: bool, optimizer: str, warmup: int, iters: int,
-               db: str | None, fmt: Format) -> None:
+               rounds: int, db: str | None, fmt: Format) -> None:
     """`predict --calibrate`: every input checked before the first bench; an interrupt keeps nothing."""
     from netprobe.cli.app import interrupt_code, say_error
     from netprobe.errors import InputError, check_range
@@ -129,19 +131,20 @@ def _calibrate(spec: str | None, gpu: str | None, gpu_spec: str | None, device: 
                          f"({quote(gpu or gpu_spec or '')}) cannot be calibrated here: drop --gpu/--gpu-spec")
     check_range("--warmup", warmup, *LIMITS["warmup"])
     check_range("--iters", iters, *LIMITS["iters"])
+    check_range("--rounds", rounds, *LIMITS["rounds"])
     specs = [s.strip() for s in (spec or ",".join(CALIBRATION_MODELS)).split(",") if s.strip()]
     batches = int_list("--batch", batch or str(CALIBRATION_BATCH), *LIMITS["batch"])
     sizes = size_list("--imgsz", imgsz or str(CALIBRATION_IMGSZ))
     targets, dev, path = check_calibration(specs, device or "auto", db)
     output = Output(fmt.value)
     with progress_bar() as progress:
-        task = progress.add_task("calibrating", total=len(targets) * len(batches) * len(sizes))
+        task = progress.add_task("calibrating", total=rounds * len(targets) * len(batches) * len(sizes))
 
         def step(label: str, done: int, total: int) -> None:
             progress.update(task, description=f"calibrating on {dev}: {label} ({done + 1}/{total})", completed=done)
 
         try:
-            cal = calibrate(targets, dev, batches, sizes, amp, channels_last, warmup, iters, step, optimizer)
+            cal = calibrate(targets, dev, batches, sizes, amp, channels_last, warmup, iters, step, optimizer, rounds)
         except KeyboardInterrupt as exc:
             say_error("interrupted: no calibration was kept")
             raise typer.Exit(interrupt_code(exc)) from None
@@ -173,7 +176,12 @@ def prediction_report(results: list) -> Report:
     return Report(blocks)
 
 
-def show_compare_predictions(output: Output, experiment: str, rows: list[dict]) -> None:
+PAPER_CODE_AMP = ("The paper's own code trains in mixed precision by default (google/automl efficientnetv2/"
+                  "hparams.py: runtime.mixed_precision=True), so its fits and OOMs compare with --amp fp16; "
+                  "--amp off shows what PyTorch eager in fp32 would need, with every saved activation at 4 bytes.")
+
+
+def show_compare_predictions(output: Output, experiment: str, rows: list[dict], amp: str = "off") -> None:
     """`compare ... --predict`: predicted imgs/s (and memory) per GPU beside the paper's V100 figure."""
     gpus = [k[: -len("_imgs_per_s")] for k in rows[0] if k.endswith("_imgs_per_s")]
     records = [{**r, **{f"{g}_mem": _mem_text({"peak_mem_mb": r[f"{g}_mem_mb"], "fits": r[f"{g}_fits"]})
@@ -186,6 +194,8 @@ def show_compare_predictions(output: Output, experiment: str, rows: list[dict]) 
     caption = ("Predicted train imgs/s and memory (MB = 2^20 bytes, OOM: does not fit) from netprobe predict — "
                "predictions, not measurements. Paper: EfficientNetV2 paper (arXiv:2104.00298), published V100 "
                f"figures. Error: {rows[0].get('error_note', '')}.")
+    if experiment == "batch-imgsz" and any(r.get("paper_v100") is not None for r in rows):
+        caption += " " + PAPER_CODE_AMP
     output.show(Report([TableBlock("rows", columns, records, f"netprobe compare {experiment} — PREDICTED",
                                    caption)]), records)
 
@@ -197,21 +207,24 @@ CALIBRATION_COLUMNS = [
 ]
 EFFICIENCY_COLUMNS = [
     Column("key", "Op key", justify="left", ident=True), Column("compute", "Compute eff.", fmt_pct),
-    Column("memory", "Memory eff.", fmt_pct),
+    Column("memory", "Memory eff.", fmt_pct), Column("launch", "Launch µs", fmt_float(1)),
 ]
 
 
 def calibration_report(cal, db: str) -> Report:
     """A calibration: the fit against each bench it was fitted on, and the fitted efficiencies."""
     eff = cal.efficiency
-    rows = [{"key": k, "compute": eff.compute[k], "memory": eff.memory[k]} for k in eff.compute]
+    rows = [{"key": k, "compute": eff.compute[k], "memory": eff.memory[k], "launch": eff.launch(k)}
+            for k in eff.compute]
     title = f"Calibration of this {cal.device} ({cal.device_name}) — fitted on measurements made now"
     caption = (f"Measured: bench --breakdown step ms (train, {cal.amp if cal.amp != 'off' else 'fp32'}, {cal.layout}); "
                "fitted: the time model's step with the efficiencies below. Roofs: "
                f"{cal.peak_tflops * 1e3:.1f} GFLOP/s matmul, {cal.bandwidth_gbs:.1f} GB/s copy; launch "
-               f"{eff.launch_us:.1f} µs a kernel.")
+               f"{eff.launch_us:.1f} µs a kernel" + (" (median over kinds; each kind's below)." if eff.launch_by_key
+                                                     else "."))
     return Report([TableBlock("calibration", CALIBRATION_COLUMNS, cal.residuals, title, caption),
                    TableBlock("efficiencies", EFFICIENCY_COLUMNS, rows, "Fitted efficiencies",
-                              "Fractions of the measured matmul peak (compute) and copy bandwidth (memory)."),
+                              "Fractions of the measured matmul peak (compute) and copy bandwidth (memory); "
+                              "launch: the fixed cost of one op of the kind, µs."),
                    TextBlock(f"Kept in {db} (calibration {cal.id}): predictions with --device {cal.device} now "
                              f"say {cal.note}.", "green")])

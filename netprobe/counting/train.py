@@ -169,7 +169,7 @@ class _TrainOpCounter(TorchDispatchMode):
 
 def count_train(model: nn.Module, input_shape: tuple[int, ...], example: object = None, *, loss: str = "auto",
                 optimizer: Callable[[list[torch.Tensor]], torch.optim.Optimizer] | None = None,
-                dtype: torch.dtype = torch.float32) -> TrainCount:
+                dtype: torch.dtype = torch.float32, forward_only: bool = False) -> TrainCount:
     """Count one train step of `model` on an input of `input_shape` (or `example`) on the meta device:
     forward, a scalar loss, backward, and the optimizer step when `optimizer` (a factory taking the
     parameters) is given. No tensor memory, no arithmetic; the model's own tensors are not touched.
@@ -180,6 +180,8 @@ def count_train(model: nn.Module, input_shape: tuple[int, ...], example: object 
     output, or "auto" (cross-entropy for a 2-d output with more than one column, else the sum).
     The input needs no gradient, so the first layer computes none for it. Bytes count floating
     tensors at `dtype`. Backward ops are given to the module whose forward made them.
+    `forward_only`: an inference step instead, as it runs: the model in eval mode (batch norms read
+    their running statistics), no gradient, no loss, no backward.
     """
     if loss not in _LOSSES:
         raise ValueError(f"loss {loss!r} is not known; use {', '.join(_LOSSES[:-1])} or {_LOSSES[-1]}")
@@ -187,7 +189,7 @@ def count_train(model: nn.Module, input_shape: tuple[int, ...], example: object 
     devices = [torch.device("meta")] + ([home] if home.type != "meta" else [])
     for i, device in enumerate(devices):
         try:
-            return _count_train_on(device, model, input_shape, example, loss, optimizer, dtype)
+            return _count_train_on(device, model, input_shape, example, loss, optimizer, dtype, forward_only)
         except Exception:
             if i == len(devices) - 1:
                 raise
@@ -198,7 +200,8 @@ _LOSSES = ("auto", "cross_entropy", "sum")
 
 
 def _count_train_on(device: torch.device, model: nn.Module, input_shape: tuple[int, ...], example: object,
-                    loss: str, optimizer: Callable | None, dtype: torch.dtype) -> TrainCount:
+                    loss: str, optimizer: Callable | None, dtype: torch.dtype,
+                    forward_only: bool = False) -> TrainCount:
     from torch.func import functional_call
 
     stand_ins = {name: _stand_in(t, device) for name, t in [*model.named_parameters(), *model.named_buffers()]}
@@ -222,11 +225,13 @@ def _count_train_on(device: torch.device, model: nn.Module, input_shape: tuple[i
             counter.where = outer.pop()  # backward: the scope lasts until the next node's (gradient sums)
 
     was_training = model.training
-    model.train()
+    model.train(not forward_only)
     args = inputs if isinstance(inputs, tuple) else (inputs,)
     try:
-        with torch.enable_grad(), counter, module_scopes(model, enter, exit) as scopes:
+        with torch.set_grad_enabled(not forward_only), counter, module_scopes(model, enter, exit) as scopes:
             out = functional_call(model, stand_ins, args)
+            if forward_only:
+                return result
             counter.where = (LOSS_PATH, FWD)
             result.loss_kind, scalar = surrogate_loss(out, loss)
             scopes.claim(scalar, LOSS_PATH, stop={t.grad_fn for t in tensors(out)})

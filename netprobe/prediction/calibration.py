@@ -87,16 +87,19 @@ def check_calibration(specs: list[str], device: str, db: str | None, create: boo
 def calibrate(targets: list, device: str, batches: list[int], sizes: list, amp: str = "off",
               channels_last: bool = False, warmup: int = defaults.WARMUP_STEPS,
               iters: int = defaults.CALIBRATION_ITERS,
-              on_config: Callable[[str, int, int], None] | None = None, optimizer: str = "sgd") -> Calibration:
+              on_config: Callable[[str, int, int], None] | None = None, optimizer: str = "sgd",
+              rounds: int = 1) -> Calibration:
     """Bench each target at each batch and size with a breakdown on `device` (train steps with `optimizer`),
-    and fit the time model's efficiencies on the time per op kind. `on_config(label, done, total)` is called before each bench;
-    nothing is stored here (`store_calibration` does, once the fit is done)."""
+    and fit the time model's efficiencies on the time per op kind. `rounds` > 1 benches every configuration
+    that many times, in interleaved rounds (a shared machine's speed drifts: each round is a sample of its
+    own). `on_config(label, done, total)` is called before each bench; nothing is stored here
+    (`store_calibration` does, once the fit is done)."""
     from netprobe.bench import BenchConfig, benchmark
     from netprobe.prediction.fit import fit_samples, predict_samples
 
     configs = [BenchConfig(t, device=device, batch=b, imgsz=s, mode="train", amp=amp, channels_last=channels_last,
                            optimizer=optimizer, warmup=warmup, iters=iters, breakdown=True)
-               for t in targets for b in batches for s in sizes or [None]]
+               for _ in range(rounds) for t in targets for b in batches for s in sizes or [None]]
     measured = []
     for i, config in enumerate(configs):
         if on_config is not None:
@@ -109,8 +112,11 @@ def calibrate(targets: list, device: str, batches: list[int], sizes: list, amp: 
     peak = max(r.peak_tflops for _, r in measured)
     bandwidth = next(r.roofline["bandwidth_gbs"] for _, r in measured if r.roofline)
     here = local_device(device, amp, peak, bandwidth)
-    per_config = [breakdown_samples(r.breakdown, r.step_ms, _counted(c, r), here, amp) for c, r in measured]
-    eff = fit_samples([s for samples in per_config for s in samples], label="")
+    counted: dict[tuple, tuple[Work, ...]] = {}  # a configuration's step is counted once, whatever the rounds
+    per_config = [breakdown_samples(r.breakdown, r.step_ms, _counted(c, r, counted), here, amp) for c, r in measured]
+    # one launch cost per op kind: on a CPU an op's fixed cost depends on what it is (a oneDNN convolution's
+    # set-up, autograd's per-node work), and at small sizes those costs are most of a step
+    eff = fit_samples([s for samples in per_config for s in samples], label="", launch_per_key=True)
     whole = [samples[-1] for samples in per_config]
     fitted = predict_samples(whole, eff)
     residuals = [{"model": c.spec.label, "batch": c.batch, "imgsz": r.imgsz, "measured_ms": r.step_ms,
@@ -119,15 +125,18 @@ def calibrate(targets: list, device: str, batches: list[int], sizes: list, amp: 
     return _record(measured, here, eff, residuals, amp, channels_last)
 
 
-def _counted(config, result) -> tuple[Work, ...]:
-    """The counted work of a calibration step, at the size the bench ran."""
+def _counted(config, result, done: dict) -> tuple[Work, ...]:
+    """The counted work of a calibration step, at the size the bench ran (kept in `done`)."""
     from netprobe.prediction.counted import counted_work
     from netprobe.sizes import as_size
 
     target = config.spec
     size = target.input_size(as_size(result.imgsz))
-    return tuple(counted_work(target.meta_model(), config.batch, size, "train", config.amp, config.optimizer,
-                              target.in_chans))
+    key = (id(target), config.batch, size)
+    if key not in done:
+        done[key] = tuple(counted_work(target.meta_model(), config.batch, size, "train", config.amp, config.optimizer,
+                                       target.in_chans))
+    return done[key]
 
 
 def _record(measured: list, here: GPU, eff: Efficiency, residuals: list[dict], amp: str,

@@ -58,13 +58,14 @@ def optimizer_factory(name: str):
 
 def counted_work(model: nn.Module, batch: int, size: tuple[int, int], mode: str, amp: str,
                  optimizer: str = "sgd", in_chans: int = 3, stage_of=first_component) -> list[Work]:
-    """The work of one step of `model` (on meta) at this batch and size: forward for "infer"; forward,
-    backward and the optimizer's update for "train". Activations move at 2 bytes under AMP, 4 in
-    fp32; the optimizer always updates fp32 parameters (AMP keeps fp32 master weights)."""
+    """The work of one step of `model` (on meta) at this batch and size: forward for "infer" (counted as
+    inference runs: eval mode, no gradient); forward, backward and the optimizer's update for "train".
+    Activations move at 2 bytes under AMP, 4 in fp32; the optimizer always updates fp32 parameters (AMP
+    keeps fp32 master weights)."""
     train = mode == "train"
     dtype = torch.float32 if amp == "off" else torch.float16
     count = count_train(model, (batch, in_chans, *size), dtype=dtype,
-                        optimizer=optimizer_factory(optimizer) if train else None)
+                        optimizer=optimizer_factory(optimizer) if train else None, forward_only=not train)
     classify = KindClassifier(model).kind
     work = step_work(count, classify, stage_of, train)
     if dtype != torch.float32:

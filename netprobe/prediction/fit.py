@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import csv
 import json
+import math
+import statistics
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,9 +112,10 @@ def fit(rows: list[Row], start: Efficiency | None = None, steps: int = 800, labe
 
 
 def fit_samples(samples: list[Sample], start: Efficiency | None = None, steps: int = 800,
-                label: str = "") -> Efficiency:
+                label: str = "", launch_per_key: bool = False) -> Efficiency:
     """Efficiencies and launch cost minimising the weighted squared log error of the samples' times
-    (the third-party step times above, or the time per op kind a device's breakdown measured)."""
+    (the third-party step times above, or the time per op kind a device's breakdown measured).
+    `launch_per_key`: one launch cost per key (a key no sample has keeps the start's), else one for all."""
     import torch
 
     t = _columns(samples)
@@ -123,7 +126,8 @@ def fit_samples(samples: list[Sample], start: Efficiency | None = None, steps: i
                            requires_grad=True)
     theta_m = torch.tensor([_logit(_unit(start.memory[k], MAX_MEMORY_EFFICIENCY)) for k in KEYS],
                            dtype=torch.float64, requires_grad=True)
-    log_launch = torch.tensor(float(torch.log(torch.tensor(start.launch_us))), dtype=torch.float64, requires_grad=True)
+    launch_start = [math.log(start.launch(k)) for k in KEYS] if launch_per_key else math.log(start.launch_us)
+    log_launch = torch.tensor(launch_start, dtype=torch.float64, requires_grad=True)
     opt = torch.optim.Adam([theta_c, theta_m, log_launch], lr=0.08)
     for _ in range(steps):
         opt.zero_grad()
@@ -133,8 +137,13 @@ def fit_samples(samples: list[Sample], start: Efficiency | None = None, steps: i
         opt.step()
     compute = _bounded(theta_c.detach(), 1.0).tolist()
     memory = _bounded(theta_m.detach(), MAX_MEMORY_EFFICIENCY).tolist()
+    launches = log_launch.detach().exp()
+    if not launch_per_key:
+        return Efficiency(dict(zip(KEYS, compute, strict=True)), dict(zip(KEYS, memory, strict=True)),
+                          float(launches), label)
+    by_key = dict(zip(KEYS, launches.tolist(), strict=True))
     return Efficiency(dict(zip(KEYS, compute, strict=True)), dict(zip(KEYS, memory, strict=True)),
-                      float(log_launch.detach().exp()), label)
+                      statistics.median(by_key.values()), label, by_key)
 
 
 def _columns(samples: list[Sample]) -> dict:
@@ -175,7 +184,8 @@ def _predict(t: dict, theta_c, theta_m, log_launch, n_rows: int):
     compute_eff = _bounded(theta_c, 1.0)[t["key"]]
     memory_eff = _bounded(theta_m, MAX_MEMORY_EFFICIENCY)[t["key"]]
     seconds = torch.maximum(t["flops"] / (t["peak"] * compute_eff), t["bytes"] / (t["bw"] * memory_eff))
-    seconds = (seconds + t["kernels"] * log_launch.exp() * 1e-6) * t["times"]
+    launch = log_launch.exp()[t["key"]] if log_launch.ndim else log_launch.exp()
+    seconds = (seconds + t["kernels"] * launch * 1e-6) * t["times"]
     return torch.zeros(n_rows, dtype=torch.float64).index_add(0, t["row"], seconds)
 
 

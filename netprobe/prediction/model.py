@@ -7,6 +7,8 @@ conv's forward, backward-data or backward-weight; a batch norm; the optimizer's 
     max(FLOPs / (peak × compute efficiency of the key), bytes / (bandwidth × memory efficiency of the key))
       + kernels × launch cost
 
+(one launch cost per GPU generation; a calibration of a CPU fits one per key).
+
 The peak follows the precision and the op (see `GPU.conv_peak_tflops`); the efficiencies and
 the launch cost are a small table per GPU generation and memory layout (`efficiency.json`),
 fitted by `netprobe.prediction.fit` on third-party measurements, never per model.
@@ -100,16 +102,27 @@ class Efficiency:
     memory: dict[str, float]
     launch_us: float
     fitted_on: str  # what the numbers were fitted on, shown with every prediction
+    # a launch cost per key instead of one (a device calibration on a CPU, where an op's fixed cost depends on
+    # what it is: a oneDNN convolution's set-up is not an add's); None: `launch_us` for every key
+    launch_by_key: dict[str, float] | None = None
+
+    def launch(self, key: str) -> float:
+        """The fixed cost of one kernel of `key`, in µs."""
+        return self.launch_by_key[key] if self.launch_by_key is not None else self.launch_us
 
     def to_dict(self) -> dict:
-        return {"launch_us": self.launch_us, "fitted_on": self.fitted_on,
-                "kinds": {k: [round(self.compute[k], 4), round(self.memory[k], 4)] for k in KEYS}}
+        out = {"launch_us": self.launch_us, "fitted_on": self.fitted_on,
+               "kinds": {k: [round(self.compute[k], 4), round(self.memory[k], 4)] for k in KEYS}}
+        if self.launch_by_key is not None:
+            out["launch_by_key"] = {k: round(self.launch_by_key[k], 3) for k in KEYS}
+        return out
 
     @classmethod
     def from_dict(cls, data: dict) -> Efficiency:
         kinds = data["kinds"]
+        by_key = data.get("launch_by_key")
         return cls({k: kinds[k][0] for k in KEYS}, {k: kinds[k][1] for k in KEYS}, data["launch_us"],
-                   data["fitted_on"])
+                   data["fitted_on"], {k: by_key[k] for k in KEYS} if by_key is not None else None)
 
 
 def load_efficiencies(path: Path = EFFICIENCY_FILE) -> dict:
@@ -143,12 +156,12 @@ def time_work(work: list[Work], gpu: GPU, eff: Efficiency, amp: str) -> list[Tim
     """Each piece of work's time on `gpu` at precision `amp` with efficiencies `eff`."""
     peaks = {"conv": gpu.conv_peak_tflops(amp) * 1e12, "matmul": gpu.matmul_peak_tflops(amp) * 1e12,
              "vector": gpu.fp32_tflops * 1e12}
-    bandwidth, launch = gpu.mem_bw_gbs * 1e9, eff.launch_us * 1e-6
+    bandwidth = gpu.mem_bw_gbs * 1e9
     out = []
     for w in work:
         compute = w.flops / (peaks[w.peak] * eff.compute[w.key])
         memory = w.bytes / (bandwidth * eff.memory[w.key])
-        launches = w.kernels * launch
+        launches = w.kernels * eff.launch(w.key) * 1e-6
         body = max(compute, memory)
         bound = "launch" if launches > body else "compute" if compute >= memory else "memory"
         out.append(Timed(w, body + launches, bound))
