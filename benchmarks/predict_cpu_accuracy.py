@@ -1,15 +1,18 @@
 """How far `netprobe predict --device cpu` is from `bench` on this CPU, once calibrated on other models.
 
-    python benchmarks/predict_cpu_accuracy.py [--batch 4] [--sizes 128,192] [--iters 5] [--write]
+    python benchmarks/predict_cpu_accuracy.py [--batch 2] [--sizes 64,96] [--rounds 3] [--iters 5] [--write]
 
 In one run: `predict --calibrate` on three models (resnet18, mobilenetv3_large, efficientnetv2_s:
-dense, depthwise with SE, fused), stored in a temporary results database; then for six other models
-at two sizes each, interleaved: the calibrated prediction (the public `netprobe.predict(...,
-device="cpu")`), the uncalibrated one (the same counted step, default efficiencies, the same roofs)
-and `bench` measured with the calibration's settings (train, fp32, same batch, warm-up and timed
-steps). Prints per row predicted vs measured, the median |error| and the worst, with the machine's
-load (1-minute load average) before and after: timings on a busy machine move. `--write` keeps the
-figures in netprobe/prediction/accuracy-cpu.json, which every `--device` prediction prints beside it.
+dense, depthwise with SE, fused) at the held-out sizes, every configuration benched in `--rounds`
+interleaved rounds, stored in a temporary results database; then six other models at two sizes each,
+benched with the calibration's settings (train, fp32, same batch, warm-up and timed steps) in `--rounds`
+interleaved rounds (order alternating), the median kept; then the calibrated prediction (the public
+`netprobe.predict(..., device="cpu")`) and the uncalibrated one (the same counted step, default
+efficiencies, the same roofs). Prints per row predicted vs measured (with each round's figure), the
+median |error| and the worst, with the machine's load (1-minute load average) before and after: this
+shared VM's speed drifts by 15-20% from minute to minute even when nothing else runs, which is why the
+rounds. `--write` keeps the figures in netprobe/prediction/accuracy-cpu.json, which every `--device`
+prediction prints beside it.
 """
 
 from __future__ import annotations
@@ -38,7 +41,8 @@ def calibrate(args, db: str):
 
     targets, device, path = check_calibration(list(args.calibrate_on.split(",")), "cpu", db)
     t0 = time.perf_counter()
-    cal = fit_here(targets, device, [args.batch], [args.calibration_imgsz], warmup=args.warmup, iters=args.iters,
+    sizes = [int(s) for s in (args.calibration_imgsz or args.sizes).split(",")]
+    cal = fit_here(targets, device, [args.batch], sizes, warmup=args.warmup, iters=args.iters, rounds=args.rounds,
                    on_config=lambda label, i, n: print(f"  calibrating {i + 1}/{n}: {label}", flush=True))
     store_calibration(path, cal)
     print(f"calibrated in {time.perf_counter() - t0:.0f} s: {cal.note}")
@@ -66,21 +70,26 @@ def held_out_rows(args, db: str, cal) -> list[dict]:
     import netprobe
     from netprobe.bench import BenchConfig, benchmark
 
-    rows = []
-    for spec in args.held_out.split(","):
-        for size in (int(s) for s in args.sizes.split(",")):
-            predicted = netprobe.predict(spec, device="cpu", batch=args.batch, imgsz=size, db=db)
+    configs = [(spec, size) for spec in args.held_out.split(",") for size in (int(s) for s in args.sizes.split(","))]
+    steps: dict[tuple, list[float]] = {c: [] for c in configs}
+    for i in range(args.rounds):  # every row once per round: a drift of the machine's speed touches them all alike
+        for spec, size in configs if i % 2 == 0 else configs[::-1]:
             measured = benchmark(BenchConfig(spec, device="cpu", batch=args.batch, imgsz=size, warmup=args.warmup,
                                              iters=args.iters))
-            row = {"model": spec, "imgsz": size, "batch": args.batch, "predicted_ms": predicted.step_ms,
-                   "uncalibrated_ms": uncalibrated_ms(spec, args.batch, size, cal), "measured_ms": measured.step_ms}
-            row["error"] = row["predicted_ms"] / row["measured_ms"] - 1
-            row["uncalibrated_error"] = row["uncalibrated_ms"] / row["measured_ms"] - 1
-            rows.append(row)
-            print(f"  {spec:<20} {size:>4}  predicted {row['predicted_ms']:8.1f} ms  measured "
-                  f"{row['measured_ms']:8.1f} ms  {row['error']:+6.0%}  "
-                  f"(uncalibrated {row['uncalibrated_error']:+.0%})",
-                  flush=True)
+            steps[(spec, size)].append(measured.step_ms)
+        print(f"  round {i + 1}/{args.rounds} measured ({load()})", flush=True)
+    rows = []
+    for spec, size in configs:
+        predicted = netprobe.predict(spec, device="cpu", batch=args.batch, imgsz=size, db=db)
+        row = {"model": spec, "imgsz": size, "batch": args.batch, "predicted_ms": predicted.step_ms,
+               "uncalibrated_ms": uncalibrated_ms(spec, args.batch, size, cal),
+               "measured_ms": statistics.median(steps[(spec, size)]), "rounds_ms": steps[(spec, size)]}
+        row["error"] = row["predicted_ms"] / row["measured_ms"] - 1
+        row["uncalibrated_error"] = row["uncalibrated_ms"] / row["measured_ms"] - 1
+        rows.append(row)
+        print(f"  {spec:<20} {size:>4}  predicted {row['predicted_ms']:8.1f} ms  measured "
+              f"{row['measured_ms']:8.1f} ms (median of {', '.join(f'{t:.0f}' for t in steps[(spec, size)])})  "
+              f"{row['error']:+6.0%}  (uncalibrated {row['uncalibrated_error']:+.0%})", flush=True)
     return rows
 
 
@@ -99,9 +108,10 @@ def summary(rows: list[dict], key: str) -> tuple[float, dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--sizes", default="128,192", help="the held-out models' image sizes")
-    parser.add_argument("--calibration-imgsz", type=int, default=160)
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--sizes", default="64,96", help="the held-out models' image sizes")
+    parser.add_argument("--calibration-imgsz", help="the calibration's image sizes, comma list (default: --sizes)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of every bench; the median is kept")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--iters", type=int, default=5)
     parser.add_argument("--calibrate-on", default=",".join(CALIBRATION))
@@ -118,7 +128,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         db = str(Path(folder) / "calibration.sqlite")
         cal = calibrate(args, db)
-        print(f"held out: {args.held_out} at {args.sizes} px, batch {args.batch} (predict, then bench, per row)")
+        print(f"held out: {args.held_out} at {args.sizes} px, batch {args.batch}: bench in {args.rounds} interleaved "
+              "rounds (median), then predict")
         rows = held_out_rows(args, db, cal)
     after = load()
     median, worst = summary(rows, "error")

@@ -96,6 +96,7 @@ def calibrate(targets: list, device: str, batches: list[int], sizes: list, amp: 
     (`store_calibration` does, once the fit is done)."""
     from netprobe.bench import BenchConfig, benchmark
     from netprobe.prediction.fit import fit_samples, predict_samples
+    from netprobe.sizes import size_text
 
     configs = [BenchConfig(t, device=device, batch=b, imgsz=s, mode="train", amp=amp, channels_last=channels_last,
                            optimizer=optimizer, warmup=warmup, iters=iters, breakdown=True)
@@ -103,7 +104,8 @@ def calibrate(targets: list, device: str, batches: list[int], sizes: list, amp: 
     measured = []
     for i, config in enumerate(configs):
         if on_config is not None:
-            on_config(f"{config.spec.label} b{config.batch}", i, len(configs))
+            size = "" if config.imgsz is None else f" {size_text(config.imgsz)} px"
+            on_config(f"{config.spec.label} b{config.batch}{size}", i, len(configs))
         result = benchmark(config)
         if result.status != "ok" or not result.breakdown:
             raise InputError(f"cannot calibrate on {quote(config.spec.label)}: its bench gave no breakdown "
