@@ -53,3 +53,13 @@ def test_defaults_follow_the_device():
     assert (cuda.batch, cuda.imgsz) == (24, (380, 380))  # sizes are held as (H, W)
     cpu = netprobe.compare.default_settings("cpu", (380, 380), None, None, None, None)
     assert (cpu.batch, cpu.imgsz) == (8, (128, 128))
+
+
+def test_the_kernel_hint_names_a_variant_once_however_many_runtimes_ran_it():
+    from netprobe.compare import CompareRow, paper_kernel_hint
+
+    rows = [CompareRow("Fused stage1-3", "efficientnet_b4:fused=1-3", 2, 40, 0, 0, 0, runtime=runtime,
+                       paper={"macs_b": 7.5}, deviation={"macs": 0.286})
+            for runtime in ("torch", "onnxruntime", "openvino")]
+    hint = paper_kernel_hint(rows)
+    assert hint is not None and hint.count("Fused stage1-3 is +28.6%") == 1, hint
