@@ -49,7 +49,7 @@ def segment_size(size: int) -> int:
     return -(-size // ROUND_LARGE) * ROUND_LARGE
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _Block:
     address: int
     size: int
@@ -81,12 +81,12 @@ class CachingAllocator:
         """Allocate `nbytes` for `key`; raises OutOfMemory when the device has no room left."""
         if nbytes == 0:
             return
-        size = block_size(nbytes)
+        size = -(-nbytes // MIN_BLOCK) * MIN_BLOCK  # block_size, inline: a replay makes thousands a step
         small = size <= SMALL_SIZE
         block = self._take_free(size, small) or self._new_segment(size, small)
         remaining = block.size - size
         if remaining >= MIN_BLOCK if small else remaining > SMALL_SIZE:
-            rest = _Block(block.address + size, remaining, small, prev=block, next=block.next)
+            rest = _Block(block.address + size, remaining, small, False, block, block.next)
             if block.next:
                 block.next.prev = rest
             block.next, block.size = rest, size
@@ -94,7 +94,8 @@ class CachingAllocator:
         block.allocated = True
         self._blocks[key] = block
         self.allocated += block.size
-        self.peak_allocated = max(self.peak_allocated, self.allocated)
+        if self.allocated > self.peak_allocated:
+            self.peak_allocated = self.allocated
 
     def free(self, key: object) -> None:
         """Give `key`'s block back to its pool, merged with free neighbours of its segment."""
@@ -187,11 +188,13 @@ def _step(alloc: CachingAllocator, trace: StepTrace, step: int) -> None:
     gradient as the parameter's `.grad` (AccumulateGrad steals it), then the optimizer's first step
     makes its state; later steps add into `.grad` in place and free the gradient. Each parameter's
     update makes one temporary of its size (SGD with Nesterov momentum, timm's; AdamW's denominator)."""
+    base = step * len(trace.events)  # an event's key is its index in the step: unique across steps this way
+    malloc, free, grads = alloc.malloc, alloc.free, trace.grads
     for event in trace.events:
         if event[0] == "alloc":
-            alloc.malloc((step, event[1]), event[2])
-        elif step > 0 or event[1] not in trace.grads:
-            alloc.free((step, event[1]))
+            malloc(base + event[1], event[2])
+        elif step > 0 or event[1] not in grads:
+            free(base + event[1])
     for i, nbytes in enumerate(trace.params if trace.train else ()):
         for state in range(trace.states if step == 0 else 0):
             alloc.malloc(("state", i, state), nbytes)
