@@ -17,3 +17,26 @@ def test_ci_runs_exactly_the_readme_test_command():
     assert main_cmd.startswith("python3 -m venv .venv") and "pip install torch==2.13.0 &&" in main_cmd
     ci_lines = [ln for ln in (ROOT / ".ci" / "run").read_text().splitlines() if ln and not ln.startswith("#")]
     assert test_cmd in ci_lines
+
+
+def test_every_data_file_of_the_package_is_in_its_package_data():
+    """A wheel (pip install netprobe, not -e) carries only the data files pyproject names: the GPU table and
+    the fitted efficiencies were left out once, and predict would not start from a wheel."""
+    import fnmatch
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    package_data = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    missing = []
+    for path in (root / "netprobe").rglob("*"):
+        if path.is_dir() or path.suffix in (".py", ".pyc") or "__pycache__" in path.parts:
+            continue
+        owner = path.parent
+        while not (owner / "__init__.py").is_file():
+            owner = owner.parent
+        package = ".".join(owner.relative_to(root).parts)
+        inside = path.relative_to(owner).as_posix()
+        if not any(fnmatch.fnmatch(inside, pattern) for pattern in package_data.get(package, [])):
+            missing.append(path.relative_to(root).as_posix())
+    assert not missing, f"not in [tool.setuptools.package-data]: {missing}"
