@@ -59,7 +59,8 @@ def _count(model: nn.Module, x: torch.Tensor, dtype: torch.dtype, mode: str, opt
            notes: list[str]) -> TrainCount | None:
     try:
         return count_train(model, tuple(x.shape), dtype=dtype,
-                           optimizer=OPTIMIZERS.get(optimizer) if mode == "train" else None)
+                           optimizer=OPTIMIZERS.get(optimizer) if mode == "train" else None,
+                           forward_only=mode != "train")
     except Exception as exc:  # a module the meta counter cannot run still gets its times
         notes.append(f"no MAC or byte shares: counting the train step failed ({one_line(exc)})")
         return None

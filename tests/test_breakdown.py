@@ -292,3 +292,21 @@ def test_compare_names_a_busy_machine_from_rounds_that_disagree():
     assert busy_note([row(10, 11), row(5, 5.2)]) == ""
     assert "throughput varied between rounds (max/min up to 1.50" in busy_note([row(10, 15), row(5, 5.2)])
     assert "peak moved" in busy_note([row(10, 11), row(5, 5.2, peaks=(0.2, 0.12))])
+
+
+def test_an_inference_bench_counts_its_step_as_inference_runs():
+    """bench --mode infer times the model in eval mode without gradients; its counted step (MAC and byte
+    shares of the breakdown) is that forward, not the forward of a train step with a backward thrown away."""
+    import torch
+
+    from netprobe.bench import BenchConfig
+    from netprobe.bench.measure import counted_step
+    from netprobe.target import resolve
+
+    target = resolve("mobilenetv3_small:classes=10")
+    steps = {mode: counted_step(target, target.meta_model, BenchConfig(target, device="cpu", mode=mode, batch=2,
+                                                                       imgsz=32), (32, 32), torch.float32, 10)
+             for mode in ("infer", "train")}
+    assert all(not m.bwd for m in steps["infer"].modules.values()) and not steps["infer"].optimizer
+    assert any(m.bwd for m in steps["train"].modules.values()) and steps["train"].optimizer
+    assert steps["infer"].fwd_macs == steps["train"].fwd_macs > 0 and steps["infer"].bwd_macs == 0

@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -23,10 +25,9 @@ def test_every_data_file_of_the_package_is_in_its_package_data():
     """A wheel (pip install netprobe, not -e) carries only the data files pyproject names: the GPU table and
     the fitted efficiencies were left out once, and predict would not start from a wheel."""
     import fnmatch
-    import tomllib
-    from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1]
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    root = ROOT
     package_data = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
     missing = []
     for path in (root / "netprobe").rglob("*"):

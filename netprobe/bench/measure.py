@@ -176,7 +176,7 @@ def counted_step(target: Target, countable: Callable[[], nn.Module], config: Ben
     if key in _STEPS:
         return _STEPS[key]
     step = count_train(countable(), shape, loss="cross_entropy" if classes else "sum", dtype=dtype,
-                       optimizer=OPTIMIZERS[config.optimizer] if train else None)
+                       optimizer=OPTIMIZERS[config.optimizer] if train else None, forward_only=not train)
     if key is not None:
         while len(_STEPS) >= _STEPS_KEPT:
             del _STEPS[next(iter(_STEPS))]
