@@ -136,6 +136,12 @@ def test_a_database_that_cannot_be_used_is_refused_before_any_measurement(cli, t
     assert text.read_text() == "not a database\n" * 100
 
 
+def test_calibration_options_without_calibrate_are_one_line(cli):
+    one_error_line(cli("predict", "resnet18", "--gpu", "v100", "--iters", "3"), "--iters sets how --calibrate")
+    one_error_line(cli("predict", "resnet18", "--gpu", "v100", "--warmup", "1", "--rounds", "2"),
+                   "--warmup, --rounds set how --calibrate")
+
+
 def test_predict_without_a_model_or_with_gpu_and_device_is_one_line(cli):
     one_error_line(cli("predict"), "give a model to predict")
     one_error_line(cli("predict", "resnet18", "--device", "cpu", "--gpu", "a100"), "give one of them")

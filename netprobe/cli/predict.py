@@ -68,10 +68,12 @@ def predict_command(
     calibrate: Annotated[bool, typer.Option("--calibrate", help="Fit the time model on --device (default auto): "
                                                                 "bench the models with a breakdown, keep the fit in "
                                                                 "the results database.")] = False,
-    warmup: Annotated[int, typer.Option(help="--calibrate: untimed steps at least.")] = defaults.WARMUP_STEPS,
-    iters: Annotated[int, typer.Option(help="--calibrate: timed steps per model.")] = CALIBRATION_ITERS,
-    rounds: Annotated[int, typer.Option(help="--calibrate: interleaved rounds of every bench (1-1,000).")]
-    = defaults.CALIBRATION_ROUNDS,
+    warmup: Annotated[int | None, typer.Option(help="--calibrate: untimed steps at least (default "
+                                                    f"{defaults.WARMUP_STEPS}).")] = None,
+    iters: Annotated[int | None, typer.Option(help="--calibrate: timed steps per model (default "
+                                                   f"{CALIBRATION_ITERS}).")] = None,
+    rounds: Annotated[int | None, typer.Option(help="--calibrate: interleaved rounds of every bench (1-1,000; default "
+                                                    f"{defaults.CALIBRATION_ROUNDS}).")] = None,
     fmt: Annotated[Format, typer.Option("--format", "-f", help=FORMAT_HELP)] = Format.table,
     section: Annotated[str | None, typer.Option(help=f"The table --format csv prints: {', '.join(SECTIONS)}.")]
     = None,
@@ -93,9 +95,15 @@ def predict_command(
         if find_max_batch:
             raise InputError("--find-max-batch is a prediction's: calibrate first, then run predict MODEL --device "
                              "... --find-max-batch")
-        _calibrate(spec, gpu, gpu_spec, device, batch, imgsz, amp.value, channels_last, optimizer.value, warmup,
-                   iters, rounds, save.db, fmt)
+        _calibrate(spec, gpu, gpu_spec, device, batch, imgsz, amp.value, channels_last, optimizer.value,
+                   defaults.WARMUP_STEPS if warmup is None else warmup, CALIBRATION_ITERS if iters is None else iters,
+                   defaults.CALIBRATION_ROUNDS if rounds is None else rounds, save.db, fmt)
         return
+    given = [name for name, value in (("--warmup", warmup), ("--iters", iters), ("--rounds", rounds))
+             if value is not None]
+    if given:
+        raise InputError(f"{', '.join(given)} set{'s' if len(given) == 1 else ''} how --calibrate measures; a "
+                         "prediction measures nothing: drop it, or add --calibrate")
     if spec is None:
         raise InputError("give a model to predict (e.g. netprobe predict efficientnetv2_s --gpu v100), or "
                          "--calibrate to fit the time model on this device")
