@@ -23,8 +23,11 @@ from pathlib import Path
 
 from netprobe.prediction.fit import FITTED, Row, calibration_rows, fit, keep_counts, predict_rows
 from netprobe.prediction.model import LAYOUTS
+from netprobe.reference import PAPER_CODE_DEFAULTS, PAPER_TABLE2_V100
 
 OUT = Path(__file__).resolve().parents[1] / "netprobe" / "prediction" / "accuracy.json"
+CELLS = ((512, 12), (512, 24), (380, 24))  # the paper's 16 GB V100 cells a prediction is checked on
+PAPER_TABLE2_FITS = {cell: PAPER_TABLE2_V100[cell] is not None for cell in CELLS}  # None: the paper's OOM
 PAIRS = (("efficientnetv2_s", "efficientnet_b4"), ("efficientnetv2_m", "efficientnet_b5"),
          ("efficientnetv2_l", "efficientnet_b7"))
 
@@ -125,7 +128,7 @@ def paper_tables() -> dict:
               + f" imgs/s predicted (paper: 155, 216, 223, 206); 1-3 > none and 1-7 < 1-5: {order}")
         out["table3"][amp] = {"imgs_per_s": ips, "order_holds": order}
     print("\nPaper Table 2, B6 on a 16 GB V100 (paper: 512/12 fits at 29 imgs/s, 512/24 OOM, 380/24 52 imgs/s):")
-    for size, batch in ((512, 12), (512, 24), (380, 24)):
+    for size, batch in CELLS:
         for amp in ("off", "fp16"):
             p = predict("efficientnet_b6", gpu="v100", batch=batch, imgsz=size, mode="train", amp=amp)
             print(f"  {size}/{batch} amp {amp}: needs {p.peak_mem_mb:,.0f} MB of {p.mem_limit_mb:,.0f}: "
@@ -136,9 +139,6 @@ def paper_tables() -> dict:
     return out
 
 
-PAPER_TABLE2_FITS = {(512, 12): True, (512, 24): False, (380, 24): True}
-PAPER_CODE = ("the paper's code (google/automl efficientnetv2/hparams.py, base_config) trains with "
-              "runtime.mixed_precision=True, RMSprop (two state buffers, SGD's one) and an EMA of the weights")
 
 
 def table2_why(cells: list[dict]) -> dict:
@@ -156,10 +156,10 @@ def table2_why(cells: list[dict]) -> dict:
     print(f"  fits/OOM as the paper in all three cells: fp32 {agree['off']}, AMP fp16 {agree['fp16']}; "
           f"AMP with two optimizer buffers (RMSprop's state; EMA's copy is one more parameter-sized buffer): "
           f"{extra_agree} (" + ", ".join(f"{c} {p.peak_mem_mb:,.0f} MB" for c, p in extra.items()) + ")")
-    print(f"  why fp32 differs: {PAPER_CODE}; PyTorch eager in fp32 keeps every saved activation at 4 bytes, "
+    print(f"  why fp32 differs: {PAPER_CODE_DEFAULTS}; PyTorch eager in fp32 keeps every saved activation at 4 bytes, "
           "twice AMP's 2, so its 512/12 and 380/24 do not fit a 16 GB V100")
     return {"agree_fp32": agree["off"], "agree_amp": agree["fp16"], "agree_amp_two_buffers": extra_agree,
-            "amp_two_buffers_mb": {c: p.peak_mem_mb for c, p in extra.items()}, "paper_code": PAPER_CODE}
+            "amp_two_buffers_mb": {c: p.peak_mem_mb for c, p in extra.items()}, "paper_code": PAPER_CODE_DEFAULTS}
 
 
 def main() -> None:

@@ -30,3 +30,7 @@ PAPER_TABLE2_V100 = {(512, 12): 29, (512, 24): None, (380, 12): 37, (380, 24): 5
 # Table 2 whole: train size -> (top-1 %, TPUv3 imgs/s/core at batch 32, at batch 128, V100 imgs/s/gpu at batch 12,
 # at batch 24); None = OOM.
 PAPER_TABLE2 = {512: (84.3, 42, None, 29, None), 380: (84.6, 76, 93, 37, 52)}
+# What the paper's own training code does by default (google/automl efficientnetv2/hparams.py, base_config):
+# why its Table 2 fits and OOMs are AMP's, not PyTorch eager fp32's.
+PAPER_CODE_DEFAULTS = ("the paper's code (google/automl efficientnetv2/hparams.py, base_config) trains with "
+                       "runtime.mixed_precision=True, RMSprop (two state buffers, SGD's one) and an EMA of the weights")

@@ -184,9 +184,6 @@ def prediction_report(results: list) -> Report:
     return Report(blocks)
 
 
-PAPER_CODE_AMP = ("The paper's own code trains in mixed precision by default (google/automl efficientnetv2/"
-                  "hparams.py: runtime.mixed_precision=True), so its fits and OOMs compare with --amp fp16; "
-                  "--amp off shows what PyTorch eager in fp32 would need, with every saved activation at 4 bytes.")
 
 
 def show_compare_predictions(output: Output, experiment: str, rows: list[dict], amp: str = "off") -> None:
@@ -203,7 +200,10 @@ def show_compare_predictions(output: Output, experiment: str, rows: list[dict], 
                "predictions, not measurements. Paper: EfficientNetV2 paper (arXiv:2104.00298), published V100 "
                f"figures. Error: {rows[0].get('error_note', '')}.")
     if experiment == "batch-imgsz" and any(r.get("paper_v100") is not None for r in rows):
-        caption += " " + PAPER_CODE_AMP
+        from netprobe.reference import PAPER_CODE_DEFAULTS
+
+        caption += (f" Why: {PAPER_CODE_DEFAULTS}, so its fits and OOMs compare with --amp fp16; --amp off shows what "
+                    "PyTorch eager in fp32 would need, with every saved activation at 4 bytes.")
     output.show(Report([TableBlock("rows", columns, records, f"netprobe compare {experiment} — PREDICTED",
                                    caption)]), records)
 

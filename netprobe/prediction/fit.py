@@ -138,12 +138,9 @@ def fit_samples(samples: list[Sample], start: Efficiency | None = None, steps: i
     compute = _bounded(theta_c.detach(), 1.0).tolist()
     memory = _bounded(theta_m.detach(), MAX_MEMORY_EFFICIENCY).tolist()
     launches = log_launch.detach().exp()
-    if not launch_per_key:
-        return Efficiency(dict(zip(KEYS, compute, strict=True)), dict(zip(KEYS, memory, strict=True)),
-                          float(launches), label)
-    by_key = dict(zip(KEYS, launches.tolist(), strict=True))
+    by_key = dict(zip(KEYS, launches.tolist(), strict=True)) if launch_per_key else None
     return Efficiency(dict(zip(KEYS, compute, strict=True)), dict(zip(KEYS, memory, strict=True)),
-                      statistics.median(by_key.values()), label, by_key)
+                      statistics.median(by_key.values()) if by_key else float(launches), label, by_key)
 
 
 def _columns(samples: list[Sample]) -> dict:
