@@ -23,7 +23,7 @@ bigger than themselves and cannot be given back.
 
 from __future__ import annotations
 
-import bisect
+from bisect import bisect_left, insort
 from dataclasses import dataclass
 
 MIN_BLOCK = 512  # kMinBlockSize: every request rounded up to it
@@ -32,6 +32,8 @@ SMALL_BUFFER = 2 * 2**20  # kSmallBuffer: a small pool segment
 LARGE_BUFFER = 20 * 2**20  # kLargeBuffer: the segment of a request between 1 and 10 MiB
 MIN_LARGE_ALLOC = 10 * 2**20  # kMinLargeAlloc
 ROUND_LARGE = 2 * 2**20  # kRoundLarge: a request of 10 MiB or more gets a segment rounded up to it
+ADDRESS_BITS = 56  # addresses only grow (a segment given back is not reused): 64 PiB of them
+ADDRESS_MASK = (1 << ADDRESS_BITS) - 1
 
 
 def block_size(nbytes: int) -> int:
@@ -72,7 +74,10 @@ class CachingAllocator:
         self.peak_reserved = 0
         self.allocated = 0
         self.peak_allocated = 0
-        self._free: dict[bool, list[tuple[int, int]]] = {True: [], False: []}  # (size, address), sorted
+        # each pool's free blocks as sorted ints size << ADDRESS_BITS | address: the smallest block that is big
+        # enough, ties to the lower address, is one bisection away (ints compare faster than tuples)
+        self._small: list[int] = []
+        self._large: list[int] = []
         self._at: dict[int, _Block] = {}  # free blocks by address
         self._blocks: dict[object, _Block] = {}  # live allocations by key
         self._next_address = 0
@@ -83,14 +88,20 @@ class CachingAllocator:
             return
         size = block_size(nbytes)
         small = size <= SMALL_SIZE
-        block = self._take_free(size, small) or self._new_segment(size, small)
+        pool = self._small if small else self._large
+        i = bisect_left(pool, size << ADDRESS_BITS)
+        if i < len(pool):  # the smallest free block that is big enough
+            block = self._at.pop(pool.pop(i) & ADDRESS_MASK)
+        else:
+            block = self._new_segment(size, small)
         remaining = block.size - size
         if remaining >= MIN_BLOCK if small else remaining > SMALL_SIZE:
             rest = _Block(block.address + size, remaining, small, False, block, block.next)
             if block.next:
                 block.next.prev = rest
             block.next, block.size = rest, size
-            self._insert(rest)
+            insort(pool, remaining << ADDRESS_BITS | rest.address)
+            self._at[rest.address] = rest
         block.allocated = True
         self._blocks[key] = block
         self.allocated += block.size
@@ -104,32 +115,51 @@ class CachingAllocator:
             return
         self.allocated -= block.size
         block.allocated = False
-        for side in (block.prev, block.next):
-            if side is not None and not side.allocated:
-                self._remove(side)
-                if side is block.prev:
-                    block.address, block.prev = side.address, side.prev
-                    if side.prev:
-                        side.prev.next = block
-                else:
-                    block.next = side.next
-                    if side.next:
-                        side.next.prev = block
-                block.size += side.size
-        self._insert(block)
+        pool, at = (self._small if block.small else self._large), self._at
+        prev, after = block.prev, block.next
+        if prev is not None and not prev.allocated:
+            del pool[bisect_left(pool, prev.size << ADDRESS_BITS | prev.address)]
+            del at[prev.address]
+            block.address, block.prev, block.size = prev.address, prev.prev, block.size + prev.size
+            if prev.prev:
+                prev.prev.next = block
+        if after is not None and not after.allocated:
+            del pool[bisect_left(pool, after.size << ADDRESS_BITS | after.address)]
+            del at[after.address]
+            block.next, block.size = after.next, block.size + after.size
+            if after.next:
+                after.next.prev = block
+        insort(pool, block.size << ADDRESS_BITS | block.address)
+        at[block.address] = block
+
+    def probe(self, nbytes: int) -> None:
+        """`malloc` then `free` of one request with nothing between (an optimizer's temporary), at the cost
+        of a lookup: a block taken from a pool merges back as it was, so the state after is the state before,
+        unless no free block was big enough and a segment was reserved (and, short of capacity, cached ones
+        given back first), which then stays in its pool, free."""
+        if nbytes == 0:
+            return
+        size = block_size(nbytes)
+        small = size <= SMALL_SIZE
+        pool = self._small if small else self._large
+        i = bisect_left(pool, size << ADDRESS_BITS)
+        if i < len(pool):
+            taken = pool[i] >> ADDRESS_BITS
+        else:
+            block = self._new_segment(size, small)
+            insort(pool, block.size << ADDRESS_BITS | block.address)
+            self._at[block.address] = block
+            taken = block.size
+        if taken - size >= MIN_BLOCK if small else taken - size > SMALL_SIZE:
+            taken = size  # split: the request holds its own size only
+        if self.allocated + taken > self.peak_allocated:
+            self.peak_allocated = self.allocated + taken
 
     def layout(self) -> tuple:
         """Every block in address order as (size, in use, starts a segment): two equal layouts serve the
         same requests alike (segments never overlap, so only the order of addresses matters)."""
         blocks = sorted([*self._at.values(), *self._blocks.values()], key=lambda b: b.address)
         return tuple((b.size, b.allocated, b.prev is None) for b in blocks)
-
-    def _take_free(self, size: int, small: bool) -> _Block | None:
-        pool = self._free[small]
-        i = bisect.bisect_left(pool, (size, -1))
-        if i == len(pool):
-            return None
-        return self._remove(self._at[pool[i][1]])
 
     def _new_segment(self, size: int, small: bool) -> _Block:
         nbytes = segment_size(size)
@@ -138,7 +168,8 @@ class CachingAllocator:
             if self.reserved + nbytes > self.capacity:
                 raise OutOfMemory(f"{nbytes} bytes more do not fit in {self.capacity} ({self.reserved} reserved)")
         self.reserved += nbytes
-        self.peak_reserved = max(self.peak_reserved, self.reserved)
+        if self.reserved > self.peak_reserved:
+            self.peak_reserved = self.reserved
         block = _Block(self._next_address, nbytes, small)
         self._next_address += nbytes
         return block
@@ -146,18 +177,10 @@ class CachingAllocator:
     def _release_free_segments(self) -> None:
         """release_cached_blocks: every free block that is a whole segment goes back to the device."""
         for block in [b for b in self._at.values() if b.prev is None and b.next is None]:
-            self._remove(block)
+            pool = self._small if block.small else self._large
+            del pool[bisect_left(pool, block.size << ADDRESS_BITS | block.address)]
+            del self._at[block.address]
             self.reserved -= block.size
-
-    def _insert(self, block: _Block) -> None:
-        bisect.insort(self._free[block.small], (block.size, block.address))
-        self._at[block.address] = block
-
-    def _remove(self, block: _Block) -> _Block:
-        pool = self._free[block.small]
-        del pool[bisect.bisect_left(pool, (block.size, block.address))]
-        del self._at[block.address]
-        return block
 
 
 @dataclass
@@ -198,8 +221,7 @@ def _step(alloc: CachingAllocator, trace: StepTrace, step: int) -> None:
     for i, nbytes in enumerate(trace.params if trace.train else ()):
         for state in range(trace.states if step == 0 else 0):
             alloc.malloc(("state", i, state), nbytes)
-        alloc.malloc("update", nbytes)
-        alloc.free("update")
+        alloc.probe(nbytes)
 
 
 def replay(trace: StepTrace, capacity: int | None) -> tuple[int, CachingAllocator]:
@@ -215,6 +237,16 @@ def replay(trace: StepTrace, capacity: int | None) -> tuple[int, CachingAllocato
             return step + 1, alloc
         seen.add(layout)
     return MAX_STEPS, alloc
+
+
+def reserved_within(trace: StepTrace, capacity: int | None) -> int | None:
+    """The most the allocator reserves over the steps of `trace` (until they repeat) on a device that
+    lets it reserve `capacity` bytes (None: a device with room, where nothing is ever given back): what
+    `torch.cuda.max_memory_reserved()` would report there; None when a request does not fit."""
+    try:
+        return replay(trace, capacity)[1].peak_reserved
+    except OutOfMemory:
+        return None
 
 
 def needed_capacity(trace: StepTrace) -> int:
