@@ -90,10 +90,8 @@ class CachingAllocator:
         small = size <= SMALL_SIZE
         pool = self._small if small else self._large
         i = bisect_left(pool, size << ADDRESS_BITS)
-        if i < len(pool):  # the smallest free block that is big enough
-            block = self._at.pop(pool.pop(i) & ADDRESS_MASK)
-        else:
-            block = self._new_segment(size, small)
+        # the smallest free block that is big enough, else a new segment
+        block = self._at.pop(pool.pop(i) & ADDRESS_MASK) if i < len(pool) else self._new_segment(size, small)
         remaining = block.size - size
         if remaining >= MIN_BLOCK if small else remaining > SMALL_SIZE:
             rest = _Block(block.address + size, remaining, small, False, block, block.next)
