@@ -13,6 +13,7 @@ from torch import nn
 from zoo_cases import ZOO
 
 import netprobe
+from netprobe.counting.allocator import OutOfMemory
 from netprobe.counting.memory import CUDA_ALLOWANCE_BYTES, layout_key, norm_outputs, step_memory
 from netprobe.errors import InputError
 from netprobe.prediction.memory import count_memory, predicted_max_batch
@@ -140,6 +141,24 @@ def test_what_the_allocator_must_reserve_is_at_least_the_peak_in_2_mib_steps() -
     assert count.reserved_bytes % 2**20 == 0 and count.total_bytes <= count.reserved_bytes == count.needed_bytes()
     assert count.fits(count.reserved_bytes + CUDA_ALLOWANCE_BYTES)
     assert not count.fits(count.reserved_bytes - 2 * 2**20 + CUDA_ALLOWANCE_BYTES)
+
+
+def test_a_device_holds_its_own_replay_and_one_with_room_holds_the_most() -> None:
+    from netprobe.counting.allocator import replay
+
+    count = count_memory("resnet18:classes=10", 8, 64, amp="fp16")
+    roomy = count.roomy_bytes()
+    assert roomy == max(count.total_bytes, replay(count.trace, None)[1].peak_reserved) > count.needed_bytes()
+    assert count.held_on(10 * roomy + CUDA_ALLOWANCE_BYTES) == count.held_on(roomy + CUDA_ALLOWANCE_BYTES) == roomy
+    for capacity in range(count.total_bytes, roomy, 2**20):  # short of room: each capacity its own replay
+        held = count.held_on(capacity + CUDA_ALLOWANCE_BYTES)
+        try:
+            expected = max(count.total_bytes, replay(count.trace, capacity)[1].peak_reserved)
+        except OutOfMemory:
+            expected = None
+        assert held == expected and (held is None or held <= capacity)
+        assert count.fits(capacity + CUDA_ALLOWANCE_BYTES) is (held is not None)
+    assert count.held_on(count.total_bytes - 1 + CUDA_ALLOWANCE_BYTES) is None  # below the tensors' peak: no replay
 
 
 @pytest.mark.parametrize("args", [([1, [2, [3]]], [None, None, True]), (torch.float16, torch.device("meta"), None),

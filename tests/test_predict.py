@@ -52,6 +52,29 @@ def test_a_prediction_grows_with_the_batch_and_shrinks_with_bandwidth(tmp_path):
     assert load_gpu_spec(str(path)).mem_bw_gbs == 2 * gpu_table()["a100"].mem_bw_gbs
 
 
+def test_a_rows_memory_is_what_that_gpu_holds_and_an_oom_rows_what_one_with_room_holds(tmp_path):
+    from netprobe.counting.memory import CUDA_ALLOWANCE_BYTES
+    from netprobe.prediction.memory import count_memory
+
+    model = "resnet18:classes=10"
+    count = count_memory(model, 8, 64, amp="fp16")
+    mb = {held: (held + CUDA_ALLOWANCE_BYTES) / 2**20 for held in (count.roomy_bytes(), count.needed_bytes())}
+    roomy = netprobe.predict(model, gpu="v100", batch=8, imgsz=64, amp="fp16")
+    assert roomy.fits and roomy.peak_mem_mb == mb[count.roomy_bytes()] > mb[count.needed_bytes()]
+
+    def on(mem_mib: float) -> Prediction:
+        spec = {**{k: v for k, v in vars(gpu_table()["v100"]).items() if k != "unverified"}, "name": "small",
+                "mem_gb": mem_mib / 1024}
+        path = tmp_path / "small.yaml"
+        path.write_text("\n".join(f"{k}: {json.dumps(v)}" for k, v in spec.items() if v is not None))
+        return netprobe.predict(model, batch=8, imgsz=64, amp="fp16", gpu_spec=str(path))
+
+    tight = on(mb[count.needed_bytes()])  # the least it needs: it fits, holding no more than the GPU has
+    assert tight.fits and tight.peak_mem_mb <= tight.mem_limit_mb < roomy.peak_mem_mb
+    oom = on(mb[count.needed_bytes()] - 2)
+    assert oom.fits is False and oom.peak_mem_mb == roomy.peak_mem_mb > oom.mem_limit_mb
+
+
 def test_fp16_is_faster_than_fp32_on_tensor_core_gpus():
     for gpu in ("v100", "a100", "h100"):
         fp32 = netprobe.predict("resnet18:classes=10", gpu=gpu, batch=32, imgsz=160, amp="off")

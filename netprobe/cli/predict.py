@@ -173,10 +173,12 @@ def prediction_report(results: list) -> Report:
     title = f"PREDICTED {first.mode} step ({first.amp if first.amp != 'off' else 'fp32'}, "
     title += f"{'channels-last' if first.channels_last else 'channels-first'}) — a prediction, not a measurement"
     caption = (f"{first.precision_note}. Time: per op max(FLOPs ÷ (peak × efficiency), bytes ÷ (bandwidth × "
-               f"efficiency)) + launches; {first.efficiency_note}. Mem MB: peak counted on meta"
-               + (" (on a CPU, no allowance nor limit)" if first.gpu == "cpu" else " with the caching allocator's "
-                  "fragmentation, plus the CUDA allowance (context, workspaces)")
-               + f", MB = 2^20 bytes; OOM: it does not fit. Error: {first.error_note}.")
+               f"efficiency)) + launches; {first.efficiency_note}. Mem MB: "
+               + ("the peak counted on meta (on a CPU, no allowance nor limit)" if first.gpu == "cpu" else
+                  "what the GPU holds at the step's peak, counted on meta and replayed through PyTorch's caching "
+                  "allocator at its memory, plus the CUDA allowance (context, workspaces); OOM: it does not fit, "
+                  "and a GPU with room would hold the MB shown")
+               + f"; MB = 2^20 bytes. Error: {first.error_note}.")
     blocks: list = [TableBlock("predictions", PREDICTION_COLUMNS, rows, title, caption),
                     TableBlock("stages", STAGE_COLUMNS, stages, "Predicted time per stage",
                                "Bound: what limits most of the stage's predicted time (compute, memory, launch).")]
@@ -196,14 +198,15 @@ def show_compare_predictions(output: Output, experiment: str, rows: list[dict], 
     for g in gpus:
         columns += [Column(f"{g}_imgs_per_s", f"{g} imgs/s (pred.)", fmt_float(0)), Column(f"{g}_mem", f"{g} MB")]
     columns.append(Column("paper_v100", "Paper V100 imgs/s"))
-    caption = ("Predicted train imgs/s and memory (MB = 2^20 bytes, OOM: does not fit) from netprobe predict — "
+    caption = ("Predicted train imgs/s and memory (what the GPU holds at the peak, MB = 2^20 bytes; OOM: does not "
+               "fit, and a GPU with room would hold the MB shown) from netprobe predict — "
                "predictions, not measurements. Paper: EfficientNetV2 paper (arXiv:2104.00298), published V100 "
                f"figures. Error: {rows[0].get('error_note', '')}.")
     if experiment == "batch-imgsz" and any(r.get("paper_v100") is not None for r in rows):
         from netprobe.reference import PAPER_CODE_DEFAULTS
 
         caption += (f" Why: {PAPER_CODE_DEFAULTS}, so its fits and OOMs compare with --amp fp16; --amp off shows what "
-                    "PyTorch eager in fp32 would need, with every saved activation at 4 bytes.")
+                    "PyTorch eager in fp32 would hold, with every saved activation at 4 bytes.")
     output.show(Report([TableBlock("rows", columns, records, f"netprobe compare {experiment} — PREDICTED",
                                    caption)]), records)
 

@@ -16,8 +16,9 @@ Each allocation is rounded as PyTorch's CUDA caching allocator rounds it (512 by
 for requests of 10 MiB or more). Then every allocation and free of the step, in order, goes through
 a replay of the allocator (netprobe.counting.allocator: best fit, splits, 2 / 20 MiB segments, segments
 given back only when wholly free and a cudaMalloc failed), step after step as a training loop makes
-them until the allocator's state repeats: `reserved_bytes` is the least device memory it needs, the
-peak plus what fragmentation strands. The
+them until the allocator's state repeats: `held_on(memory)` is what a device of that memory holds at the
+steps' peak (the tensors plus what fragmentation strands; None: it does not fit), `reserved_bytes` the
+least device memory they need. The
 CUDA context and cuDNN's workspace are not counted: `CUDA_ALLOWANCE_BYTES` is one stated figure for them.
 
 Attention: on meta, torch's scaled-dot-product attention takes its math path, which saves the L x L
@@ -43,7 +44,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_map
 
-from netprobe.counting.allocator import StepTrace, needed_capacity
+from netprobe.counting.allocator import StepTrace, needed_capacity, reserved_within
 from netprobe.counting.rules import FREE_META
 from netprobe.errors import InputError, quote
 from netprobe.tensors import tensors
@@ -68,7 +69,7 @@ CUDA_ALLOWANCE_BYTES = CONTEXT_BYTES + WORKSPACE_BYTES
 """What a GPU's memory holds beyond the segments of PyTorch's caching allocator: the CUDA context (at least
 1000 MiB with eager module loading, pytorch/pytorch#107667) plus 256 MiB for cuDNN/cuBLAS workspaces.
 One figure for every model, never tuned per model. The allocator's fragmentation is not in it: it is
-replayed (`MemoryCount.reserved_bytes`)."""
+replayed (`MemoryCount.held_on`)."""
 
 
 @dataclass
@@ -96,12 +97,14 @@ class MemoryCount:
     # the step's allocations and frees in order, replayed by netprobe.counting.allocator on first use
     trace: StepTrace | None = field(default=None, repr=False, compare=False)
     _reserved: int | None = field(default=None, repr=False, compare=False)
+    _within: dict = field(default_factory=dict, repr=False, compare=False)  # capacity -> reserved_within's answer
 
     @property
     def reserved_bytes(self) -> int:
-        """The device memory PyTorch's CUDA caching allocator needs for such steps until they repeat:
-        total_bytes plus the free parts of segments it cannot use (fragmentation). Replayed when first
-        asked (it costs more than the count itself; CPU runs and --dry-run never ask)."""
+        """The least device memory (in 2 MiB steps) in which PyTorch's CUDA caching allocator serves such
+        steps until they repeat: total_bytes plus the free parts of segments it cannot use (fragmentation),
+        found by replaying capacities in turn (a bisection: about ten replays, more than the count itself
+        costs). A step's need on a given device is `held_on`'s one or two replays."""
         if self._reserved is None:
             self._reserved = needed_capacity(self.trace) if self.trace is not None else 0
         return self._reserved
@@ -111,12 +114,37 @@ class MemoryCount:
         return self.total_bytes / 2**20
 
     def needed_bytes(self) -> int:
-        """What the allocator must reserve (the tensors' peak with its fragmentation), before the allowance."""
+        """The least the allocator must be able to reserve (the tensors' peak with its fragmentation),
+        before the allowance."""
         return max(self.total_bytes, self.reserved_bytes)
 
+    def _reserved_within(self, capacity: int | None) -> int | None:
+        if capacity not in self._within:
+            self._within[capacity] = reserved_within(self.trace, capacity) if self.trace is not None else 0
+        return self._within[capacity]
+
+    def roomy_bytes(self) -> int:
+        """What the allocator holds at the steps' peak on a device with room for them (it never gives a
+        segment back): what `torch.cuda.max_memory_reserved()` reports there; one replay."""
+        return max(self.total_bytes, self._reserved_within(None))
+
+    def held_on(self, memory_bytes: int, allowance_bytes: int = CUDA_ALLOWANCE_BYTES) -> int | None:
+        """What the allocator holds at the steps' peak on a device of `memory_bytes` of which the allowance is
+        not its own: the replay at that capacity, segments given back under pressure as they would be there
+        (on a device with room, the replay without a limit: no second one); None when a request does not
+        fit. Capacities do not order the answers near the edge (a replay may fit in less and not in a little
+        more), so a device's fit is its own replay, not a comparison with `needed_bytes`."""
+        capacity = memory_bytes - allowance_bytes
+        if self.total_bytes > capacity:
+            return None
+        if self.roomy_bytes() <= capacity:
+            return self.roomy_bytes()
+        reserved = self._reserved_within(capacity)
+        return None if reserved is None else max(self.total_bytes, reserved)
+
     def fits(self, memory_bytes: int, allowance_bytes: int = CUDA_ALLOWANCE_BYTES) -> bool:
-        """Whether what the allocator must reserve plus the allowance fits in a device of `memory_bytes`."""
-        return self.needed_bytes() + allowance_bytes <= memory_bytes
+        """Whether such steps run on a device of `memory_bytes` beside the allowance (`held_on`)."""
+        return self.held_on(memory_bytes, allowance_bytes) is not None
 
 
 def storage_key(t: torch.Tensor) -> int:

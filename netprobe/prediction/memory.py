@@ -44,10 +44,10 @@ def _meta_model(resolved, model: nn.Module | None = None) -> nn.Module:
 def predicted_max_batch(target: object, imgsz: tuple[int, int] | int, memory_bytes: int, mode: str = "train",
                         amp: str = "off", channels_last: bool = False, optimizer: str = "sgd",
                         limit: int = 65536) -> int:
-    """The largest batch (at most `limit`) whose counted need (the peak with the allocator's
-    fragmentation) plus `CUDA_ALLOWANCE_BYTES` fits in `memory_bytes`; 0 when not even one image
-    fits. Memory grows by about the same bytes per image (the activations), so two counts give a
-    first guess; counts around it then find the edge.
+    """The largest batch (at most `limit`) whose steps fit in `memory_bytes` beside `CUDA_ALLOWANCE_BYTES`
+    (`MemoryCount.fits`: the caching allocator replayed at that capacity); 0 when not even one image
+    fits. Memory grows by about the same bytes per image (the activations), so two counts give a first
+    guess; counts around it then find the edge.
     """
     from netprobe.sizes import parse_imgsz
 
@@ -56,20 +56,20 @@ def predicted_max_batch(target: object, imgsz: tuple[int, int] | int, memory_byt
     resolved = resolve(target)
     resolved.check_input(size, 1)
     model = _meta_model(resolved)
-    totals: dict[int, int] = {}
+    counts: dict[int, MemoryCount] = {}
 
     def fits(batch: int) -> bool:
-        if batch not in totals:
+        if batch not in counts:
             example = torch.empty((batch, resolved.in_chans, *size), device="meta")
-            totals[batch] = step_memory(model, example, mode, amp, channels_last, optimizer).needed_bytes()
-        return totals[batch] + CUDA_ALLOWANCE_BYTES <= memory_bytes
+            counts[batch] = step_memory(model, example, mode, amp, channels_last, optimizer)
+        return counts[batch].fits(memory_bytes)
 
     if not fits(1):
         return 0
     if limit == 1 or not fits(2):
         return 1
-    per_image = max(1, totals[2] - totals[1])
-    guess = min(limit, max(2, 1 + (memory_bytes - CUDA_ALLOWANCE_BYTES - totals[1]) // per_image))
+    per_image = max(1, counts[2].total_bytes - counts[1].total_bytes)
+    guess = min(limit, max(2, 1 + (memory_bytes - CUDA_ALLOWANCE_BYTES - counts[1].total_bytes) // per_image))
     return _edge(fits, guess, limit)
 
 
