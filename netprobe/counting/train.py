@@ -116,6 +116,7 @@ class _TrainOpCounter(TorchDispatchMode):
         super().__init__()
         self.result, self.param_ids, self.itemsize = result, param_ids, itemsize
         self.where: tuple[str, str] | None = None  # (module path, "fwd" | "bwd" | "opt")
+        self.weight = 1  # how many parameters an op of the optimizer's stands for (see _count_optimizer_step)
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -147,9 +148,9 @@ class _TrainOpCounter(TorchDispatchMode):
             record = self.result.loss if path == LOSS_PATH else self.result.modules[path]
             tallies = record.fwd if direction == "fwd" else record.bwd
         tally = tallies.setdefault(rule.kind, Tally())
-        tally.ops += n
-        tally.bytes += moved
-        tally.calls += 1
+        tally.ops += n * self.weight
+        tally.bytes += moved * self.weight
+        tally.calls += self.weight
         if direction == "bwd" and rule.kind in MAC_KINDS:
             grad_input, grad_weight = self._grad_split(packet, record, args, out, n)
             record.bwd_input_macs += grad_input
@@ -280,12 +281,32 @@ def surrogate_loss(out: object, loss: str) -> tuple[str, torch.Tensor]:
 
 
 def _count_optimizer_step(factory: Callable, params: list[torch.Tensor], counter: _TrainOpCounter) -> str:
-    """Count the second step of the optimizer (the first creates its state: momentum, moments)."""
-    opt = factory(params)
-    counter.where = None
-    opt.step()
-    counter.where = ("", "opt")
-    opt.step()
-    counter.where = None
-    return type(opt).__name__
+    """Count the second step of the optimizer (the first creates its state: momentum, moments). A factory
+    marked `per_tensor` (its update treats each parameter alone, by ops that depend only on the layouts of
+    the parameter and its gradient, as torch's single-tensor SGD and AdamW do) is counted on one parameter
+    of each layout, its ops standing for every parameter of that layout: the same tallies, a fraction of
+    the ops run (EfficientNetV2-S: 54 layouts among 452 parameters)."""
+    if getattr(factory, "per_tensor", False):
+        groups: dict[tuple, list[torch.Tensor]] = {}
+        for p in params:
+            groups.setdefault(_update_layout(p), []).append(p)
+        batches = [([group[0]], len(group)) for group in groups.values()]
+    else:
+        batches = [(params, 1)]
+    name = ""
+    for group, weight in batches:
+        opt = factory(group)
+        counter.where = None
+        opt.step()
+        counter.where, counter.weight = ("", "opt"), weight
+        opt.step()
+        counter.where, counter.weight = None, 1
+        name = type(opt).__name__
+    return name
 
+
+def _update_layout(p: torch.Tensor) -> tuple:
+    """What a per-tensor update's ops depend on: the parameter's and its gradient's sizes, strides, dtype."""
+    grad = p.grad
+    return (tuple(p.shape), p.stride(), p.dtype,
+            None if grad is None else (tuple(grad.shape), grad.stride(), grad.dtype))

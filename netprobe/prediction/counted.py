@@ -49,11 +49,24 @@ class CountedUpdate:
               beta2=0.999, lr=1e-3, weight_decay=1e-2, eps=1e-8, maximize=False)
 
 
-def optimizer_factory(name: str):
+class _UpdateFactory:
+    """Makes a `CountedUpdate`; `per_tensor`: each parameter is updated alone, so `count_train` may count
+    one parameter of each layout for all of them."""
+
+    per_tensor = True
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __call__(self, params: list[torch.Tensor]) -> CountedUpdate:
+        return CountedUpdate(self.name, params)
+
+
+def optimizer_factory(name: str) -> _UpdateFactory:
     """A factory of the optimizer `name` ("sgd" or "adamw") for `count_train`: see `CountedUpdate`."""
     if name not in OPTIMIZERS:
         raise ValueError(f"optimizer {name!r} is not known; use {' or '.join(OPTIMIZERS)}")
-    return lambda params: CountedUpdate(name, params)
+    return _UpdateFactory(name)
 
 
 def counted_work(model: nn.Module, batch: int, size: tuple[int, int], mode: str, amp: str,
