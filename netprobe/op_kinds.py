@@ -79,7 +79,12 @@ def is_squeeze_excite(module: nn.Module) -> bool:
     layers inside, 1x1 convs or linears, reducing C -> s and expanding s -> C back (s < C)."""
     if _SE_NAME.search(type(module).__name__):
         return True
-    weighted = [m for m in module.modules() if m is not module and next(m.parameters(False), None) is not None]
+    weighted = []
+    for m in module.modules():  # stops at a third weighted layer: a stage or a whole network is no SE
+        if m is not module and next(m.parameters(False), None) is not None:
+            weighted.append(m)
+            if len(weighted) > 2:
+                return False
     if len(weighted) != 2 or not all(_is_channel_map(m) for m in weighted):
         return False
     (c_in, s), (s_in, c_out) = (_channels(m) for m in weighted)
