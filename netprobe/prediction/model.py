@@ -36,7 +36,7 @@ KEYS = (*(f"{k}.{d}" for k in MAC_OP_KINDS for d in MAC_DIRECTIONS), *ELEMENT_KI
 LAYOUTS = ("nchw", "nhwc")
 
 
-@dataclass
+@dataclass(slots=True)  # thousands per step
 class Work:
     """One op's work in a step: which key times it, where it belongs, what it costs."""
 
@@ -143,7 +143,7 @@ def efficiency_for(gpu: GPU, channels_last: bool, table: dict | None = None) -> 
     return eff, note
 
 
-@dataclass
+@dataclass(slots=True)  # thousands per step
 class Timed:
     """One piece of work, timed: seconds, and what bounds it."""
 
