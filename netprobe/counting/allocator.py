@@ -86,10 +86,7 @@ class CachingAllocator:
         """Allocate `nbytes` for `key`; raises OutOfMemory when the device has no room left."""
         if nbytes == 0:
             return
-        size = block_size(nbytes)
-        small = size <= SMALL_SIZE
-        pool = self._small if small else self._large
-        i = bisect_left(pool, size << ADDRESS_BITS)
+        size, small, pool, i = self._lookup(nbytes)
         # the smallest free block that is big enough, else a new segment
         block = self._at.pop(pool.pop(i) & ADDRESS_MASK) if i < len(pool) else self._new_segment(size, small)
         remaining = block.size - size
@@ -130,6 +127,14 @@ class CachingAllocator:
         insort(pool, block.size << ADDRESS_BITS | block.address)
         at[block.address] = block
 
+    def _lookup(self, nbytes: int) -> tuple[int, bool, list[int], int]:
+        """A request's block size, whether it is small, its pool, and the index in that pool of the smallest
+        free block big enough for it (the pool's length: there is none)."""
+        size = block_size(nbytes)
+        small = size <= SMALL_SIZE
+        pool = self._small if small else self._large
+        return size, small, pool, bisect_left(pool, size << ADDRESS_BITS)
+
     def probe(self, nbytes: int) -> None:
         """`malloc` then `free` of one request with nothing between (an optimizer's temporary), at the cost
         of a lookup: a block taken from a pool merges back as it was, so the state after is the state before,
@@ -137,10 +142,7 @@ class CachingAllocator:
         given back first), which then stays in its pool, free."""
         if nbytes == 0:
             return
-        size = block_size(nbytes)
-        small = size <= SMALL_SIZE
-        pool = self._small if small else self._large
-        i = bisect_left(pool, size << ADDRESS_BITS)
+        size, small, pool, i = self._lookup(nbytes)
         if i < len(pool):
             taken = pool[i] >> ADDRESS_BITS
         else:
