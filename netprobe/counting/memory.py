@@ -137,8 +137,9 @@ class MemoryCount:
         capacity = memory_bytes - allowance_bytes
         if self.total_bytes > capacity:
             return None
-        if self.roomy_bytes() <= capacity:
-            return self.roomy_bytes()
+        roomy = self.roomy_bytes()
+        if roomy <= capacity:
+            return roomy
         reserved = self._reserved_within(capacity)
         return None if reserved is None else max(self.total_bytes, reserved)
 
