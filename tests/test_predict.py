@@ -233,6 +233,28 @@ def test_the_report_shows_the_prediction_beside_a_measurement_on_that_gpu(cli, d
     assert "imgs/s PREDICTED" in page.read_text()
 
 
+def test_a_machines_cpu_and_cuda_runs_of_one_spec_are_two_rows_of_the_report(cli, db):
+    from netprobe.history.record import record, run_document
+
+    bench = cli("bench", SMALL, "--device", "cpu", *TINY, "--warmup", "0", "--iters", "1", "--db", str(db),
+                "--format", "json")
+    assert bench.exit_code == 0, bench.output
+    cpu_run = json.loads(bench.stdout)
+    # the same machine measuring the same step on its GPU, ten times faster (no GPU here: recorded as it would be)
+    cuda_run = {**cpu_run, "device": {**cpu_run["device"], "device": "cuda", "name": "Tesla V100-SXM2-16GB"},
+                "results": [{**r, "device": "cuda", "imgs_per_s": 10 * r["imgs_per_s"]} for r in cpu_run["results"]]}
+    record(db, run_document(cuda_run, ["netprobe", "bench", SMALL, "--device", "cuda"]))
+    predicted(cli, db, "v100")
+    speeds = json.loads(cli("report", "--db", str(db), "--format", "json").stdout)["speeds"]
+    assert len({s["machine_id"] for s in speeds}) == 1 and len(speeds) == 2  # one machine, two devices
+    by_device = {s["device"]: s for s in speeds}
+    measured = cpu_run["results"][0]["imgs_per_s"]
+    assert by_device["cpu"]["imgs_per_s"] == measured and by_device["cuda"]["imgs_per_s"] == 10 * measured
+    assert by_device["cuda"]["machine"].startswith("Tesla V100-SXM2-16GB [")
+    assert by_device["cpu"]["machine"].startswith(cpu_run["device"]["name"] + " [")
+    assert "predicted_imgs_per_s" in by_device["cuda"] and "predicted_imgs_per_s" not in by_device["cpu"]
+
+
 def test_the_report_shows_a_prediction_for_this_cpu_beside_its_measurement(cli, db):
     bench = cli("bench", SMALL, "--device", "cpu", *TINY, "--warmup", "0", "--iters", "1", "--db", str(db),
                 "--format", "json")

@@ -79,7 +79,8 @@ def build(conn: sqlite3.Connection, filters: Filters) -> CrossReport:
     notes = add_predictions(speeds, measured, predictions)
     report.add(TableBlock("speeds", SPEED_COLUMNS + (PREDICTED_COLUMNS if notes else []), speeds,
                           "Speed of every spec measured",
-                          "Median over runs of the same spec, machine, mode, dtype, batch and size; MACs per image "
+                          "Median over runs of the same spec, machine and device (named in Machine), mode, dtype, "
+                          "batch and size; MACs per image "
                           "as counted (compare: at the run size)." + _predicted_caption(notes)))
     machines = machine_records(conn, runs)
     report.add(TableBlock("machines", MACHINE_COLUMNS, machines, "Machines"))
@@ -185,20 +186,22 @@ def _times(value: object) -> str:
 
 
 def speed_records(rows: list[dict], names: dict[str, str]) -> list[dict]:
-    """Measured rows grouped by what ran (the spec, its runtime or world size), machine, mode, dtype, batch
-    and size, whichever command measured them: the median imgs/s of each. A row without MACs (data-parallel)
-    takes those counted for the same spec and size in another row."""
+    """Measured rows grouped by what ran (the spec, its runtime or world size), machine, the device it ran on
+    (a GPU machine's CPU and CUDA runs of one spec are two rows), mode, dtype, batch and size, whichever command
+    measured them: the median imgs/s of each, its machine named by that device. A row without MACs
+    (data-parallel) takes those counted for the same spec and size in another row."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
     counted = {(r["spec"], r["imgsz"]): r["macs"] for r in rows if r["macs"]}
     for r in rows:
         if r["imgs_per_s"] and r["status"] == "ok":
-            key = (_what_ran(r), r["machine_id"], r["mode"], r["dtype"], r["batch"], r["imgsz"])
+            key = (_what_ran(r), r["machine_id"], r["device"], r["device_name"], r["mode"], r["dtype"], r["batch"],
+                   r["imgsz"])
             groups[key].append(r)
-    return [{"spec": spec, "machine": names.get(machine, machine), "machine_id": machine, "mode": mode,
-             "dtype": dtype, "batch": batch, "imgsz": imgsz,
-             "macs": group[-1]["macs"] or counted.get((group[-1]["spec"], imgsz)),
+    return [{"spec": spec, "machine": f"{device_name} [{machine[:6]}]" if device_name else names.get(machine, machine),
+             "machine_id": machine, "device": device, "device_name": device_name, "mode": mode, "dtype": dtype,
+             "batch": batch, "imgsz": imgsz, "macs": group[-1]["macs"] or counted.get((group[-1]["spec"], imgsz)),
              "imgs_per_s": statistics.median(g["imgs_per_s"] for g in group), "n": len(group)}
-            for (spec, machine, mode, dtype, batch, imgsz), group in groups.items()]
+            for (spec, machine, device, device_name, mode, dtype, batch, imgsz), group in groups.items()]
 
 
 PREDICTED_COLUMNS = [Column("predicted_imgs_per_s", "imgs/s PREDICTED", fmt_float(2)),
@@ -221,11 +224,13 @@ def add_predictions(speeds: list[dict], rows: list[dict], predictions: list[dict
         for spec in (p["canonical"], p["spec"]):  # the same model, or the same text
             by_key[(spec, p["mode"], p["dtype"], p["batch"], size_key(p["imgsz"]), where)] = p
     labels = {key[-1][1] for key in by_key if key[-1][0] == "gpu"}
-    measured = {(r["spec"], r["machine_id"], r["mode"], r["dtype"], r["batch"], r["imgsz"]): r for r in rows
+    measured = {(r["spec"], r["machine_id"], r["device"], r["device_name"], r["mode"], r["dtype"], r["batch"],
+                 r["imgsz"]): r for r in rows
                 if r["device"] in ("cuda", "cpu") and r.get("runtime") in (None, "torch") and not r.get("world_size")}
     notes: list[str] = []
     for s in speeds:
-        row = measured.get((s["spec"], s["machine_id"], s["mode"], s["dtype"], s["batch"], s["imgsz"]))
+        row = measured.get((s["spec"], s["machine_id"], s["device"], s["device_name"], s["mode"], s["dtype"],
+                            s["batch"], s["imgsz"]))
         if row is None:
             continue
         gpu = next((label for label in labels if row["device"] == "cuda"
