@@ -96,6 +96,22 @@ def test_drift_figures():
         measure_drift([[logits]], [[logits, logits]])
 
 
+def test_a_trained_classifiers_top1_flips_on_real_images_are_drift_though_its_cosine_holds():
+    from netprobe.runtimes.drift import TOP1_AGREEMENT_MIN
+
+    # close calls: a small move of the logits keeps the cosine near 1 and flips the top-1 class of 2 images in 10
+    want = torch.tensor([[2.0, 1.99, 0.0]] * 8 + [[2.0, 0.0, 0.0]] * 2)
+    got = want.clone()
+    got[:2, 1] = 2.01
+    drift = measure_drift([[want]], [[got.numpy()]])
+    assert drift.cosine_min > 0.9999 and drift.top1_agreement == pytest.approx(0.8) and TOP1_AGREEMENT_MIN > 0.8
+    assert not drift.drifted  # the cosine and the heads alone: as before
+    assert drift.judged(trained=True, real_images=True) and "top-1 agreement 80% (below 0.9)" in drift.note()
+    assert not drift.judged(trained=False, real_images=True)  # untrained logits: close calls everywhere
+    assert not drift.judged(trained=True, real_images=False)  # noise images: no class means anything
+    assert measure_drift([[want]], [[(-want).numpy()]]).judged(trained=False, real_images=False)  # the cosine always
+
+
 def test_calibration_from_a_folder_holds_a_quarter_out(tmp_path):
     from PIL import Image
 
@@ -107,6 +123,7 @@ def test_calibration_from_a_folder_holds_a_quarter_out(tmp_path):
     assert calib.source.endswith(": 4 images resized to 16×24, ImageNet mean/std, 1 held out")
     red = (50 * 4 / 255 - 0.485) / 0.229  # the held-out image's red channel, normalised
     assert calib.held_out[0][0, 0, 0, 0] == pytest.approx(red, abs=1e-2)
+    assert not calib.synthetic and calibration(None, 2, 3, (16, 24)).synthetic  # real images judge top-1; noise not
 
 
 def test_weights_load_into_every_fresh_module(tmp_path):

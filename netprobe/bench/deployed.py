@@ -22,7 +22,7 @@ from netprobe.errors import one_line
 from netprobe.runtimes import REGISTRY, Runtime, RuntimeStep, get_runtime
 from netprobe.runtimes.base import Exported
 from netprobe.runtimes.calibration import Calibration, calibration
-from netprobe.runtimes.drift import DRIFT_COSINE, measure_drift
+from netprobe.runtimes.drift import measure_drift
 from netprobe.runtimes.parity import output_leaves, parity, parity_input, unit_scale_copy
 from netprobe.target import Target, module_to_time
 from netprobe.timing import measure_steps, release_memory, reset_peak, synchronize, tf32_mode
@@ -145,9 +145,7 @@ def _check_drift(runtime: Runtime, session: object, calib: Calibration, held_out
     result.head_agreement, result.head_candidates = drift.head_agreement or None, drift.head_candidates or None
     if result.max_abs_err is None:  # no parity check (below fp32): the largest error on held-out inputs
         result.max_abs_err = drift.max_abs_err
-    # a detector's head agreement judges trained weights only: untrained scores sit at the prior or near-uniform
-    drifted = drift.drifted if result.weights else drift.cosine_min < DRIFT_COSINE
-    if drifted and result.status == "ok":
+    if drift.judged(bool(result.weights), not calib.synthetic) and result.status == "ok":
         result.status, result.error = "drift", drift.note()
 
 

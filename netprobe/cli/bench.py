@@ -433,7 +433,7 @@ def runtime_caption(results: list, info: dict) -> str:
     """What a table of runtimes needs said: the machine and threads, how each runtime got its model, how
     the outputs were checked and what the columns mean."""
     from netprobe.runtimes import PARITY_TOLERANCE
-    from netprobe.runtimes.drift import DRIFT_COSINE, HEAD_AGREEMENT_MIN, SCORE_THRESHOLD
+    from netprobe.runtimes.drift import DRIFT_COSINE, HEAD_AGREEMENT_MIN, SCORE_THRESHOLD, TOP1_AGREEMENT_MIN
 
     exporters = {f"{r.runtime} {r.precision}": r.exporter for r in results if r.exporter and r.runtime != "torch"}
     mem = next((r.mem_kind for r in results if r.mem_kind), "")
@@ -451,6 +451,7 @@ def runtime_caption(results: list, info: dict) -> str:
             "reports its conv/linear layers ran in (auto: the runtime's own default) · Cos min: the lowest cosine of "
             "an output against eager fp32's on held-out inputs the calibration did not see (Max abs err too, "
             f"below fp32); under {DRIFT_COSINE:g} the row says drift · Top-1 agree: classifiers, same top-1 class "
+            f"(with trained weights and real held-out images --calib, under {TOP1_AGREEMENT_MIN:g} the row says drift) "
             + (_head_caption(HEAD_AGREEMENT_MIN, SCORE_THRESHOLD) if any(r.head_agreement for r in results) else "")
             + "· Low-prec layers: conv/linear layers below fp32 / all · vs fp32: the same runtime's fp32 p50 over "
             "this one's · Quant s: quantization (int8) or conversion, apart from Export s")

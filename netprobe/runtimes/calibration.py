@@ -30,6 +30,7 @@ class Calibration:
     batches: list[np.ndarray]
     held_out: list[np.ndarray]
     source: str  # in words, for the row
+    synthetic: bool = False  # N(0, 1) noise, no images: a classifier's top-1 on it is no verdict
 
 
 def check_calib(path: str, in_chans: int, size: tuple[int, int]) -> int:
@@ -44,7 +45,7 @@ def calibration(path: str | None, batch: int, in_chans: int, size: tuple[int, in
         images = rng.standard_normal((SYNTHETIC_IMAGES, in_chans, *size), dtype=np.float32)
         held = np.random.default_rng(1).standard_normal((HELD_OUT_IMAGES, in_chans, *size), dtype=np.float32)
         return Calibration(_batches(images, batch), _batches(held, batch),
-                           f"synthetic: {SYNTHETIC_IMAGES} images N(0, 1), {HELD_OUT_IMAGES} held out")
+                           f"synthetic: {SYNTHETIC_IMAGES} images N(0, 1), {HELD_OUT_IMAGES} held out", synthetic=True)
     images = _images(path, in_chans, size)
     held = max(1, len(images) // 4)
     what = ("resized to " + "×".join(map(str, size)) + ", ImageNet mean/std") if Path(path).is_dir() else "(array)"

@@ -1,8 +1,9 @@
 """How far a deployed model's outputs moved from eager fp32 torch's, on inputs its calibration did not see:
 the largest absolute error, the cosine similarity of each output (all held-out images at once), and for a
 classifier the share of images whose top-1 class is the same, for a detector each head's agreement (below).
-A row whose lowest cosine falls below `DRIFT_COSINE`, or a head's agreement below `HEAD_AGREEMENT_MIN`, says
-`drift`.
+A row whose lowest cosine falls below `DRIFT_COSINE` says `drift`; with trained weights, so does a detector head's
+agreement below `HEAD_AGREEMENT_MIN`, and, on real held-out images, a classifier's top-1 agreement below
+`TOP1_AGREEMENT_MIN` (`Drift.judged`): logits can keep a cosine near 1 while the classes of close calls flip.
 
 A detector head's agreement, per level (P3, P4, P5): of the candidate detections either model keeps before
 NMS (anchors whose confidence, the best class score, times objectness where the head has one, reaches
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 DRIFT_COSINE = 0.99  # an output whose cosine with eager fp32's is below this marks the row `drift` (about 8°)
 SCORE_THRESHOLD = 0.25  # a detector's candidate: confidence at least this (ultralytics' predict default `conf`)
 HEAD_AGREEMENT_MIN = 0.9  # a detector head whose candidates agree less than this marks the row `drift`
+TOP1_AGREEMENT_MIN = 0.9  # a trained classifier whose held-out top-1 classes agree less than this: `drift`
 
 
 @dataclass
@@ -49,8 +51,21 @@ class Drift:
     def drifted(self) -> bool:
         return self.cosine_min < DRIFT_COSINE or bool(self.heads_drifted)
 
+    @property
+    def top1_low(self) -> bool:
+        return self.top1_agreement is not None and self.top1_agreement < TOP1_AGREEMENT_MIN
+
+    def judged(self, trained: bool, real_images: bool) -> bool:
+        """Whether the row says drift: a cosine under DRIFT_COSINE always; a detector head's agreement only with
+        trained weights (untrained scores sit at their prior, see the module); a classifier's top-1 agreement
+        only with trained weights on real held-out images (an untrained net's, or one on noise, has close calls
+        everywhere: its flips are coin tosses)."""
+        return self.cosine_min < DRIFT_COSINE or (trained and (bool(self.heads_drifted)
+                                                               or (real_images and self.top1_low)))
+
     def note(self) -> str:
         top1 = f", top-1 agreement {self.top1_agreement:.0%}" if self.top1_agreement is not None else ""
+        top1 += f" (below {TOP1_AGREEMENT_MIN:g})" if self.top1_low else ""
         heads = (f", head agreement {heads_text(self.head_agreement)} (below {HEAD_AGREEMENT_MIN:g}: "
                  f"{', '.join(self.heads_drifted)})" if self.heads_drifted else "")
         return (f"outputs moved from eager fp32 on {self.images} held-out images: lowest cosine "
