@@ -317,7 +317,9 @@ if __name__ == "__main__":
     except NetprobeError as exc:
         print("ERROR", os.environ["RANK"], exc, flush=True)
         sys.exit(2)
-    print("ROWS", os.environ["RANK"], json.dumps(rows and [r.to_dict() for r in rows]), flush=True)
+    # each rank's rows in a file of its own: two ranks printing into one pipe interleave a long line
+    with open(os.path.join(sys.argv[2], "rows_" + os.environ["RANK"] + ".json"), "w") as f:
+        json.dump(rows and [r.to_dict() for r in rows], f)
 """
 
 
@@ -327,7 +329,7 @@ def _torchrun(tmp_path, mode):
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
     started = time.monotonic()
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                           str(script), mode], capture_output=True, text=True, timeout=180, env=env)
+                           str(script), mode, str(tmp_path)], capture_output=True, text=True, timeout=180, env=env)
     return done, time.monotonic() - started
 
 
@@ -336,8 +338,7 @@ def _torchrun(tmp_path, mode):
 def test_under_torchrun_every_rank_measures_and_rank_0_returns_the_rows(tmp_path):
     done, _ = _torchrun(tmp_path, "ok")
     assert done.returncode == 0, done.stderr[-2000:]
-    printed = {line.split()[1]: json.loads(line.split(" ", 2)[2]) for line in done.stdout.splitlines()
-               if line.startswith("ROWS")}
+    printed = {rank: json.loads((tmp_path / f"rows_{rank}.json").read_text()) for rank in "01"}
     assert printed["1"] is None
     assert [(r["world_size"], r["ddp"], r["status"]) for r in printed["0"]] == [(1, False, "ok"), (2, True, "ok")]
     two = printed["0"][1]
