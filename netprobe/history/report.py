@@ -133,8 +133,13 @@ def machine_names(conn: sqlite3.Connection, runs: list[dict]) -> dict[str, str]:
     names: dict[str, str] = {}
     for run in runs:
         if run["machine_id"] not in names or run["device"] == "cuda":
-            names[run["machine_id"]] = f"{run['device_name'] or run['cpu']} [{run['machine_id'][:6]}]"
+            names[run["machine_id"]] = machine_label(run["device_name"] or run["cpu"], run["machine_id"])
     return names
+
+
+def machine_label(device: str, machine_id: str) -> str:
+    """What a machine measured on, and the start of its id: 'Tesla V100-SXM2-16GB [3f9a1c]'."""
+    return f"{device} [{machine_id[:6]}]"
 
 
 def fused_table(conn: sqlite3.Connection, rows: list[dict], names: dict[str, str]) -> TableBlock | None:
@@ -197,7 +202,8 @@ def speed_records(rows: list[dict], names: dict[str, str]) -> list[dict]:
             key = (_what_ran(r), r["machine_id"], r["device"], r["device_name"], r["mode"], r["dtype"], r["batch"],
                    r["imgsz"])
             groups[key].append(r)
-    return [{"spec": spec, "machine": f"{device_name} [{machine[:6]}]" if device_name else names.get(machine, machine),
+    return [{"spec": spec,
+             "machine": machine_label(device_name, machine) if device_name else names.get(machine, machine),
              "machine_id": machine, "device": device, "device_name": device_name, "mode": mode, "dtype": dtype,
              "batch": batch, "imgsz": imgsz, "macs": group[-1]["macs"] or counted.get((group[-1]["spec"], imgsz)),
              "imgs_per_s": statistics.median(g["imgs_per_s"] for g in group), "n": len(group)}
