@@ -124,7 +124,7 @@ def compare(
         from netprobe.compare import predicted_rows
 
         show_compare_predictions(output, experiment, predicted_rows(variants, predict, measure.amp.value,
-                                                                    measure.channels_last), measure.amp.value)
+                                                                    measure.channels_last))
         return
     if measure.dry_run:
         from netprobe.cli.dryrun import show_plan

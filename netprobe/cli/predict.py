@@ -186,9 +186,7 @@ def prediction_report(results: list) -> Report:
     return Report(blocks)
 
 
-
-
-def show_compare_predictions(output: Output, experiment: str, rows: list[dict], amp: str = "off") -> None:
+def show_compare_predictions(output: Output, experiment: str, rows: list[dict]) -> None:
     """`compare ... --predict`: predicted imgs/s (and memory) per GPU beside the paper's V100 figure."""
     gpus = [k[: -len("_imgs_per_s")] for k in rows[0] if k.endswith("_imgs_per_s")]
     records = [{**r, **{f"{g}_mem": _mem_text({"peak_mem_mb": r[f"{g}_mem_mb"], "fits": r[f"{g}_fits"]})
