@@ -89,9 +89,7 @@ def _held(arch: str, batch: int, size: int) -> tuple[int, bool, float]:
     """What the allocator holds at the peak on the 3090 (with room where the step does not fit there), whether
     it fits, and the share of it beyond the tensors' peak (fragmentation)."""
     count = count_memory(f"{arch}:drop_path=0", batch, size, mode="train", amp="fp16", optimizer="sgd")
-    held = count.held_on(MEMORY_BYTES)
-    fits = held is not None
-    held = held if fits else count.roomy_bytes()
+    held, fits = count.shown_on(MEMORY_BYTES)
     return held, fits, held / count.total_bytes - 1
 
 

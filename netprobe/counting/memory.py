@@ -143,6 +143,12 @@ class MemoryCount:
         reserved = self._reserved_within(capacity)
         return None if reserved is None else max(self.total_bytes, reserved)
 
+    def shown_on(self, memory_bytes: int, allowance_bytes: int = CUDA_ALLOWANCE_BYTES) -> tuple[int, bool]:
+        """What a row for a device of `memory_bytes` shows, before the allowance: what the device holds at the
+        peak and True, or, where the steps do not fit, what a device with room holds and False."""
+        held = self.held_on(memory_bytes, allowance_bytes)
+        return (self.roomy_bytes(), False) if held is None else (held, True)
+
     def fits(self, memory_bytes: int, allowance_bytes: int = CUDA_ALLOWANCE_BYTES) -> bool:
         """Whether such steps run on a device of `memory_bytes` beside the allowance (`held_on`)."""
         return self.held_on(memory_bytes, allowance_bytes) is not None

@@ -197,26 +197,26 @@ def _predict_on(gpu: GPU, work, resolved, batch: int, size: tuple[int, int], mod
     timed = time_work(work, gpu, eff, amp)
     step_s = sum(t.seconds for t in timed)
     local_cpu = gpu.generation == LOCAL and gpu.name == "cpu"
-    held = memory.held_on(gpu.mem_bytes) if memory is not None and not local_cpu else None
-    fits = None if memory is None or local_cpu else held is not None
+    mem_mb, fits = _memory_on(memory, gpu, local_cpu)
     return Prediction(
         resolved.label, gpu.name, gpu.label, batch, size, mode, amp, channels_last, optimizer, step_s * 1e3,
         batch / step_s, gpu.conv_peak_tflops(amp), gpu.mem_bw_gbs,
-        _memory_mb(memory, held, local_cpu), gpu.mem_bytes / 2**20, fits, None, _stages(timed, step_s),
+        mem_mb, gpu.mem_bytes / 2**20, fits, None, _stages(timed, step_s),
         LOCAL_PRECISION_NOTE if local_cpu else PRECISION_NOTES[amp], eff_note, note)
 
 
-def _memory_mb(memory, held: int | None, local_cpu: bool) -> float | None:
-    """What the device holds at the step's peak: on a GPU what its caching allocator reserves there (replayed
-    at its capacity) plus the stated CUDA allowance, or, where the step does not fit, what it reserves on a
-    GPU with room, plus the allowance; on a CPU the counted peak alone."""
+def _memory_on(memory, gpu: GPU, local_cpu: bool) -> tuple[float | None, bool | None]:
+    """MB the device holds at the step's peak, and whether the step fits: on a GPU `MemoryCount.shown_on` (its
+    caching allocator replayed at its capacity; where it does not fit, a GPU with room) plus the stated CUDA
+    allowance; on a CPU the counted peak alone, no fit said. (None, None): memory not counted."""
     from netprobe.counting.memory import CUDA_ALLOWANCE_BYTES
 
     if memory is None:
-        return None
+        return None, None
     if local_cpu:
-        return memory.total_bytes / 2**20
-    return ((memory.roomy_bytes() if held is None else held) + CUDA_ALLOWANCE_BYTES) / 2**20
+        return memory.total_bytes / 2**20, None
+    held, fits = memory.shown_on(gpu.mem_bytes)
+    return (held + CUDA_ALLOWANCE_BYTES) / 2**20, fits
 
 
 def _stages(timed, step_s: float) -> list[StagePrediction]:
